@@ -1,0 +1,239 @@
+"""Typed configuration: one dataclass tree, saved as plain types in every checkpoint and run folder.
+
+Presets in `configs/*.yaml` override a few fields of the defaults below; an unknown key fails with
+its dotted name, so a typo never silently trains the wrong model.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not match the dataclass tree."""
+
+
+@dataclass
+class DataConfig:
+    source: str = "digits"          # 'digits', 'shapes', or a path: video folder, frame-folder tree, .zip
+    resolution: int = 64            # square output size; videos are resized and centre-cropped
+    channels: int = 3               # 3 (RGB); built-in datasets also render RGB
+    clip_frames: int = 4            # frames per training clip (the video D sees all of them)
+    strides: List[int] = field(default_factory=lambda: [1, 2, 3])  # frame strides, one drawn per clip
+    labels: bool = False            # class labels from first-level subfolders (built-ins: digit/shape id)
+    num_videos: int = 20000         # built-in datasets: number of distinct videos
+    video_frames: int = 64          # built-in datasets: frames per video
+    num_objects: int = 2            # built-in datasets: objects per video
+    fps: float = 16.0               # frame rate of the data; sampling may use another
+    workers: int = 1                # DataLoader worker processes (0: load in the main process)
+
+
+@dataclass
+class GeneratorConfig:
+    z_dim: int = 128                # content latent (one per video)
+    w_dim: int = 128                # intermediate latent
+    mapping_layers: int = 2         # MLP depth of the mapping network
+    motion_dim: int = 64            # motion code size (one code per anchor, anchors every motion_period)
+    motion_period: float = 16.0     # frames between motion anchors; longer = slower changes of motion
+    time_features: int = 32         # sinusoidal time features (fixed learnable frequencies)
+    channel_base: int = 1024        # channels at resolution r: min(channel_base // r, channel_max)
+    channel_max: int = 128
+    content_resolution: int = 16    # blocks up to here run once per video; later blocks once per frame
+    warp_grid: int = 8              # motion flow field size; 0 disables warping (StyleGAN-V-like G)
+    architecture: str = "skip"      # 'skip' (RGB at every block, summed) or 'resnet'
+    conv_clamp: Optional[float] = 256.0  # clamp activations (None: off); guards fp16/bf16 overflow
+    impl: str = "ref"               # op implementation: 'ref' (plain PyTorch) or 'compiled'
+
+
+@dataclass
+class DiscriminatorConfig:
+    channel_base: int = 1024        # as in the generator
+    channel_max: int = 128
+    image_frames: int = 2           # frames per clip shown to the image discriminator
+    video_fuse_resolution: int = 16  # video D: per-frame 2D stem down to here, then (2+1)D blocks
+    mbstd_group: int = 4            # minibatch-stddev group size (0: off)
+    resample_filter: List[int] = field(default_factory=lambda: [1, 1])  # downsampling FIR taps; [1, 1] is
+    #                                 average pooling (cheap R1 on CPU), [1, 3, 3, 1] is StyleGAN2's
+    conv_clamp: Optional[float] = 256.0
+    impl: str = "ref"
+
+
+@dataclass
+class LossConfig:
+    image_weight: float = 1.0       # weight of the image-D term in the G loss
+    video_weight: float = 1.0       # weight of the video-D term in the G loss
+    r1_gamma: float = 0.1           # R1 weight for both Ds (0: off)
+    r1_interval: int = 16           # lazy regularisation interval (the gain is the interval)
+    augment: List[str] = field(default_factory=lambda: ["translation"])  # 'translation', 'color', 'cutout', 'flip'
+    augment_prob: float = 0.5       # probability per clip of each augmentation
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 600                # generator updates
+    batch: int = 12                 # clips per step (global, split over ranks)
+    g_lr: float = 0.0025
+    d_lr: float = 0.0025
+    betas: List[float] = field(default_factory=lambda: [0.0, 0.99])
+    ema_kimg: float = 2.0           # EMA half-life in thousands of clips
+    ema_rampup: Optional[float] = 0.05  # EMA half-life ramp (fraction of seen clips); None: off
+    seed: int = 0
+    precision: str = "bf16"         # 'fp32', 'bf16' (autocast for the main phases; R1 stays fp32) or 'fp16' (CUDA)
+    compile: bool = False           # torch.compile the G and D main phases
+    log_every: int = 25             # steps between scalar logs
+    sample_every: int = 100         # steps between sample videos (0: only at the end)
+    checkpoint_every: int = 100     # steps between checkpoints (always one at the end)
+    sample_seeds: int = 8           # videos in the sample grid
+    sample_frames: int = 16         # frames per sample video
+    keep_checkpoints: int = 2       # older step checkpoints are deleted (latest.pt is always kept)
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    G: GeneratorConfig = field(default_factory=GeneratorConfig)
+    D: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    name: str = "default"           # a label for the run
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "Config":
+        return _build(cls, d, "")
+
+
+def _build(cls, d: Dict[str, Any], prefix: str):
+    """Build dataclass `cls` from a (possibly partial) dict, checking names and types."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"config section '{prefix or '<root>'}' must be a mapping, got {type(d).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown config key '{where}{unknown[0]}' (valid keys here: {', '.join(sorted(names))})")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in d:
+            continue
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        kwargs[f.name] = _coerce(hints[f.name], d[f.name], key)
+    return cls(**kwargs)
+
+
+def _coerce(tp, value, key):
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    if origin is typing.Union:  # Optional[X]
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(args[0], value, key)
+    if origin in (list, List):
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{key}' must be a list, got {value!r}")
+        return [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{key}' must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
+        return value
+    return value
+
+
+def _merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def load_config(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None) -> Config:
+    """Defaults, then the YAML preset at `path` (which may name a `base:` preset), then overrides."""
+    d: Dict[str, Any] = {}
+    if path is not None:
+        d = _read_yaml(Path(path), seen=())
+    if overrides:
+        d = _merge(d, overrides)
+    cfg = Config.from_dict(d)
+    validate(cfg)
+    return cfg
+
+
+def _read_yaml(path: Path, seen) -> Dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path} (presets live in configs/, e.g. configs/tiny.yaml)")
+    if path.resolve() in seen:
+        raise ConfigError(f"config 'base' chain loops at {path}")
+    with open(path) as f:
+        try:
+            d = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    base = d.pop("base", None)
+    if base is not None:
+        d = _merge(_read_yaml(path.parent / base, seen + (path.resolve(),)), d)
+    return d
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks with messages that say what to change."""
+    r = cfg.data.resolution
+    if r < 8 or r & (r - 1):
+        raise ConfigError(f"data.resolution must be a power of two >= 8, got {r}")
+    if not (4 <= cfg.G.content_resolution <= r) or cfg.G.content_resolution & (cfg.G.content_resolution - 1):
+        raise ConfigError(f"G.content_resolution must be a power of two in [4, data.resolution={r}], "
+                          f"got {cfg.G.content_resolution}")
+    if not (4 <= cfg.D.video_fuse_resolution <= r):
+        raise ConfigError(f"D.video_fuse_resolution must be in [4, data.resolution={r}]")
+    if cfg.data.clip_frames < 2:
+        raise ConfigError("data.clip_frames must be >= 2 (the video discriminator needs motion)")
+    if not cfg.data.strides or min(cfg.data.strides) < 1:
+        raise ConfigError("data.strides must be a non-empty list of positive integers")
+    if cfg.D.image_frames < 1 or cfg.D.image_frames > cfg.data.clip_frames:
+        raise ConfigError(f"D.image_frames must be in [1, data.clip_frames={cfg.data.clip_frames}]")
+    if cfg.G.architecture not in ("skip", "resnet"):
+        raise ConfigError(f"G.architecture must be 'skip' or 'resnet', got '{cfg.G.architecture}'")
+    for impl in (cfg.G.impl, cfg.D.impl):
+        if impl not in ("ref", "compiled"):
+            raise ConfigError(f"impl must be 'ref' or 'compiled', got '{impl}'")
+    if cfg.train.precision not in ("fp32", "bf16", "fp16"):
+        raise ConfigError(f"train.precision must be 'fp32', 'bf16' or 'fp16', got '{cfg.train.precision}'")
+    known_aug = {"translation", "color", "cutout", "flip"}
+    bad = [a for a in cfg.loss.augment if a not in known_aug]
+    if bad:
+        raise ConfigError(f"unknown augmentation '{bad[0]}' in loss.augment (known: {', '.join(sorted(known_aug))})")
+    if cfg.train.batch < 1 or cfg.train.steps < 0:
+        raise ConfigError("train.batch must be >= 1 and train.steps >= 0")
+    if len(cfg.train.betas) != 2:
+        raise ConfigError("train.betas must have two numbers")

@@ -1,0 +1,166 @@
+"""Training clips: `ClipDataset` draws one random clip (start frame and stride) per video and item.
+
+Randomness comes from `numpy.random.default_rng([seed, epoch, index])`, so an item is the same clip in any
+worker process and any run with the same seed; call `set_epoch(e)` to draw new clips each epoch.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+import zipfile
+from typing import List
+
+import numpy as np
+import torch
+
+from gan.config import DataConfig
+from gan.data.builtin import BouncingShapes, MovingDigits
+from gan.data.readers import DataError, open_source
+from gan.video_io import VideoReadError
+
+logger = logging.getLogger(__name__)
+
+BUILTIN_SOURCES = {"digits": MovingDigits, "shapes": BouncingShapes}
+MAX_CONSECUTIVE_FAILURES = 10         # a broken disk or dataset should stop training, not loop forever
+_READ_ERRORS = (VideoReadError, OSError, ValueError, zipfile.BadZipFile, EOFError)
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # RGB -> grey for channels=1
+
+
+def min_clip_frames(cfg: DataConfig) -> int:
+    """Shortest video that still holds one clip at the smallest stride."""
+    return (cfg.clip_frames - 1) * min(cfg.strides) + 1
+
+
+class ClipDataset(torch.utils.data.Dataset):
+    """Clips `[T, C, H, W]` in [-1, 1] from a built-in or disk source (see gan.data.readers for the interface).
+
+    Item: `dict(video=float32 [T, C, H, W], times=float32 [T] (k * stride, frames from the clip start),
+    label=int64 0-dim (0 when unlabelled), index=int (the video actually read; differs from the requested
+    index only after a failed read fell back to the next video))`.
+    """
+
+    def __init__(self,
+                 source,                    # MovingDigits / BouncingShapes / VideoFolder / FrameFolders / Zip...
+                 cfg: DataConfig,           # clip_frames, strides, channels, resolution, labels
+                 seed: int = 0):            # clip sampling seed
+        if cfg.channels not in (1, 3):
+            raise DataError(f"data.channels must be 1 or 3, got {cfg.channels}")
+        if cfg.labels and source.num_classes == 0:
+            raise DataError(f"data.labels is true but {getattr(source, 'root', cfg.source)} has no classes: "
+                            f"expected one subfolder per class (root/<class>/<video>), or set data.labels: false")
+        self.source = source
+        self.cfg = cfg
+        self.seed = int(seed)
+        self.epoch = 0
+        self.clip_frames = cfg.clip_frames
+        self.strides = sorted(set(int(s) for s in cfg.strides))
+        self.skipped = {"unreadable": list(source.skipped["unreadable"]),
+                        "too_short": list(source.skipped["too_short"]),
+                        "failed_reads": []}                   # filled at train time (per worker process)
+        self._bad = set()                                     # indices that failed to read in this process
+        # Built-ins render at the target size directly; disk videos are resized and centre-cropped.
+        self._read_size = None if isinstance(source, (MovingDigits, BouncingShapes)) else cfg.resolution
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    @property
+    def num_classes(self) -> int:
+        return self.source.num_classes if self.cfg.labels else 0
+
+    @property
+    def class_names(self) -> List[str]:
+        return list(self.source.class_names) if self.cfg.labels else []
+
+    @property
+    def resolution(self) -> int:
+        return self.cfg.resolution
+
+    @property
+    def channels(self) -> int:
+        return self.cfg.channels
+
+    def clip_position(self, index: int):
+        """(start, stride) of the clip drawn for `index` this epoch; the stride shrinks to fit short videos."""
+        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+        stride = int(rng.choice(self.strides))
+        n = self.source.num_frames(index)
+        span = self.clip_frames - 1
+        stride = max(1, min(stride, (n - 1) // span))
+        start = int(rng.integers(0, n - span * stride))
+        return start, stride
+
+    def _load(self, index: int) -> dict:
+        start, stride = self.clip_position(index)
+        frames = self.source.read(index, start, self.clip_frames, stride, self._read_size)  # [T, H, W, 3]
+        if frames.shape != (self.clip_frames, self.resolution, self.resolution, 3):
+            raise ValueError(f"video {index} gave frames of shape {frames.shape}, expected "
+                             f"{(self.clip_frames, self.resolution, self.resolution, 3)}")
+        video = frames.astype(np.float32)
+        if self.channels == 1:
+            video = video @ _LUMA[:, None]                    # [T, H, W, 1]
+        video = torch.from_numpy(video).permute(0, 3, 1, 2) / 127.5 - 1.0  # [T, C, H, W]
+        label = self.source.label(index) if self.cfg.labels else 0
+        return {
+            "video": video.contiguous(),
+            "times": torch.arange(self.clip_frames, dtype=torch.float32) * stride,  # [T]
+            "label": torch.tensor(label, dtype=torch.int64),
+            "index": int(index),
+        }
+
+    def __getitem__(self, index: int) -> dict:
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"clip index {index} out of range for a dataset of {n} videos")
+        index %= n
+        errors = []
+        for attempt in range(MAX_CONSECUTIVE_FAILURES):
+            j = (index + attempt) % n                         # deterministic fallback: the next video
+            if j in self._bad:
+                errors.append(f"{self._name(j)}: failed before")
+                continue
+            try:
+                return self._load(j)
+            except _READ_ERRORS as e:
+                self._bad.add(j)
+                self.skipped["failed_reads"].append(self._name(j))
+                errors.append(f"{self._name(j)}: {e}")
+                warnings.warn(f"could not read video {self._name(j)} ({e}); using the next video instead")
+        raise DataError(f"{MAX_CONSECUTIVE_FAILURES} consecutive videos failed to read, starting at index "
+                        f"{index} of {self._where()}; last error: {errors[-1]}. Check the files (they may have "
+                        f"changed since the dataset was listed) or run `reelgan-dataset info {self._where()}`")
+
+    def _name(self, index: int) -> str:
+        if hasattr(self.source, "name"):
+            return f"{self.source.root}/{self.source.name(index)}"
+        return f"{self.cfg.source}[{index}]"
+
+    def _where(self) -> str:
+        return getattr(self.source, "root", self.cfg.source)
+
+    def summary(self) -> str:
+        return self.source.summary()
+
+
+def build_dataset(cfg: DataConfig, seed: int = 0, split: str = "train") -> ClipDataset:
+    """Clip dataset for `cfg.source`: 'digits', 'shapes', or a path (video folder, frame folders, .zip).
+
+    `seed` drives both the clip sampling and, for built-ins, the video content; `split` ('train'/'test')
+    only applies to built-ins (disk datasets are used as they are).
+    """
+    min_frames = min_clip_frames(cfg)
+    if cfg.source in BUILTIN_SOURCES:
+        if cfg.video_frames < min_frames:
+            raise DataError(f"built-in '{cfg.source}' videos have data.video_frames={cfg.video_frames} frames, "
+                            f"fewer than one clip needs ({min_frames} = (clip_frames - 1) * min(strides) + 1); "
+                            f"raise data.video_frames or lower data.clip_frames")
+        source = BUILTIN_SOURCES[cfg.source](resolution=cfg.resolution, num_videos=cfg.num_videos,
+                                             video_frames=cfg.video_frames, num_objects=cfg.num_objects,
+                                             seed=seed, split=split)
+        logger.info(source.summary())
+    else:
+        source = open_source(cfg.source, min_frames)      # logs its own summary line
+    return ClipDataset(source, cfg, seed=seed)

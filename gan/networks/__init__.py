@@ -1,0 +1,18 @@
+"""Networks: the temporally aware generator and the image / video discriminators."""
+from gan.networks.discriminator import ImageDiscriminator, VideoDiscriminator
+from gan.networks.generator import Generator, MotionNetwork, condition_vector, motion_codes_for_seed
+
+
+def build_generator(cfg, c_dim: int = 0) -> Generator:
+    """G from a full Config (gan.config.Config) and the condition size (0: unconditional)."""
+    return Generator(cfg.G, cfg.data.resolution, cfg.data.channels, c_dim)
+
+
+def build_discriminators(cfg, c_dim: int = 0):
+    """(image D, video D) from a full Config."""
+    return (ImageDiscriminator(cfg.D, cfg.data.resolution, cfg.data.channels, c_dim),
+            VideoDiscriminator(cfg.D, cfg.data.resolution, cfg.data.channels, c_dim))
+
+
+__all__ = ["Generator", "MotionNetwork", "ImageDiscriminator", "VideoDiscriminator", "build_generator",
+           "build_discriminators", "condition_vector", "motion_codes_for_seed"]

@@ -1,0 +1,296 @@
+"""Temporally aware StyleGAN2-class generator: G(z, c, t) renders frames at continuous times t.
+
+Shape of the model (why it learns motion quickly and keeps objects intact):
+- A content code z per video goes through the mapping network to w.
+- Motion is a chain of random codes at anchors every `motion_period` frames. Time t is encoded as
+  sinusoids of learned frequencies whose amplitudes and phases are smoothly (C1) interpolated
+  between anchors, as in StyleGAN-V (Skorokhodov et al. 2022) but with fixed frequencies, so long
+  clips neither loop (phases change at every anchor) nor drift (features stay bounded).
+- The low-resolution blocks (<= content_resolution) depend on w only and run once per video; the
+  motion embedding then predicts a coarse flow field that warps those content features per frame,
+  so objects move as wholes instead of being re-drawn, and the higher blocks are modulated by
+  [w, motion(t)] to render appearance changes. With warp_grid=0 this reduces to a StyleGAN-V-like
+  generator whose motion enters only through modulation.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from gan.config import GeneratorConfig
+from gan.networks.layers import FullyConnectedLayer, MappingNetwork
+from gan.ops import bias_act, modulated_conv2d, setup_filter, upsample2d
+
+
+def channels_at(res: int, base: int, cmax: int) -> int:
+    return int(min(base // res, cmax))
+
+
+def condition_vector(c: Optional[torch.Tensor], c_dim: int, dtype=torch.float32) -> Optional[torch.Tensor]:
+    """Class ids [B] -> one-hot [B, c_dim]; float vectors [B, c_dim] pass through; None stays None."""
+    if c is None or c_dim == 0:
+        return None
+    if c.dtype in (torch.int64, torch.int32):
+        if c.ndim != 1:
+            raise ValueError(f"class labels must be [B] integers, got shape {tuple(c.shape)}")
+        if c.numel() and (int(c.min()) < 0 or int(c.max()) >= c_dim):
+            raise ValueError(f"class label out of range [0, {c_dim}): {c.tolist()}")
+        return F.one_hot(c, c_dim).to(dtype)
+    if c.ndim != 2 or c.shape[1] != c_dim:
+        raise ValueError(f"condition must be [B] class ids or [B, {c_dim}] vectors, got {tuple(c.shape)}")
+    return c.to(dtype)
+
+
+def motion_codes_for_seed(seed: int, k0: int, k1: int, dim: int) -> torch.Tensor:
+    """Motion codes for anchors k0..k1-1 of the video with this seed: [k1 - k0, dim].
+
+    Each anchor has its own RNG stream keyed by (seed, k), so any window of an endless clip can be
+    drawn directly and a seed gives the same motion whatever the clip length or batch size."""
+    out = []
+    for k in range(k0, k1):
+        g = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, k, 7919]).generate_state(1)[0]))
+        out.append(torch.randn(dim, generator=g))
+    return torch.stack(out)
+
+
+class MotionNetwork(nn.Module):
+    """Motion codes at anchors + continuous times -> motion embedding per frame."""
+
+    def __init__(self,
+                 motion_dim: int,          # code size per anchor, and output embedding size
+                 period: float,            # frames between anchors
+                 num_freqs: int,           # sinusoid count (sin and cos each)
+                 impl: str = "ref"):
+        super().__init__()
+        self.motion_dim, self.period, self.num_freqs = motion_dim, float(period), num_freqs
+        self.anchor = nn.Sequential(
+            FullyConnectedLayer(motion_dim, motion_dim, activation="lrelu", impl=impl),
+            FullyConnectedLayer(motion_dim, 3 * num_freqs, impl=impl))  # amplitude, phase, slow code
+        # Periods log-spaced from 2 frames to 4 anchor periods; learnable (as log-frequency).
+        periods = torch.logspace(math.log10(2.0), math.log10(4 * period), num_freqs)
+        self.log_omega = nn.Parameter(torch.log(2 * math.pi / periods))
+        self.out = FullyConnectedLayer(3 * num_freqs, motion_dim, activation="lrelu", impl=impl)
+
+    def num_anchors(self, t_max: float) -> int:
+        """Anchors needed to render times up to t_max."""
+        return int(math.floor(t_max / self.period)) + 2
+
+    def forward(self, codes: torch.Tensor, t: torch.Tensor, anchor_offset: int = 0) -> torch.Tensor:
+        # codes [B, K, motion_dim] for anchors anchor_offset.., t [B, T] (frames, >= 0) -> [B, T, motion_dim]
+        # A window of codes plus its offset renders any stretch of an endless clip in constant memory.
+        b, k, _ = codes.shape
+        assert t.ndim == 2 and t.shape[0] == b, f"t must be [B={b}, T], got {tuple(t.shape)}"
+        params = self.anchor(codes.reshape(b * k, -1)).reshape(b, k, 3, self.num_freqs)
+        pos = t.float() / self.period
+        a = pos - pos.floor()
+        idx = pos.floor().long() - anchor_offset
+        if int(idx.min()) < 0 or int(idx.max()) + 1 >= k:
+            raise ValueError(f"times {float(t.min()):.1f}..{float(t.max()):.1f} need motion anchors "
+                             f"{int(pos.min())}..{int(pos.max()) + 1}, got {anchor_offset}..{anchor_offset + k - 1}")
+        s = (a * a * (3 - 2 * a)).unsqueeze(-1).unsqueeze(-1)      # smoothstep: C1 at anchors
+        gather = lambda i: torch.gather(params, 1, i[..., None, None].expand(-1, -1, 3, self.num_freqs))
+        p = gather(idx).lerp(gather(idx + 1), s.to(params.dtype))    # [B, T, 3, F]
+        amp, phase, slow = p.unbind(2)
+        arg = t.float().unsqueeze(-1) * self.log_omega.exp() + phase
+        feats = torch.cat([(1 + amp) * torch.sin(arg), (1 + amp) * torch.cos(arg), slow], dim=-1)
+        return self.out(feats.reshape(b * t.shape[1], -1)).reshape(b, t.shape[1], -1)
+
+    def extra_repr(self) -> str:
+        return f"motion_dim={self.motion_dim}, period={self.period}, freqs={self.num_freqs}"
+
+
+class SynthesisLayer(nn.Module):
+    """Modulated 3x3 conv (+ optional 2x upsampling) + bias + lrelu. No per-pixel noise: noise that
+    changes per frame makes video flicker, and noise fixed per video adds nothing to content."""
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 style_dim: int,                     # size of the vector that drives modulation
+                 up: int = 1,                        # 2: upsample (FIR) before the conv
+                 kernel_size: int = 3,
+                 activation: str = "lrelu",
+                 conv_clamp: Optional[float] = None,
+                 impl: str = "ref"):
+        super().__init__()
+        self.in_channels, self.out_channels, self.up, self.activation = in_channels, out_channels, up, activation
+        self.conv_clamp, self.impl = conv_clamp, impl
+        self.affine = FullyConnectedLayer(style_dim, in_channels, bias_init=1, impl=impl)
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        self.register_buffer("resample_filter", setup_filter(), persistent=False)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor, fused: bool = False) -> torch.Tensor:
+        styles = self.affine(style)
+        if self.up > 1:
+            x = upsample2d(x, self.resample_filter, up=self.up, impl=self.impl)
+        x = modulated_conv2d(x, self.weight.to(x.dtype), styles, demodulate=True, fused=fused, impl=self.impl)
+        return bias_act(x, self.bias.to(x.dtype), act=self.activation, clamp=self.conv_clamp, impl=self.impl)
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_channels}, out={self.out_channels}, up={self.up}"
+
+
+class ToRGBLayer(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, style_dim: int, conv_clamp=None, impl: str = "ref"):
+        super().__init__()
+        self.conv_clamp, self.impl = conv_clamp, impl
+        self.affine = FullyConnectedLayer(style_dim, in_channels, bias_init=1, impl=impl)
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        self.weight_gain = 1 / math.sqrt(in_channels)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor, fused: bool = False) -> torch.Tensor:
+        styles = self.affine(style) * self.weight_gain
+        x = modulated_conv2d(x, self.weight.to(x.dtype), styles, demodulate=False, fused=fused, impl=self.impl)
+        return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp, impl=self.impl)
+
+
+class SynthesisBlock(nn.Module):
+    """One resolution: (upsample +) two modulated convs, and an RGB output (skip or resnet)."""
+
+    def __init__(self,
+                 in_channels: int,          # 0 for the first block (starts from a learned constant)
+                 out_channels: int,
+                 resolution: int,           # output resolution of this block
+                 style_dim: int,
+                 img_channels: int,
+                 architecture: str = "skip",
+                 conv_clamp: Optional[float] = None,
+                 impl: str = "ref"):
+        super().__init__()
+        self.in_channels, self.resolution, self.architecture, self.impl = in_channels, resolution, architecture, impl
+        if in_channels == 0:
+            self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution))
+            self.conv0 = None
+        else:
+            self.conv0 = SynthesisLayer(in_channels, out_channels, style_dim, up=2, conv_clamp=conv_clamp, impl=impl)
+        self.conv1 = SynthesisLayer(out_channels, out_channels, style_dim, conv_clamp=conv_clamp, impl=impl)
+        self.torgb = ToRGBLayer(out_channels, img_channels, style_dim, conv_clamp=conv_clamp, impl=impl)
+        if architecture == "resnet" and in_channels != 0:
+            self.skip = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.register_buffer("resample_filter", setup_filter(), persistent=False)
+
+    def forward(self, x, img, style, fused: bool = False):
+        # x [N, Cin, r/2, r/2] or None, img [N, 3, r/2, r/2] or None, style [N, style_dim]
+        if self.conv0 is None:
+            x = self.const.to(style.dtype).unsqueeze(0).expand(style.shape[0], -1, -1, -1)
+            x = self.conv1(x, style, fused)
+        elif self.architecture == "resnet":
+            y = upsample2d(self.skip(x), self.resample_filter, impl=self.impl)
+            x = self.conv1(self.conv0(x, style, fused), style, fused)
+            x = (x + y) * math.sqrt(0.5)
+        else:
+            x = self.conv1(self.conv0(x, style, fused), style, fused)
+        if img is not None:
+            img = upsample2d(img, self.resample_filter, impl=self.impl)
+        y = self.torgb(x, style, fused).float()
+        img = y if img is None else img + y
+        return x, img
+
+    def extra_repr(self) -> str:
+        return f"resolution={self.resolution}, architecture={self.architecture}"
+
+
+class Generator(nn.Module):
+    """G(z, c, t, motion) -> frames [B, T, C, H, W] rendered at the continuous times t [B, T]."""
+
+    def __init__(self, cfg: GeneratorConfig, resolution: int, img_channels: int = 3, c_dim: int = 0):
+        super().__init__()
+        self.cfg, self.resolution, self.img_channels, self.c_dim = cfg, resolution, img_channels, c_dim
+        self.z_dim, self.motion_dim = cfg.z_dim, cfg.motion_dim
+        self.mapping = MappingNetwork(cfg.z_dim, c_dim, cfg.w_dim, cfg.mapping_layers, impl=cfg.impl)
+        self.motion = MotionNetwork(cfg.motion_dim, cfg.motion_period, cfg.time_features, impl=cfg.impl)
+        log2 = int(math.log2(resolution))
+        self.resolutions = [2 ** i for i in range(2, log2 + 1)]
+        self.content_res = cfg.content_resolution
+        blocks, in_ch = [], 0
+        for res in self.resolutions:
+            out_ch = channels_at(res, cfg.channel_base, cfg.channel_max)
+            style_dim = cfg.w_dim if res <= self.content_res else cfg.w_dim + cfg.motion_dim
+            blocks.append(SynthesisBlock(in_ch, out_ch, res, style_dim, img_channels, cfg.architecture,
+                                         cfg.conv_clamp, cfg.impl))
+            in_ch = out_ch
+        self.blocks = nn.ModuleList(blocks)
+        if cfg.warp_grid > 0:
+            # Zero-initialised: the generator starts static and learns to move content.
+            self.flow = FullyConnectedLayer(cfg.motion_dim, 2 * cfg.warp_grid ** 2, weight_init=0.0, impl=cfg.impl)
+        else:
+            self.flow = None
+
+    # ---- latents -------------------------------------------------------------------------------
+    def sample_motion(self, batch: int, t_max: float, generator: Optional[torch.Generator] = None,
+                      device=None) -> torch.Tensor:
+        """Random motion codes [B, K, motion_dim] covering times [0, t_max]."""
+        k = self.motion.num_anchors(t_max)
+        return torch.randn(batch, k, self.motion_dim, generator=generator, device=device)
+
+    def mapping_forward(self, z, c=None, truncation_psi: float = 1.0, update_w_avg: bool = False):
+        return self.mapping(z, condition_vector(c, self.c_dim, z.dtype), truncation_psi, update_w_avg)
+
+    # ---- synthesis -----------------------------------------------------------------------------
+    def content(self, w: torch.Tensor, fused: bool = False):
+        """Time-independent low-resolution features: x [B, C, r, r], img [B, 3, r, r]."""
+        x = img = None
+        for block in self.blocks:
+            if block.resolution > self.content_res:
+                break
+            x, img = block(x, img, w, fused)
+        return x, img
+
+    def warp(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        # x [N, C, r, r] content repeated per frame, v [N, motion_dim] -> warped x [N, C, r, r]
+        n, _, r, _ = x.shape
+        g = self.cfg.warp_grid
+        flow = self.flow(v).reshape(n, 2, g, g).float()
+        flow = F.interpolate(flow, size=(r, r), mode="bilinear", align_corners=False)
+        base = _base_grid(r, x.device)
+        grid = base + flow.permute(0, 2, 3, 1)
+        return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False).to(x.dtype)
+
+    def frames(self, w, content, v, fused: bool = False):
+        """Render frames from per-video w [B, w_dim], content, and motion embeddings v [B, T, m]."""
+        b, t, _ = v.shape
+        x, img = content
+        x = x.unsqueeze(1).expand(-1, t, -1, -1, -1).reshape(b * t, *x.shape[1:])
+        img = img.unsqueeze(1).expand(-1, t, -1, -1, -1).reshape(b * t, *img.shape[1:])
+        vf = v.reshape(b * t, -1).to(x.dtype)
+        if self.flow is not None:
+            x, img = self.warp(x, vf), self.warp(img, vf)
+        style = torch.cat([w.unsqueeze(1).expand(-1, t, -1).reshape(b * t, -1), vf], dim=1)
+        for block in self.blocks:
+            if block.resolution > self.content_res:
+                x, img = block(x, img, style, fused)
+        return img.reshape(b, t, *img.shape[1:])
+
+    def forward(self, z: torch.Tensor, c: Optional[torch.Tensor], t: torch.Tensor,
+                motion: Optional[torch.Tensor] = None, truncation_psi: float = 1.0,
+                update_w_avg: bool = False, fused: bool = False) -> torch.Tensor:
+        # z [B, z_dim], c None | [B] | [B, c_dim], t [B, T] frames, motion [B, K, motion_dim] -> [B, T, C, H, W]
+        assert t.ndim == 2 and t.shape[0] == z.shape[0], f"t must be [B, T], got {tuple(t.shape)}"
+        if motion is None:
+            motion = self.sample_motion(z.shape[0], float(t.max()), device=z.device)
+        w = self.mapping_forward(z, c, truncation_psi, update_w_avg)
+        v = self.motion(motion, t)
+        return self.frames(w, self.content(w, fused), v, fused)
+
+    def extra_repr(self) -> str:
+        return (f"resolution={self.resolution}, c_dim={self.c_dim}, content_res={self.content_res}, "
+                f"warp_grid={self.cfg.warp_grid}")
+
+
+_GRID_CACHE = {}
+
+
+def _base_grid(r: int, device) -> torch.Tensor:
+    key = (r, str(device))
+    if key not in _GRID_CACHE:
+        lin = (torch.arange(r, dtype=torch.float32, device=device) + 0.5) / r * 2 - 1
+        yy, xx = torch.meshgrid(lin, lin, indexing="ij")
+        _GRID_CACHE[key] = torch.stack([xx, yy], dim=-1).unsqueeze(0)  # [1, r, r, 2] (x, y)
+    return _GRID_CACHE[key]

@@ -1,0 +1,68 @@
+"""Run logging: TensorBoard scalars and images, a JSONL log, a text log, sample GIFs. Rank 0 only."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+
+
+class RunLogger:
+    def __init__(self, outdir: Path, enabled: bool = True, resume: bool = False):
+        self.out, self.enabled = Path(outdir), enabled
+        self.tb = None
+        if not enabled:
+            return
+        (self.out / "samples").mkdir(parents=True, exist_ok=True)
+        from torch.utils.tensorboard import SummaryWriter
+        self.tb = SummaryWriter(str(self.out / "tensorboard"))
+        self.jsonl = open(self.out / "log.jsonl", "a" if resume else "w")
+        self.txt = open(self.out / "log.txt", "a" if resume else "w")
+        self.t0 = time.time()
+
+    def save_config(self, cfg, extra: Optional[Dict] = None) -> None:
+        if not self.enabled:
+            return
+        d = cfg.to_dict()
+        if extra:
+            d["_run"] = extra
+        (self.out / "config.json").write_text(json.dumps(d, indent=2, sort_keys=True))
+
+    def text(self, msg: str) -> None:
+        if not self.enabled:
+            return
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        self.txt.write(f"[{stamp}] {msg}\n")
+        self.txt.flush()
+        from tqdm.auto import tqdm
+        tqdm.write(msg)
+
+    def scalars(self, step: int, seen: int, values: Dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        for k, v in values.items():
+            self.tb.add_scalar(k, v, step)
+        rec = {"step": step, "seen": seen, "time": round(time.time() - self.t0, 3)}
+        rec.update({k: round(float(v), 6) for k, v in values.items()})
+        self.jsonl.write(json.dumps(rec) + "\n")
+        self.jsonl.flush()
+
+    def video(self, step: int, frames: np.ndarray, fps: float) -> Optional[Path]:
+        """frames uint8 [T, H, W, 3]: a GIF in samples/ and a frame strip in TensorBoard."""
+        if not self.enabled:
+            return None
+        from gan.video_io import write_gif
+        path = self.out / "samples" / f"step_{step:07d}.gif"
+        write_gif(path, frames, fps)
+        strip = np.concatenate(list(frames[: min(8, len(frames))]), axis=1)   # [H, W*k, 3]
+        self.tb.add_image("samples/frames", strip, step, dataformats="HWC")
+        self.tb.flush()
+        return path
+
+    def close(self) -> None:
+        if self.enabled:
+            self.tb.close()
+            self.jsonl.close()
+            self.txt.close()

@@ -1,0 +1,283 @@
+"""The training loop: owns optimizers, EMA, logging, samples and checkpoints.
+
+Every random draw of step s (batch indices, clip starts, latents, augmentation) is a function of
+(seed, rank, s), so `--resume` continues exactly where a run stopped.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import time
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional
+
+import numpy as np
+import torch
+
+from gan.config import Config
+from gan.networks import build_discriminators, build_generator
+from gan.training import checkpoint as ckpt_io
+from gan.training import distributed as dist_utils
+from gan.training.logger import RunLogger
+from losses import Batch, ClipAugment, VideoGANLoss
+
+
+class TrainingError(RuntimeError):
+    pass
+
+
+def step_seed(seed: int, rank: int, step: int, stream: int = 0) -> int:
+    return int(np.random.SeedSequence([seed, rank, step, stream]).generate_state(1)[0])
+
+
+class StepBatchSampler(torch.utils.data.Sampler):
+    """Yields, for steps start..end-1, the list of (index, step) keys of that step's batch."""
+
+    def __init__(self, num_items: int, batch: int, seed: int, rank: int, start: int, end: int):
+        self.num_items, self.batch, self.seed, self.rank, self.start, self.end = num_items, batch, seed, rank, start, end
+
+    def __iter__(self) -> Iterator[List[tuple]]:
+        for s in range(self.start, self.end):
+            rng = np.random.default_rng(step_seed(self.seed, self.rank, s, 1))
+            yield [(int(i), s) for i in rng.integers(0, self.num_items, self.batch)]
+
+    def __len__(self) -> int:
+        return max(0, self.end - self.start)
+
+
+class KeyedDataset(torch.utils.data.Dataset):
+    """dataset[(index, step)]: the clip of `index` with clip randomness drawn for that step."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        index, step = key
+        self.dataset.set_epoch(step)
+        return self.dataset[index]
+
+
+def ema_beta(cfg: Config, seen: int) -> float:
+    half = cfg.train.ema_kimg * 1000
+    if cfg.train.ema_rampup is not None:
+        half = min(half, seen * cfg.train.ema_rampup)
+    return 0.5 ** (cfg.train.batch / max(half, 1e-8))
+
+
+@torch.no_grad()
+def update_ema(G_ema: torch.nn.Module, G: torch.nn.Module, beta: float) -> None:
+    for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+        p_ema.copy_(p.detach().lerp(p_ema, beta))
+    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+        b_ema.copy_(b)
+
+
+def autocast_for(precision: str, device: torch.device):
+    if precision == "fp32":
+        return contextlib.nullcontext
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    if precision == "fp16" and device.type != "cuda":
+        raise TrainingError("precision 'fp16' needs a CUDA device; use 'bf16' on the CPU")
+    return lambda: torch.autocast(device.type, dtype=dtype)
+
+
+def make_optimizers(cfg: Config, G, D_image, D_video):
+    betas = tuple(cfg.train.betas)
+    opt_G = torch.optim.Adam(G.parameters(), lr=cfg.train.g_lr, betas=betas, eps=1e-8)
+    # Lazy R1: the D optimizer's lr and betas are adjusted for the regulariser's extra steps
+    # (StyleGAN2, appendix B: c = interval / (interval + 1)).
+    ratio = cfg.loss.r1_interval / (cfg.loss.r1_interval + 1) if cfg.loss.r1_gamma > 0 else 1.0
+    opt_D = torch.optim.Adam(list(D_image.parameters()) + list(D_video.parameters()), lr=cfg.train.d_lr * ratio,
+                             betas=(betas[0] ** ratio, betas[1] ** ratio), eps=1e-8)
+    return opt_G, opt_D
+
+
+def _to_device(batch: Dict, device) -> Dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", progress: bool = True) -> Dict:
+    """Train from `cfg` into `outdir` (checkpoints/, samples/, logs). Returns a summary dict."""
+    from gan.data import build_dataset
+    from gan.sampling import render_grid_video
+
+    device = torch.device(device)
+    rank, world = dist_utils.init_from_env(device)
+    if cfg.train.batch % world:
+        raise TrainingError(f"train.batch={cfg.train.batch} must be divisible by the number of processes ({world})")
+    out = Path(outdir)
+    ckpt_dir = out / "checkpoints"
+    latest = ckpt_dir / "latest.pt"
+    if rank == 0 and not resume and latest.exists():
+        raise TrainingError(f"{out} already holds a run ({latest}); pass --resume to continue it or choose "
+                            f"another --outdir")
+    torch.manual_seed(cfg.train.seed)
+    dataset = build_dataset(cfg.data, seed=cfg.train.seed)
+    c_dim = dataset.num_classes if cfg.data.labels else 0
+
+    G = build_generator(cfg, c_dim).to(device)
+    D_image, D_video = (d.to(device) for d in build_discriminators(cfg, c_dim))
+    for m in (G, D_image, D_video):
+        m.to(memory_format=torch.channels_last)
+        dist_utils.broadcast_module(m)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    opt_G, opt_D = make_optimizers(cfg, G, D_image, D_video)
+    start_step, seen = 0, 0
+    if resume and latest.exists():
+        state = ckpt_io.load(latest, map_location=device)
+        for m, k in ((G, "G"), (G_ema, "G_ema"), (D_image, "D_image"), (D_video, "D_video")):
+            m.load_state_dict(state[k])
+        opt_G.load_state_dict(state["opt_G"])
+        opt_D.load_state_dict(state["opt_D"])
+        start_step, seen = state["step"], state["seen"]
+        ckpt_io.set_rng_state(state["rng"])
+
+    logger = RunLogger(out, enabled=rank == 0, resume=resume)
+    logger.save_config(cfg, extra={"c_dim": c_dim, "class_names": list(dataset.class_names), "world_size": world})
+    logger.text(f"reelgan: {cfg.name} on {device} x{world}, data {cfg.data.source} ({len(dataset)} videos, "
+                f"{c_dim} classes), G {_count(G) / 1e6:.2f}M params, D {(_count(D_image) + _count(D_video)) / 1e6:.2f}M, "
+                f"precision {cfg.train.precision}, compile {cfg.train.compile}, start step {start_step}")
+
+    compiled = (lambda m: torch.compile(m)) if cfg.train.compile else (lambda m: m)
+    autocast = autocast_for(cfg.train.precision, device)
+    augment = ClipAugment(cfg.loss.augment, cfg.loss.augment_prob)
+    main_loss = VideoGANLoss(compiled(G), compiled(D_image), compiled(D_video), augment, cfg.D.image_frames,
+                             cfg.loss.image_weight, cfg.loss.video_weight, cfg.loss.r1_gamma, autocast)
+    reg_loss = VideoGANLoss(G, D_image, D_video, augment, cfg.D.image_frames, r1_gamma=cfg.loss.r1_gamma)
+
+    per_rank = cfg.train.batch // world
+    loader = torch.utils.data.DataLoader(
+        KeyedDataset(dataset), num_workers=cfg.data.workers, pin_memory=device.type == "cuda",
+        batch_sampler=StepBatchSampler(len(dataset), per_rank, cfg.train.seed, rank, start_step, cfg.train.steps),
+        persistent_workers=False, prefetch_factor=4 if cfg.data.workers > 0 else None)
+
+    sample_seeds = list(range(cfg.train.sample_seeds))
+    bar = _progress(progress and rank == 0, start_step, cfg.train.steps)
+    acc: Dict[str, List[float]] = {}
+    t_last, step = time.time(), start_step
+    last_ckpt: Optional[Path] = latest if latest.exists() else None
+    try:
+        for step, data in enumerate(loader, start=start_step):
+            torch.manual_seed(step_seed(cfg.train.seed, rank, step, 2))
+            batch = _make_batch(G, _to_device(data, device), c_dim, cfg, device, step, rank)
+            stats = {}
+            # D phase: main loss every step, R1 every r1_interval steps.
+            _phase(G, False), _phase(D_image, True), _phase(D_video, True)
+            opt_D.zero_grad(set_to_none=True)
+            stats.update(main_loss.accumulate_gradients("Dmain", batch))
+            if cfg.loss.r1_gamma > 0 and step % cfg.loss.r1_interval == 0:
+                stats.update(reg_loss.accumulate_gradients("Dreg", batch, gain=cfg.loss.r1_interval))
+            dist_utils.all_reduce_grads(list(D_image.parameters()) + list(D_video.parameters()))
+            opt_D.step()
+            # G phase.
+            _phase(G, True), _phase(D_image, False), _phase(D_video, False)
+            opt_G.zero_grad(set_to_none=True)
+            stats.update(main_loss.accumulate_gradients("Gmain", batch))
+            dist_utils.all_reduce_grads(G.parameters())
+            opt_G.step()
+            with torch.no_grad():
+                G.mapping_forward(batch.z, batch.gen_c, update_w_avg=True)
+            seen += cfg.train.batch
+            update_ema(G_ema, G, ema_beta(cfg, seen))
+            for k, v in stats.items():
+                acc.setdefault(k, []).append(v)
+            done = step + 1
+            bar.update(1)
+            if done % cfg.train.log_every == 0 or done == cfg.train.steps:
+                now = time.time()
+                n = len(next(iter(acc.values())))
+                scalars = {k: dist_utils.all_reduce_mean(float(np.mean(v)), device) for k, v in acc.items()}
+                scalars["perf/steps_per_s"] = n / max(now - t_last, 1e-9)
+                scalars["perf/clips_per_s"] = scalars["perf/steps_per_s"] * cfg.train.batch
+                logger.scalars(done, seen, scalars)
+                bar.set_postfix_str(f"G {scalars.get('G/loss', 0):.3f} D {scalars.get('D/loss', 0):.3f} "
+                                    f"{scalars['perf/steps_per_s']:.2f} it/s")
+                acc, t_last = {}, now
+            if rank == 0 and cfg.train.sample_every and done % cfg.train.sample_every == 0 and done < cfg.train.steps:
+                logger.video(done, render_grid_video(G_ema, sample_seeds, cfg.train.sample_frames, device,
+                                                     c_dim=c_dim), fps=cfg.data.fps)
+            if done % cfg.train.checkpoint_every == 0 and done < cfg.train.steps:
+                last_ckpt = _save(cfg, ckpt_dir, done, seen, G, G_ema, D_image, D_video, opt_G, opt_D, c_dim,
+                                  dataset, rank)
+    except FloatingPointError as e:
+        where = f"the last good checkpoint is {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
+        logger.text(f"stopped at step {step}: {e}; {where}")
+        raise TrainingError(f"stopped at step {step}: {e}; {where}") from None
+    finally:
+        bar.close()
+    final = cfg.train.steps
+    if start_step < final or not latest.exists():
+        last_ckpt = _save(cfg, ckpt_dir, final, seen, G, G_ema, D_image, D_video, opt_G, opt_D, c_dim, dataset, rank)
+    sample_path = None
+    if rank == 0:
+        sample_path = logger.video(final, render_grid_video(G_ema, sample_seeds, cfg.train.sample_frames, device,
+                                                            c_dim=c_dim), fps=cfg.data.fps)
+    logger.close()
+    dist_utils.barrier()
+    return {"step": final, "seen": seen, "checkpoint": str(latest), "samples": str(sample_path), "rank": rank}
+
+
+def _count(m) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def _phase(module, on: bool):
+    module.requires_grad_(on)
+
+
+def _make_batch(G, data: Dict, c_dim: int, cfg: Config, device, step: int, rank: int) -> Batch:
+    real = data["video"].to(memory_format=torch.contiguous_format)        # [B, T, C, H, W]
+    times = data["times"].float()                                          # [B, T]
+    b = real.shape[0]
+    gen = torch.Generator().manual_seed(step_seed(cfg.train.seed, rank, step, 3))
+    z = torch.randn(b, G.z_dim, generator=gen).to(device)
+    real_c = data["label"].long() if c_dim > 0 else None
+    gen_c = real_c[torch.randperm(b, generator=gen).to(device)] if real_c is not None else None
+    # Random time offset: G must render any stretch of time, not only clips that start at t=0.
+    offset = torch.rand(b, 1, generator=gen).to(device) * 2 * cfg.G.motion_period
+    gen_times = offset + (times - times[:, :1])
+    motion = G.sample_motion(b, float(gen_times.max()), generator=gen).to(device)
+    return Batch(real=real, times=times, real_c=real_c, z=z, gen_c=gen_c, gen_times=gen_times, motion=motion)
+
+
+def _save(cfg, ckpt_dir: Path, step, seen, G, G_ema, D_image, D_video, opt_G, opt_D, c_dim, dataset, rank):
+    path = ckpt_dir / "latest.pt"
+    if rank == 0:
+        state = {
+            "format_version": ckpt_io.FORMAT_VERSION, "config": cfg.to_dict(), "step": step, "seen": seen,
+            "c_dim": c_dim, "class_names": list(dataset.class_names),
+            "G": ckpt_io.unwrap(G).state_dict(), "G_ema": ckpt_io.unwrap(G_ema).state_dict(),
+            "D_image": ckpt_io.unwrap(D_image).state_dict(), "D_video": ckpt_io.unwrap(D_video).state_dict(),
+            "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(), "rng": ckpt_io.rng_state(),
+        }
+        ckpt_io.save_atomic(state, path)
+        snap = ckpt_dir / f"step_{step:07d}.pt"
+        ckpt_io.save_atomic(state, snap)
+        old = sorted(ckpt_dir.glob("step_*.pt"))[:-cfg.train.keep_checkpoints] if cfg.train.keep_checkpoints > 0 else []
+        for p in old:
+            p.unlink(missing_ok=True)
+    dist_utils.barrier()
+    return path
+
+
+class _NullBar:
+    def update(self, n):
+        pass
+
+    def set_postfix_str(self, s):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(enabled: bool, start: int, total: int):
+    if not enabled:
+        return _NullBar()
+    from tqdm.auto import tqdm
+    return tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True)

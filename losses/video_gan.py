@@ -1,0 +1,122 @@
+"""The phase-based loss of a video GAN with an image and a video discriminator.
+
+`accumulate_gradients(phase, ...)` computes one phase's loss and calls backward; the training loop
+owns the optimizers (stylegan2-ada `training/loss.py`). Phases:
+- 'Gmain': non-saturating loss of G against both discriminators (weighted).
+- 'Dmain': logistic loss of both discriminators on real and generated clips.
+- 'Dreg':  lazy R1 on real data for both discriminators, scaled by the interval (the "gain").
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional
+
+import torch
+import torch.nn as nn
+
+from losses.adversarial import d_logistic, g_nonsaturating, r1_penalty
+from losses.augment import ClipAugment
+
+PHASES = ("Gmain", "Dmain", "Dreg")
+
+
+@dataclass
+class Batch:
+    """Real clips and the latents for generated ones, for one phase."""
+    real: torch.Tensor                 # [B, T, C, H, W] in [-1, 1]
+    times: torch.Tensor                # [B, T] frame times of the real clips
+    real_c: Optional[torch.Tensor]     # [B] class ids / [B, c_dim] / None
+    z: torch.Tensor                    # [B, z_dim]
+    gen_c: Optional[torch.Tensor]      # condition for generated clips
+    gen_times: torch.Tensor            # [B, T] times at which G renders (offset + same gaps)
+    motion: torch.Tensor               # [B, K, motion_dim] motion codes
+
+
+class VideoGANLoss:
+    def __init__(self,
+                 G: nn.Module,                  # generator (possibly compiled)
+                 D_image: nn.Module,            # frames [N, C, H, W] -> [N, 1]
+                 D_video: nn.Module,            # clips, times -> [B, 1]
+                 augment: ClipAugment,          # applied identically to real and fake
+                 image_frames: int = 2,         # frames per clip for the image D
+                 image_weight: float = 1.0,     # weights of the two D terms in the G loss
+                 video_weight: float = 1.0,
+                 r1_gamma: float = 0.1,         # R1 weight (0: off)
+                 autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
+        self.G, self.D_image, self.D_video, self.augment = G, D_image, D_video, augment
+        self.image_frames, self.image_weight, self.video_weight = image_frames, image_weight, video_weight
+        self.r1_gamma, self.autocast = r1_gamma, autocast
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def pick_frames(self, video: torch.Tensor) -> torch.Tensor:
+        """`image_frames` random frames of each clip, folded into the batch: [B*k, C, H, W]."""
+        b, t = video.shape[:2]
+        idx = torch.rand(b, t, device=video.device).argsort(dim=1)[:, :self.image_frames]
+        frames = torch.gather(video, 1, idx[:, :, None, None, None].expand(-1, -1, *video.shape[2:]))
+        return frames.reshape(b * self.image_frames, *video.shape[2:])
+
+    def frame_condition(self, c: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        return None if c is None else c.repeat_interleave(self.image_frames, dim=0)
+
+    def run_D(self, video: torch.Tensor, times: torch.Tensor, c: Optional[torch.Tensor], augment: bool = True):
+        if augment:
+            video = self.augment(video)
+        logits_img = self.D_image(self.pick_frames(video), self.frame_condition(c))
+        logits_vid = self.D_video(video, times, c)
+        return logits_img, logits_vid
+
+    def generate(self, batch: Batch) -> torch.Tensor:
+        return self.G(batch.z, batch.gen_c, batch.gen_times, batch.motion)
+
+    # -- phases ----------------------------------------------------------------------------------
+    def accumulate_gradients(self, phase: str, batch: Batch, gain: float = 1.0) -> Dict[str, float]:
+        """Compute `phase`'s loss, call backward (scaled by `gain`), return detached stats."""
+        if phase not in PHASES:
+            raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES}")
+        stats: Dict[str, torch.Tensor] = {}
+        gap = batch.times - batch.times[:, :1]
+        if phase == "Gmain":
+            with self.autocast():
+                fake = self.generate(batch)
+                li, lv = self.run_D(fake, gap, batch.gen_c)
+                loss_i, loss_v = g_nonsaturating(li).mean(), g_nonsaturating(lv).mean()
+                loss = self.image_weight * loss_i + self.video_weight * loss_v
+            (loss * gain).backward()
+            stats.update({"G/loss": loss, "G/loss_image": loss_i, "G/loss_video": loss_v,
+                          "fake/logit_image": li.mean(), "fake/logit_video": lv.mean()})
+        elif phase == "Dmain":
+            with self.autocast():
+                with torch.no_grad():
+                    fake = self.generate(batch)
+                fi, fv = self.run_D(fake.detach(), gap, batch.gen_c)
+                ri, rv = self.run_D(batch.real, gap, batch.real_c)
+                loss_i, loss_v = d_logistic(ri, fi), d_logistic(rv, fv)
+                loss = loss_i + loss_v
+            (loss * gain).backward()
+            stats.update({"D/loss": loss, "D/loss_image": loss_i, "D/loss_video": loss_v,
+                          "real/logit_image": ri.mean(), "real/logit_video": rv.mean(),
+                          "fake/logit_image_d": fi.mean(), "fake/logit_video_d": fv.mean()})
+        else:  # Dreg: float32, eager (double backward)
+            if self.r1_gamma <= 0:
+                return {}
+            # R1 is taken at the augmented real sample (the distribution D actually sees), which also
+            # keeps the double backward away from the augmentation's resampling ops.
+            with torch.no_grad():
+                real = self.augment(batch.real)
+            frames = self.pick_frames(real).detach().requires_grad_(True)
+            clip = real.detach().requires_grad_(True)
+            li = self.D_image(frames, self.frame_condition(batch.real_c))
+            lv = self.D_video(clip, gap, batch.real_c)
+            r1_i = r1_penalty(li, frames)
+            r1_v = r1_penalty(lv, clip)
+            loss = (r1_i.mean() + r1_v.mean()) * (self.r1_gamma / 2)
+            # Adding the logits times zero keeps every D parameter in the graph (DDP-safe, no unused params).
+            ((loss + 0 * (li.sum() + lv.sum())) * gain).backward()
+            stats.update({"D/r1_image": r1_i.mean(), "D/r1_video": r1_v.mean(), "D/loss_r1": loss})
+        out = {k: float(v.detach()) for k, v in stats.items()}
+        for k, v in out.items():
+            if not torch.isfinite(torch.tensor(v)):
+                raise FloatingPointError(f"{phase}: {k} is {v}; training diverged (try a lower learning rate, "
+                                         f"a larger r1_gamma, or precision 'fp32')")
+        return out

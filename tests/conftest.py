@@ -1,0 +1,25 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture
+def tiny_cfg():
+    from gan.config import load_config
+    return load_config(str(ROOT / "configs" / "tiny.yaml"))
+
+
+@pytest.fixture
+def tiny_G(tiny_cfg):
+    from gan.networks import build_generator
+    torch.manual_seed(0)
+    return build_generator(tiny_cfg).eval()
