@@ -57,6 +57,14 @@ def all_reduce_mean(value: float, device) -> float:
     return float(t) / world_size()
 
 
+def all_gather_floats(value: float, device) -> list:
+    if world_size() <= 1:
+        return [value]
+    out = [torch.zeros(1, dtype=torch.float64, device=device) for _ in range(world_size())]
+    dist.all_gather(out, torch.tensor([value], dtype=torch.float64, device=device))
+    return [float(t) for t in out]
+
+
 def barrier() -> None:
     if world_size() > 1:
         dist.barrier()

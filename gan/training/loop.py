@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
-import math
 import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
@@ -116,6 +114,9 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
     if rank == 0 and not resume and latest.exists():
         raise TrainingError(f"{out} already holds a run ({latest}); pass --resume to continue it or choose "
                             f"another --outdir")
+    if rank == 0 and resume:  # leftovers of a write that a kill interrupted; the real files are intact
+        for tmp in ckpt_dir.glob("*.tmp"):
+            tmp.unlink(missing_ok=True)
     torch.manual_seed(cfg.train.seed)
     dataset = build_dataset(cfg.data, seed=cfg.train.seed)
     c_dim = dataset.num_classes if cfg.data.labels else 0
@@ -132,8 +133,13 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
         state = ckpt_io.load(latest, map_location=device)
         for m, k in ((G, "G"), (G_ema, "G_ema"), (D_image, "D_image"), (D_video, "D_video")):
             m.load_state_dict(state[k])
+        # Optimizer moments come from the checkpoint; lr and betas from the config in force, so a
+        # resumed run can change them.
+        fresh = [dict(g) for opt in (opt_G, opt_D) for g in opt.param_groups]
         opt_G.load_state_dict(state["opt_G"])
         opt_D.load_state_dict(state["opt_D"])
+        for g, f in zip([g for opt in (opt_G, opt_D) for g in opt.param_groups], fresh):
+            g["lr"], g["betas"] = f["lr"], f["betas"]
         start_step, seen = state["step"], state["seen"]
         ckpt_io.set_rng_state(state["rng"])
 
@@ -217,9 +223,25 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
     if rank == 0:
         sample_path = logger.video(final, render_grid_video(G_ema, sample_seeds, cfg.train.sample_frames, device,
                                                             c_dim=c_dim), fps=cfg.data.fps)
+    checksum = weights_checksum(G)
+    if world > 1:  # every rank must end with rank 0's weights; say so in the log, fail loudly if not
+        sums = dist_utils.all_gather_floats(checksum, device)
+        if max(sums) - min(sums) > 1e-6 * max(1.0, abs(checksum)):
+            raise TrainingError(f"ranks diverged: G weight checksums {sums}")
+        logger.text(f"all {world} ranks hold identical G weights (checksum {checksum:.6f})")
     logger.close()
     dist_utils.barrier()
-    return {"step": final, "seen": seen, "checkpoint": str(latest), "samples": str(sample_path), "rank": rank}
+    return {"step": final, "seen": seen, "checkpoint": str(latest), "samples": str(sample_path), "rank": rank,
+            "world_size": world, "g_checksum": checksum}
+
+
+def weights_checksum(module: torch.nn.Module) -> float:
+    """A float64 fingerprint of all parameters (sum of values and of squares, position-weighted)."""
+    total = 0.0
+    for i, p in enumerate(module.parameters()):
+        v = p.detach().double().flatten()
+        total += float(v.sum()) + float((v * v).sum()) * (i + 1) * 1e-3
+    return total
 
 
 def _count(m) -> int:

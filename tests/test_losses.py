@@ -1,0 +1,91 @@
+"""Losses: signs, R1 on a known function, augmentation consistency, and each phase's gradients."""
+import pytest
+import torch
+
+from gan.networks import build_discriminators, build_generator
+from losses import Batch, ClipAugment, VideoGANLoss, d_logistic, g_nonsaturating, r1_penalty
+
+
+def test_loss_signs():
+    lo, hi = torch.tensor([-3.0]), torch.tensor([3.0])
+    assert g_nonsaturating(hi) < g_nonsaturating(lo)               # G wants high fake logits
+    assert d_logistic(hi, lo) < d_logistic(lo, hi)                 # D wants real high, fake low
+    torch.testing.assert_close(d_logistic(torch.zeros(4), torch.zeros(4)), torch.tensor(2 * 0.6931472))
+
+
+def test_r1_on_a_known_function():
+    # D(x) = sum_i a_i x_i^2  ->  dD/dx = 2 a x  ->  R1 = sum (2 a x)^2, per sample.
+    a = torch.tensor([1.0, -2.0, 0.5])
+    x = torch.tensor([[1.0, 2.0, 3.0], [0.0, -1.0, 2.0]], requires_grad=True)
+    r1 = r1_penalty((a * x * x).sum(1), x)
+    expected = ((2 * a * x.detach()) ** 2).sum(1)
+    torch.testing.assert_close(r1, expected)
+    r1.sum().backward()                                            # differentiable (double backward)
+    torch.testing.assert_close(x.grad, 8 * a * a * x.detach() * 2 / 2)
+
+
+def test_augmentation_is_shared_by_the_frames_of_a_clip():
+    aug = ClipAugment(["translation", "color", "cutout", "flip"], prob=1.0)
+    frame = torch.rand(4, 1, 3, 16, 16) * 2 - 1
+    video = frame.expand(-1, 5, -1, -1, -1).contiguous()            # static clips
+    out = aug(video, generator=torch.Generator().manual_seed(0))
+    assert out.shape == video.shape
+    torch.testing.assert_close(out, out[:, :1].expand_as(out))      # no fake motion
+    assert not torch.allclose(out, video)
+    assert not torch.allclose(out[0], out[1])                       # per-clip parameters
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        ClipAugment(["zoom"])
+
+
+def _setup(cfg):
+    torch.manual_seed(0)
+    G = build_generator(cfg)
+    Di, Dv = build_discriminators(cfg)
+    loss = VideoGANLoss(G, Di, Dv, ClipAugment(["translation"], 0.5), cfg.D.image_frames, r1_gamma=1.0)
+    r, b, t = cfg.data.resolution, 4, cfg.data.clip_frames
+    times = torch.arange(t, dtype=torch.float32)[None].repeat(b, 1)
+    batch = Batch(real=torch.rand(b, t, 3, r, r) * 2 - 1, times=times, real_c=None, z=torch.randn(b, G.z_dim),
+                  gen_c=None, gen_times=times + 1.5, motion=G.sample_motion(b, 10.0))
+    return G, Di, Dv, loss, batch
+
+
+def _grads(module):
+    return [p.grad for p in module.parameters()]
+
+
+@pytest.mark.parametrize("phase", ["Gmain", "Dmain", "Dreg"])
+def test_each_phase_reaches_only_its_network(tiny_cfg, phase):
+    G, Di, Dv, loss, batch = _setup(tiny_cfg)
+    train_G = phase == "Gmain"
+    G.requires_grad_(train_G), Di.requires_grad_(not train_G), Dv.requires_grad_(not train_G)
+    stats = loss.accumulate_gradients(phase, batch)
+    trained, frozen = ([G], [Di, Dv]) if train_G else ([Di, Dv], [G])
+    for m in trained:
+        grads = _grads(m)
+        assert sum(g is not None and g.abs().sum() > 0 for g in grads) > len(grads) // 2
+    for m in frozen:
+        assert all(g is None for g in _grads(m))
+    assert all(torch.isfinite(torch.tensor(v)) for v in stats.values())
+    if phase == "Dreg":
+        assert stats["D/r1_image"] > 0 and stats["D/r1_video"] > 0
+
+
+def test_gain_scales_the_gradient(tiny_cfg):
+    G, Di, Dv, loss, batch = _setup(tiny_cfg)
+    G.requires_grad_(False)
+    torch.manual_seed(1)
+    loss.accumulate_gradients("Dreg", batch, gain=1.0)
+    g1 = Di.fromrgb.weight.grad.clone()
+    Di.zero_grad(), Dv.zero_grad()
+    torch.manual_seed(1)
+    loss.accumulate_gradients("Dreg", batch, gain=4.0)
+    torch.testing.assert_close(Di.fromrgb.weight.grad, 4 * g1)
+
+
+def test_nan_stops_with_a_clear_error(tiny_cfg):
+    G, Di, Dv, loss, batch = _setup(tiny_cfg)
+    batch.real[0, 0, 0, 0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="diverged"):
+        loss.accumulate_gradients("Dmain", batch)
+    with pytest.raises(ValueError, match="unknown phase"):
+        loss.accumulate_gradients("Greg", batch)
