@@ -43,10 +43,12 @@ class VideoGANLoss:
                  image_weight: float = 1.0,     # weights of the two D terms in the G loss
                  video_weight: float = 1.0,
                  r1_gamma: float = 0.1,         # R1 weight (0: off)
-                 autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
+                 autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+                 grad_scale: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):  # fp16 loss scaling
         self.G, self.D_image, self.D_video, self.augment = G, D_image, D_video, augment
         self.image_frames, self.image_weight, self.video_weight = image_frames, image_weight, video_weight
         self.r1_gamma, self.autocast = r1_gamma, autocast
+        self.grad_scale = grad_scale or (lambda loss: loss)  # main phases only; R1 runs in float32
 
     # -- helpers ---------------------------------------------------------------------------------
     def pick_frames(self, video: torch.Tensor) -> torch.Tensor:
@@ -82,7 +84,7 @@ class VideoGANLoss:
                 li, lv = self.run_D(fake, gap, batch.gen_c)
                 loss_i, loss_v = g_nonsaturating(li).mean(), g_nonsaturating(lv).mean()
                 loss = self.image_weight * loss_i + self.video_weight * loss_v
-            (loss * gain).backward()
+            self.grad_scale(loss * gain).backward()
             stats.update({"G/loss": loss, "G/loss_image": loss_i, "G/loss_video": loss_v,
                           "fake/logit_image": li.mean(), "fake/logit_video": lv.mean()})
         elif phase == "Dmain":
@@ -93,7 +95,7 @@ class VideoGANLoss:
                 ri, rv = self.run_D(batch.real, gap, batch.real_c)
                 loss_i, loss_v = d_logistic(ri, fi), d_logistic(rv, fv)
                 loss = loss_i + loss_v
-            (loss * gain).backward()
+            self.grad_scale(loss * gain).backward()
             stats.update({"D/loss": loss, "D/loss_image": loss_i, "D/loss_video": loss_v,
                           "real/logit_image": ri.mean(), "real/logit_video": rv.mean(),
                           "fake/logit_image_d": fi.mean(), "fake/logit_video_d": fv.mean()})

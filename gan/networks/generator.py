@@ -251,7 +251,8 @@ class Generator(nn.Module):
         flow = F.interpolate(flow, size=(r, r), mode="bilinear", align_corners=False)
         base = _base_grid(r, x.device)
         grid = base + flow.permute(0, 2, 3, 1)
-        return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False).to(x.dtype)
+        # 'border': content pulled in from outside the frame repeats the edge instead of turning black.
+        return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False).to(x.dtype)
 
     def frames(self, w, content, v, fused: bool = False):
         """Render frames from per-video w [B, w_dim], content, and motion embeddings v [B, T, m]."""

@@ -147,13 +147,19 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
     logger.save_config(cfg, extra={"c_dim": c_dim, "class_names": list(dataset.class_names), "world_size": world})
     logger.text(f"reelgan: {cfg.name} on {device} x{world}, data {cfg.data.source} ({len(dataset)} videos, "
                 f"{c_dim} classes), G {_count(G) / 1e6:.2f}M params, D {(_count(D_image) + _count(D_video)) / 1e6:.2f}M, "
-                f"precision {cfg.train.precision}, compile {cfg.train.compile}, start step {start_step}")
+                f"precision {cfg.train.precision}, "
+                f"{'compiled main phases (R1 eager)' if cfg.train.compile else 'eager'}, start step {start_step}")
 
     compiled = (lambda m: torch.compile(m)) if cfg.train.compile else (lambda m: m)
     autocast = autocast_for(cfg.train.precision, device)
+    # fp16 (CUDA) needs loss scaling; bf16 has float32's range and does not.
+    scaler_G = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
+    scaler_D = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
     augment = ClipAugment(cfg.loss.augment, cfg.loss.augment_prob)
-    main_loss = VideoGANLoss(compiled(G), compiled(D_image), compiled(D_video), augment, cfg.D.image_frames,
-                             cfg.loss.image_weight, cfg.loss.video_weight, cfg.loss.r1_gamma, autocast)
+    main_G = VideoGANLoss(compiled(G), compiled(D_image), compiled(D_video), augment, cfg.D.image_frames,
+                          cfg.loss.image_weight, cfg.loss.video_weight, cfg.loss.r1_gamma, autocast, scaler_G.scale)
+    main_D = VideoGANLoss(main_G.G, main_G.D_image, main_G.D_video, augment, cfg.D.image_frames,
+                          cfg.loss.image_weight, cfg.loss.video_weight, cfg.loss.r1_gamma, autocast, scaler_D.scale)
     reg_loss = VideoGANLoss(G, D_image, D_video, augment, cfg.D.image_frames, r1_gamma=cfg.loss.r1_gamma)
 
     per_rank = cfg.train.batch // world
@@ -175,17 +181,21 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
             # D phase: main loss every step, R1 every r1_interval steps.
             _phase(G, False), _phase(D_image, True), _phase(D_video, True)
             opt_D.zero_grad(set_to_none=True)
-            stats.update(main_loss.accumulate_gradients("Dmain", batch))
+            stats.update(main_D.accumulate_gradients("Dmain", batch))
+            scaler_D.unscale_(opt_D)  # R1's float32 gradients join the unscaled ones
             if cfg.loss.r1_gamma > 0 and step % cfg.loss.r1_interval == 0:
                 stats.update(reg_loss.accumulate_gradients("Dreg", batch, gain=cfg.loss.r1_interval))
             dist_utils.all_reduce_grads(list(D_image.parameters()) + list(D_video.parameters()))
-            opt_D.step()
+            scaler_D.step(opt_D)
+            scaler_D.update()
             # G phase.
             _phase(G, True), _phase(D_image, False), _phase(D_video, False)
             opt_G.zero_grad(set_to_none=True)
-            stats.update(main_loss.accumulate_gradients("Gmain", batch))
+            stats.update(main_G.accumulate_gradients("Gmain", batch))
+            scaler_G.unscale_(opt_G)
             dist_utils.all_reduce_grads(G.parameters())
-            opt_G.step()
+            scaler_G.step(opt_G)
+            scaler_G.update()
             with torch.no_grad():
                 G.mapping_forward(batch.z, batch.gen_c, update_w_avg=True)
             seen += cfg.train.batch
