@@ -87,3 +87,19 @@ def test_missing_dataset_fails_with_the_path(tmp_path):
                           "--outdir", str(tmp_path / "o"), "--no-progress"], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 1
     assert str(missing) in res.stderr and "Traceback" not in res.stderr
+
+
+def test_exported_mp4_folder_trains_and_resumes(tmp_path):
+    from click.testing import CliRunner
+    from gan.data.cli import main as dataset_cli
+    data = tmp_path / "mp4s"
+    res = CliRunner().invoke(dataset_cli, ["export", "--source", "shapes", "--out", str(data), "--num", "6",
+                                           "--frames", "12", "--resolution", "32"])
+    assert res.exit_code == 0, res.output
+    assert len(list(data.glob("*.mp4"))) == 6
+    over = {"data": {"source": str(data), "workers": 1}, "train": {"steps": 2}}
+    out = tmp_path / "run"
+    train(load_config(TINY, over), str(out), progress=False)
+    over["train"]["steps"] = 4
+    summary = train(load_config(TINY, over), str(out), resume=True, progress=False)
+    assert summary["step"] == 4 and load(out / "checkpoints" / "latest.pt")["step"] == 4

@@ -27,6 +27,11 @@ from gan.networks.layers import FullyConnectedLayer, MappingNetwork
 from gan.ops import bias_act, modulated_conv2d, setup_filter, upsample2d
 
 
+def _compiling() -> bool:
+    """Data-dependent checks are skipped inside torch.compile graphs (they would break the graph)."""
+    return torch.compiler.is_compiling()
+
+
 def channels_at(res: int, base: int, cmax: int) -> int:
     return int(min(base // res, cmax))
 
@@ -38,7 +43,7 @@ def condition_vector(c: Optional[torch.Tensor], c_dim: int, dtype=torch.float32)
     if c.dtype in (torch.int64, torch.int32):
         if c.ndim != 1:
             raise ValueError(f"class labels must be [B] integers, got shape {tuple(c.shape)}")
-        if c.numel() and (int(c.min()) < 0 or int(c.max()) >= c_dim):
+        if not _compiling() and c.numel() and (int(c.min()) < 0 or int(c.max()) >= c_dim):
             raise ValueError(f"class label out of range [0, {c_dim}): {c.tolist()}")
         return F.one_hot(c, c_dim).to(dtype)
     if c.ndim != 2 or c.shape[1] != c_dim:
@@ -89,7 +94,7 @@ class MotionNetwork(nn.Module):
         pos = t.float() / self.period
         a = pos - pos.floor()
         idx = pos.floor().long() - anchor_offset
-        if int(idx.min()) < 0 or int(idx.max()) + 1 >= k:
+        if not _compiling() and (int(idx.min()) < 0 or int(idx.max()) + 1 >= k):
             raise ValueError(f"times {float(t.min()):.1f}..{float(t.max()):.1f} need motion anchors "
                              f"{int(pos.min())}..{int(pos.max()) + 1}, got {anchor_offset}..{anchor_offset + k - 1}")
         s = (a * a * (3 - 2 * a)).unsqueeze(-1).unsqueeze(-1)      # smoothstep: C1 at anchors
