@@ -90,7 +90,7 @@ def render_grid_video(G: Generator, seeds: Sequence[int], num_frames: int, devic
     G.eval()
     video = render(G, seeds, num_frames, c=c, device=device, fused=False)
     G.train(was_training)
-    return make_grid(to_uint8(video.float().cpu()), nrow=nrow)
+    return make_grid(to_uint8(video.float().cpu()), nrow=nrow or min(4, len(seeds)))
 
 
 def parse_seeds(text: str) -> List[int]:
