@@ -1,0 +1,92 @@
+"""Export the EMA generator of a training checkpoint to a small generator-only file.
+
+The file holds plain data only: G_ema's state dict, the config as plain types, c_dim, class_names, the
+training step and a format version. No discriminators, no optimizer states, no RNG states. It loads with
+`torch.load(weights_only=True)` through `gan.sampling.load_generator`, like a full checkpoint, so every
+sampling entry point (generate.py, FastSampler) accepts either.
+
+\b
+Examples:
+  python -m gan.export runs/default/checkpoints/latest.pt G.pt
+  python -m gan.export runs/default/checkpoints/latest.pt G_half.pt --dtype bf16
+  reelgan-export runs/default/checkpoints/latest.pt G.pt
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Dict, Union
+
+import click
+import torch
+
+from gan.config import Config
+from gan.networks import build_generator
+from gan.training import checkpoint as ckpt_io
+
+KIND = "reelgan-generator"
+STORE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def export_generator(checkpoint: Union[str, Path], out: Union[str, Path], dtype: str = "fp32",
+                     overwrite: bool = False) -> Dict:
+    """Write the generator-only file `out` from `checkpoint` (a training checkpoint or an exported file).
+    dtype 'bf16'/'fp16' stores floating-point weights at half the size (they load back into float32).
+    Returns a summary: path, bytes, params, step."""
+    checkpoint, out = Path(checkpoint), Path(out)
+    if dtype not in STORE_DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(STORE_DTYPES)}, got {dtype!r}")
+    if out.exists() and out.resolve() == checkpoint.resolve():
+        raise ckpt_io.CheckpointError(f"refusing to export {checkpoint} onto itself")
+    if out.exists() and not overwrite:
+        raise ckpt_io.CheckpointError(f"{out} exists; pass --force to overwrite it")
+    ckpt = ckpt_io.load(checkpoint, map_location="cpu")
+    key = "G_ema" if "G_ema" in ckpt else "G"
+    if key not in ckpt or "config" not in ckpt:
+        raise ckpt_io.CheckpointError(f"{checkpoint} holds no generator weights and config")
+    cfg = Config.from_dict(ckpt["config"])
+    c_dim = int(ckpt.get("c_dim", 0))
+    # Rebuild G from the checkpoint's own config and load strictly: a file that would not load later
+    # is never written.
+    G = build_generator(cfg, c_dim)
+    G.load_state_dict(ckpt[key])
+    store = STORE_DTYPES[dtype]
+    state = {k: (v.to(store) if v.is_floating_point() else v).clone()
+             for k, v in G.state_dict().items()}
+    payload = {
+        "format_version": ckpt_io.FORMAT_VERSION,
+        "kind": KIND,
+        "config": cfg.to_dict(),
+        "c_dim": c_dim,
+        "class_names": [str(n) for n in ckpt.get("class_names", [])],
+        "step": ckpt.get("step"),
+        "weights_dtype": dtype,
+        "G_ema": state,
+    }
+    ckpt_io.save_atomic(payload, out)
+    return {"path": str(out), "bytes": out.stat().st_size, "params": sum(v.numel() for v in state.values()),
+            "step": ckpt.get("step"), "source_bytes": checkpoint.stat().st_size}
+
+
+@click.command(help=__doc__)
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--dtype", type=click.Choice(sorted(STORE_DTYPES)), default="fp32", show_default=True,
+              help="Storage precision of the weights (bf16/fp16 halve the file; they load as float32).")
+@click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
+def cli(checkpoint, out, dtype, force):
+    try:
+        info = export_generator(checkpoint, out, dtype=dtype, overwrite=force)
+    except (ckpt_io.CheckpointError, ValueError, RuntimeError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    click.echo(f"{info['path']}: {info['params'] / 1e6:.2f}M values, {info['bytes'] / 2**20:.2f} MiB "
+               f"(from {info['source_bytes'] / 2**20:.2f} MiB), step {info['step']}")
+
+
+def main():
+    cli()
+
+
+if __name__ == "__main__":
+    main()
