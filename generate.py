@@ -6,6 +6,18 @@ Examples:
   python generate.py --checkpoint G.pt --outdir out --seeds 3 --frames 1024 --fps 30
   python generate.py --checkpoint G.pt --outdir out --seeds 0-15 --format grid --truncation 0.7
   python generate.py --checkpoint G.pt --outdir out --seeds 1 --class 7 --format gif
+
+\b
+Conditional models (configs/i2v.yaml, continue.yaml, t2v.yaml):
+  python generate.py --checkpoint runs/i2v/checkpoints/latest.pt --outdir out --image still.png --frames 32
+  python generate.py --checkpoint runs/continue/checkpoints/latest.pt --outdir out --video in.mp4 --frames 64
+  python generate.py --checkpoint runs/t2v/checkpoints/latest.pt --outdir out --prompt "a red circle moving left"
+
+\b
+Real-time mode (one endless clip of the first seed, chunk by chunk, constant memory; Ctrl-C stops):
+  python generate.py --checkpoint G.pt --outdir out --stream --frames 600 --precision bf16 --compile
+  python generate.py --checkpoint G.pt --stream --stream-to - --precision auto | \\
+      ffplay -f rawvideo -pixel_format rgb24 -video_size 128x128 -framerate 16 -
 """
 from __future__ import annotations
 
@@ -17,7 +29,8 @@ import click
 @click.command(help=__doc__)
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), required=True,
               help="Training checkpoint or exported generator file.")
-@click.option("--outdir", type=click.Path(file_okay=False), required=True, help="Where to write the clips.")
+@click.option("--outdir", type=click.Path(file_okay=False), default=None,
+              help="Where to write the clips (required, except with --stream --stream-to).")
 @click.option("--seeds", type=str, default="0-3", show_default=True, help="Seeds: list and ranges, e.g. 0-3,7.")
 @click.option("--frames", type=click.IntRange(min=1), default=64, show_default=True, help="Frames per clip.")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -31,10 +44,69 @@ import click
 @click.option("--chunk", type=click.IntRange(min=1), default=16, show_default=True,
               help="Frames rendered per step: memory stays constant however long the clip.")
 @click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True, help="Seeds rendered together.")
-def cli(checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_value, device, chunk, batch):
+@click.option("--stream", is_flag=True,
+              help="Real-time mode: render one clip of the first seed chunk by chunk (endless unless --frames is "
+                   "given) and print the achieved frames/s against --fps to stderr.")
+@click.option("--stream-to", type=str, default=None,
+              help="--stream output: '-' writes raw rgb24 frames to stdout (pipe into ffmpeg/ffplay), a path "
+                   "writes an .mp4 (or raw frames for other suffixes) [default: OUTDIR/seedNNNN_stream.mp4].")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16", "auto"]), default="fp32", show_default=True,
+              help="--stream: synthesis precision (bf16: CPUs with AMX/AVX512-BF16 and GPUs; fp16: CUDA; "
+                   "auto picks the fastest supported).")
+@click.option("--compile", "compile_", is_flag=True,
+              help="--stream: torch.compile the frame rendering (the first chunk waits for the compiler: "
+                   "tens of seconds on a CPU).")
+@click.option("--image", type=str, default=None,
+              help="Image-to-video models: the still to animate (frame 0 of every clip).")
+@click.option("--video", type=str, default=None,
+              help="Continuation models: continue this clip from its last K frames (K: the model's "
+                   "cond.context_frames); output = those K frames + --frames predicted ones.")
+@click.option("--context-stride", type=click.IntRange(min=1), default=1, show_default=True,
+              help="--video: frames between the context frames taken from the clip.")
+@click.option("--prompt", type=str, default=None, help="Text-to-video models: the sentence to render.")
+@click.pass_context
+def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_value, device, chunk, batch,
+        stream, stream_to, precision, compile_, image, video, context_stride, prompt):
     from gan.cli_utils import pick_device
     from gan.sampling import SamplingError, generate_videos, parse_seeds
     from gan.training.checkpoint import CheckpointError
+    if stream:
+        from gan.fast_sampler import stream_video
+        if image is not None or video is not None or prompt is not None:
+            raise click.UsageError("--stream renders unconditional and class-conditional models only "
+                                   "(not --image/--video/--prompt)")
+        explicit = ctx.get_parameter_source("frames") is not click.core.ParameterSource.DEFAULT
+        try:
+            stream_video(checkpoint, parse_seeds(seeds)[0], frames if explicit else None, fps, outdir=outdir,
+                         stream_to=stream_to, precision=precision, compile=compile_, chunk=chunk,
+                         device=pick_device(device), truncation=truncation, class_value=class_value,
+                         stdout=click.get_binary_stream("stdout"), log=lambda m: click.echo(m, err=True))
+        except (SamplingError, CheckpointError) as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
+        return
+    if stream_to is not None or compile_ or precision != "fp32":
+        raise click.UsageError("--stream-to, --precision and --compile apply to --stream only")
+    if outdir is None:
+        raise click.UsageError("Missing option '--outdir'.")
+    # ---- conditional generation (gan/conditioning): --image / --video / --prompt ----
+    from gan.conditioning.inputs import ConditionError
+    from gan.conditioning.sampling import check_mode, checkpoint_mode, generate_conditional
+    try:
+        if image is not None or video is not None or prompt is not None:
+            if class_value is not None:
+                raise ConditionError("--class does not combine with --image/--video/--prompt")
+            paths = generate_conditional(checkpoint, outdir, parse_seeds(seeds), frames=frames, fps=fps, fmt=fmt,
+                                         truncation=truncation, image=image, video=video, prompt=prompt,
+                                         context_stride=context_stride, device=pick_device(device), chunk=chunk,
+                                         log=lambda m: click.echo(m, err=True))
+            for p in paths:
+                click.echo(str(p))
+            return
+        check_mode(checkpoint_mode(checkpoint), "none")
+    except (ConditionError, SamplingError, CheckpointError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
     try:
         paths = generate_videos(checkpoint, outdir, parse_seeds(seeds), frames=frames, fps=fps, fmt=fmt,
                                 truncation=truncation, class_value=class_value, device=pick_device(device),

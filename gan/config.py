@@ -24,14 +24,15 @@ class DataConfig:
     source: str = "digits"          # 'digits', 'shapes', or a path: video folder, frame-folder tree, .zip
     resolution: int = 64            # square output size; videos are resized and centre-cropped
     channels: int = 3               # 3 (RGB); built-in datasets also render RGB
-    clip_frames: int = 4            # frames per training clip (the video D sees all of them)
-    strides: List[int] = field(default_factory=lambda: [1, 2, 3])  # frame strides, one drawn per clip
+    clip_frames: int = 3            # frames per training clip (the video D sees all of them)
+    strides: List[int] = field(default_factory=lambda: [1, 2, 3, 4])  # frame strides, one drawn per clip
     labels: bool = False            # class labels from first-level subfolders (built-ins: digit/shape id)
     num_videos: int = 20000         # built-in datasets: number of distinct videos
     video_frames: int = 64          # built-in datasets: frames per video
     num_objects: int = 2            # built-in datasets: objects per video
     fps: float = 16.0               # frame rate of the data; sampling may use another
     workers: int = 1                # DataLoader worker processes (0: load in the main process)
+    captions: bool = False          # built-ins: add each clip's caption to the item (text-to-video needs it)
 
 
 @dataclass
@@ -53,9 +54,9 @@ class GeneratorConfig:
 
 @dataclass
 class DiscriminatorConfig:
-    channel_base: int = 1024        # as in the generator
-    channel_max: int = 128
-    image_frames: int = 2           # frames per clip shown to the image discriminator
+    channel_base: int = 512         # as in the generator (the CPU default's Ds are half G's width: the
+    channel_max: int = 64           #   Ds see 4 frame-passes per G frame, and a weaker D keeps G learning)
+    image_frames: int = 1           # frames per clip shown to the image discriminator
     video_fuse_resolution: int = 16  # video D: per-frame 2D stem down to here, then (2+1)D blocks
     mbstd_group: int = 4            # minibatch-stddev group size (0: off)
     resample_filter: List[int] = field(default_factory=lambda: [1, 1])  # downsampling FIR taps; [1, 1] is
@@ -76,8 +77,10 @@ class LossConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = 600                # generator updates
-    batch: int = 12                 # clips per step (global, split over ranks)
+    steps: int = 4000               # generator updates
+    max_minutes: Optional[float] = 13.0  # stop (with a checkpoint) after this much wall time in one
+    #                                 invocation (None: no limit); the CPU default fits in 15 minutes
+    batch: int = 16                 # clips per step (global, split over ranks)
     g_lr: float = 0.0025
     d_lr: float = 0.0025
     betas: List[float] = field(default_factory=lambda: [0.0, 0.99])
@@ -87,11 +90,37 @@ class TrainConfig:
     precision: str = "bf16"         # 'fp32', 'bf16' (autocast for the main phases; R1 stays fp32) or 'fp16' (CUDA)
     compile: bool = False           # torch.compile the G and D main phases
     log_every: int = 25             # steps between scalar logs
-    sample_every: int = 100         # steps between sample videos (0: only at the end)
-    checkpoint_every: int = 100     # steps between checkpoints (always one at the end)
+    sample_every: int = 250         # steps between sample videos (0: only at the end)
+    checkpoint_every: int = 250     # steps between checkpoints (always one at the end)
     sample_seeds: int = 8           # videos in the sample grid
     sample_frames: int = 16         # frames per sample video
     keep_checkpoints: int = 2       # older step checkpoints are deleted (latest.pt is always kept)
+    metrics_every: int = 0          # steps between quality metrics (0: off); see gan/metrics/during_training.py
+    metrics: List[str] = field(default_factory=list)  # e.g. ['fvd-offline', 'identity']; needed when metrics_every > 0
+    best_metric: Optional[str] = None  # keep checkpoints/best.pt by this one of `metrics` (None: no best.pt)
+
+
+@dataclass
+class CondConfig:
+    """Conditional generation (gan/conditioning). The default mode 'none' is the unconditional model, unchanged."""
+    mode: str = "none"              # 'none'; 'image' (animate a still); 'continue' (predict a clip's future); 'text'
+    context_frames: int = 2         # 'continue': leading frames of a training clip given as context (rest: future)
+    encoder_dim: int = 64           # 'image'/'continue': encoder vector joining z in the mapping network
+    encoder_channels: int = 32      # 'image'/'continue': widest encoder layer
+    motion_anchors: int = 4         # 'continue': motion anchors predicted from the context (later ones: random)
+    text_dim: int = 32              # 'text': sentence embedding size = condition size of G and both Ds
+    text_encoder: str = "transformer"  # 'text': 'transformer' (1-2 layers over word tokens) or 'bag' (mean embedding)
+    text_layers: int = 1            # 'text': transformer layers
+    text_max_tokens: int = 24       # 'text': captions are cut to this many words
+    text_vocab_captions: int = 2000  # 'text': dataset captions read to build the word vocabulary
+    mismatch_weight: float = 1.0    # 'text': matching-aware D loss, real clip + wrong caption counted as fake (0: off)
+    recon_weight: float = 1.0       # 'image'/'continue': weight of the reconstruction loss in G's loss
+    lpips_weight: float = 1.0       # reconstruction: LPIPS term (needs the pretrained backbone, see lpips_backbone)
+    l1_weight: float = 1.0          # reconstruction: L1 term
+    temporal_weight: float = 0.0    # reconstruction: LPIPS of frame-to-frame changes ('continue')
+    lpips_net: str = "alex"         # LPIPS backbone: 'alex', 'vgg' or 'squeeze'
+    lpips_backbone: Optional[str] = None  # backbone weights file; None: the torch hub cache
+    lpips_random_backbone: bool = False   # TESTS/SMOKE RUNS ONLY: random backbone, NOT LPIPS (logged loudly)
 
 
 @dataclass
@@ -101,6 +130,7 @@ class Config:
     D: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    cond: CondConfig = field(default_factory=CondConfig)
     name: str = "default"           # a label for the run
 
     def to_dict(self) -> Dict[str, Any]:
@@ -237,3 +267,39 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.batch must be >= 1 and train.steps >= 0")
     if len(cfg.train.betas) != 2:
         raise ConfigError("train.betas must have two numbers")
+    _validate_cond(cfg)
+    _validate_metrics(cfg)
+
+
+def _validate_cond(cfg: Config) -> None:
+    c = cfg.cond
+    modes = ("none", "image", "continue", "text")
+    if c.mode not in modes:
+        raise ConfigError(f"cond.mode must be one of {', '.join(modes)}; got '{c.mode}'")
+    if c.mode == "none":
+        return
+    if cfg.data.labels:
+        raise ConfigError(f"cond.mode '{c.mode}' replaces class labels: set data.labels: false")
+    if c.mode == "continue" and not 1 <= c.context_frames < cfg.data.clip_frames:
+        raise ConfigError(f"cond.context_frames must be in [1, data.clip_frames={cfg.data.clip_frames}): the rest "
+                          f"of each clip is the future to predict; got {c.context_frames}")
+    if c.mode == "text" and not cfg.data.captions:
+        raise ConfigError("cond.mode 'text' needs data.captions: true (built-in datasets emit a caption per clip)")
+    if c.text_encoder not in ("transformer", "bag"):
+        raise ConfigError(f"cond.text_encoder must be 'transformer' or 'bag', got '{c.text_encoder}'")
+    if c.lpips_net not in ("alex", "vgg", "squeeze"):
+        raise ConfigError(f"cond.lpips_net must be 'alex', 'vgg' or 'squeeze', got '{c.lpips_net}'")
+    if min(c.encoder_dim, c.encoder_channels, c.motion_anchors, c.text_dim, c.text_layers, c.text_max_tokens) < 1:
+        raise ConfigError("cond sizes (encoder_dim, encoder_channels, motion_anchors, text_*) must be >= 1")
+    if min(c.mismatch_weight, c.recon_weight, c.lpips_weight, c.l1_weight, c.temporal_weight) < 0:
+        raise ConfigError("cond loss weights must be >= 0")
+
+
+def _validate_metrics(cfg: Config) -> None:
+    t = cfg.train
+    if t.metrics_every < 0:
+        raise ConfigError(f"train.metrics_every must be >= 0 (0: off), got {t.metrics_every}")
+    if t.metrics_every > 0 and not t.metrics:
+        raise ConfigError("train.metrics_every > 0 needs train.metrics, e.g. [fvd-offline] (see gan/metrics)")
+    if t.best_metric is not None and t.best_metric not in t.metrics:
+        raise ConfigError(f"train.best_metric '{t.best_metric}' must be one of train.metrics {t.metrics}")

@@ -103,3 +103,13 @@ def test_exported_mp4_folder_trains_and_resumes(tmp_path):
     over["train"]["steps"] = 4
     summary = train(load_config(TINY, over), str(out), resume=True, progress=False)
     assert summary["step"] == 4 and load(out / "checkpoints" / "latest.pt")["step"] == 4
+
+
+def test_time_budget_stops_with_a_checkpoint_and_resume_finishes(tmp_path):
+    out = tmp_path / "run"
+    summary = train(_cfg(steps=4, max_minutes=1e-6), str(out), progress=False)
+    assert summary["step"] == 1                                       # stopped after the first step
+    assert load(out / "checkpoints" / "latest.pt")["step"] == 1
+    assert "time budget" in (out / "log.txt").read_text()
+    summary = train(_cfg(steps=4), str(out), resume=True, progress=False)
+    assert summary["step"] == 4 and load(out / "checkpoints" / "latest.pt")["step"] == 4

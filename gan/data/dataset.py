@@ -36,7 +36,7 @@ class ClipDataset(torch.utils.data.Dataset):
 
     Item: `dict(video=float32 [T, C, H, W], times=float32 [T] (k * stride, frames from the clip start),
     label=int64 0-dim (0 when unlabelled), index=int (the video actually read; differs from the requested
-    index only after a failed read fell back to the next video))`.
+    index only after a failed read fell back to the next video))`, plus `caption=str` when `cfg.captions`.
     """
 
     def __init__(self,
@@ -48,6 +48,10 @@ class ClipDataset(torch.utils.data.Dataset):
         if cfg.labels and source.num_classes == 0:
             raise DataError(f"data.labels is true but {getattr(source, 'root', cfg.source)} has no classes: "
                             f"expected one subfolder per class (root/<class>/<video>), or set data.labels: false")
+        # Conditional hook (text-to-video): built-ins know each video's caption; disk sources do not.
+        if cfg.captions and not hasattr(source, "caption"):
+            raise DataError(f"data.captions is true but {getattr(source, 'root', cfg.source)} has no captions; "
+                            f"text-to-video trains on the built-in datasets ('digits', 'shapes')")
         self.source = source
         self.cfg = cfg
         self.seed = int(seed)
@@ -104,12 +108,15 @@ class ClipDataset(torch.utils.data.Dataset):
             video = video @ _LUMA[:, None]                    # [T, H, W, 1]
         video = torch.from_numpy(video).permute(0, 3, 1, 2) / 127.5 - 1.0  # [T, C, H, W]
         label = self.source.label(index) if self.cfg.labels else 0
-        return {
+        item = {
             "video": video.contiguous(),
             "times": torch.arange(self.clip_frames, dtype=torch.float32) * stride,  # [T]
             "label": torch.tensor(label, dtype=torch.int64),
             "index": int(index),
         }
+        if self.cfg.captions:                                 # conditional hook: str (collates to a list)
+            item["caption"] = self.source.caption(index)
+        return item
 
     def __getitem__(self, index: int) -> dict:
         n = len(self)

@@ -12,6 +12,7 @@ Files are data only (state dict + recipe + held-out scores), loaded with weights
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -32,6 +33,18 @@ FORMAT_VERSION = 1
 
 class TrainedNetError(RuntimeError):
     """A self-trained network that is missing and may not be trained here, or a broken weights file."""
+
+
+@contextlib.contextmanager
+def threads(n: int):
+    """Train with a fixed thread count: CPU results depend on it (reduction order), and one thread also
+    avoids OpenMP barrier stalls on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def recipe_hash(recipe: Dict) -> str:
@@ -92,7 +105,7 @@ def load_or_train(kind: str, dataset: str, recipe: Dict,
     target = cache_path(kind, dataset, recipe)
     if not allow_train:
         raise TrainedNetError(f"no {kind} weights for '{dataset}' matching this recipe: expected "
-                              f"{asset_path(kind, dataset)} or {target}; run `reelgan-metrics train-offline "
+                              f"{asset_path(kind, dataset)} or {target}; run `python -m gan.metrics.train_nets "
                               f"--dataset {dataset}` once to create them")
     logger.warning(f"training the {kind} network for '{dataset}' once (fixed seed {recipe.get('seed')}; "
                    f"a few minutes on a CPU); it is cached at {target}")

@@ -76,8 +76,9 @@ class MotionNetwork(nn.Module):
         self.anchor = nn.Sequential(
             FullyConnectedLayer(motion_dim, motion_dim, activation="lrelu", impl=impl),
             FullyConnectedLayer(motion_dim, 3 * num_freqs, impl=impl))  # amplitude, phase, slow code
-        # Periods log-spaced from 2 frames to 4 anchor periods; learnable (as log-frequency).
-        periods = torch.logspace(math.log10(2.0), math.log10(4 * period), num_freqs)
+        # Periods log-spaced from 4 frames to 4 anchor periods; learnable (as log-frequency). Shorter
+        # periods would start the model with frame-to-frame jitter.
+        periods = torch.logspace(math.log10(4.0), math.log10(4 * period), num_freqs)
         self.log_omega = nn.Parameter(torch.log(2 * math.pi / periods))
         self.out = FullyConnectedLayer(3 * num_freqs, motion_dim, activation="lrelu", impl=impl)
 
@@ -223,8 +224,11 @@ class Generator(nn.Module):
             in_ch = out_ch
         self.blocks = nn.ModuleList(blocks)
         if cfg.warp_grid > 0:
-            # Zero-initialised: the generator starts static and learns to move content.
-            self.flow = FullyConnectedLayer(cfg.motion_dim, 2 * cfg.warp_grid ** 2, weight_init=0.0, impl=cfg.impl)
+            # Small random init (displacements ~2% of the frame) and a faster learning rate: the
+            # generator moves content from the first step, so the video D never faces only static
+            # fakes (a zero-initialised flow left it winning on motion alone and G collapsing).
+            self.flow = FullyConnectedLayer(cfg.motion_dim, 2 * cfg.warp_grid ** 2, weight_init=0.02,
+                                            lr_multiplier=4.0, impl=cfg.impl)
         else:
             self.flow = None
 

@@ -99,8 +99,12 @@ def _to_device(batch: Dict, device) -> Dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", progress: bool = True) -> Dict:
-    """Train from `cfg` into `outdir` (checkpoints/, samples/, logs). Returns a summary dict."""
+def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", progress: bool = True,
+          text_encoder=None) -> Dict:
+    """Train from `cfg` into `outdir` (checkpoints/, samples/, logs). Returns a summary dict.
+
+    `text_encoder`: for cond.mode 'text', an external encoder following gan.conditioning.TextEncoder
+    (kept frozen) instead of the built-in one."""
     from gan.data import build_dataset
     from gan.sampling import render_grid_video
 
@@ -121,13 +125,25 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
     dataset = build_dataset(cfg.data, seed=cfg.train.seed)
     c_dim = dataset.num_classes if cfg.data.labels else 0
 
-    G = build_generator(cfg, c_dim).to(device)
-    D_image, D_video = (d.to(device) for d in build_discriminators(cfg, c_dim))
+    # ---- conditional-generation hook (gan/conditioning): None keeps the unconditional path as it was ----
+    cond = None
+    if cfg.cond.mode != "none":
+        from gan.conditioning.training import ConditionalTraining
+        cond = ConditionalTraining(cfg, dataset, device, text_encoder=text_encoder)
+        c_dim = cond.c_dim
+        for m in cond.synced_modules():
+            dist_utils.broadcast_module(m)
+    G = (cond.build_generator() if cond else build_generator(cfg, c_dim)).to(device)
+    D_image, D_video = (d.to(device) for d in (cond.build_discriminators() if cond else
+                                               build_discriminators(cfg, c_dim)))
     for m in (G, D_image, D_video):
         m.to(memory_format=torch.channels_last)
         dist_utils.broadcast_module(m)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     opt_G, opt_D = make_optimizers(cfg, G, D_image, D_video)
+    if cond:
+        cond.add_to_optimizer(opt_D)                                   # the built-in text encoder learns with D
+    d_params = list(D_image.parameters()) + list(D_video.parameters()) + (cond.d_parameters() if cond else [])
     start_step, seen = 0, 0
     if resume and latest.exists():
         state = ckpt_io.load(latest, map_location=device)
@@ -142,6 +158,8 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
             g["lr"], g["betas"] = f["lr"], f["betas"]
         start_step, seen = state["step"], state["seen"]
         ckpt_io.set_rng_state(state["rng"])
+        if cond and "cond" in state:
+            cond.load_state_dict(state["cond"])
 
     logger = RunLogger(out, enabled=rank == 0, resume=resume)
     logger.save_config(cfg, extra={"c_dim": c_dim, "class_names": list(dataset.class_names), "world_size": world})
@@ -149,6 +167,8 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
                 f"{c_dim} classes), G {_count(G) / 1e6:.2f}M params, D {(_count(D_image) + _count(D_video)) / 1e6:.2f}M, "
                 f"precision {cfg.train.precision}, "
                 f"{'compiled main phases (R1 eager)' if cfg.train.compile else 'eager'}, start step {start_step}")
+    if cond:
+        cond.announce(logger.text)                                     # mode, encoders, LPIPS backbone kind
 
     compiled = (lambda m: torch.compile(m)) if cfg.train.compile else (lambda m: m)
     autocast = autocast_for(cfg.train.precision, device)
@@ -161,6 +181,8 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
     main_D = VideoGANLoss(main_G.G, main_G.D_image, main_G.D_video, augment, cfg.D.image_frames,
                           cfg.loss.image_weight, cfg.loss.video_weight, cfg.loss.r1_gamma, autocast, scaler_D.scale)
     reg_loss = VideoGANLoss(G, D_image, D_video, augment, cfg.D.image_frames, r1_gamma=cfg.loss.r1_gamma)
+    if cond:                                                           # + reconstruction / matching-aware terms
+        main_G, main_D, reg_loss = cond.loss(main_G), cond.loss(main_D), cond.loss(reg_loss)
 
     per_rank = cfg.train.batch // world
     loader = torch.utils.data.DataLoader(
@@ -169,14 +191,28 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
         persistent_workers=False, prefetch_factor=4 if cfg.data.workers > 0 else None)
 
     sample_seeds = list(range(cfg.train.sample_seeds))
+    # ---- quality-metrics hook (gan/metrics/during_training.py): off unless train.metrics_every > 0 ----
+    from gan.metrics.during_training import TrainingMetrics
+    quality = TrainingMetrics(cfg, ckpt_dir, device, rank, c_dim, dataset.class_names)
+
+    def sample_grid():
+        if cond:
+            return cond.sample_grid(G_ema, dataset, cfg.train.sample_seeds, cfg.train.sample_frames)
+        return render_grid_video(G_ema, sample_seeds, cfg.train.sample_frames, device, c_dim=c_dim)
     bar = _progress(progress and rank == 0, start_step, cfg.train.steps)
     acc: Dict[str, List[float]] = {}
     t_last, step = time.time(), start_step
+    t_start, stopped_at = t_last, None
+    budget_s = cfg.train.max_minutes * 60 if cfg.train.max_minutes else None
     last_ckpt: Optional[Path] = latest if latest.exists() else None
     try:
         for step, data in enumerate(loader, start=start_step):
             torch.manual_seed(step_seed(cfg.train.seed, rank, step, 2))
-            batch = _make_batch(G, _to_device(data, device), c_dim, cfg, device, step, rank)
+            if cond:
+                gen = torch.Generator().manual_seed(step_seed(cfg.train.seed, rank, step, 3))
+                batch = cond.make_batch(G, _to_device(data, device), device, gen)
+            else:
+                batch = _make_batch(G, _to_device(data, device), c_dim, cfg, device, step, rank)
             stats = {}
             # D phase: main loss every step, R1 every r1_interval steps.
             _phase(G, False), _phase(D_image, True), _phase(D_video, True)
@@ -185,7 +221,7 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
             scaler_D.unscale_(opt_D)  # R1's float32 gradients join the unscaled ones
             if cfg.loss.r1_gamma > 0 and step % cfg.loss.r1_interval == 0:
                 stats.update(reg_loss.accumulate_gradients("Dreg", batch, gain=cfg.loss.r1_interval))
-            dist_utils.all_reduce_grads(list(D_image.parameters()) + list(D_video.parameters()))
+            dist_utils.all_reduce_grads(d_params)
             scaler_D.step(opt_D)
             scaler_D.update()
             # G phase.
@@ -215,24 +251,31 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
                                     f"{scalars['perf/steps_per_s']:.2f} it/s")
                 acc, t_last = {}, now
             if rank == 0 and cfg.train.sample_every and done % cfg.train.sample_every == 0 and done < cfg.train.steps:
-                logger.video(done, render_grid_video(G_ema, sample_seeds, cfg.train.sample_frames, device,
-                                                     c_dim=c_dim), fps=cfg.data.fps)
+                logger.video(done, sample_grid(), fps=cfg.data.fps)
             if done % cfg.train.checkpoint_every == 0 and done < cfg.train.steps:
                 last_ckpt = _save(cfg, ckpt_dir, done, seen, G, G_ema, D_image, D_video, opt_G, opt_D, c_dim,
-                                  dataset, rank)
+                                  dataset, rank, cond)
+            if quality.due(done):                                      # logs metrics/*, keeps checkpoints/best.pt
+                quality.run(done, seen, G_ema, logger)
+            if budget_s is not None and done < cfg.train.steps and \
+                    dist_utils.all_reduce_mean(float(time.time() - t_start > budget_s), device) > 0:
+                stopped_at = done                                      # every rank stops at the same step
+                logger.text(f"time budget train.max_minutes={cfg.train.max_minutes} reached at step {done}; "
+                            f"--resume continues towards {cfg.train.steps}")
+                break
     except FloatingPointError as e:
         where = f"the last good checkpoint is {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
         logger.text(f"stopped at step {step}: {e}; {where}")
         raise TrainingError(f"stopped at step {step}: {e}; {where}") from None
     finally:
         bar.close()
-    final = cfg.train.steps
+    final = stopped_at or cfg.train.steps
     if start_step < final or not latest.exists():
-        last_ckpt = _save(cfg, ckpt_dir, final, seen, G, G_ema, D_image, D_video, opt_G, opt_D, c_dim, dataset, rank)
+        last_ckpt = _save(cfg, ckpt_dir, final, seen, G, G_ema, D_image, D_video, opt_G, opt_D, c_dim, dataset, rank,
+                          cond)
     sample_path = None
     if rank == 0:
-        sample_path = logger.video(final, render_grid_video(G_ema, sample_seeds, cfg.train.sample_frames, device,
-                                                            c_dim=c_dim), fps=cfg.data.fps)
+        sample_path = logger.video(final, sample_grid(), fps=cfg.data.fps)
     checksum = weights_checksum(G)
     if world > 1:  # every rank must end with rank 0's weights; say so in the log, fail loudly if not
         sums = dist_utils.all_gather_floats(checksum, device)
@@ -277,7 +320,7 @@ def _make_batch(G, data: Dict, c_dim: int, cfg: Config, device, step: int, rank:
     return Batch(real=real, times=times, real_c=real_c, z=z, gen_c=gen_c, gen_times=gen_times, motion=motion)
 
 
-def _save(cfg, ckpt_dir: Path, step, seen, G, G_ema, D_image, D_video, opt_G, opt_D, c_dim, dataset, rank):
+def _save(cfg, ckpt_dir: Path, step, seen, G, G_ema, D_image, D_video, opt_G, opt_D, c_dim, dataset, rank, cond=None):
     path = ckpt_dir / "latest.pt"
     if rank == 0:
         state = {
@@ -287,6 +330,8 @@ def _save(cfg, ckpt_dir: Path, step, seen, G, G_ema, D_image, D_video, opt_G, op
             "D_image": ckpt_io.unwrap(D_image).state_dict(), "D_video": ckpt_io.unwrap(D_video).state_dict(),
             "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(), "rng": ckpt_io.rng_state(),
         }
+        if cond:                                                       # conditional hook: text encoder + vocab
+            state["cond"] = cond.state_dict()
         ckpt_io.save_atomic(state, path)
         snap = ckpt_dir / f"step_{step:07d}.pt"
         ckpt_io.save_atomic(state, snap)

@@ -1,0 +1,295 @@
+"""Conditional-generation benchmark: train each mode from its config for a fixed wall-clock budget,
+then measure it on held-out (test-split) built-in clips.
+
+- image-to-video: LPIPS / PSNR of the first generated frame against the still (and, as a reference,
+  against an unrelated still), and how fast the generated object moves vs the real one;
+- continuation: LPIPS / PSNR of predicted vs real future frames, against copying the last context frame;
+- text-to-video: the fraction of clips whose object has the prompt's colour and moves in the prompt's
+  direction (dominant colour and centroid motion, gan/conditioning/measure.py), for the text model,
+  the unconditional model trained on the same data (baseline), and real clips (the measurement's ceiling).
+
+\b
+  python bench/conditional.py                         # 4 models x 160 s + evaluation: ~12-13 minutes
+  python bench/conditional.py --budget 30 --clips 16  # quick smoke run (numbers not meaningful)
+Writes bench/results/conditional-<date>.json and the Conditional section of BENCHMARKS.md (only between
+<!-- conditional:start --> and <!-- conditional:end -->). Without the pretrained AlexNet weights in the torch
+hub cache (or --lpips-backbone) the LPIPS training term and metric use a RANDOM backbone, and every LPIPS
+number is labelled so.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import click
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+START, END = "<!-- conditional:start -->", "<!-- conditional:end -->"
+JOBS = [  # (name, config, overrides)
+    ("i2v", "configs/i2v.yaml", {}),
+    ("continue", "configs/continue.yaml", {}),
+    ("t2v", "configs/t2v.yaml", {}),
+    ("t2v_uncond", "configs/t2v.yaml", {"name": "t2v_uncond", "cond": {"mode": "none"}}),
+]
+
+
+def _merge(a: Dict, b: Dict) -> Dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def train_for(config: str, overrides: Dict, outdir: Path, budget_s: float, log) -> Dict:
+    """Train in resumed chunks until `budget_s` seconds of wall time are used (robust to a shared CPU)."""
+    from gan.config import load_config
+    from gan.training import train
+    t0, target, chunks = time.time(), 20, 0
+    while True:
+        over = _merge(overrides, {"train": {"steps": target, "checkpoint_every": 10 ** 9, "sample_every": 0,
+                                            "log_every": 10 ** 9}})
+        cfg = load_config(str(ROOT / config), over)
+        c0 = time.time()
+        train(cfg, str(outdir), resume=chunks > 0, progress=False)
+        chunks += 1
+        used, chunk_s = time.time() - t0, time.time() - c0
+        done = target
+        rate = (done if chunks == 1 else done - prev) / max(chunk_s, 1e-3)
+        log(f"  {outdir.name}: {done} steps after {used:.0f} s ({rate:.2f} steps/s in the last chunk)")
+        if used >= 0.9 * budget_s or chunks >= 4:
+            return {"steps": done, "seconds": round(used, 1), "batch": cfg.train.batch}
+        prev = done
+        target = done + max(10, int(rate * (budget_s - used) * 0.9))
+
+
+def perceptual(backbone: Optional[str]):
+    """(LPIPS model, label): the pretrained backbone when present, else a random one, labelled."""
+    from losses.conditional import build_perceptual
+    from losses.perceptual import MissingWeightsError
+    try:
+        return build_perceptual(backbone=backbone), "pretrained AlexNet LPIPS"
+    except MissingWeightsError:
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.manual_seed(0)                      # the same random backbone in every run of this script
+            return build_perceptual(random_backbone=True), "RANDOM-backbone LPIPS (not comparable to published LPIPS)"
+
+
+def test_set(cfg, clips: int):
+    from gan.data import BouncingShapes, MovingDigits
+    cls = {"shapes": BouncingShapes, "digits": MovingDigits}[cfg.data.source]
+    return cls(resolution=cfg.data.resolution, num_videos=clips, video_frames=cfg.data.video_frames,
+               num_objects=cfg.data.num_objects, seed=cfg.train.seed, split="test")
+
+
+@torch.no_grad()
+def eval_i2v(ckpt: Path, clips: int, lpips, frames: int = 8) -> Dict:
+    from gan.conditioning.inputs import frames_to_tensor
+    from gan.conditioning.measure import mean_speed, psnr
+    from gan.conditioning.sampling import animate, load_conditional
+    G, info = load_conditional(ckpt)
+    ds = test_set(info["config"], clips)
+    real = [frames_to_tensor(ds.render(i, 0, frames)) for i in range(clips)]
+    gen = [animate(G, r[0], [i], frames)[0] for i, r in enumerate(real)]
+    first_g = torch.stack([g[0] for g in gen])[:, None]                  # [N, 1, C, H, W]
+    first_r = torch.stack([r[0] for r in real])[:, None]
+    other_r = first_r.roll(1, dims=0)                                   # an unrelated still
+    return {
+        "clips": clips, "frames": frames,
+        "first_frame_lpips": float(lpips(first_g, first_r).mean()),
+        "first_frame_psnr": float(psnr(first_g, first_r).mean()),
+        "unrelated_still_lpips": float(lpips(first_g, other_r).mean()),
+        "unrelated_still_psnr": float(psnr(first_g, other_r).mean()),
+        "gen_speed_px_per_frame": float(np.mean([mean_speed(g) for g in gen])),
+        "real_speed_px_per_frame": float(np.mean([mean_speed(r) for r in real])),
+    }
+
+
+@torch.no_grad()
+def eval_continue(ckpt: Path, clips: int, lpips, stride: int = 2, future: int = 8, near: int = 3) -> Dict:
+    from gan.conditioning.inputs import frames_to_tensor
+    from gan.conditioning.measure import psnr
+    from gan.conditioning.sampling import continue_clip, load_conditional
+    G, info = load_conditional(ckpt)
+    ds = test_set(info["config"], clips)
+    k = G.context_frames
+    preds, copies, targets = [], [], []
+    for i in range(clips):
+        real = frames_to_tensor(ds.render(i, 0, k + future, stride))
+        context, target = real[:k], real[k:]
+        preds.append(continue_clip(G, context, [i], future, context_stride=stride, time_step=stride)[0])
+        copies.append(context[-1:].expand_as(target))
+        targets.append(target)
+    P, C, T = torch.stack(preds), torch.stack(copies), torch.stack(targets)   # [N, F, C, H, W]
+
+    def scores(x, lo, hi):
+        return {"lpips": float(lpips(x[:, lo:hi], T[:, lo:hi]).mean()),
+                "psnr": float(psnr(x[:, lo:hi], T[:, lo:hi]).mean())}
+    return {"clips": clips, "context_frames": k, "stride": stride, "future": future, "near": near,
+            "model_near": scores(P, 0, near), "copy_last_near": scores(C, 0, near),
+            "model_far": scores(P, near, future), "copy_last_far": scores(C, near, future)}
+
+
+@torch.no_grad()
+def eval_text(ckpt: Path, ckpt_uncond: Optional[Path], clips: int, frames: int = 8) -> Dict:
+    from gan.conditioning.inputs import frames_to_tensor
+    from gan.conditioning.measure import direction_matches, dominant_colour, motion_vector
+    from gan.conditioning.sampling import load_conditional, text_clips
+    from gan.sampling import load_generator, render
+    G, info = load_conditional(ckpt)
+    ds = test_set(info["config"], clips)
+    Gu = load_generator(ckpt_uncond)[0] if ckpt_uncond is not None else None
+    rows = {"text model": [], "unconditional model": [], "real clips": []}
+    for i in range(clips):
+        obj = ds.factors(i)["objects"][0]
+        clips_i = {"text model": text_clips(G, info["text_encoder"], ds.caption(i), [i], frames)[0],
+                   "real clips": frames_to_tensor(ds.render(i, 0, frames))}
+        if Gu is not None:
+            clips_i["unconditional model"] = render(Gu, [i], frames, fused=False)[0]
+        for name, clip in clips_i.items():
+            colour = dominant_colour(clip) == obj["color"]
+            direction = direction_matches(motion_vector(clip), obj["direction"])
+            rows[name].append((colour, direction))
+    out = {"clips": clips, "frames": frames, "example_caption": ds.caption(0)}
+    for name, r in rows.items():
+        if r:
+            a = np.array(r, dtype=float)
+            out[name] = {"colour": a[:, 0].mean(), "direction": a[:, 1].mean(), "both": (a[:, 0] * a[:, 1]).mean()}
+    from gan.data.builtin import PALETTE
+    out["chance"] = {"colour": 1 / len(PALETTE), "direction": 0.25, "both": 0.25 / len(PALETTE)}
+    return out
+
+
+def render_section(doc: Dict, json_path: str) -> str:
+    m, tr = doc["machine"], doc["training"]
+    lp = doc["lpips"]
+    steps = lambda n: f"{tr[n]['steps']} steps x batch {tr[n]['batch']} in {tr[n]['seconds']:.0f} s" if n in tr else "-"
+    cmd = "python bench/conditional.py" + (f" {doc['args']}" if doc["args"] else "")
+    out = [f"_`{cmd}` on {doc['date']}: {m['cpu']} ({m['cores']} cores, "
+           f"shared; torch threads {m['threads']}), torch {m['torch']}. Each model trained from its config "
+           f"(configs/i2v.yaml, continue.yaml, t2v.yaml; 16 px) for a wall-clock budget of {doc['budget_s']:.0f} s, "
+           f"then measured on test-split clips the model never saw. LPIPS: **{lp}**"
+           + ("; the LPIPS training term used it too (`cond.lpips_random_backbone`)" if "RANDOM" in lp else "")
+           + f". Raw results: `{json_path}`. Total time {doc['total_s'] / 60:.1f} min._", ""]
+    f3 = lambda v: f"{v:.3f}"
+    f1 = lambda v: f"{v:.1f}"
+    if "i2v" in doc["results"]:
+        r = doc["results"]["i2v"]
+        out += [f"**Image-to-video** ({steps('i2v')}; {r['clips']} stills, {r['frames']} frames each)", "",
+                "| first generated frame vs | LPIPS (lower is better) | PSNR dB (higher is better) |", "|---|---|---|",
+                f"| the still it animates | {f3(r['first_frame_lpips'])} | {f1(r['first_frame_psnr'])} |",
+                f"| an unrelated still (reference) | {f3(r['unrelated_still_lpips'])} | {f1(r['unrelated_still_psnr'])} |",
+                "", f"Mean object speed: generated {r['gen_speed_px_per_frame']:.2f} px/frame, real "
+                f"{r['real_speed_px_per_frame']:.2f} px/frame.", ""]
+    if "continue" in doc["results"]:
+        r = doc["results"]["continue"]
+        out += [f"**Continuation** ({steps('continue')}; {r['clips']} clips: {r['context_frames']} context frames "
+                f"{r['stride']} apart, {r['future']} predicted frames at the same stride)", "",
+                f"| predictor | LPIPS frames 1-{r['near']} | PSNR frames 1-{r['near']} | LPIPS frames "
+                f"{r['near'] + 1}-{r['future']} | PSNR frames {r['near'] + 1}-{r['future']} |", "|---|---|---|---|---|"]
+        for label, a, b in (("model", "model_near", "model_far"), ("copy last frame (baseline)", "copy_last_near",
+                                                                    "copy_last_far")):
+            out.append(f"| {label} | {f3(r[a]['lpips'])} | {f1(r[a]['psnr'])} | {f3(r[b]['lpips'])} | "
+                       f"{f1(r[b]['psnr'])} |")
+        out.append("")
+    if "t2v" in doc["results"]:
+        r = doc["results"]["t2v"]
+        out += [f"**Text-to-video** (text model {steps('t2v')}; unconditional baseline {steps('t2v_uncond')}; "
+                f"{r['clips']} test captions such as \"{r['example_caption']}\", {r['frames']} frames per clip)", "",
+                "| clips | colour matches | direction matches (within 45 deg) | both |", "|---|---|---|---|"]
+        for name in ("text model", "unconditional model", "real clips", "chance"):
+            if name in r:
+                v = r[name]
+                label = {"real clips": "real clips (ceiling of the measurement)",
+                         "chance": "chance"}.get(name, name)
+                out.append(f"| {label} | {v['colour']:.0%} | {v['direction']:.0%} | {v['both']:.0%} |")
+        out += ["", "Colour: the PALETTE colour nearest (in hue) to the mean colour of the bright pixels. Direction: "
+                "least-squares motion of the brightness-weighted centroid, matched to the caption's direction at "
+                "frame 0 (real clips miss when the object bounces or barely moves). A clip with no visible object or no "
+                "motion counts as a miss, so an undertrained model can score below chance. Shape is not measured at 16 px."]
+    return "\n".join(out)
+
+
+def update_markdown(path: Path, doc: Dict, json_path: str) -> None:
+    body = f"{START}\n{render_section(doc, json_path)}\n{END}"
+    text = path.read_text() if path.exists() else "# reelgan benchmarks\n"
+    if START in text and END in text:
+        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: body, text, count=1, flags=re.S)
+    else:
+        text = text.rstrip("\n") + "\n\n## Conditional\n" + body + "\n"
+    path.write_text(text)
+
+
+@click.command(help=__doc__)
+@click.option("--budget", type=click.FloatRange(min=5), default=160.0, show_default=True,
+              help="Training wall-clock seconds per model (4 models).")
+@click.option("--clips", type=click.IntRange(min=2), default=64, show_default=True, help="Test clips per measurement.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="torch threads (1 is fastest on a CPU shared with other jobs).")
+@click.option("--workdir", type=click.Path(file_okay=False), default=str(ROOT / "runs" / "bench_conditional"),
+              show_default=True, help="Run folders (replaced).")
+@click.option("--lpips-backbone", type=str, default=None, help="Pretrained LPIPS backbone file [default: hub cache].")
+@click.option("--only", type=click.Choice(["i2v", "continue", "t2v"]), multiple=True, help="Run only these modes.")
+@click.option("--markdown/--no-markdown", default=True, show_default=True, help="Refresh BENCHMARKS.md.")
+def cli(budget, clips, threads, workdir, lpips_backbone, only, markdown):
+    import shutil
+    torch.set_num_threads(threads)
+    t_start = time.time()
+    log = lambda m: click.echo(m, err=True)
+    lpips, label = perceptual(lpips_backbone)
+    random_backbone = "RANDOM" in label
+    log(f"LPIPS: {label}")
+    wanted = set(only) or {"i2v", "continue", "t2v"}
+    jobs = [j for j in JOBS if j[0].split("_")[0] in wanted]
+    work = Path(workdir)
+    training: Dict[str, Dict] = {}
+    for name, config, over in jobs:
+        out = work / name
+        shutil.rmtree(out, ignore_errors=True)
+        over = _merge(over, {"cond": {"lpips_random_backbone": random_backbone, "lpips_backbone": lpips_backbone}})
+        log(f"training {name} from {config} for {budget:.0f} s")
+        training[name] = train_for(config, over, out, budget, log)
+    ck = lambda n: work / n / "checkpoints" / "latest.pt"
+    results: Dict[str, Dict] = {}
+    if "i2v" in training:
+        log("measuring image-to-video")
+        results["i2v"] = eval_i2v(ck("i2v"), clips, lpips)
+    if "continue" in training:
+        log("measuring continuation")
+        results["continue"] = eval_continue(ck("continue"), clips, lpips)
+    if "t2v" in training:
+        log("measuring text-to-video")
+        results["t2v"] = eval_text(ck("t2v"), ck("t2v_uncond") if "t2v_uncond" in training else None, clips)
+    args = " ".join(sys.argv[1:])
+    doc = {"date": dt.date.today().isoformat(), "args": args, "budget_s": budget, "lpips": label,
+           "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "threads": threads,
+                       "torch": torch.__version__, "python": platform.python_version()},
+           "training": training, "results": results, "total_s": time.time() - t_start}
+    res_dir = ROOT / "bench" / "results"
+    res_dir.mkdir(parents=True, exist_ok=True)
+    path = res_dir / f"conditional-{doc['date']}.json"
+    path.write_text(json.dumps(doc, indent=2, default=float))
+    click.echo(render_section(doc, str(path.relative_to(ROOT))))
+    if markdown:
+        update_markdown(ROOT / "BENCHMARKS.md", doc, str(path.relative_to(ROOT)))
+    log(f"done in {(time.time() - t_start) / 60:.1f} min; wrote {path}")
+
+
+if __name__ == "__main__":  # `python bench/conditional.py --render RESULTS.json` only re-renders the section
+    if len(sys.argv) == 3 and sys.argv[1] == "--render":
+        p = Path(sys.argv[2])
+        update_markdown(ROOT / "BENCHMARKS.md", json.loads(p.read_text()), str(p.resolve().relative_to(ROOT)))
+    else:
+        cli()

@@ -1,0 +1,14 @@
+"""Conditional generation: animate a still ('image'), continue a clip ('continue'), render a sentence
+('text'). Conditions reach the networks as their one optional argument `c` (DESIGN.md):
+- text: a sentence embedding [B, dim] from a `TextEncoder` (built-in, trained with the Ds, or your own);
+- image / continue: the frames themselves, encoded inside `ConditionalGenerator`.
+Training hooks live in `training.py`, sampling in `sampling.py`, projection in `gan/projector.py`.
+"""
+from gan.conditioning.encoders import (ConditionalGenerator, ContentEncoder, MotionEncoder,
+                                       build_conditional_generator)
+from gan.conditioning.inputs import ConditionError, load_image, load_video
+from gan.conditioning.text import LearnedTextEncoder, TextEncoder, WordTokenizer, build_text_encoder
+
+__all__ = ["ConditionalGenerator", "ContentEncoder", "MotionEncoder", "build_conditional_generator",
+           "ConditionError", "load_image", "load_video", "LearnedTextEncoder", "TextEncoder", "WordTokenizer",
+           "build_text_encoder"]

@@ -1,0 +1,147 @@
+"""Text conditioning: a word tokenizer and a small sentence encoder trained with the GAN (no download).
+
+The generator and both discriminators only ever see a sentence embedding `[B, dim]` (their `c`), so
+any encoder that follows the `TextEncoder` protocol can replace the built-in one, e.g. a pretrained
+sentence encoder the user has installed:
+
+    class MiniLM:                                  # any object with .dim and .encode() fits
+        dim = 384
+        def __init__(self):
+            from sentence_transformers import SentenceTransformer
+            self.model = SentenceTransformer("all-MiniLM-L6-v2")
+        def encode(self, captions):
+            return torch.as_tensor(self.model.encode(list(captions)))
+
+    train(cfg, outdir, text_encoder=MiniLM())      # with cfg.cond.text_dim = 384; kept frozen
+    generate_conditional(ckpt, out, seeds, prompt="...", text_encoder=MiniLM())
+
+An external encoder is used as it is (frozen, never saved in checkpoints); the built-in one is trained
+with the discriminators (its embedding is what their projection heads compare clips against), and
+is saved in the checkpoint with its vocabulary.
+"""
+from __future__ import annotations
+
+import re
+from typing import Iterable, List, Optional, Protocol, Sequence, runtime_checkable
+
+import torch
+import torch.nn as nn
+
+from gan.networks.layers import normalize_2nd_moment
+
+PAD, UNK = "<pad>", "<unk>"
+_WORD = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")   # keeps 'up-left' as one word
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """What the training loop and the sampler need from a sentence encoder."""
+
+    dim: int                                                   # embedding size (must equal cfg.cond.text_dim)
+
+    def encode(self, captions: Sequence[str]) -> torch.Tensor:  # B captions -> float [B, dim]
+        ...
+
+
+def words(text: str) -> List[str]:
+    """Lower-case word tokens: 'A red circle moving up-left.' -> ['a', 'red', 'circle', 'moving', 'up-left']."""
+    return _WORD.findall(text.lower())
+
+
+class WordTokenizer:
+    """Words -> ids from a fixed vocabulary (plain list of strings, saved in checkpoints); 0 pads, 1 is unknown."""
+
+    def __init__(self, vocab: Sequence[str], max_tokens: int = 24):
+        vocab = list(vocab)
+        if vocab[:2] != [PAD, UNK]:
+            raise ValueError(f"vocabulary must start with {PAD!r}, {UNK!r}")
+        self.vocab, self.max_tokens = vocab, int(max_tokens)
+        self.index = {w: i for i, w in enumerate(vocab)}
+
+    @classmethod
+    def build(cls, captions: Iterable[str], max_tokens: int = 24, extra: Iterable[str] = ()) -> "WordTokenizer":
+        """Vocabulary = every word of `captions` and `extra`, sorted (deterministic)."""
+        seen = set(extra)
+        for c in captions:
+            seen.update(words(c))
+        seen.discard(PAD)
+        seen.discard(UNK)
+        return cls([PAD, UNK] + sorted(seen), max_tokens)
+
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+    def unknown_words(self, text: str) -> List[str]:
+        return [w for w in words(text) if w not in self.index]
+
+    def __call__(self, captions: Sequence[str]) -> torch.Tensor:
+        """B captions -> int64 [B, L] (L = longest caption, at most max_tokens; at least 1 token)."""
+        if isinstance(captions, str):
+            raise TypeError("pass a list of captions, not one string")
+        ids = [[self.index.get(w, 1) for w in words(c)][:self.max_tokens] or [1] for c in captions]
+        out = torch.zeros(len(ids), max(len(i) for i in ids) if ids else 1, dtype=torch.int64)
+        for row, i in enumerate(ids):
+            out[row, :len(i)] = torch.tensor(i)
+        return out
+
+
+class LearnedTextEncoder(nn.Module):
+    """Built-in sentence encoder: word embeddings (+ positions) -> transformer layers (or a plain mean:
+    'bag') -> masked mean -> linear -> unit-RMS embedding [B, dim]. Small enough to train with the GAN."""
+
+    def __init__(self,
+                 tokenizer: WordTokenizer,      # vocabulary and word limit
+                 dim: int = 32,                 # output embedding size (the c_dim of G and both Ds)
+                 kind: str = "transformer",     # 'transformer' (word order matters) or 'bag' (mean of words)
+                 layers: int = 1,               # transformer layers (ignored for 'bag')
+                 width: int = 64,               # token width inside the encoder
+                 heads: int = 2):               # attention heads
+        super().__init__()
+        if kind not in ("transformer", "bag"):
+            raise ValueError(f"kind must be 'transformer' or 'bag', got {kind!r}")
+        self.tokenizer, self.dim, self.kind = tokenizer, int(dim), kind
+        self.embed = nn.Embedding(len(tokenizer), width, padding_idx=0)
+        # Random positions (not zeros): a zero start would make the encoder blind to word order at first.
+        self.pos = nn.Parameter(0.5 * torch.randn(tokenizer.max_tokens, width)) if kind == "transformer" else None
+        if kind == "transformer":
+            layer = nn.TransformerEncoderLayer(width, heads, dim_feedforward=2 * width, dropout=0.0,
+                                               batch_first=True, norm_first=True)
+            self.body = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        else:
+            self.body = None
+        self.out = nn.Linear(width, dim)
+
+    @property
+    def device(self) -> torch.device:
+        return self.embed.weight.device
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        # tokens int64 [B, L] (0 = padding) -> [B, dim]
+        assert tokens.ndim == 2, f"tokens must be [B, L], got {tuple(tokens.shape)}"
+        pad = tokens == 0                                          # [B, L]
+        x = self.embed(tokens)                                     # [B, L, width]
+        if self.body is not None:
+            x = self.body(x + self.pos[:tokens.shape[1]], src_key_padding_mask=pad)
+        keep = (~pad).unsqueeze(-1).to(x.dtype)
+        x = (x * keep).sum(1) / keep.sum(1).clamp(min=1)           # masked mean over words
+        return normalize_2nd_moment(self.out(x))
+
+    def encode(self, captions: Sequence[str]) -> torch.Tensor:
+        return self(self.tokenizer(captions).to(self.device))
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind}, vocab={len(self.tokenizer)}, dim={self.dim}"
+
+
+def builtin_vocabulary_words() -> List[str]:
+    """Every word the built-in datasets can put in a caption (so no prompt word about them is unknown)."""
+    from gan.data.builtin import _DIRECTIONS, PALETTE, BouncingShapes, MovingDigits
+    out = ["a", "an", "and", "moving", "slowly", "quickly"] + list(_DIRECTIONS) + list(PALETTE)
+    return out + list(BouncingShapes.class_names) + list(MovingDigits.class_names)
+
+
+def build_text_encoder(cond_cfg, captions: Iterable[str], vocab: Optional[Sequence[str]] = None) -> LearnedTextEncoder:
+    """The built-in encoder from cfg.cond: vocabulary from `vocab` (a checkpoint's) or built from `captions`."""
+    tok = (WordTokenizer(vocab, cond_cfg.text_max_tokens) if vocab is not None else
+           WordTokenizer.build(captions, cond_cfg.text_max_tokens, extra=builtin_vocabulary_words()))
+    return LearnedTextEncoder(tok, cond_cfg.text_dim, cond_cfg.text_encoder, cond_cfg.text_layers)

@@ -1,0 +1,181 @@
+"""`reelgan-metrics` (FVD / FID / KVD / KID and the offline metrics) and `reelgan-analyze` (object tracks,
+identity, motion): thin click commands that parse options and call one plain function each.
+
+\b
+Examples:
+  reelgan-metrics --checkpoint runs/default/checkpoints/latest.pt --metrics fvd16,fid --download
+  reelgan-metrics --checkpoint runs/default/checkpoints/latest.pt --metrics fvd-offline,kvd-offline --num 512
+  reelgan-metrics --videos out/ --data digits --resolution 64 --metrics fvd-offline --out metrics.json
+  reelgan-metrics --videos out/ --data data/my_videos --resolution 128 --metrics fvd16 --i3d-weights i3d_torchscript.pt
+  reelgan-metrics --data digits --resolution 32 --metrics fvd-offline --num 256      # real vs real: the floor
+  reelgan-analyze --checkpoint runs/default/checkpoints/latest.pt --num 64 --out analysis/
+  reelgan-analyze --videos out/ --dataset digits --objects 2 --out analysis/
+  reelgan-analyze --data digits --resolution 64 --num 32 --out analysis_real/     # real data: the ceiling
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from gan.metrics.evaluate import METRICS
+
+
+def _fail(e: Exception) -> None:
+    click.echo(f"error: {e}", err=True)
+    sys.exit(1)
+
+
+def _write_json(path: Optional[str], report: dict) -> None:
+    text = json.dumps(report, indent=2, sort_keys=True, default=str)
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text + "\n")
+
+
+def _sources(checkpoint, videos, data, data_seed, resolution, device, imitates):
+    """(fake source, real source, resolution) from the command-line choices."""
+    from gan.metrics.clips import DatasetClips, FolderClips, GeneratorClips
+    if checkpoint and videos:
+        raise click.UsageError("pass either --checkpoint or --videos, not both")
+    if checkpoint:
+        fake = GeneratorClips(checkpoint, device)
+        cfg = fake.config
+        real = DatasetClips(data, data_seed, "train") if data else \
+            DatasetClips.from_config(cfg.data, content_seed=cfg.train.seed)
+        return fake, real, resolution or fake.resolution
+    if not data:
+        raise click.UsageError("--data is required with --videos or without --checkpoint (the real dataset: "
+                               "'digits', 'shapes' or a path)")
+    if not resolution:
+        raise click.UsageError("--resolution is required with --videos or a dataset alone (the size clips are "
+                               "compared at)")
+    real = DatasetClips(data, data_seed, "train")
+    if videos:
+        return FolderClips(videos, imitates or real.builtin), real, resolution
+    # Real against itself: an independent draw of the same distribution (another content seed / order).
+    return DatasetClips(data, data_seed + 1, "train"), real, resolution
+
+
+_common = [
+    click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), default=None,
+                 help="Generator checkpoint: fake clips are rendered from it."),
+    click.option("--videos", type=click.Path(exists=True, file_okay=False), default=None,
+                 help="Folder of generated videos (mp4, gif, ...) instead of a checkpoint."),
+    click.option("--data", type=str, default=None,
+                 help="Real data: 'digits', 'shapes' or a dataset path [default: the checkpoint's training data]."),
+    click.option("--data-seed", type=int, default=0, show_default=True,
+                 help="Content seed of a built-in --data (training uses train.seed)."),
+    click.option("--resolution", type=click.IntRange(min=8), default=None,
+                 help="Frame size clips are compared at [default: the checkpoint's]."),
+    click.option("--seed", type=int, default=0, show_default=True,
+                 help="Real-clip selection seed and first generator seed."),
+    click.option("--device", type=str, default="cpu", show_default=True, help="cpu, cuda or auto."),
+    click.option("--quiet", is_flag=True, help="No progress bars."),
+]
+
+
+def _with_common(f):
+    for option in reversed(_common):
+        f = option(f)
+    return f
+
+
+@click.command(help=__doc__)
+@_with_common
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the JSON report to this file.")
+@click.option("--metrics", "metric_ids", type=str, default="fvd16,fid", show_default=True,
+              help=f"Comma-separated: {', '.join(METRICS)}.")
+@click.option("--num", type=click.IntRange(min=2), default=2048, show_default=True,
+              help="Real and fake clips (StyleGAN-V uses 2048).")
+@click.option("--num-fake", type=click.IntRange(min=2), default=None, help="Fake clips [default: --num].")
+@click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Data frames between clip frames.")
+@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Clips per feature batch.")
+@click.option("--i3d-weights", type=str, default=None, help="Path or URL of i3d_torchscript.pt [default: cache].")
+@click.option("--inception-weights", type=str, default=None,
+              help="Path or URL of inception-2015-12-05.pt [default: cache].")
+@click.option("--download", is_flag=True, help="Download missing published weights into the cache.")
+@click.option("--random-features", is_flag=True,
+              help="TESTING ONLY: I3D / Inception with random weights; results are marked NOT comparable.")
+@click.option("--feature-input-size", type=click.IntRange(min=32), default=None,
+              help="With --random-features only: network input size [default: 224 for I3D, 299 for Inception].")
+@click.option("--offline-dataset", type=click.Choice(["digits", "shapes"]), default=None,
+              help="Built-in the real --data path is an export of (enables the offline metrics).")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write cached real statistics.")
+def metrics_cli(checkpoint, videos, data, data_seed, resolution, seed, device, quiet, out, metric_ids, num,
+                num_fake, stride, batch, i3d_weights, inception_weights, download, random_features,
+                feature_input_size, offline_dataset, no_cache):
+    from gan.cli_utils import pick_device
+    from gan.metrics.evaluate import MetricOptions, compute_metrics
+    ids = [m.strip() for m in metric_ids.split(",") if m.strip()]
+    try:
+        fake, real, res = _sources(checkpoint, videos, data, data_seed, resolution, pick_device(device),
+                                   offline_dataset)
+        options = MetricOptions(num_real=num, num_fake=num_fake or num, seed=seed, stride=stride, batch=batch,
+                                device=pick_device(device), random_features=random_features,
+                                feature_input_size=feature_input_size, i3d_weights=i3d_weights,
+                                inception_weights=inception_weights, download=download, use_cache=not no_cache,
+                                progress=not quiet, offline_dataset=offline_dataset)
+        report = compute_metrics(ids, fake, real, res, options)
+    except click.UsageError:
+        raise
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        _fail(e)
+    _write_json(out, report)
+    click.echo(report["summary"])
+
+
+@click.command(help=__doc__)
+@_with_common
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder for analysis.json and annotated.mp4 [default: print the summary only].")
+@click.option("--dataset", type=click.Choice(["digits", "shapes"]), default=None,
+              help="Which object classifier to use [default: the checkpoint's / --data's built-in].")
+@click.option("--num", type=click.IntRange(min=1), default=64, show_default=True, help="Clips to analyse.")
+@click.option("--frames", type=click.IntRange(min=3), default=16, show_default=True, help="Frames per clip.")
+@click.option("--objects", type=click.IntRange(min=0), default=None,
+              help="Expected objects per clip [default: the checkpoint's / built-in's num_objects, none for "
+                   "--videos; 0: do not score counts].")
+@click.option("--annotate", type=click.IntRange(min=0), default=16, show_default=True,
+              help="Clips drawn into the annotated mp4 (0: none).")
+def analyze_cli(checkpoint, videos, data, data_seed, resolution, seed, device, quiet, out, dataset, num, frames,
+                objects, annotate):
+    from gan.cli_utils import pick_device
+    from gan.metrics.clips import DatasetClips, FolderClips, GeneratorClips
+    from gan.metrics.run_analysis import run_analysis
+    if sum(x is not None for x in (checkpoint, videos, data)) != 1:
+        raise click.UsageError("pass exactly one of --checkpoint, --videos or --data (the clips to analyse)")
+    try:
+        if checkpoint:
+            source = GeneratorClips(checkpoint, pick_device(device))
+            expected = source.config.data.num_objects if source.builtin else None
+            resolution = resolution or source.resolution
+        elif videos:
+            source = FolderClips(videos, dataset)
+            expected = None
+            resolution = resolution or source.native_resolution()
+        else:
+            source = DatasetClips(data, data_seed, "train")
+            expected = source.num_objects if source.builtin else None
+            if not resolution:
+                raise click.UsageError("--resolution is required with --data")
+        report = run_analysis(source, resolution, dataset=dataset or source.builtin, num=num, frames=frames,
+                              seed=seed, expected_objects=expected if objects is None else (objects or None),
+                              outdir=out, annotate=annotate, progress=not quiet)
+    except click.UsageError:
+        raise
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        _fail(e)
+    click.echo(report["summary"])
+
+
+def metrics_main():
+    metrics_cli()
+
+
+def analyze_main():
+    analyze_cli()

@@ -1,0 +1,163 @@
+"""Feature extractors behind the metrics: uint8 clips `[B, T, H, W, 3]` in, float32 features out.
+
+- I3D (FVD, KVD): the published TorchScript file, called as StyleGAN-V does
+  (`[B, 3, T, H, W]` in 0..255, rescale=True, resize=True, return_features=True -> 400 logits), or the same
+  architecture with random weights (i3d.py) when `random_init=True`.
+- InceptionV3 (FID, KID, per frame): the published TorchScript file (`[N, 3, H, W]` uint8,
+  return_features=True -> 2048), or torchvision's InceptionV3 with random weights.
+- Offline (FVD-<dataset>-offline): reelgan's own network for the built-in datasets (offline.py).
+
+`identity()` names everything that changes the features (weights hash, input size); it keys the cache of
+real statistics, so statistics made with other weights are never reused. Random weights are only built on
+request and are labelled "random-init (NOT comparable)" in every result.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gan.metrics import weights as W
+
+RANDOM_LABEL = "random-init (NOT comparable)"
+
+
+class FeatureExtractor:
+    name: str = ""              # 'i3d', 'inception', 'offline-digits', ...
+    per_frame: bool = False     # True: one feature per frame, else one per clip
+    comparable: bool = True     # False for random weights
+
+    def __call__(self, clips: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def identity(self) -> Dict:
+        raise NotImplementedError
+
+    def label(self) -> str:
+        """What the JSON reports as "features"."""
+        raise NotImplementedError
+
+
+def _as_tensor(clips: np.ndarray, device) -> torch.Tensor:
+    clips = np.asarray(clips)
+    if clips.ndim != 5 or clips.shape[-1] != 3 or clips.dtype != np.uint8:
+        raise ValueError(f"feature extractors expect uint8 clips [B, T, H, W, 3], got {clips.dtype} {clips.shape}")
+    return torch.from_numpy(np.ascontiguousarray(clips)).to(device)
+
+
+class TorchScriptFeatures(FeatureExtractor):
+    """A published TorchScript detector (I3D or Inception) loaded from a verified local file."""
+
+    def __init__(self, spec: W.PublishedWeights, path: Optional[str] = None, download: bool = False,
+                 device: str = "cpu"):
+        self.spec, self.device = spec, device
+        self.name = spec.name
+        self.per_frame = spec.name == "inception"
+        self.path = W.resolve_weights(spec, path, download)
+        self.sha256 = W.sha256_of(self.path)
+        self.net = torch.jit.load(str(self.path), map_location=device).eval()
+
+    @torch.no_grad()
+    def __call__(self, clips: np.ndarray) -> np.ndarray:
+        x = _as_tensor(clips, self.device)                                 # [B, T, H, W, 3] uint8
+        if self.per_frame:
+            frames = x.flatten(0, 1).permute(0, 3, 1, 2)                   # [B*T, 3, H, W] uint8
+            return self.net(frames, return_features=True).float().cpu().numpy()
+        video = x.permute(0, 4, 1, 2, 3).float()                           # [B, 3, T, H, W] in 0..255
+        return self.net(video, rescale=True, resize=True, return_features=True).float().cpu().numpy()
+
+    def identity(self) -> Dict:
+        return {"name": self.name, "file": self.spec.filename, "sha256": self.sha256}
+
+    def label(self) -> str:
+        return f"{self.spec.filename} (sha256 {self.sha256[:16]}...)"
+
+
+class RandomI3D(FeatureExtractor):
+    """The I3D architecture with random weights: runs the FVD pipeline, NOT comparable to anything."""
+    name, comparable = "i3d", False
+
+    def __init__(self, input_size: int = 224, seed: int = 0, device: str = "cpu"):
+        from gan.metrics.i3d import InceptionI3d
+        self.input_size, self.seed, self.device = int(input_size), int(seed), device
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.net = InceptionI3d().to(device).eval()
+
+    @torch.no_grad()
+    def __call__(self, clips: np.ndarray) -> np.ndarray:
+        x = _as_tensor(clips, self.device).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0   # [B, 3, T, H, W]
+        x = F.interpolate(x, size=(x.shape[2], self.input_size, self.input_size), mode="trilinear",
+                          align_corners=False)
+        return self.net(x).float().cpu().numpy()                          # [B, 400]
+
+    def identity(self) -> Dict:
+        return {"name": self.name, "weights": "random-init", "seed": self.seed, "input_size": self.input_size}
+
+    def label(self) -> str:
+        return RANDOM_LABEL
+
+
+class RandomInception(FeatureExtractor):
+    """torchvision InceptionV3 with random weights, per frame: runs the FID pipeline, NOT comparable."""
+    name, per_frame, comparable = "inception", True, False
+
+    def __init__(self, input_size: int = 299, seed: int = 0, device: str = "cpu"):
+        from gan.metrics.inception import InceptionV3Features
+        self.input_size, self.seed, self.device = int(input_size), int(seed), device
+        self.net = InceptionV3Features(seed).to(device).eval()
+
+    @torch.no_grad()
+    def __call__(self, clips: np.ndarray) -> np.ndarray:
+        x = _as_tensor(clips, self.device).flatten(0, 1).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # [N, 3, H, W]
+        x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+        return self.net(x).float().cpu().numpy()                          # [N, 2048]
+
+    def identity(self) -> Dict:
+        return {"name": self.name, "weights": "random-init", "seed": self.seed, "input_size": self.input_size}
+
+    def label(self) -> str:
+        return RANDOM_LABEL
+
+
+class OfflineFeatures(FeatureExtractor):
+    """reelgan's offline video net for a built-in dataset (FVD-<dataset>-offline)."""
+
+    def __init__(self, dataset: str, device: str = "cpu", allow_train: bool = True):
+        from gan.metrics.offline import load_offline_net
+        self.dataset, self.device = dataset, device
+        self.name = f"offline-{dataset}"
+        self.net, self.info = load_offline_net(dataset, allow_train)
+
+    def __call__(self, clips: np.ndarray) -> np.ndarray:
+        from gan.metrics.offline import offline_features
+        return offline_features(self.net, np.asarray(clips), self.device)
+
+    def identity(self) -> Dict:
+        return {"name": self.name, "sha256": self.info["sha256"], "recipe": self.info["recipe"]}
+
+    def label(self) -> str:
+        return f"reelgan offline net for '{self.dataset}' (sha256 {self.info['sha256'][:16]}...)"
+
+
+def build_extractor(kind: str, *, dataset: Optional[str] = None, random_init: bool = False,
+                    input_size: Optional[int] = None, weights_path: Optional[str] = None, download: bool = False,
+                    device: str = "cpu") -> FeatureExtractor:
+    """kind: 'i3d', 'inception' or 'offline' (needs `dataset`: 'digits' or 'shapes')."""
+    if kind == "offline":
+        if dataset is None:
+            raise ValueError("offline metrics exist only for the built-in datasets: the real data must be "
+                             "'digits' or 'shapes' (or pass --offline-dataset for an exported copy of one)")
+        return OfflineFeatures(dataset, device)
+    if input_size is not None and not random_init:
+        raise ValueError("a feature input size can only be chosen with random features: the published "
+                         "networks resize their input themselves")
+    if kind == "i3d":
+        return RandomI3D(input_size or 224, device=device) if random_init else \
+            TorchScriptFeatures(W.I3D_WEIGHTS, weights_path, download, device)
+    if kind == "inception":
+        return RandomInception(input_size or 299, device=device) if random_init else \
+            TorchScriptFeatures(W.INCEPTION_WEIGHTS, weights_path, download, device)
+    raise ValueError(f"unknown feature network '{kind}' (use i3d, inception or offline)")

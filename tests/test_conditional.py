@@ -1,0 +1,422 @@
+"""Conditional generation: image-to-video, continuation, text-to-video, projection (issue #4)."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from gan.conditioning import (ConditionalGenerator, ConditionError, LearnedTextEncoder, TextEncoder, WordTokenizer,
+                              build_conditional_generator, load_image, load_video)
+from gan.config import Config, ConfigError, load_config
+from losses.adversarial import d_logistic
+from losses.conditional import d_matching_aware
+from tests.conftest import ROOT
+
+CONFIGS = {m: str(ROOT / "configs" / f"{n}.yaml") for m, n in (("image", "i2v"), ("continue", "continue"),
+                                                              ("text", "t2v"))}
+
+
+def _cfg(mode, **over):
+    base = {"cond": {"lpips_random_backbone": True}, "data": {"num_videos": 16}}
+    for k, v in over.items():
+        base.setdefault(k, {}).update(v)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_config(CONFIGS[mode], base)
+
+
+def _G(mode, seed=0):
+    torch.manual_seed(seed)
+    G = build_conditional_generator(_cfg(mode)).eval()
+    # At 16 px these presets draw content once and move it by the flow, which starts at zero (static);
+    # give it random weights, as training would, so that motion codes act.
+    with torch.no_grad():
+        G.flow.weight.normal_()
+    return G
+
+
+@pytest.fixture(scope="module")
+def lpips_random():
+    from losses.conditional import build_perceptual
+    with pytest.warns(UserWarning, match="RANDOM BACKBONE"):           # never silent
+        return build_perceptual(random_backbone=True)
+
+
+# ---- config -----------------------------------------------------------------------------------------------
+
+
+def test_config_defaults_stay_unconditional_and_bad_keys_fail():
+    assert Config().cond.mode == "none" and Config().data.captions is False
+    assert load_config().to_dict()["cond"]["lpips_random_backbone"] is False
+    with pytest.raises(ConfigError, match=r"'cond\.bogus'"):
+        load_config(overrides={"cond": {"bogus": 1}})
+    with pytest.raises(ConfigError, match="cond.mode"):
+        load_config(overrides={"cond": {"mode": "video"}})
+    with pytest.raises(ConfigError, match="data.captions"):
+        load_config(overrides={"cond": {"mode": "text"}})
+    with pytest.raises(ConfigError, match="context_frames"):
+        load_config(CONFIGS["continue"], {"cond": {"context_frames": 5}})
+    for mode, path in CONFIGS.items():
+        cfg = load_config(path)
+        assert cfg.cond.mode == mode and cfg.data.resolution == 16 and not cfg.cond.lpips_random_backbone
+
+
+# ---- image-to-video ---------------------------------------------------------------------------------------
+
+
+def test_image_to_video_shapes_reference_frame_and_gradients():
+    G = _G("image")
+    b, t = 2, 5
+    still = torch.rand(b, 3, 16, 16) * 2 - 1
+    z = torch.randn(b, G.z_dim)
+    times = torch.arange(t, dtype=torch.float32)[None].expand(b, -1) * 2
+    m1, m2 = (G.sample_motion(b, float(times.max())) for _ in range(2))
+    out1, out2 = G(z, still, times, m1), G(z, still, times, m2)
+    assert out1.shape == (b, t, 3, 16, 16)
+    # Motion is relative to the still: frame 0 does not depend on the motion codes, later frames do.
+    torch.testing.assert_close(out1[:, 0], out2[:, 0])
+    assert (out1[:, -1] - out2[:, -1]).abs().max() > 1e-4
+    assert (G(z, still.flip(0), times, m1)[:, 0] - out1[:, 0]).abs().max() > 1e-3    # the still matters
+    G.train().requires_grad_(True)
+    (G(z, still, times, m1)[:, 0] - still).abs().mean().backward()
+    enc = {n: p.grad for n, p in G.named_parameters() if n.startswith("encoder.")}
+    assert enc and all(g is not None and g.abs().sum() > 0 for g in enc.values())
+    with pytest.raises(ValueError, match="pass c"):
+        G(z, None, times)
+    with pytest.raises(ValueError, match=r"\[B, 1, 3, 16, 16\]"):
+        G(z, torch.zeros(b, 3, 8, 8), times)
+
+
+# ---- continuation -----------------------------------------------------------------------------------------
+
+
+def test_continuation_reads_motion_from_the_context_and_has_gradients():
+    G = _G("continue")
+    b, k = 2, G.context_frames
+    assert isinstance(G, ConditionalGenerator) and G.motion_encoder is not None and k == 2
+    context = torch.rand(b, k, 3, 16, 16) * 2 - 1
+    z = torch.randn(b, G.z_dim)
+    times = torch.tensor([0.0, 2, 4, 6, 8])[None].expand(b, -1)
+    motion = G.sample_motion(b, 8.0)
+    out = G(z, context, times, motion)
+    assert out.shape == (b, 5, 3, 16, 16)
+    anchors = G.motion_encoder.anchors
+    # The first `anchors` motion codes come from the context: random codes there are ignored...
+    other = motion.clone()
+    other[:, :anchors] = torch.randn_like(other[:, :anchors])
+    torch.testing.assert_close(G(z, context, times, other), out)
+    # ...and a different second context frame (different motion) changes the predicted future.
+    moved = context.clone()
+    moved[:, 1] = context[:, 1].roll(2, dims=-1)
+    assert (G(z, moved, times, motion)[:, 2:] - out[:, 2:]).abs().max() > 1e-4
+    G.train().requires_grad_(True)
+    G(z, context, times, motion)[:, k:].square().mean().backward()
+    grads = [p.grad for n, p in G.named_parameters() if n.startswith("motion_encoder.")]
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+# ---- text -------------------------------------------------------------------------------------------------
+
+
+def test_tokenizer_and_text_encoders_follow_the_protocol():
+    tok = WordTokenizer.build(["a red circle moving up-left", "a blue square moving right quickly"], max_tokens=6)
+    ids = tok(["A red circle moving up-left.", "a zorbly square"])
+    assert ids.shape == (2, 5) and ids[1, 1] == 1 and ids[1, 3] == 0          # unknown -> 1, padding -> 0
+    assert tok.unknown_words("a zorbly square") == ["zorbly"]
+    assert tok.vocab[ids[0, 4]] == "up-left"
+    for kind in ("transformer", "bag"):
+        torch.manual_seed(0)
+        enc = LearnedTextEncoder(tok, dim=8, kind=kind)
+        assert isinstance(enc, TextEncoder)
+        e = enc.encode(["a red circle moving up-left", "a blue square moving right"])
+        assert e.shape == (2, 8) and (e[0] - e[1]).abs().max() > 1e-3
+    order = LearnedTextEncoder(tok, dim=8).encode(["a red circle moving right", "a right circle moving red"])
+    assert (order[0] - order[1]).abs().max() > 1e-4                           # the transformer sees word order
+
+
+def _text_setup(**cond):
+    from gan.conditioning.training import ConditionalTraining
+    from gan.data import build_dataset
+    from losses import ClipAugment, VideoGANLoss
+    cfg = _cfg("text", cond=cond)
+    torch.manual_seed(0)
+    ds = build_dataset(cfg.data, seed=0)
+    ct = ConditionalTraining(cfg, ds, "cpu")
+    G = ct.build_generator()
+    D_image, D_video = ct.build_discriminators()
+    loss = ct.loss(VideoGANLoss(G, D_image, D_video, ClipAugment([]), cfg.D.image_frames, r1_gamma=0.1))
+    data = torch.utils.data.default_collate([ds[i] for i in range(4)])
+    batch = ct.make_batch(G, data, "cpu", torch.Generator().manual_seed(0))
+    return ct, G, D_image, D_video, loss, batch
+
+
+def test_text_condition_reaches_G_and_both_Ds_with_gradients():
+    ct, G, D_image, D_video, loss, batch = _text_setup()
+    assert G.c_dim == D_image.c_dim == D_video.c_dim == ct.cfg.cond.text_dim
+    assert len(batch.real_captions) == 4 and batch.gen_c.shape == (4, ct.cfg.cond.text_dim)
+    enc = ct.text_encoder
+    stats = loss.accumulate_gradients("Dmain", batch)
+    assert {"mismatch/logit_image", "mismatch/logit_video"} <= set(stats)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in enc.out.parameters())   # trained with D
+    assert D_video.epilogue.embed.weight.grad.abs().sum() > 0 and D_image.epilogue.embed.weight.grad.abs().sum() > 0
+    enc.zero_grad(set_to_none=True)
+    loss.accumulate_gradients("Gmain", batch)
+    assert G.mapping.embed.weight.grad.abs().sum() > 0                        # the caption reaches G
+    assert all(p.grad is None for p in enc.parameters())                      # G's phase leaves the encoder alone
+    assert loss.accumulate_gradients("Dreg", batch)["D/loss_r1"] >= 0
+    # Different captions give different generated clips and different D scores for the same clip.
+    t = torch.arange(3.0)[None].expand(2, -1)
+    c = enc.encode(["a red circle moving left", "a blue square moving up"]).detach()
+    z = torch.randn(1, G.z_dim).expand(2, -1)
+    out = G(z, c, t, G.sample_motion(1, 2.0).expand(2, -1, -1))
+    assert (out[0] - out[1]).abs().max() > 1e-4
+    clip = batch.real[:1].expand(2, -1, -1, -1, -1)
+    assert (D_video(clip, batch.times[:1].expand(2, -1), c)[0] - D_video(clip, batch.times[:1].expand(2, -1), c)[1]
+            ).abs() > 1e-6
+
+
+def test_external_text_encoder_is_used_frozen_and_required_at_sampling(tmp_path):
+    from gan.conditioning.sampling import load_conditional
+    from gan.conditioning.training import ConditionalTraining
+    from gan.data import build_dataset
+
+    class Hashing:                                          # any object with .dim and .encode fits the protocol
+        dim = 32
+
+        def encode(self, captions):
+            return torch.stack([torch.randn(32, generator=torch.Generator().manual_seed(hash(c) % 2 ** 31))
+                                for c in captions])
+    cfg = _cfg("text")
+    ct = ConditionalTraining(cfg, build_dataset(cfg.data, seed=0), "cpu", text_encoder=Hashing())
+    assert ct.external_text and ct.d_parameters() == [] and ct.state_dict()["external_text_encoder"] == "Hashing"
+    with pytest.raises(ValueError, match="text_dim"):
+        ConditionalTraining(_cfg("text", cond={"text_dim": 16}), build_dataset(cfg.data, seed=0), "cpu",
+                            text_encoder=Hashing())
+    torch.save({"format_version": 1, "config": cfg.to_dict(), "G_ema": ct.build_generator().state_dict(),
+                "c_dim": 32, "cond": ct.state_dict()}, tmp_path / "ext.pt")
+    with pytest.raises(ConditionError, match="external text encoder"):
+        load_conditional(tmp_path / "ext.pt")
+    assert load_conditional(tmp_path / "ext.pt", text_encoder=Hashing())[1]["text_encoder"] is not None
+
+
+def test_matching_aware_loss_sign():
+    real, fake = torch.tensor([1.0, 2.0]), torch.tensor([-1.0, 0.5])
+    low, high = torch.tensor([-3.0, -2.0]), torch.tensor([3.0, 2.0])
+    # A D that calls (real clip, wrong caption) real pays more; weight 0 is the plain logistic loss.
+    assert d_matching_aware(real, fake, high) > d_matching_aware(real, fake, low)
+    torch.testing.assert_close(d_matching_aware(real, fake, high, weight=0.0), d_logistic(real, fake))
+    m = low.clone().requires_grad_(True)
+    d_matching_aware(real, fake, m).backward()
+    assert (m.grad > 0).all()                       # descent pushes D(real, wrong caption) down, i.e. towards fake
+    # A "wrong" caption identical to the right one is not counted.
+    masked = d_matching_aware(real, fake, torch.tensor([5.0, -2.0]), torch.tensor([0.0, 1.0]))
+    torch.testing.assert_close(masked, d_logistic(real, fake) + torch.nn.functional.softplus(torch.tensor(-2.0)))
+    # In the loss object: the mismatch term adds to the D loss (same batch, same networks).
+    _, _, _, _, loss, batch = _text_setup()
+    torch.manual_seed(1)
+    with_term = loss.accumulate_gradients("Dmain", batch)["D/loss"]
+    loss.mismatch_weight = 0.0
+    torch.manual_seed(1)
+    assert loss.accumulate_gradients("Dmain", batch)["D/loss"] < with_term
+
+
+# ---- reconstruction losses of image / continue ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["image", "continue"])
+def test_conditional_loss_phases_with_reconstruction(mode, lpips_random):
+    from gan.conditioning.training import ConditionalTraining
+    from gan.data import build_dataset
+    from losses import ClipAugment, VideoGANLoss
+    from losses.perceptual import ReconstructionLoss
+    cfg = _cfg(mode)
+    ds = build_dataset(cfg.data, seed=0)
+    ct = ConditionalTraining.__new__(ConditionalTraining)               # reuse the shared LPIPS (fast)
+    ct.cfg, ct.mode, ct.device, ct.text_encoder, ct.external_text, ct._samples = cfg, mode, torch.device("cpu"), \
+        None, False, None
+    ct.recon = ReconstructionLoss(lpips_random, 1.0, 1.0, cfg.cond.temporal_weight)
+    torch.manual_seed(0)
+    G = ct.build_generator()
+    D_image, D_video = ct.build_discriminators()
+    assert D_image.c_dim == D_video.c_dim == 0                          # the condition is inside the clip
+    loss = ct.loss(VideoGANLoss(G, D_image, D_video, ClipAugment([]), cfg.D.image_frames, r1_gamma=0.1))
+    data = torch.utils.data.default_collate([ds[i] for i in range(2)])
+    batch = ct.make_batch(G, data, "cpu", torch.Generator().manual_seed(0))
+    k = 1 if mode == "image" else cfg.cond.context_frames
+    torch.testing.assert_close(batch.gen_c.reshape(2, k, 3, 16, 16), batch.real[:, :k])
+    stats = loss.accumulate_gradients("Gmain", batch)
+    assert stats["G/recon_l1"] > 0 and stats["G/recon_lpips"] > 0
+    assert ("G/recon_temporal" in stats) == (mode == "continue")
+    assert all(p.grad is not None for n, p in G.named_parameters() if n.startswith("encoder."))
+    assert {"D/loss"} <= set(loss.accumulate_gradients("Dmain", batch))
+    assert loss.accumulate_gradients("Dreg", batch)["D/loss_r1"] >= 0
+    out, target = loss.recon_targets(batch.real + 1, batch.real)
+    assert out.shape[1] == (1 if mode == "image" else batch.real.shape[1])
+
+
+def test_lpips_needs_weights_unless_explicitly_random(tmp_path, monkeypatch):
+    from losses.conditional import build_reconstruction
+    from losses.perceptual import MissingWeightsError
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cfg = load_config(CONFIGS["image"])
+    with pytest.raises(MissingWeightsError, match="alexnet-owt-7be5be79.pth") as e:
+        build_reconstruction(cfg.cond)
+    assert "lpips_backbone" in str(e.value)
+    with pytest.raises(MissingWeightsError, match="nope.pth"):
+        build_reconstruction(load_config(CONFIGS["image"], {"cond": {"lpips_backbone": str(tmp_path / "nope.pth")}}).cond)
+    l1_only = build_reconstruction(load_config(CONFIGS["image"], {"cond": {"lpips_weight": 0.0}}).cond)
+    assert l1_only.lpips is None
+
+
+# ---- projection -------------------------------------------------------------------------------------------
+
+
+def test_projection_lowers_its_loss_and_saves_weights_only(tmp_path, tiny_G, lpips_random):
+    from gan.projector import load_projection, project, rerender, save_projection
+    G = tiny_G
+    with torch.no_grad():                                          # a clip G can make: another latent, other motion
+        torch.manual_seed(5)
+        target = G(torch.randn(1, G.z_dim), None, torch.arange(4.0)[None])[0]
+    res = project(G, target, steps=25, lr=0.1, lpips_model=lpips_random, seed=0)
+    first, best = res["loss"][0], min(res["loss"])
+    assert best < 0.6 * first, (first, best)
+    save_projection(tmp_path / "p.pt", res, "ckpt.pt", "in.mp4", 16.0, "random", 0)
+    proj = load_projection(tmp_path / "p.pt")                      # torch.load(weights_only=True) inside
+    assert proj["w"].shape == (G.cfg.w_dim,) and proj["motion"].ndim == 2
+    again = rerender(G, proj, 4)
+    mse_proj = float((again - target).square().mean())
+    mse_start = float((rerender(G, {**proj, "w": G.mapping(torch.randn(1, G.z_dim))[0]}, 4) - target).square().mean())
+    assert mse_proj < mse_start
+    assert rerender(G, proj, 24, time_step=0.5).shape == (24, 3, 16, 16)      # 2x frame rate, past the span
+
+
+# ---- inputs, CLIs -----------------------------------------------------------------------------------------
+
+
+def _fake_checkpoint(path, mode):
+    """A checkpoint of an untrained conditional model (what train() writes, without training)."""
+    from gan.conditioning.text import build_text_encoder
+    from gan.networks import build_generator
+    cfg = _cfg(mode)
+    torch.manual_seed(0)
+    state = {"format_version": 1, "config": cfg.to_dict(), "step": 0}
+    if mode == "text":
+        G = build_generator(cfg, cfg.cond.text_dim)
+        enc = build_text_encoder(cfg.cond, ["a red circle moving left"])
+        state["cond"] = {"mode": "text", "text_encoder": enc.state_dict(), "text_vocab": enc.tokenizer.vocab,
+                         "external_text_encoder": None}
+        state["c_dim"] = cfg.cond.text_dim
+    else:
+        G = build_conditional_generator(cfg)
+        state["c_dim"] = cfg.cond.encoder_dim
+    state["G_ema"] = G.state_dict()
+    torch.save(state, path)
+    return path
+
+
+@pytest.fixture
+def still_and_clip(tmp_path):
+    from PIL import Image
+
+    from gan import video_io
+    from gan.data import BouncingShapes
+    frames = BouncingShapes(resolution=32, num_videos=2, video_frames=8, num_objects=1).render(0, 0, 6)
+    Image.fromarray(frames[0]).save(tmp_path / "still.png")
+    video_io.write_mp4(tmp_path / "in.mp4", frames, 16)
+    (tmp_path / "bad.png").write_text("not an image")
+    (tmp_path / "bad.mp4").write_bytes(b"\x00" * 64)
+    return tmp_path
+
+
+def test_bad_image_or_video_paths_give_clear_errors(still_and_clip):
+    d = still_and_clip
+    assert load_image(d / "still.png", 16).shape == (3, 16, 16)                 # resized 32 -> 16
+    assert load_video(d / "in.mp4", 16).shape == (6, 3, 16, 16)
+    with pytest.raises(ConditionError, match="cannot read image .*nope.png.*file not found"):
+        load_image(d / "nope.png", 16)
+    with pytest.raises(ConditionError, match="cannot read image .*bad.png.*not an image"):
+        load_image(d / "bad.png", 16)
+    with pytest.raises(ConditionError, match="cannot read video .*nope.mp4.*file not found"):
+        load_video(d / "nope.mp4", 16)
+    with pytest.raises(ConditionError, match="cannot read video .*bad.mp4"):
+        load_video(d / "bad.mp4", 16)
+
+
+def test_generate_cli_image_video_prompt(still_and_clip):
+    import generate
+    d = still_and_clip
+    run = lambda *a: CliRunner().invoke(generate.cli, [str(x) for x in a])
+    i2v, cont, t2v = (_fake_checkpoint(d / f"{m}.pt", m) for m in ("image", "continue", "text"))
+    r = run("--checkpoint", i2v, "--outdir", d / "o1", "--image", d / "still.png", "--frames", 5, "--seeds", "0-1",
+            "--format", "png")
+    assert r.exit_code == 0, r.output
+    assert len(list((d / "o1" / "seed0001").glob("*.png"))) == 5
+    r = run("--checkpoint", cont, "--outdir", d / "o2", "--video", d / "in.mp4", "--frames", 4, "--seeds", 3,
+            "--format", "png")
+    assert r.exit_code == 0, r.output
+    assert len(list((d / "o2" / "seed0003").glob("*.png"))) == 2 + 4       # context + predicted frames
+    r = run("--checkpoint", t2v, "--outdir", d / "o3", "--prompt", "a red circle moving left", "--frames", 3,
+            "--seeds", 0, "--format", "png")
+    assert r.exit_code == 0, r.output
+    # Clear errors: bad paths, wrong condition for the checkpoint, missing condition.
+    r = run("--checkpoint", i2v, "--outdir", d / "o4", "--image", d / "nope.png")
+    assert r.exit_code == 1 and "cannot read image" in r.output and "file not found" in r.output
+    r = run("--checkpoint", cont, "--outdir", d / "o4", "--video", d / "bad.mp4")
+    assert r.exit_code == 1 and "cannot read video" in r.output
+    r = run("--checkpoint", t2v, "--outdir", d / "o4", "--image", d / "still.png")
+    assert r.exit_code == 1 and "use --prompt" in r.output
+    r = run("--checkpoint", i2v, "--outdir", d / "o4")
+    assert r.exit_code == 1 and "pass --image" in r.output
+
+
+def test_project_cli_bad_path_and_mse_run(tmp_path, still_and_clip):
+    from gan.projector import cli
+    from gan.training.checkpoint import save_atomic
+    from gan.networks import build_generator
+    cfg = load_config(str(ROOT / "configs" / "tiny.yaml"))
+    torch.manual_seed(0)
+    G = build_generator(cfg)
+    save_atomic({"format_version": 1, "config": cfg.to_dict(), "G_ema": G.state_dict(), "c_dim": 0},
+                tmp_path / "g.pt")
+    r = CliRunner().invoke(cli, [str(tmp_path / "nope.mp4"), "--checkpoint", str(tmp_path / "g.pt"),
+                                 "--outdir", str(tmp_path / "p")])
+    assert r.exit_code == 1 and "cannot read video" in r.output and "file not found" in r.output
+    r = CliRunner().invoke(cli, [str(still_and_clip / "in.mp4"), "--checkpoint", str(tmp_path / "g.pt"), "--outdir",
+                                 str(tmp_path / "p"), "--steps", "8", "--lpips-weight", "0", "--fps", "32"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "p" / "projection.pt").is_file() and (tmp_path / "p" / "rerender_32fps_12f.mp4").is_file()
+
+
+# ---- data hook and end-to-end training --------------------------------------------------------------------
+
+
+def test_dataset_items_carry_captions_only_when_asked(tmp_path):
+    from gan import video_io
+    from gan.data import DataError, build_dataset
+    cfg = _cfg("text")
+    ds = build_dataset(cfg.data, seed=0)
+    item = ds[3]
+    assert item["caption"] == ds.source.caption(3) and "moving" in item["caption"]
+    assert "caption" not in build_dataset(load_config(str(ROOT / "configs" / "tiny.yaml")).data)[0]
+    video_io.write_mp4(tmp_path / "v" / "a.mp4", np.zeros((6, 16, 16, 3), np.uint8), 16)
+    data_cfg = _cfg("text", data={"source": str(tmp_path / "v")}).data
+    with pytest.raises(DataError, match="no captions"):
+        build_dataset(data_cfg)
+
+
+@pytest.mark.parametrize("mode", ["image", "continue", "text"])
+def test_each_mode_trains_from_its_config(tmp_path, mode):
+    from gan.training import train
+    from gan.training.checkpoint import load
+    cfg = _cfg(mode, train={"steps": 1, "batch": 2, "checkpoint_every": 100, "log_every": 1, "sample_seeds": 2},
+               loss={"r1_interval": 1})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        summary = train(cfg, str(tmp_path / "run"), progress=False)
+    ckpt = load(summary["checkpoint"])
+    assert ckpt["config"]["cond"]["mode"] == mode
+    assert (ckpt["cond"]["text_encoder"] is not None) == (mode == "text")
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert f"conditional mode '{mode}'" in log
+    assert ("RANDOM BACKBONE" in log) == (mode != "text")           # a random LPIPS backbone is in the run log

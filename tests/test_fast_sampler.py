@@ -1,0 +1,177 @@
+"""Generator export, the fast sampler (precision, static shapes), real-time streaming, config budgets.
+
+No compilation here: the CPU compiler needs tens of seconds per graph (bench/run.py measures it)."""
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from gan.config import load_config
+from gan.export import cli as export_cli
+from gan.export import export_generator
+from gan.fast_sampler import FastSampler, flops_per_frame, param_count, stream_clip
+from gan.networks import build_discriminators, build_generator
+from gan.sampling import load_generator, render
+from gan.training import checkpoint as ckpt_io
+from gan.video_io import RawWriter, to_uint8
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_checkpoint(cfg, path: Path) -> Path:
+    """A full training checkpoint: G and G_ema with different weights, both Ds, optimizer states."""
+    torch.manual_seed(0)
+    G = build_generator(cfg)
+    G_ema = build_generator(cfg)               # another init: exporting G instead of G_ema shows
+    D_image, D_video = build_discriminators(cfg)
+    opts = {}
+    for name, mods in (("opt_G", [G]), ("opt_D", [D_image, D_video])):
+        opt = torch.optim.Adam([p for m in mods for p in m.parameters()])
+        for p in opt.param_groups[0]["params"]:
+            p.grad = torch.zeros_like(p)
+        opt.step()                             # materialise Adam's moment buffers
+        opts[name] = opt.state_dict()
+    state = {"format_version": ckpt_io.FORMAT_VERSION, "config": cfg.to_dict(), "step": 7, "seen": 28,
+             "c_dim": 0, "class_names": [], "G": G.state_dict(), "G_ema": G_ema.state_dict(),
+             "D_image": D_image.state_dict(), "D_video": D_video.state_dict(), "rng": ckpt_io.rng_state(), **opts}
+    ckpt_io.save_atomic(state, path)
+    return path
+
+
+@pytest.fixture
+def tiny_ckpt(tiny_cfg, tmp_path):
+    return make_checkpoint(tiny_cfg, tmp_path / "latest.pt")
+
+
+def test_export_round_trip_is_small_plain_and_renders_g_ema(tiny_ckpt, tmp_path):
+    out = tmp_path / "G.pt"
+    info = export_generator(tiny_ckpt, out)
+    assert out.is_file() and info["bytes"] == out.stat().st_size
+    assert info["bytes"] < 0.4 * tiny_ckpt.stat().st_size     # no D, no optimizer moments
+    raw = torch.load(out, map_location="cpu", weights_only=True)
+    assert set(raw) >= {"format_version", "config", "c_dim", "class_names", "G_ema"}
+    assert not {"G", "D_image", "D_video", "opt_G", "opt_D", "rng"} & set(raw)
+    assert isinstance(raw["config"], dict) and raw["config"]["G"]["z_dim"] == 16
+
+    G_exp, info_exp = load_generator(out)
+    G_ckpt, _ = load_generator(tiny_ckpt)                      # load_generator takes G_ema
+    assert info_exp["step"] == 7 and info_exp["c_dim"] == 0
+    a, b = render(G_exp, [1, 2], 6, chunk=4), render(G_ckpt, [1, 2], 6, chunk=4)
+    assert torch.equal(a, b)
+    G_train = build_generator(load_config(str(ROOT / "configs" / "tiny.yaml")))
+    G_train.load_state_dict(torch.load(tiny_ckpt, weights_only=True)["G"])
+    assert not torch.allclose(render(G_train.eval(), [1, 2], 6, chunk=4), a)   # it was G_ema, not G
+
+    with pytest.raises(ckpt_io.CheckpointError, match="exists"):
+        export_generator(tiny_ckpt, out)
+    half = export_generator(tiny_ckpt, tmp_path / "G16.pt", dtype="bf16")
+    assert half["bytes"] < 0.7 * info["bytes"]
+    G_half, _ = load_generator(tmp_path / "G16.pt")
+    assert (render(G_half, [1], 4) - render(G_ckpt, [1], 4)).abs().max() < 0.1
+
+
+def test_export_cli(tiny_ckpt, tmp_path):
+    res = CliRunner().invoke(export_cli, [str(tiny_ckpt), str(tmp_path / "G.pt")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "G.pt").is_file() and "MiB" in res.output
+    res = CliRunner().invoke(export_cli, [str(tiny_ckpt), str(tmp_path / "G.pt")])
+    assert res.exit_code == 1 and "--force" in res.output
+
+
+def test_fast_sampler_fp32_matches_reference_and_bf16_is_close(tiny_G):
+    ref = render(tiny_G, [3, 5], 10, chunk=4)
+    fast = FastSampler(tiny_G, chunk=4).render([3, 5], 10)
+    assert fast.shape == ref.shape == (2, 10, 3, 16, 16)
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)    # fused vs unfused modconv only
+    bf16 = FastSampler(tiny_G, precision="bf16", chunk=4).render([3, 5], 10)
+    err = (bf16 - ref).abs()
+    assert 0 < err.max() < 0.1 and err.mean() < 0.01               # it ran in bf16, and stayed close
+    # The per-seed RNG holds in the fast sampler too: a seed renders the same alone or in a batch.
+    torch.testing.assert_close(FastSampler(tiny_G, chunk=3).render([5], 10)[0], fast[1], atol=1e-5, rtol=1e-5)
+
+
+def test_precision_errors(tiny_G):
+    with pytest.raises(ValueError, match="CUDA"):
+        FastSampler(tiny_G, precision="fp16")
+    with pytest.raises(ValueError, match="precision"):
+        FastSampler(tiny_G, precision="int4")
+
+
+class SpyWriter(RawWriter):
+    def __init__(self, fileobj, stop_after=None):
+        super().__init__(fileobj)
+        self.sizes, self.stop_after = [], stop_after
+
+    def write(self, frames):
+        if self.stop_after is not None and len(self.sizes) == self.stop_after:
+            raise KeyboardInterrupt                     # what Ctrl-C does to an endless stream
+        self.sizes.append(len(frames))
+        super().write(frames)
+
+
+@pytest.mark.parametrize("static_shapes", [False, True])
+def test_stream_writes_n_frames_in_constant_size_chunks(tiny_G, static_shapes):
+    sampler = FastSampler(tiny_G, chunk=4, static_shapes=static_shapes)
+    calls = []
+    render_fn = sampler._fn
+    sampler._fn = lambda *a: calls.append(a[3].shape[1]) or render_fn(*a)    # frames per render call
+    buf, lines = io.BytesIO(), []
+    writer = SpyWriter(buf)
+    stats = stream_clip(sampler, 7, writer, 11, fps=16.0, log=lines.append)
+    assert writer.sizes == [4, 4, 3] and stats["frames"] == 11
+    assert calls == ([4, 4, 4] if static_shapes else [4, 4, 3])             # never the whole clip at once
+    data = buf.getvalue()
+    assert len(data) == 11 * 16 * 16 * 3
+    frames = np.frombuffer(data, np.uint8).reshape(11, 16, 16, 3)
+    expect = to_uint8(render(tiny_G, [7], 11, chunk=5)[0])
+    assert np.abs(frames.astype(int) - expect.astype(int)).max() <= 1
+    assert "frames/s" in lines[-1] and "target 16" in lines[-1]
+
+
+def test_endless_stream_runs_until_interrupted(tiny_G):
+    writer = SpyWriter(io.BytesIO(), stop_after=3)
+    stats = stream_clip(FastSampler(tiny_G, chunk=4), 0, writer, None, fps=16.0)
+    assert writer.sizes == [4, 4, 4] and stats["frames"] == 12 and stats["stopped"] == "interrupted"
+    assert len(writer.fileobj.getvalue()) == 12 * 16 * 16 * 3
+
+
+def test_generate_stream_to_stdout(tiny_ckpt, tmp_path):
+    from generate import cli
+    args = ["--checkpoint", str(tiny_ckpt), "--stream", "--frames", "8", "--stream-to", "-", "--chunk", "3"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.stderr
+    assert len(res.stdout_bytes) == 8 * 16 * 16 * 3
+    assert "frames/s" in res.stderr and "target 16" in res.stderr
+    G, _ = load_generator(tiny_ckpt)
+    frames = np.frombuffer(res.stdout_bytes, np.uint8).reshape(8, 16, 16, 3)
+    assert np.abs(frames.astype(int) - to_uint8(render(G, [0], 8)[0]).astype(int)).max() <= 1
+    # Stream to an mp4 in --outdir; stream-only options without --stream are refused.
+    res = CliRunner().invoke(cli, ["--checkpoint", str(tiny_ckpt), "--stream", "--frames", "5", "--outdir",
+                                   str(tmp_path / "out"), "--seeds", "4"])
+    assert res.exit_code == 0, res.stderr
+    assert (tmp_path / "out" / "seed0004_stream.mp4").stat().st_size > 0
+    res = CliRunner().invoke(cli, ["--checkpoint", str(tiny_ckpt), "--outdir", str(tmp_path), "--compile"])
+    assert res.exit_code == 2 and "--stream only" in res.stderr
+    res = CliRunner().invoke(cli, ["--checkpoint", str(tiny_ckpt), "--stream", "--frames", "2"])
+    assert res.exit_code == 1 and "--outdir" in res.stderr
+
+
+def test_lite_config_fits_its_flop_budget():
+    G = build_generator(load_config(str(ROOT / "configs" / "lite.yaml"))).eval()
+    assert G.resolution == 128
+    cost = flops_per_frame(G, frames=1)
+    assert 0.5e9 < cost["frame"] <= 2.0e9            # the budget promised in configs/lite.yaml
+    assert cost["content"] < 2.0e9                    # once per video
+
+
+def test_stylegan_v_shaped_configs():
+    for name, res in (("stylegan_v128", 128), ("stylegan_v256", 256)):
+        cfg = load_config(str(ROOT / "configs" / f"{name}.yaml"))
+        assert cfg.data.resolution == res and cfg.G.warp_grid == 0 and cfg.G.content_resolution == 4
+        assert (cfg.G.z_dim, cfg.G.w_dim, cfg.G.mapping_layers) == (512, 512, 8)
+        if res == 128:
+            assert math.isclose(param_count(build_generator(cfg)), 31.9e6, rel_tol=0.05)
