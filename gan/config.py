@@ -69,7 +69,7 @@ class DiscriminatorConfig:
 class LossConfig:
     image_weight: float = 1.0       # weight of the image-D term in the G loss
     video_weight: float = 1.0       # weight of the video-D term in the G loss
-    r1_gamma: float = 0.1           # R1 weight for both Ds (0: off)
+    r1_gamma: float = 2.0           # R1 weight for both Ds (0: off); 2 kept G and D balanced on the CPU default
     r1_interval: int = 16           # lazy regularisation interval (the gain is the interval)
     augment: List[str] = field(default_factory=lambda: ["translation"])  # 'translation', 'color', 'cutout', 'flip'
     augment_prob: float = 0.5       # probability per clip of each augmentation

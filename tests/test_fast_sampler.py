@@ -173,5 +173,7 @@ def test_stylegan_v_shaped_configs():
         cfg = load_config(str(ROOT / "configs" / f"{name}.yaml"))
         assert cfg.data.resolution == res and cfg.G.warp_grid == 0 and cfg.G.content_resolution == 4
         assert (cfg.G.z_dim, cfg.G.w_dim, cfg.G.mapping_layers) == (512, 512, 8)
-        if res == 128:
-            assert math.isclose(param_count(build_generator(cfg)), 31.9e6, rel_tol=0.05)
+        if res == 128:  # StyleGAN-V's channel layout (16384 / res, max 512); see the config's comment
+            G = build_generator(cfg)
+            assert [b.conv1.weight.shape[0] for b in G.blocks] == [512, 512, 512, 512, 256, 128]
+            assert math.isclose(param_count(G), 26.4e6, rel_tol=0.02)
