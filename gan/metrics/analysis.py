@@ -12,8 +12,8 @@ Per clip (uint8 `[T, H, W, 3]`):
   that are not 'pair' blobs;
 - motion: between bounces the built-ins move at constant velocity, so the second difference of a track's
   position is ~0 except on the axis of a wall bounce; `motion_plausibility` is the fraction of steps within
-  tolerance, and event 'teleport' is a step longer than any real object moves, or a track that ends where
-  another starts in the next frame beyond the tracker's gate.
+  tolerance, and event 'teleport' is a step longer than any real object moves, or a track that ends in
+  the frame before another one starts (a jump beyond the tracker's gate).
 Flags per clip list the events; `clean` is a clip without any. `aggregate()` averages over clips.
 """
 from __future__ import annotations
@@ -122,7 +122,7 @@ class ClipAnalyzer:
         vanish = [r["id"] for r in per_track if r["last"] < t - 1]
         appear = [r["id"] for r in per_track if r["first"] > 0]
         jumped = [r["id"] for r in per_track if r["first"] > 0 and any(       # ends here, starts over there
-            e["last"] == r["first"] - 1 and e["label"] == r["label"] for e in per_track)]
+            e["last"] == r["first"] - 1 for e in per_track)]
         present = np.zeros(t, int)                                      # objects visible per frame
         for tr, r in zip(tracks, per_track):
             for p, q in zip(tr.points, r["points"]):

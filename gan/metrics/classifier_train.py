@@ -24,8 +24,8 @@ _SOURCES = {"digits": MovingDigits, "shapes": BouncingShapes}
 
 
 def classifier_recipe(dataset: str) -> Dict:
-    return {"net": "CropClassifier-v2", "dataset": dataset, "crop": CROP, "resolutions": [16, 32, 64],
-            "clips_per_resolution": 240, "frames": 6, "frame_stride": 5, "steps": 1500, "batch": 128,
+    return {"net": "CropClassifier-v3", "dataset": dataset, "crop": CROP, "resolutions": [16, 32, 64],
+            "clips_per_resolution": 600, "frames": 6, "frame_stride": 5, "steps": 3000, "batch": 128,
             "lr": 2e-3, "seed": 77, "content_seed": 4242, "detector": repr(ThresholdDetector()), "threads": 1}
 
 

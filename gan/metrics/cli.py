@@ -30,10 +30,9 @@ def _fail(e: Exception) -> None:
 
 
 def _write_json(path: Optional[str], report: dict) -> None:
-    text = json.dumps(report, indent=2, sort_keys=True, default=str)
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(text + "\n")
+        Path(path).write_text(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def _sources(checkpoint, videos, data, data_seed, resolution, device, imitates):
@@ -56,8 +55,8 @@ def _sources(checkpoint, videos, data, data_seed, resolution, device, imitates):
     real = DatasetClips(data, data_seed, "train")
     if videos:
         return FolderClips(videos, imitates or real.builtin), real, resolution
-    # Real against itself: an independent draw of the same distribution (another content seed / order).
-    return DatasetClips(data, data_seed + 1, "train"), real, resolution
+    # Real against itself: an independent draw of the same distribution (another content seed and order).
+    return DatasetClips(data, data_seed + 1, "train", seed_offset=1), real, resolution
 
 
 _common = [

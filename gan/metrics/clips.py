@@ -73,8 +73,10 @@ class DatasetClips(ClipSource):
                  split: str = "train",           # built-ins: 'train' or 'test'
                  num_videos: int = 20000,        # built-ins: as DataConfig
                  video_frames: int = 64,
-                 num_objects: int = 2):
+                 num_objects: int = 2,
+                 seed_offset: int = 0):          # added to the selection seed: an independent draw of clips
         self.source = str(source)
+        self.seed_offset = int(seed_offset)
         self.content_seed, self.split = int(content_seed), split
         self.num_videos, self.video_frames, self.num_objects = int(num_videos), int(video_frames), int(num_objects)
         self._disk = {}                                                # min_frames -> opened disk source
@@ -103,11 +105,13 @@ class DatasetClips(ClipSource):
         return self._disk[spec.span]
 
     def describe(self) -> Dict:
+        d = {"kind": "path", "path": os.path.abspath(self.source), "listing": _listing_hash(self.source)}
         if self.builtin:
-            return {"kind": "builtin", "name": self.source, "content_seed": self.content_seed, "split": self.split,
-                    "num_videos": self.num_videos, "video_frames": self.video_frames,
-                    "num_objects": self.num_objects}
-        return {"kind": "path", "path": os.path.abspath(self.source), "listing": _listing_hash(self.source)}
+            d = {"kind": "builtin", "name": self.source, "content_seed": self.content_seed, "split": self.split,
+                 "num_videos": self.num_videos, "video_frames": self.video_frames, "num_objects": self.num_objects}
+        if self.seed_offset:
+            d["seed_offset"] = self.seed_offset
+        return d
 
     def clips(self, num: int, spec: ClipSpec, seed: int = 0, batch: int = 8) -> Iterator[np.ndarray]:
         src = self._open(spec)
@@ -115,6 +119,7 @@ class DatasetClips(ClipSource):
         if num > n:
             logger.warning(f"{self.source} has {n} usable videos for {num} clips: videos are reused with other "
                            f"start frames")
+        seed += self.seed_offset
         order = np.random.default_rng(seed).permutation(n)
         for ks in _batches(num, batch):
             out = []

@@ -38,9 +38,9 @@ class OfflineVideoNet(nn.Module):
     Per frame (2D, cheap): RGB + difference to the next sampled frame -> 8 x 8 feature maps with coordinate
     channels, trained densely (identity and velocity of the object centred in each cell), which teaches
     identity in a few hundred steps where clip-level labels alone do not. Each frame is summarised by the
-    max and mean of its map and the max over cells of the dense identity logits ("which identities are in
-    this frame"); two temporal convolutions and mean / max over time give the 64-d embedding, whose heads
-    predict the clip's factors (which identities are present, how many objects, where, how fast).
+    max and mean of its map and by soft object slots (per identity: probability mass, centre, velocity);
+    two temporal convolutions and mean / max over time give the 64-d embedding, whose heads predict the
+    clip's factors (which identities are present, how many objects, where, how fast).
     """
 
     def __init__(self,
@@ -58,7 +58,7 @@ class OfflineVideoNet(nn.Module):
             nn.Conv2d(64, 64, 3, 1, 1), norm(64), nn.SiLU())
         self.dense = nn.Conv2d(64, num_classes + 1 + 2, 1)      # per cell: background/identity, velocity
         self.temporal = nn.Sequential(
-            nn.Conv1d(2 * 64 + num_classes + 1, 96, 3, 1, 1), nn.SiLU(),
+            nn.Conv1d(2 * 64 + 5 * num_classes, 96, 3, 1, 1), nn.SiLU(),
             nn.Conv1d(96, 96, 3, 1, 1), nn.SiLU())
         self.embed = nn.Linear(2 * 96, EMBED_DIM)
         self.presence = nn.Linear(EMBED_DIM, num_classes)      # which identities are in the clip
@@ -89,12 +89,24 @@ class OfflineVideoNet(nn.Module):
         h = torch.cat([h, self.coords.expand(len(h), -1, -1, -1)], dim=1)
         h = self.cells(h)                                             # [B*T', 64, 8, 8]
         dense = self.dense(h)                                         # [B*T', K+3, 8, 8]
-        identity = dense[:, :self.num_classes + 1].amax(dim=(2, 3))   # [B*T', K+1]
-        per_frame = torch.cat([h.amax(dim=(2, 3)), h.mean(dim=(2, 3)), identity], dim=1)  # [B*T', 128 + K + 1]
-        per_frame = per_frame.view(b, t, -1)
+        per_frame = torch.cat([h.amax(dim=(2, 3)), h.mean(dim=(2, 3)), self.soft_objects(dense)], dim=1)
+        per_frame = per_frame.view(b, t, -1)                          # [B, T', 128 + 5K]
         s = self.temporal(per_frame.transpose(1, 2))                  # [B, 96, T']
         e = self.embed(torch.cat([s.mean(dim=2), s.amax(dim=2)], dim=1))
         return e, dense.view(b, t, *dense.shape[1:])
+
+    def soft_objects(self, dense: torch.Tensor) -> torch.Tensor:
+        """Per identity: mass, centre and velocity pooled over cells, weighted by its probability.
+
+        dense [N, K+3, 8, 8] -> [N, 5K]: each identity acts as a soft object slot, so the embedding sees
+        where each digit / shape is and how it moves, not only that it is there.
+        """
+        k = self.num_classes
+        p = torch.softmax(dense[:, :k + 1], dim=1)[:, 1:]            # [N, K, 8, 8] identity probabilities
+        mass = p.sum(dim=(2, 3)) + 1e-4                               # [N, K]
+        centre = torch.einsum("nkhw,chw->nkc", p, self.coords) / mass[..., None]          # [N, K, 2]
+        velocity = torch.einsum("nkhw,nchw->nkc", p, dense[:, k + 1:]) / mass[..., None]  # [N, K, 2]
+        return torch.cat([torch.log(mass)[..., None], centre, velocity], dim=2).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk(x)[0]                                       # [B, 64]
@@ -112,8 +124,8 @@ def recipe(dataset: str) -> Dict:
     """Everything that defines the trained weights; changing any of it retrains (see trained.py)."""
     if dataset not in OFFLINE_DATASETS:
         raise ValueError(f"offline features exist for {OFFLINE_DATASETS}, not '{dataset}'")
-    return {"net": "OfflineVideoNet-v6", "dataset": dataset, "input": INPUT_SIZE, "frames": CLIP_FRAMES,
-            "embed": EMBED_DIM, "width": 16, "train_clips": 4000, "steps": 2000, "batch": 32, "lr": 2e-3,
+    return {"net": "OfflineVideoNet-v8", "dataset": dataset, "input": INPUT_SIZE, "frames": CLIP_FRAMES,
+            "embed": EMBED_DIM, "width": 16, "train_clips": 4000, "steps": 2000, "batch": 32, "lr": 6e-3,
             "seed": 2024, "content_seed": 9001, "objects": [1, 2, 3], "test_clips": 600, "threads": 1}
 
 

@@ -82,7 +82,8 @@ def render_training_clips(dataset: str, num: int, content_seed: int, split: str,
 def _loss(net: OfflineVideoNet, x: torch.Tensor, t: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict]:
     e, dense = net.trunk(x)                                             # [B, 64], [B, T', K+3, 8, 8]
     out = net.heads(e)
-    presence = F.binary_cross_entropy_with_logits(out["presence"], t["presence"])
+    # Summed over identities (not averaged): otherwise K-way presence is a faint signal next to the others.
+    presence = F.binary_cross_entropy_with_logits(out["presence"], t["presence"], reduction="sum") / len(x)
     count = F.cross_entropy(out["count"], t["count"])
     err = (out["motion"] - t["motion"]).square().sum(-1) * t["mask"]   # [B, K]
     motion = err.sum() / t["mask"].sum().clamp(min=1)
