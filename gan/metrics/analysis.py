@@ -102,7 +102,8 @@ class ClipAnalyzer:
             "id": tr.id, "first": tr.first, "last": tr.last, "frames": len(tr.points),
             "presence": len(tr.points) / t,
             "label": majority,
-            "identity_consistency": (names.count(majority) / len(names)) if names else None,
+            # A track that never looks like a real object has no identity to keep: 0, not 1.
+            "identity_consistency": (names.count(majority) / len(names) if real else 0.0) if names else None,
             "identity_switch": bool(switch),
             "recognisability": float(np.mean(confidences)) if confidences else None,
             "motion_plausibility": float(np.mean(steps)) if steps else None,

@@ -35,8 +35,10 @@ def annotate_clip(frames: np.ndarray, report: Dict, min_size: int = 192) -> np.n
             draw.rectangle([x0, y0, x1 - 1, y1 - 1], outline=colour, width=1 if point["shared"] else 2)
             label = point["label"] if point["label"] is not None else ("merged" if point["shared"] else "-")
             conf = f" {point['confidence']:.2f}" if point["confidence"] is not None else ""
-            draw.text((x0 + 1, max(0, y0 - 11)), f"{tr['id']}:{label}{conf}", fill=colour)
-        draw.text((2, h * scale - 12), f"{k:03d} {flags}", fill=(255, 255, 0) if report["flags"] else (200, 200, 200))
+            draw.text((x0 + 1, max(0, y0 - 11)), f"{tr['id']}:{label}{conf}", fill=colour, stroke_width=1,
+                      stroke_fill=(0, 0, 0))
+        draw.text((2, h * scale - 12), f"{k:03d} {flags}", fill=(255, 255, 0) if report["flags"] else (200, 200, 200),
+                  stroke_width=1, stroke_fill=(0, 0, 0))
         out[k] = np.asarray(image)
     return out
 

@@ -1,9 +1,10 @@
 """Training data and training of the crop classifier (classifier.py), from real renders of the built-ins.
 
 Crops come from the same detector the analysis uses, run on real clips at 16, 32 and 64 px with 1-3 objects;
-a detection is labelled by the one object whose ground-truth box it covers, or 'pair' when it covers several
-(overlapping objects fused into one blob). Junk examples: smoothed-noise blobs, half objects.
-Train split for training, test split (disjoint digit images) for the held-out accuracy.
+a detection is labelled by the object whose box centre it holds, or 'pair' when it holds several (overlapping
+objects fused into one blob); pieces holding no centre are left out. Junk examples: smoothed-noise blobs
+and washes, half objects. Train split for training, test split (disjoint digit images) for the held-out
+accuracy.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ _SOURCES = {"digits": MovingDigits, "shapes": BouncingShapes}
 
 
 def classifier_recipe(dataset: str) -> Dict:
-    return {"net": "CropClassifier-v3", "dataset": dataset, "crop": CROP, "resolutions": [16, 32, 64],
+    return {"net": "CropClassifier-v5", "dataset": dataset, "crop": CROP, "resolutions": [16, 32, 64],
             "clips_per_resolution": 600, "frames": 6, "frame_stride": 5, "steps": 3000, "batch": 128,
             "lr": 2e-3, "seed": 77, "content_seed": 4242, "detector": repr(ThresholdDetector()), "threads": 1}
 
@@ -36,6 +37,19 @@ def _iou(a, b) -> float:
         return 0.0
     inter = w * h
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def _assign(dets, truth):
+    """Objects per detection: each object goes to the detection whose box holds its centre (best overlap
+    first). Boxes of separate digits often overlap while their strokes do not, so box overlap alone would
+    call many single digits a pair."""
+    owned = [[] for _ in dets]
+    for class_id, box in truth:
+        centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+        inside = [j for j, d in enumerate(dets) if d.contains(*centre, margin=1.0)]
+        if inside:
+            owned[max(inside, key=lambda j: _iou(dets[j].box, box))].append((class_id, box))
+    return owned
 
 
 def labelled_crops(dataset: str, recipe: Dict, split: str, seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -58,18 +72,18 @@ def labelled_crops(dataset: str, recipe: Dict, split: str, seed: int) -> Tuple[t
                     kk = k * recipe["frame_stride"]
                     truth = [(o["class_id"], (*o["position"][kk], *(o["position"][kk] + o["size"])))
                              for o in objects]
-                    for d in dets:
-                        hits = [c for c, box in truth if _iou(d.box, box) > 0.1]
+                    for d, owned in zip(dets, _assign(dets, truth)):
                         window = crop_boxes(np.array([d.box]), res)[0]
-                        if len(hits) == 1 and max(_iou(d.box, box) for _, box in truth) > 0.4:
-                            items.append(k), windows.append(window), ys.append(hits[0])
+                        if len(owned) == 1:
+                            label = owned[0][0]
+                            items.append(k), windows.append(window), ys.append(label)
                             jitter = window + rng.uniform(-0.1, 0.1, 4) * (window[2] - window[0])
-                            items.append(k), windows.append(jitter), ys.append(hits[0])
+                            items.append(k), windows.append(jitter), ys.append(label)
                             half = window.copy()                             # half an object: junk
                             axis = int(rng.integers(2))
                             half[[axis, axis + 2]] += rng.choice([-1, 1]) * 0.5 * (window[2] - window[0])
                             items.append(k), windows.append(half), ys.append(junk)
-                        elif len(hits) > 1:                                   # overlapping objects, one blob
+                        elif len(owned) > 1:                                  # overlapping objects, one blob
                             items.append(k), windows.append(window), ys.append(pair)
                 if items:
                     crops.append(extract_crops(frames, items, np.array(windows)))
@@ -81,12 +95,16 @@ def labelled_crops(dataset: str, recipe: Dict, split: str, seed: int) -> Tuple[t
 
 
 def _noise_blobs(n: int, rng: np.random.Generator) -> torch.Tensor:
-    """Smoothed random fields, thresholded: blob-like junk of random size, shape and brightness."""
+    """Junk like an untrained generator's: smoothed random fields, half of them thresholded into blobs of
+    random size and shape, half left as shaded washes that fill the crop; random brightness."""
     out = np.zeros((n, 1, CROP, CROP), np.float32)
     for i in range(n):
-        field = ndimage.gaussian_filter(rng.normal(size=(CROP, CROP)), rng.uniform(1.0, 3.0))
+        field = ndimage.gaussian_filter(rng.normal(size=(CROP, CROP)), rng.uniform(1.0, 4.0))
         field = (field - field.mean()) / (field.std() + 1e-8)
-        mask = np.clip((field - rng.uniform(-0.5, 1.0)) * rng.uniform(1, 4), 0, 1)
+        if i % 2:
+            mask = np.clip((field - rng.uniform(-0.5, 1.0)) * rng.uniform(1, 4), 0, 1)
+        else:
+            mask = np.clip(rng.uniform(0.5, 0.8) + field * rng.uniform(0.1, 0.3), 0, 1)
         out[i, 0] = mask * rng.uniform(0.4, 1.0)
     return torch.from_numpy(out)
 

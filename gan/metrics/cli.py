@@ -1,16 +1,6 @@
 """`reelgan-metrics` (FVD / FID / KVD / KID and the offline metrics) and `reelgan-analyze` (object tracks,
-identity, motion): thin click commands that parse options and call one plain function each.
-
-\b
-Examples:
-  reelgan-metrics --checkpoint runs/default/checkpoints/latest.pt --metrics fvd16,fid --download
-  reelgan-metrics --checkpoint runs/default/checkpoints/latest.pt --metrics fvd-offline,kvd-offline --num 512
-  reelgan-metrics --videos out/ --data digits --resolution 64 --metrics fvd-offline --out metrics.json
-  reelgan-metrics --videos out/ --data data/my_videos --resolution 128 --metrics fvd16 --i3d-weights i3d_torchscript.pt
-  reelgan-metrics --data digits --resolution 32 --metrics fvd-offline --num 256      # real vs real: the floor
-  reelgan-analyze --checkpoint runs/default/checkpoints/latest.pt --num 64 --out analysis/
-  reelgan-analyze --videos out/ --dataset digits --objects 2 --out analysis/
-  reelgan-analyze --data digits --resolution 64 --num 32 --out analysis_real/     # real data: the ceiling
+identity, motion): thin click commands that parse options and call one plain function each
+(gan.metrics.evaluate.compute_metrics, gan.metrics.run_analysis.run_analysis).
 """
 from __future__ import annotations
 
@@ -22,6 +12,34 @@ from typing import Optional
 import click
 
 from gan.metrics.evaluate import METRICS
+
+
+METRICS_HELP = """Distances between generated and real clips; prints a one-line summary, --out writes JSON.
+
+\b
+Metrics: fvd16, fvd128 (I3D), kvd16, fid, kid (Inception, per frame) need the published weights
+(i3d_torchscript.pt, inception-2015-12-05.pt: put them in the cache or pass --download / a path);
+fvd-offline, kvd-offline use reelgan's own network for the built-in datasets (no download).
+
+\b
+Examples:
+  reelgan-metrics --checkpoint runs/default/checkpoints/latest.pt --metrics fvd16,fid --download
+  reelgan-metrics --checkpoint runs/default/checkpoints/latest.pt --metrics fvd-offline,kvd-offline --num 512
+  reelgan-metrics --videos out/ --data digits --resolution 64 --metrics fvd-offline --out metrics.json
+  reelgan-metrics --videos out/ --data data/my_videos --resolution 128 --metrics fvd16 --i3d-weights i3d.pt
+  reelgan-metrics --data digits --resolution 32 --metrics fvd-offline --num 256     # real vs real: the floor
+  python -m gan.metrics --checkpoint G.pt --metrics fvd16 --random-features --num 8  # pipeline test only
+"""
+
+ANALYZE_HELP = """Detect and track objects in clips and score them: tracks, persistence, identity consistency,
+recognisability, motion plausibility; writes analysis.json and annotated.mp4 to --out.
+
+\b
+Examples:
+  reelgan-analyze --checkpoint runs/default/checkpoints/latest.pt --num 64 --out analysis/
+  reelgan-analyze --videos out/ --dataset digits --objects 2 --out analysis/
+  reelgan-analyze --data digits --resolution 64 --num 32 --out analysis_real/     # real data: the ceiling
+"""
 
 
 def _fail(e: Exception) -> None:
@@ -83,7 +101,7 @@ def _with_common(f):
     return f
 
 
-@click.command(help=__doc__)
+@click.command(help=METRICS_HELP)
 @_with_common
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the JSON report to this file.")
 @click.option("--metrics", "metric_ids", type=str, default="fvd16,fid", show_default=True,
@@ -128,7 +146,7 @@ def metrics_cli(checkpoint, videos, data, data_seed, resolution, seed, device, q
     click.echo(report["summary"])
 
 
-@click.command(help=__doc__)
+@click.command(help=ANALYZE_HELP)
 @_with_common
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Folder for analysis.json and annotated.mp4 [default: print the summary only].")

@@ -75,6 +75,23 @@ class TorchScriptFeatures(FeatureExtractor):
         return f"{self.spec.filename} (sha256 {self.sha256[:16]}...)"
 
 
+@torch.no_grad()
+def calibrate_batchnorm(net: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
+    """Set every BatchNorm's running statistics from one fixed input, then switch to eval mode.
+
+    Freshly initialised BatchNorms in eval mode normalise nothing (mean 0, variance 1), so through ~50
+    random layers activations explode or collapse to a constant (FID 1e15, FVD exactly 0). One pass over a
+    fixed noise input keeps features at unit scale; it is data-independent, so features stay reproducible.
+    """
+    for m in net.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None                                             # cumulative: exactly this batch
+    net.train()
+    net(example)
+    return net.eval()
+
+
 class RandomI3D(FeatureExtractor):
     """The I3D architecture with random weights: runs the FVD pipeline, NOT comparable to anything."""
     name, comparable = "i3d", False
@@ -84,7 +101,9 @@ class RandomI3D(FeatureExtractor):
         self.input_size, self.seed, self.device = int(input_size), int(seed), device
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.net = InceptionI3d().to(device).eval()
+            net = InceptionI3d().to(device)
+            example = torch.rand(2, 3, 16, self.input_size, self.input_size, device=device) * 2 - 1
+            self.net = calibrate_batchnorm(net, example)
 
     @torch.no_grad()
     def __call__(self, clips: np.ndarray) -> np.ndarray:
@@ -94,7 +113,8 @@ class RandomI3D(FeatureExtractor):
         return self.net(x).float().cpu().numpy()                          # [B, 400]
 
     def identity(self) -> Dict:
-        return {"name": self.name, "weights": "random-init", "seed": self.seed, "input_size": self.input_size}
+        return {"name": self.name, "weights": "random-init", "seed": self.seed, "input_size": self.input_size,
+                "batchnorm": "calibrated on noise"}
 
     def label(self) -> str:
         return RANDOM_LABEL
@@ -107,7 +127,11 @@ class RandomInception(FeatureExtractor):
     def __init__(self, input_size: int = 299, seed: int = 0, device: str = "cpu"):
         from gan.metrics.inception import InceptionV3Features
         self.input_size, self.seed, self.device = int(input_size), int(seed), device
-        self.net = InceptionV3Features(seed).to(device).eval()
+        net = InceptionV3Features(seed).to(device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            example = torch.rand(8, 3, self.input_size, self.input_size, device=device) * 2 - 1
+        self.net = calibrate_batchnorm(net, example)
 
     @torch.no_grad()
     def __call__(self, clips: np.ndarray) -> np.ndarray:
@@ -116,7 +140,8 @@ class RandomInception(FeatureExtractor):
         return self.net(x).float().cpu().numpy()                          # [N, 2048]
 
     def identity(self) -> Dict:
-        return {"name": self.name, "weights": "random-init", "seed": self.seed, "input_size": self.input_size}
+        return {"name": self.name, "weights": "random-init", "seed": self.seed, "input_size": self.input_size,
+                "batchnorm": "calibrated on noise"}
 
     def label(self) -> str:
         return RANDOM_LABEL

@@ -66,6 +66,10 @@ class OfflineVideoNet(nn.Module):
         self.motion = nn.Linear(EMBED_DIM, num_classes * 4)    # per identity: centre (x, y), velocity (x, y)
         coords = torch.linspace(-1, 1, INPUT_SIZE // 4)
         self.register_buffer("coords", torch.stack(torch.meshgrid(coords, coords, indexing="xy")), persistent=False)
+        # Standardisation of the features (set after training from held-out real clips): every dimension
+        # counts alike in the Fréchet distance and the KID kernel (x.y / D + 1)^3 stays in its usual range.
+        self.register_buffer("feature_mean", torch.zeros(EMBED_DIM))
+        self.register_buffer("feature_std", torch.ones(EMBED_DIM))
 
     @staticmethod
     def prepare(clips: torch.Tensor) -> torch.Tensor:
@@ -109,7 +113,8 @@ class OfflineVideoNet(nn.Module):
         return torch.cat([torch.log(mass)[..., None], centre, velocity], dim=2).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.trunk(x)[0]                                       # [B, 64]
+        """The metric features: the standardised embedding `[B, 64]`."""
+        return (self.trunk(x)[0] - self.feature_mean) / self.feature_std
 
     def heads(self, e: torch.Tensor) -> Dict[str, torch.Tensor]:
         a = F.silu(e)
@@ -124,9 +129,10 @@ def recipe(dataset: str) -> Dict:
     """Everything that defines the trained weights; changing any of it retrains (see trained.py)."""
     if dataset not in OFFLINE_DATASETS:
         raise ValueError(f"offline features exist for {OFFLINE_DATASETS}, not '{dataset}'")
-    return {"net": "OfflineVideoNet-v8", "dataset": dataset, "input": INPUT_SIZE, "frames": CLIP_FRAMES,
+    return {"net": "OfflineVideoNet-v9", "dataset": dataset, "input": INPUT_SIZE, "frames": CLIP_FRAMES,
             "embed": EMBED_DIM, "width": 16, "train_clips": 4000, "steps": 2000, "batch": 32, "lr": 6e-3,
-            "seed": 2024, "content_seed": 9001, "objects": [1, 2, 3], "test_clips": 600, "threads": 1}
+            "seed": 2024, "content_seed": 9001, "objects": [1, 2, 3], "test_clips": 600, "threads": 1,
+            "standardise": "held-out clips"}
 
 
 def load_offline_net(dataset: str, allow_train: bool = True, path=None):

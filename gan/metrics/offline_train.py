@@ -129,10 +129,24 @@ def train_offline_net(recipe: Dict, progress: bool = True) -> Tuple[Dict[str, to
             opt.step()
             sched.step()
             bar.set_postfix_str(" ".join(f"{k} {v:.3f}" for k, v in parts.items()))
-    scores = evaluate_offline_net(net.eval(), dataset, recipe)
+        scores = evaluate_offline_net(net.eval(), dataset, recipe)
+        standardise(net, dataset, recipe)
     scores["train_seconds"] = round(time.time() - t0, 1)
     logger.info(f"offline net ({dataset}) held-out scores: {scores}")
     return net.state_dict(), scores
+
+
+@torch.no_grad()
+def standardise(net: OfflineVideoNet, dataset: str, recipe: Dict) -> None:
+    """Set the feature mean / std buffers from the held-out real clips (the same ones evaluate uses)."""
+    clips, _ = render_training_clips(dataset, recipe["test_clips"], recipe["content_seed"] + 1, "test",
+                                     tuple(recipe["objects"]), seed=recipe["seed"] + 1)
+    net.feature_mean.zero_()
+    net.feature_std.fill_(1.0)
+    e = torch.cat([net(OfflineVideoNet.prepare(torch.from_numpy(clips[i:i + 100])))
+                   for i in range(0, len(clips), 100)])                 # [N, 64]
+    net.feature_mean.copy_(e.mean(0))
+    net.feature_std.copy_(e.std(0).clamp(min=1e-6))
 
 
 @torch.no_grad()
