@@ -74,6 +74,18 @@ def test_real_clips_score_near_perfect(labeler, digits):
     assert agg["rate_vanish"] == agg["rate_appear"] == agg["rate_teleport"] == 0
 
 
+def test_clips_without_recognisable_objects_score_zero(labeler):
+    # What an untrained generator draws: a static wash and a few specks. A blob that sits still must not
+    # earn persistence or motion points; nothing in it is an object.
+    yy, xx = np.mgrid[:RES, :RES]
+    wash = np.exp(-((xx - 14) ** 2 + (yy - 17) ** 2) / (2 * 9.0 ** 2)) * 0.55 + 0.08 * np.sin(xx / 3.0)
+    frames = np.repeat((np.clip(wash, 0, 1) * 255).astype(np.uint8)[None, :, :, None], T, 0).repeat(3, -1)
+    report = analyzer(labeler).analyze(frames)
+    assert report["num_tracks"] >= 1 and report["num_objects"] == 0, report["tracks"]
+    assert report["persistence"] == 0.0 and report["motion_plausibility"] == 0.0
+    assert report["identity_consistency"] == 0.0 and not report["clean"]
+
+
 def test_classifier_was_checked_on_the_held_out_split(labeler):
     held_out = labeler.describe()["held_out"]
     assert held_out["test_accuracy"] > 0.9 and held_out["num_test_objects"] > 200

@@ -3,7 +3,9 @@
 Per clip (uint8 `[T, H, W, 3]`):
 - tracks: how many objects were followed; `count_accuracy`: fraction of frames showing the expected number
   (a blob the classifier calls 'pair', overlapping objects the detector cannot separate, counts as two);
-- persistence: mean fraction of the clip each track is present (1.0 when nothing vanishes or appears);
+- object tracks: tracks whose majority label is a real class (every track when there are no labels);
+  persistence, identity and motion are scored over them, and are 0 in a clip that has none;
+- persistence: mean fraction of the clip each object track is present (1.0 when nothing vanishes or appears);
   events 'vanish' (a track ends before the last frame), 'appear' (one starts after the first);
 - identity: per track, the fraction of its clean observations whose label is the track's majority label
   (junk counts against it, 'pair' blobs are skipped); event 'identity_switch' when another real label
@@ -102,6 +104,8 @@ class ClipAnalyzer:
             "id": tr.id, "first": tr.first, "last": tr.last, "frames": len(tr.points),
             "presence": len(tr.points) / t,
             "label": majority,
+            # An object track: one the classifier calls a real class (or any track when there are no labels).
+            "is_object": bool(real) or not names,
             # A track that never looks like a real object has no identity to keep: 0, not 1.
             "identity_consistency": (names.count(majority) / len(names) if real else 0.0) if names else None,
             "identity_switch": bool(switch),
@@ -138,16 +142,22 @@ class ClipAnalyzer:
         if any(r["identity_switch"] for r in per_track):
             flags.append("identity_switch")
         count_acc = float(np.mean(present == cfg.expected_objects)) if cfg.expected_objects else None
+        # Persistence, identity and motion are scores of objects: a clip in which nothing is recognisable
+        # (an untrained generator's washes and specks) scores 0 on them, not the 1 that a static blob would get.
+        objects = [r for r in per_track if r["is_object"]]
         if count_acc is not None and count_acc < 0.8:
             flags.append("count")
         return {
             "frames": t,
             "num_tracks": len(per_track),
             "count_accuracy": count_acc,
-            "persistence": _mean([r["presence"] for r in per_track], default=0.0),
-            "identity_consistency": _mean([r["identity_consistency"] for r in per_track]),
+            "num_objects": len(objects),
+            "persistence": _mean([r["presence"] for r in objects], default=0.0),
+            "identity_consistency": _mean([r["identity_consistency"] for r in objects],
+                                          default=None if objects else 0.0),
             "recognisability": _mean([r["recognisability"] for r in per_track]),
-            "motion_plausibility": _mean([r["motion_plausibility"] for r in per_track]),
+            "motion_plausibility": _mean([r["motion_plausibility"] for r in objects],
+                                         default=None if objects else 0.0),
             "events": {"vanish": vanish, "appear": appear, "teleport": sorted(
                 {r["id"] for r in per_track if r["teleport"]} | set(jumped)),
                 "identity_switch": [r["id"] for r in per_track if r["identity_switch"]]},
@@ -213,7 +223,8 @@ SCORES = ("persistence", "count_accuracy", "identity_consistency", "recognisabil
 
 def aggregate(reports: Sequence[Dict]) -> Dict:
     """Means over clips of the per-clip scores, event rates and the fraction of clean clips."""
-    out = {"clips": len(reports), "tracks_per_clip": _mean([r["num_tracks"] for r in reports], 0.0)}
+    out = {"clips": len(reports), "tracks_per_clip": _mean([r["num_tracks"] for r in reports], 0.0),
+           "objects_per_clip": _mean([r["num_objects"] for r in reports], 0.0)}
     for key in SCORES:
         out[key] = _mean([r[key] for r in reports])
     for event in ("vanish", "appear", "teleport", "identity_switch", "count"):

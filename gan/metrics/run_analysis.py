@@ -70,7 +70,8 @@ def _fmt(v) -> str:
 
 
 def summary_line(agg: Dict) -> str:
-    return (f"{agg['clips']} clips: tracks/clip {agg['tracks_per_clip']:.2f}, persistence {_fmt(agg['persistence'])}, "
+    return (f"{agg['clips']} clips: tracks/clip {agg['tracks_per_clip']:.2f} "
+            f"({agg['objects_per_clip']:.2f} recognised objects), persistence {_fmt(agg['persistence'])}, "
             f"count {_fmt(agg['count_accuracy'])}, identity {_fmt(agg['identity_consistency'])}, "
             f"recognisability {_fmt(agg['recognisability'])}, motion {_fmt(agg['motion_plausibility'])}, "
             f"clean {agg['clean_clips']:.0%} (vanish {agg['rate_vanish']:.0%}, appear {agg['rate_appear']:.0%}, "
