@@ -47,7 +47,11 @@ class GeneratorConfig:
     channel_max: int = 128
     content_resolution: int = 16    # blocks up to here run once per video; later blocks once per frame
     warp_grid: int = 8              # motion flow field size; 0 disables warping (StyleGAN-V-like G)
+    warp_max: float = 0.5           # largest flow displacement, in half-frames (0.5: a quarter of the frame)
     architecture: str = "skip"      # 'skip' (RGB at every block, summed) or 'resnet'
+    input: str = "const"            # 4x4 input: 'const' (StyleGAN2: layout only through modulation) or
+    #                                 'latent' (const + a map projected from w: the latent places objects
+    #                                 directly, which unaligned scenes with objects anywhere need early on)
     conv_clamp: Optional[float] = 256.0  # clamp activations (None: off); guards fp16/bf16 overflow
     impl: str = "ref"               # op implementation: 'ref' (plain PyTorch) or 'compiled'
 
@@ -72,7 +76,11 @@ class LossConfig:
     r1_gamma: float = 2.0           # R1 weight for both Ds (0: off); 2 kept G and D balanced on the CPU default
     r1_interval: int = 16           # lazy regularisation interval (the gain is the interval)
     augment: List[str] = field(default_factory=lambda: ["translation"])  # 'translation', 'color', 'cutout', 'flip'
-    augment_prob: float = 0.5       # probability per clip of each augmentation
+    augment_prob: float = 0.5       # probability per clip of each augmentation (the start value when adaptive)
+    augment_target: Optional[float] = None  # adaptive (ADA): move augment_prob so that E[sign(D(real))] stays
+    #                                 at this value, e.g. 0.6 (None: fixed augment_prob)
+    augment_speed_kimg: float = 5.0  # adaptive: thousands of clips for the probability to go from 0 to 1
+    augment_interval: int = 4       # adaptive: steps between adjustments
 
 
 @dataclass
@@ -252,6 +260,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError("data.strides must be a non-empty list of positive integers")
     if cfg.D.image_frames < 1 or cfg.D.image_frames > cfg.data.clip_frames:
         raise ConfigError(f"D.image_frames must be in [1, data.clip_frames={cfg.data.clip_frames}]")
+    if cfg.G.warp_grid > 0 and not 0 < cfg.G.warp_max <= 2:
+        raise ConfigError(f"G.warp_max must be in (0, 2] (half-frames), got {cfg.G.warp_max}")
+    if cfg.G.input not in ("const", "latent"):
+        raise ConfigError(f"G.input must be 'const' or 'latent', got '{cfg.G.input}'")
     if cfg.G.architecture not in ("skip", "resnet"):
         raise ConfigError(f"G.architecture must be 'skip' or 'resnet', got '{cfg.G.architecture}'")
     for impl in (cfg.G.impl, cfg.D.impl):
@@ -263,6 +275,15 @@ def validate(cfg: Config) -> None:
     bad = [a for a in cfg.loss.augment if a not in known_aug]
     if bad:
         raise ConfigError(f"unknown augmentation '{bad[0]}' in loss.augment (known: {', '.join(sorted(known_aug))})")
+    if not 0 <= cfg.loss.augment_prob <= 1:
+        raise ConfigError(f"loss.augment_prob must be in [0, 1], got {cfg.loss.augment_prob}")
+    if cfg.loss.augment_target is not None:
+        if not 0 < cfg.loss.augment_target < 1:
+            raise ConfigError(f"loss.augment_target must be in (0, 1) (ADA used 0.6) or null, got {cfg.loss.augment_target}")
+        if not cfg.loss.augment:
+            raise ConfigError("loss.augment_target adapts the augmentation probability, but loss.augment is empty")
+        if cfg.loss.augment_speed_kimg <= 0 or cfg.loss.augment_interval < 1:
+            raise ConfigError("loss.augment_speed_kimg must be > 0 and loss.augment_interval >= 1")
     if cfg.train.batch < 1 or cfg.train.steps < 0:
         raise ConfigError("train.batch must be >= 1 and train.steps >= 0")
     if len(cfg.train.betas) != 2:

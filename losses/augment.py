@@ -5,7 +5,7 @@ fake clips go through the same pipeline. Built on kornia's differentiable image 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import kornia
 import torch
@@ -72,3 +72,37 @@ class ClipAugment(nn.Module):
 
     def extra_repr(self) -> str:
         return f"ops={self.ops}, prob={self.prob}"
+
+
+class AdaptiveAugment:
+    """ADA's feedback loop (Karras et al. 2020): raise the augmentation probability while D is too sure
+    of the real clips, lower it when it is not.
+
+    The overfitting heuristic is r_t = E[sign(D(real))], over `interval` steps; of the image and the video
+    D the surer one counts (they share the augmentation). p moves by batch * interval / (speed_kimg * 1000)
+    per adjustment, so it can go from 0 to 1 in `speed_kimg` thousand clips (ADA used 500 for runs of
+    25,000 kimg; a CPU run that sees ~20 kimg needs ~5).
+    """
+
+    def __init__(self, augment: ClipAugment, target: float, speed_kimg: float, interval: int, batch: int):
+        if not 0 < target < 1:
+            raise ValueError(f"augment_target must be in (0, 1), got {target}")
+        if speed_kimg <= 0 or interval < 1:
+            raise ValueError(f"augment_speed_kimg must be > 0 and augment_interval >= 1, got "
+                             f"{speed_kimg}, {interval}")
+        self.augment, self.target, self.interval = augment, float(target), int(interval)
+        self.step_size = batch * interval / (speed_kimg * 1000)
+        self.signs = []                                     # per step: max over the Ds of mean sign(real logit)
+        self.rt = None                                      # the last interval's heuristic (for logging)
+
+    def observe(self, stats) -> None:
+        self.signs.append(max(stats["real/sign_image"], stats["real/sign_video"]))
+
+    def adjust(self, reduce: Callable[[float], float] = lambda v: v) -> None:
+        """Call every `interval` steps; `reduce` averages over ranks so every rank keeps the same p."""
+        if not self.signs:
+            return
+        self.rt = reduce(sum(self.signs) / len(self.signs))
+        self.signs = []
+        step = self.step_size if self.rt > self.target else -self.step_size
+        self.augment.prob = float(min(max(self.augment.prob + step, 0.0), 1.0))

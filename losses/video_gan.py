@@ -72,15 +72,21 @@ class VideoGANLoss:
         return self.G(batch.z, batch.gen_c, batch.gen_times, batch.motion)
 
     # -- phases ----------------------------------------------------------------------------------
-    def accumulate_gradients(self, phase: str, batch: Batch, gain: float = 1.0) -> Dict[str, float]:
-        """Compute `phase`'s loss, call backward (scaled by `gain`), return detached stats."""
+    def accumulate_gradients(self, phase: str, batch: Batch, gain: float = 1.0,
+                             fake: Optional[torch.Tensor] = None) -> Dict[str, float]:
+        """Compute `phase`'s loss, call backward (scaled by `gain`), return detached stats.
+
+        `fake`: the clips G renders for `batch`, when the caller already has them (the training loop renders
+        once per step, with the graph, and hands the same tensor to Dmain, detached, and to Gmain: both
+        phases use one z and motion and G's weights do not change in between, so this is the same maths
+        as rendering twice, one G forward cheaper)."""
         if phase not in PHASES:
             raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES}")
         stats: Dict[str, torch.Tensor] = {}
         gap = batch.times - batch.times[:, :1]
         if phase == "Gmain":
             with self.autocast():
-                fake = self.generate(batch)
+                fake = self.generate(batch) if fake is None else fake
                 li, lv = self.run_D(fake, gap, batch.gen_c)
                 loss_i, loss_v = g_nonsaturating(li).mean(), g_nonsaturating(lv).mean()
                 loss = self.image_weight * loss_i + self.video_weight * loss_v
@@ -89,8 +95,9 @@ class VideoGANLoss:
                           "fake/logit_image": li.mean(), "fake/logit_video": lv.mean()})
         elif phase == "Dmain":
             with self.autocast():
-                with torch.no_grad():
-                    fake = self.generate(batch)
+                if fake is None:
+                    with torch.no_grad():
+                        fake = self.generate(batch)
                 fi, fv = self.run_D(fake.detach(), gap, batch.gen_c)
                 ri, rv = self.run_D(batch.real, gap, batch.real_c)
                 loss_i, loss_v = d_logistic(ri, fi), d_logistic(rv, fv)
@@ -98,6 +105,7 @@ class VideoGANLoss:
             self.grad_scale(loss * gain).backward()
             stats.update({"D/loss": loss, "D/loss_image": loss_i, "D/loss_video": loss_v,
                           "real/logit_image": ri.mean(), "real/logit_video": rv.mean(),
+                          "real/sign_image": ri.sign().mean(), "real/sign_video": rv.sign().mean(),
                           "fake/logit_image_d": fi.mean(), "fake/logit_video_d": fv.mean()})
         else:  # Dreg: float32, eager (double backward)
             if self.r1_gamma <= 0:

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from gan.networks import build_discriminators, build_generator
-from losses import Batch, ClipAugment, VideoGANLoss, d_logistic, g_nonsaturating, r1_penalty
+from losses import AdaptiveAugment, Batch, ClipAugment, VideoGANLoss, d_logistic, g_nonsaturating, r1_penalty
 
 
 def test_loss_signs():
@@ -89,3 +89,45 @@ def test_nan_stops_with_a_clear_error(tiny_cfg):
         loss.accumulate_gradients("Dmain", batch)
     with pytest.raises(ValueError, match="unknown phase"):
         loss.accumulate_gradients("Greg", batch)
+
+
+@pytest.mark.parametrize("phase", ["Gmain", "Dmain"])
+def test_a_handed_in_fake_gives_the_same_gradients_as_rendering(tiny_cfg, phase):
+    # The loop renders once per step and hands the fakes to both main phases; that must be the same maths.
+    results = []
+    for reuse in (False, True):
+        G, Di, Dv, loss, batch = _setup(tiny_cfg)
+        train_G = phase == "Gmain"
+        G.requires_grad_(True), Di.requires_grad_(not train_G), Dv.requires_grad_(not train_G)
+        kwargs = {}
+        if reuse:
+            fake = loss.generate(batch)
+            kwargs["fake"] = fake if train_G else fake.detach()
+        torch.manual_seed(3)                                           # same augmentation draws
+        stats = loss.accumulate_gradients(phase, batch, **kwargs)
+        results.append((stats, [p.grad for p in (G if train_G else Di).parameters()]))
+    (s0, g0), (s1, g1) = results
+    assert s0 == pytest.approx(s1, rel=1e-6, abs=1e-7)
+    for a, b in zip(g0, g1):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b)
+
+
+def test_adaptive_augmentation_follows_the_real_sign_heuristic():
+    aug = ClipAugment(["translation"], prob=0.5)
+    ada = AdaptiveAugment(aug, target=0.6, speed_kimg=1.0, interval=4, batch=25)   # steps of 0.1
+    for _ in range(4):                                                 # D too sure of the reals: more
+        ada.observe({"real/sign_image": 0.2, "real/sign_video": 0.9})  # the surer D counts
+    ada.adjust()
+    assert ada.rt == pytest.approx(0.9) and aug.prob == pytest.approx(0.6)
+    for _ in range(4):
+        ada.observe({"real/sign_image": 0.1, "real/sign_video": 0.3})
+    ada.adjust()
+    assert aug.prob == pytest.approx(0.5)
+    for _ in range(20):                                                # clamped at 0
+        ada.observe({"real/sign_image": -1.0, "real/sign_video": -1.0})
+        ada.adjust()
+    assert aug.prob == 0.0
+    with pytest.raises(ValueError, match="augment_target"):
+        AdaptiveAugment(aug, target=1.5, speed_kimg=1.0, interval=4, batch=8)

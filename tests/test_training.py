@@ -40,13 +40,23 @@ def test_tiny_run_writes_checkpoint_logs_and_samples(tmp_path):
         train(_cfg(), str(out), progress=False)
 
 
-def test_resume_continues_exactly(tmp_path):
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_resume_continues_exactly(tmp_path, adaptive):
+    # Adaptive augmentation: adjusted every 3 steps, so the split at step 2 falls inside an interval and
+    # its pending signs must travel through the checkpoint too.
+    loss = {"augment_target": 0.6, "augment_interval": 3, "augment_speed_kimg": 0.01} if adaptive else {}
+
+    def cfg(steps):
+        return load_config(TINY, {"train": {"steps": steps}, "loss": loss})
     straight = tmp_path / "a"
-    train(_cfg(steps=4), str(straight), progress=False)
+    train(cfg(4), str(straight), progress=False)
     split = tmp_path / "b"
-    train(_cfg(steps=2), str(split), progress=False)
-    train(_cfg(steps=4), str(split), resume=True, progress=False)
+    train(cfg(2), str(split), progress=False)
+    train(cfg(4), str(split), resume=True, progress=False)
     a, b = load(straight / "checkpoints" / "latest.pt"), load(split / "checkpoints" / "latest.pt")
+    assert a["augment"] == b["augment"]
+    if adaptive:
+        assert a["augment"]["p"] != 0.5 and len(a["augment"]["signs"]) == 1   # it moved; one step pending
     for key in ("G", "G_ema", "D_image", "D_video"):
         for name, tensor in a[key].items():
             assert torch.equal(tensor, b[key][name]), f"{key}.{name} differs after resume"

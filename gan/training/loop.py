@@ -19,7 +19,7 @@ from gan.networks import build_discriminators, build_generator
 from gan.training import checkpoint as ckpt_io
 from gan.training import distributed as dist_utils
 from gan.training.logger import RunLogger
-from losses import Batch, ClipAugment, VideoGANLoss
+from losses import AdaptiveAugment, Batch, ClipAugment, VideoGANLoss
 
 
 class TrainingError(RuntimeError):
@@ -176,6 +176,13 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
     scaler_G = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
     scaler_D = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
     augment = ClipAugment(cfg.loss.augment, cfg.loss.augment_prob)
+    ada = None
+    if cfg.loss.augment_target is not None:
+        ada = AdaptiveAugment(augment, cfg.loss.augment_target, cfg.loss.augment_speed_kimg,
+                              cfg.loss.augment_interval, cfg.train.batch)
+        if resume and latest.exists() and state.get("augment"):
+            augment.prob = float(state["augment"]["p"])
+            ada.signs = list(state["augment"]["signs"])
     main_G = VideoGANLoss(compiled(G), compiled(D_image), compiled(D_video), augment, cfg.D.image_frames,
                           cfg.loss.image_weight, cfg.loss.video_weight, cfg.loss.r1_gamma, autocast, scaler_G.scale)
     main_D = VideoGANLoss(main_G.G, main_G.D_image, main_G.D_video, augment, cfg.D.image_frames,
@@ -214,10 +221,21 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
             else:
                 batch = _make_batch(G, _to_device(data, device), c_dim, cfg, device, step, rank)
             stats = {}
-            # D phase: main loss every step, R1 every r1_interval steps.
-            _phase(G, False), _phase(D_image, True), _phase(D_video, True)
+            # One G forward per step (unconditional path): the fakes D learns from are the ones G's loss
+            # is taken on (same z, motion and G weights), rendered once with the graph.
+            fake = None
+            if cond is None:
+                _phase(G, True)
+                with autocast():
+                    fake = main_G.generate(batch)
+            # D phase: main loss every step, R1 every r1_interval steps. G's graph stays out of it (detach).
+            _phase(D_image, True), _phase(D_video, True)
+            if cond is not None:
+                _phase(G, False)
             opt_D.zero_grad(set_to_none=True)
-            stats.update(main_D.accumulate_gradients("Dmain", batch))
+            stats.update(main_D.accumulate_gradients("Dmain", batch, **({} if fake is None else {"fake": fake.detach()})))
+            if ada is not None:
+                ada.observe(stats)
             scaler_D.unscale_(opt_D)  # R1's float32 gradients join the unscaled ones
             if cfg.loss.r1_gamma > 0 and step % cfg.loss.r1_interval == 0:
                 stats.update(reg_loss.accumulate_gradients("Dreg", batch, gain=cfg.loss.r1_interval))
@@ -227,7 +245,8 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
             # G phase.
             _phase(G, True), _phase(D_image, False), _phase(D_video, False)
             opt_G.zero_grad(set_to_none=True)
-            stats.update(main_G.accumulate_gradients("Gmain", batch))
+            stats.update(main_G.accumulate_gradients("Gmain", batch, **({} if fake is None else {"fake": fake})))
+            del fake
             scaler_G.unscale_(opt_G)
             dist_utils.all_reduce_grads(G.parameters())
             scaler_G.step(opt_G)
@@ -236,6 +255,10 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
                 G.mapping_forward(batch.z, batch.gen_c, update_w_avg=True)
             seen += cfg.train.batch
             update_ema(G_ema, G, ema_beta(cfg, seen))
+            if ada is not None:
+                stats["augment/p"] = augment.prob                       # the p this step trained with
+                if (step + 1) % ada.interval == 0:
+                    ada.adjust(lambda v: dist_utils.all_reduce_mean(v, device))
             for k, v in stats.items():
                 acc.setdefault(k, []).append(v)
             done = step + 1
@@ -254,7 +277,7 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
                 logger.video(done, sample_grid(), fps=cfg.data.fps)
             if done % cfg.train.checkpoint_every == 0 and done < cfg.train.steps:
                 last_ckpt = _save(cfg, ckpt_dir, done, seen, G, G_ema, D_image, D_video, opt_G, opt_D, c_dim,
-                                  dataset, rank, cond)
+                                  dataset, rank, cond, _augment_state(augment, ada))
             if quality.due(done):                                      # logs metrics/*, keeps checkpoints/best.pt
                 quality.run(done, seen, G_ema, logger)
             if budget_s is not None and done < cfg.train.steps and \
@@ -272,7 +295,7 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
     final = stopped_at or cfg.train.steps
     if start_step < final or not latest.exists():
         last_ckpt = _save(cfg, ckpt_dir, final, seen, G, G_ema, D_image, D_video, opt_G, opt_D, c_dim, dataset, rank,
-                          cond)
+                          cond, _augment_state(augment, ada))
     sample_path = None
     if rank == 0:
         sample_path = logger.video(final, sample_grid(), fps=cfg.data.fps)
@@ -295,6 +318,11 @@ def weights_checksum(module: torch.nn.Module) -> float:
         v = p.detach().double().flatten()
         total += float(v.sum()) + float((v * v).sum()) * (i + 1) * 1e-3
     return total
+
+
+def _augment_state(augment: ClipAugment, ada: Optional[AdaptiveAugment]) -> Dict:
+    """The adaptive augmentation's state: its probability and the signs gathered since the last adjustment."""
+    return {"p": augment.prob, "signs": list(ada.signs) if ada is not None else []}
 
 
 def _count(m) -> int:
@@ -320,7 +348,8 @@ def _make_batch(G, data: Dict, c_dim: int, cfg: Config, device, step: int, rank:
     return Batch(real=real, times=times, real_c=real_c, z=z, gen_c=gen_c, gen_times=gen_times, motion=motion)
 
 
-def _save(cfg, ckpt_dir: Path, step, seen, G, G_ema, D_image, D_video, opt_G, opt_D, c_dim, dataset, rank, cond=None):
+def _save(cfg, ckpt_dir: Path, step, seen, G, G_ema, D_image, D_video, opt_G, opt_D, c_dim, dataset, rank, cond=None,
+          augment_state: Optional[Dict] = None):
     path = ckpt_dir / "latest.pt"
     if rank == 0:
         state = {
@@ -329,6 +358,7 @@ def _save(cfg, ckpt_dir: Path, step, seen, G, G_ema, D_image, D_video, opt_G, op
             "G": ckpt_io.unwrap(G).state_dict(), "G_ema": ckpt_io.unwrap(G_ema).state_dict(),
             "D_image": ckpt_io.unwrap(D_image).state_dict(), "D_video": ckpt_io.unwrap(D_video).state_dict(),
             "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(), "rng": ckpt_io.rng_state(),
+            "augment": augment_state,
         }
         if cond:                                                       # conditional hook: text encoder + vocab
             state["cond"] = cond.state_dict()
