@@ -44,6 +44,33 @@ def test_motion_codes_per_seed_are_random_access():
     assert not torch.equal(a, motion_codes_for_seed(6, 0, 10, 16))
 
 
+def test_flow_displacement_is_bounded(tiny_G):
+    # However large the flow layer's output, the displacement stays within warp_max half-frames: the flow
+    # can move content, never pull the whole frame in from the border.
+    v = torch.randn(6, tiny_G.motion_dim) * 100
+    torch.nn.init.normal_(tiny_G.flow.weight, std=100.0)
+    m = tiny_G.cfg.warp_max
+    raw = tiny_G.flow(v)
+    assert raw.abs().max() > 10 * m
+    x = torch.zeros(6, 1, 16, 16)
+    x[:, :, 6:10, 6:10] = 1.0                                       # a square in the middle
+    warped = tiny_G.warp(x, v)
+    assert warped.sum(dim=[1, 2, 3]).min() > 0                      # the square is moved, not lost
+
+
+def test_latent_input_makes_the_layout_depend_on_w(tiny_cfg):
+    from gan.config import load_config
+    from tests.conftest import ROOT
+    cfg = load_config(str(ROOT / "configs" / "tiny.yaml"), {"G": {"input": "latent"}})
+    torch.manual_seed(0)
+    G = build_generator(cfg)
+    first = G.blocks[0]
+    assert first.input_fc is not None and build_generator(tiny_cfg).blocks[0].input_fc is None
+    w = G.mapping_forward(torch.randn(2, G.z_dim))
+    x = first.const.unsqueeze(0) + first.input_fc(w).reshape(2, *first.const.shape)
+    assert not torch.allclose(x[0], x[1])                           # per-video 4x4 input
+
+
 def test_content_is_shared_by_all_frames_before_motion(tiny_G):
     # With the flow off and no motion in the styles, every frame would be identical: the low blocks
     # run once per video. Check the content path really is time-independent.

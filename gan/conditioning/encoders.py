@@ -125,6 +125,7 @@ class ConditionalGenerator(Generator):
             raise ValueError(f"ConditionalGenerator is for cond.mode 'image' or 'continue', got {cond.mode!r}")
         super().__init__(cfg, resolution, img_channels, c_dim=cond.encoder_dim)
         self.mode = cond.mode
+        self.center_flow = False            # v is relative to the reference frame: zero flow there
         self.context_frames = 1 if cond.mode == "image" else cond.context_frames
         r = cfg.content_resolution
         self.encoder = ContentEncoder(img_channels, resolution, r, channels_at(r, cfg.channel_base, cfg.channel_max),

@@ -168,11 +168,15 @@ class SynthesisBlock(nn.Module):
                  img_channels: int,
                  architecture: str = "skip",
                  conv_clamp: Optional[float] = None,
-                 impl: str = "ref"):
+                 impl: str = "ref",
+                 latent_input: bool = False):  # first block: add a map projected from the style to the const
         super().__init__()
         self.in_channels, self.resolution, self.architecture, self.impl = in_channels, resolution, architecture, impl
+        self.input_fc = None
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution))
+            if latent_input:
+                self.input_fc = FullyConnectedLayer(style_dim, out_channels * resolution * resolution, impl=impl)
             self.conv0 = None
         else:
             self.conv0 = SynthesisLayer(in_channels, out_channels, style_dim, up=2, conv_clamp=conv_clamp, impl=impl)
@@ -186,6 +190,8 @@ class SynthesisBlock(nn.Module):
         # x [N, Cin, r/2, r/2] or None, img [N, 3, r/2, r/2] or None, style [N, style_dim]
         if self.conv0 is None:
             x = self.const.to(style.dtype).unsqueeze(0).expand(style.shape[0], -1, -1, -1)
+            if self.input_fc is not None:
+                x = x + self.input_fc(style).reshape(x.shape).to(x.dtype)
             x = self.conv1(x, style, fused)
         elif self.architecture == "resnet":
             y = upsample2d(self.skip(x), self.resample_filter, impl=self.impl)
@@ -220,17 +226,25 @@ class Generator(nn.Module):
             out_ch = channels_at(res, cfg.channel_base, cfg.channel_max)
             style_dim = cfg.w_dim if res <= self.content_res else cfg.w_dim + cfg.motion_dim
             blocks.append(SynthesisBlock(in_ch, out_ch, res, style_dim, img_channels, cfg.architecture,
-                                         cfg.conv_clamp, cfg.impl))
+                                         cfg.conv_clamp, cfg.impl, latent_input=cfg.input == "latent"))
             in_ch = out_ch
         self.blocks = nn.ModuleList(blocks)
         if cfg.warp_grid > 0:
             # Small random init (displacements ~2% of the frame) and a faster learning rate: the
             # generator moves content from the first step, so the video D never faces only static
             # fakes (a zero-initialised flow left it winning on motion alone and G collapsing).
-            self.flow = FullyConnectedLayer(cfg.motion_dim, 2 * cfg.warp_grid ** 2, weight_init=0.02,
+            # No bias, and the motion embedding is centred on its running mean (v_avg, tracked in
+            # training like w_avg): the flow can only move content, never park it. With a bias (or an
+            # uncentred input) the flow drifted within ~100 steps to a constant shift at its bound, the
+            # same for every video and frame: motion died and all videos came out alike.
+            self.flow = FullyConnectedLayer(cfg.motion_dim, 2 * cfg.warp_grid ** 2, bias=False, weight_init=0.02,
                                             lr_multiplier=4.0, impl=cfg.impl)
+            self.register_buffer("v_avg", torch.zeros(cfg.motion_dim))
         else:
             self.flow = None
+        # Relative motion (conditional generators: v = 0 at the reference frame) is anchored there instead.
+        self.center_flow = True
+        self.v_avg_beta = 0.995
 
     # ---- latents -------------------------------------------------------------------------------
     def sample_motion(self, batch: int, t_max: float, generator: Optional[torch.Generator] = None,
@@ -256,7 +270,12 @@ class Generator(nn.Module):
         # x [N, C, r, r] content repeated per frame, v [N, motion_dim] -> warped x [N, C, r, r]
         n, _, r, _ = x.shape
         g = self.cfg.warp_grid
-        flow = self.flow(v).reshape(n, 2, g, g).float()
+        # Soft bound (tanh) on the displacement: unbounded, the flow drifted to a large constant shift that
+        # pulled every frame's content from the border, and all videos came out alike (mode collapse).
+        m = self.cfg.warp_max
+        if self.center_flow:
+            v = v - self.v_avg.to(v.dtype)
+        flow = (m * torch.tanh(self.flow(v).float() / m)).reshape(n, 2, g, g)
         flow = F.interpolate(flow, size=(r, r), mode="bilinear", align_corners=False)
         base = _base_grid(r, x.device)
         grid = base + flow.permute(0, 2, 3, 1)
@@ -270,6 +289,9 @@ class Generator(nn.Module):
         x = x.unsqueeze(1).expand(-1, t, -1, -1, -1).reshape(b * t, *x.shape[1:])
         img = img.unsqueeze(1).expand(-1, t, -1, -1, -1).reshape(b * t, *img.shape[1:])
         vf = v.reshape(b * t, -1).to(x.dtype)
+        if self.flow is not None and self.center_flow and self.training and torch.is_grad_enabled():
+            with torch.no_grad():                                       # track the mean motion embedding
+                self.v_avg.copy_(vf.detach().float().mean(0).lerp(self.v_avg, self.v_avg_beta))
         if self.flow is not None:
             x, img = self.warp(x, vf), self.warp(img, vf)
         style = torch.cat([w.unsqueeze(1).expand(-1, t, -1).reshape(b * t, -1), vf], dim=1)
