@@ -58,6 +58,18 @@ def test_flow_displacement_is_bounded(tiny_G):
     assert warped.sum(dim=[1, 2, 3]).min() > 0                      # the square is moved, not lost
 
 
+def test_flow_is_centred_on_the_tracked_mean_motion(tiny_G):
+    codes = tiny_G.sample_motion(4, 12.0)
+    t = torch.rand(4, 3) * 8
+    z = torch.randn(4, tiny_G.z_dim)
+    before = tiny_G(z, None, t, codes)
+    torch.testing.assert_close(tiny_G(z, None, t, codes), before)   # rendering does not touch v_avg
+    assert torch.count_nonzero(tiny_G.v_avg) == 0
+    tiny_G.update_v_avg(codes, t)
+    expected = tiny_G.motion(codes, t).mean(dim=(0, 1)) * (1 - tiny_G.v_avg_beta)
+    torch.testing.assert_close(tiny_G.v_avg, expected.detach())
+
+
 def test_latent_input_makes_the_layout_depend_on_w(tiny_cfg):
     from gan.config import load_config
     from tests.conftest import ROOT

@@ -256,6 +256,15 @@ class Generator(nn.Module):
     def mapping_forward(self, z, c=None, truncation_psi: float = 1.0, update_w_avg: bool = False):
         return self.mapping(z, condition_vector(c, self.c_dim, z.dtype), truncation_psi, update_w_avg)
 
+    @torch.no_grad()
+    def update_v_avg(self, motion: torch.Tensor, t: torch.Tensor) -> None:
+        """Track the mean motion embedding that the flow is centred on (the loop calls it after each G step,
+        as it does for w_avg, so rendering itself stays a pure function of the weights and buffers)."""
+        if self.flow is None or not self.center_flow:
+            return
+        v = self.motion(motion, t).float().mean(dim=(0, 1))
+        self.v_avg.copy_(v.lerp(self.v_avg, self.v_avg_beta))
+
     # ---- synthesis -----------------------------------------------------------------------------
     def content(self, w: torch.Tensor, fused: bool = False):
         """Time-independent low-resolution features: x [B, C, r, r], img [B, 3, r, r]."""
@@ -289,9 +298,6 @@ class Generator(nn.Module):
         x = x.unsqueeze(1).expand(-1, t, -1, -1, -1).reshape(b * t, *x.shape[1:])
         img = img.unsqueeze(1).expand(-1, t, -1, -1, -1).reshape(b * t, *img.shape[1:])
         vf = v.reshape(b * t, -1).to(x.dtype)
-        if self.flow is not None and self.center_flow and self.training and torch.is_grad_enabled():
-            with torch.no_grad():                                       # track the mean motion embedding
-                self.v_avg.copy_(vf.detach().float().mean(0).lerp(self.v_avg, self.v_avg_beta))
         if self.flow is not None:
             x, img = self.warp(x, vf), self.warp(img, vf)
         style = torch.cat([w.unsqueeze(1).expand(-1, t, -1).reshape(b * t, -1), vf], dim=1)
