@@ -2,7 +2,8 @@
 
 Per clip (uint8 `[T, H, W, 3]`):
 - tracks: how many objects were followed; `count_accuracy`: fraction of frames showing the expected number
-  (a blob the classifier calls 'pair', overlapping objects the detector cannot separate, counts as two);
+  of objects (a blob the classifier calls 'pair', overlapping objects the detector cannot separate, counts
+  as two; one it calls junk counts as none);
 - object tracks: tracks whose majority label is a real class (every track when there are no labels);
   persistence, identity and motion are scored over them, and are 0 in a clip that has none;
 - persistence: mean fraction of the clip each object track is present (1.0 when nothing vanishes or appears);
@@ -129,9 +130,9 @@ class ClipAnalyzer:
         jumped = [r["id"] for r in per_track if r["first"] > 0 and any(       # ends here, starts over there
             e["last"] == r["first"] - 1 for e in per_track)]
         present = np.zeros(t, int)                                      # objects visible per frame
-        for tr, r in zip(tracks, per_track):
+        for tr, r in zip(tracks, per_track):                            # junk is not an object
             for p, q in zip(tr.points, r["points"]):
-                present[p.frame] += 2 if q["label"] == PAIR else 1
+                present[p.frame] += {PAIR: 2, JUNK: 0}.get(q["label"], 1)
         flags = []
         if vanish:
             flags.append("vanish")
