@@ -23,7 +23,8 @@ class ConfigError(ValueError):
 class DataConfig:
     source: str = "digits"          # 'digits', 'shapes', or a path: video folder, frame-folder tree, .zip
     resolution: int = 64            # square output size; videos are resized and centre-cropped
-    channels: int = 3               # 3 (RGB); built-in datasets also render RGB
+    channels: int = 0               # 3 (RGB), 1 (grey) or 0: auto, 1 for 'digits' (white handwriting on black:
+    #                                 a grey G need not learn R = G = B, a colour tint the Ds spot at once), else 3
     clip_frames: int = 3            # frames per training clip (the video D sees all of them)
     strides: List[int] = field(default_factory=lambda: [1, 2, 3, 4])  # frame strides, one drawn per clip
     labels: bool = False            # class labels from first-level subfolders (built-ins: digit/shape id)
@@ -45,11 +46,11 @@ class GeneratorConfig:
     time_features: int = 32         # sinusoidal time features (fixed learnable frequencies)
     channel_base: int = 1024        # channels at resolution r: min(channel_base // r, channel_max)
     channel_max: int = 128
-    content_resolution: int = 16    # blocks up to here run once per video; later blocks once per frame
+    content_resolution: int = 32    # blocks up to here run once per video; later blocks once per frame
     warp_grid: int = 8              # motion flow field size; 0 disables warping (StyleGAN-V-like G)
     warp_max: float = 0.5           # largest flow displacement, in half-frames (0.5: a quarter of the frame)
     architecture: str = "skip"      # 'skip' (RGB at every block, summed) or 'resnet'
-    input: str = "const"            # 4x4 input: 'const' (StyleGAN2: layout only through modulation) or
+    input: str = "latent"           # 4x4 input: 'const' (StyleGAN2: layout only through modulation) or
     #                                 'latent' (const + a map projected from w: the latent places objects
     #                                 directly, which unaligned scenes with objects anywhere need early on)
     conv_clamp: Optional[float] = 256.0  # clamp activations (None: off); guards fp16/bf16 overflow
@@ -75,10 +76,10 @@ class LossConfig:
     video_weight: float = 1.0       # weight of the video-D term in the G loss
     r1_gamma: float = 2.0           # R1 weight for both Ds (0: off); 2 kept G and D balanced on the CPU default
     r1_interval: int = 16           # lazy regularisation interval (the gain is the interval)
-    augment: List[str] = field(default_factory=lambda: ["translation"])  # 'translation', 'color', 'cutout', 'flip'
-    augment_prob: float = 0.5       # probability per clip of each augmentation (the start value when adaptive)
-    augment_target: Optional[float] = None  # adaptive (ADA): move augment_prob so that E[sign(D(real))] stays
-    #                                 at this value, e.g. 0.6 (None: fixed augment_prob)
+    augment: List[str] = field(default_factory=lambda: ["translation", "color", "cutout"])  # also 'flip'
+    augment_prob: float = 0.0       # probability per clip of each augmentation (the start value when adaptive)
+    augment_target: Optional[float] = 0.6  # adaptive (ADA): move augment_prob so that E[sign(D(real))] stays
+    #                                 at this value (None: fixed augment_prob)
     augment_speed_kimg: float = 5.0  # adaptive: thousands of clips for the probability to go from 0 to 1
     augment_interval: int = 4       # adaptive: steps between adjustments
 
@@ -88,9 +89,9 @@ class TrainConfig:
     steps: int = 4000               # generator updates
     max_minutes: Optional[float] = 13.0  # stop (with a checkpoint) after this much wall time in one
     #                                 invocation (None: no limit); the CPU default fits in 15 minutes
-    batch: int = 16                 # clips per step (global, split over ranks)
-    g_lr: float = 0.0025
-    d_lr: float = 0.0025
+    batch: int = 32                 # clips per step (global, split over ranks)
+    g_lr: float = 0.002
+    d_lr: float = 0.002
     betas: List[float] = field(default_factory=lambda: [0.0, 0.99])
     ema_kimg: float = 2.0           # EMA half-life in thousands of clips
     ema_rampup: Optional[float] = 0.05  # EMA half-life ramp (fraction of seen clips); None: off
@@ -214,6 +215,13 @@ def _merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
+def resolved_channels(data: DataConfig) -> int:
+    """data.channels with 0 (auto) resolved: grey for the grey built-in 'digits', colour for everything else."""
+    if data.channels == 0:
+        return 1 if data.source == "digits" else 3
+    return data.channels
+
+
 def load_config(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None) -> Config:
     """Defaults, then the YAML preset at `path` (which may name a `base:` preset), then overrides."""
     d: Dict[str, Any] = {}
@@ -222,6 +230,7 @@ def load_config(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] 
     if overrides:
         d = _merge(d, overrides)
     cfg = Config.from_dict(d)
+    cfg.data.channels = resolved_channels(cfg.data)
     validate(cfg)
     return cfg
 

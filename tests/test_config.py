@@ -47,3 +47,10 @@ def test_missing_file_and_bad_yaml(tmp_path):
     (tmp_path / "bad.yaml").write_text("train: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(str(tmp_path / "bad.yaml"))
+
+
+def test_auto_channels_grey_for_digits_colour_otherwise(tmp_path):
+    assert load_config().data.channels == 1                                 # the CPU default: grey digits
+    assert load_config(overrides={"data": {"source": "shapes"}}).data.channels == 3
+    assert load_config(overrides={"data": {"source": str(tmp_path)}}).data.channels == 3   # users' clips
+    assert load_config(overrides={"data": {"channels": 3}}).data.channels == 3             # explicit wins

@@ -22,7 +22,7 @@ BUILTINS = [MovingDigits, BouncingShapes]
 
 def cfg(**kw):
     base = dict(source="digits", resolution=32, clip_frames=4, strides=[1, 2], num_videos=8, video_frames=16,
-                num_objects=2, workers=0)
+                num_objects=2, workers=0, channels=3)
     base.update(kw)
     return DataConfig(**base)
 
@@ -131,6 +131,8 @@ def test_clip_items_shapes_ranges_and_determinism():
     ds = build_dataset(cfg(labels=True), seed=1)
     assert isinstance(ds, ClipDataset) and len(ds) == 8
     assert (ds.num_classes, ds.resolution, ds.channels) == (10, 32, 3)
+    assert build_dataset(cfg(channels=0)).channels == 1                     # 0 = auto: grey digits ...
+    assert build_dataset(cfg(source="shapes", channels=0)).channels == 3    # ... and colour shapes
     item = ds[3]
     video = item["video"]
     assert video.shape == (4, 3, 32, 32) and video.dtype == torch.float32

@@ -5,6 +5,8 @@ worker process and any run with the same seed; call `set_epoch(e)` to draw new c
 """
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import warnings
 import zipfile
@@ -13,7 +15,7 @@ from typing import List
 import numpy as np
 import torch
 
-from gan.config import DataConfig
+from gan.config import DataConfig, resolved_channels
 from gan.data.builtin import BouncingShapes, MovingDigits
 from gan.data.readers import DataError, open_source
 from gan.video_io import VideoReadError
@@ -43,8 +45,10 @@ class ClipDataset(torch.utils.data.Dataset):
                  source,                    # MovingDigits / BouncingShapes / VideoFolder / FrameFolders / Zip...
                  cfg: DataConfig,           # clip_frames, strides, channels, resolution, labels
                  seed: int = 0):            # clip sampling seed
+        if cfg.channels == 0:
+            cfg = dataclasses.replace(cfg, channels=resolved_channels(cfg))
         if cfg.channels not in (1, 3):
-            raise DataError(f"data.channels must be 1 or 3, got {cfg.channels}")
+            raise DataError(f"data.channels must be 1, 3 or 0 (auto), got {cfg.channels}")
         if cfg.labels and source.num_classes == 0:
             raise DataError(f"data.labels is true but {getattr(source, 'root', cfg.source)} has no classes: "
                             f"expected one subfolder per class (root/<class>/<video>), or set data.labels: false")
