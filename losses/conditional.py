@@ -21,9 +21,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from losses.adversarial import d_logistic, g_nonsaturating, r1_penalty
+from losses.adversarial import d_logistic, g_nonsaturating
 from losses.perceptual import ClipLPIPS, ReconstructionLoss
-from losses.video_gan import PHASES, Batch, VideoGANLoss
+from losses.video_gan import PHASES, Batch, VideoGANLoss, d_stats, finite_stats
 
 logger = logging.getLogger(__name__)
 
@@ -187,28 +187,12 @@ class ConditionalVideoGANLoss(VideoGANLoss):
                     loss_i, loss_v = d_logistic(ri, fi), d_logistic(rv, fv)
                 loss = loss_i + loss_v
             self.grad_scale(loss * gain).backward()
-            stats.update({"D/loss": loss, "D/loss_image": loss_i, "D/loss_video": loss_v,
-                          "real/logit_image": ri.mean(), "real/logit_video": rv.mean(),
-                          "fake/logit_image_d": fi.mean(), "fake/logit_video_d": fv.mean()})
+            stats.update(d_stats(loss, loss_i, loss_v, ri, rv, fi, fv))
         else:  # Dreg: as in VideoGANLoss, with the real clips' conditions (no gradient into the text encoder)
             if self.r1_gamma <= 0:
                 return {}
             c_real = self.embed(batch.real_captions, False, dev)
             if c_real is not None:
                 c_real = c_real.detach()
-            with torch.no_grad():
-                real = self.augment(batch.real)
-            frames = self.pick_frames(real).detach().requires_grad_(True)
-            clip = real.detach().requires_grad_(True)
-            li = self.D_image(frames, self.frame_condition(c_real))
-            lv = self.D_video(clip, gap, c_real)
-            r1_i, r1_v = r1_penalty(li, frames), r1_penalty(lv, clip)
-            loss = (r1_i.mean() + r1_v.mean()) * (self.r1_gamma / 2)
-            ((loss + 0 * (li.sum() + lv.sum())) * gain).backward()
-            stats.update({"D/r1_image": r1_i.mean(), "D/r1_video": r1_v.mean(), "D/loss_r1": loss})
-        out = {k: float(v.detach()) for k, v in stats.items()}
-        for k, v in out.items():
-            if not torch.isfinite(torch.tensor(v)):
-                raise FloatingPointError(f"{phase}: {k} is {v}; training diverged (try a lower learning rate, "
-                                         f"a larger r1_gamma, or precision 'fp32')")
-        return out
+            stats.update(self.r1(batch.real, gap, c_real, gain))
+        return finite_stats(phase, stats)

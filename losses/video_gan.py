@@ -9,6 +9,7 @@ owns the optimizers (stylegan2-ada `training/loss.py`). Phases:
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional
 
@@ -103,30 +104,43 @@ class VideoGANLoss:
                 loss_i, loss_v = d_logistic(ri, fi), d_logistic(rv, fv)
                 loss = loss_i + loss_v
             self.grad_scale(loss * gain).backward()
-            stats.update({"D/loss": loss, "D/loss_image": loss_i, "D/loss_video": loss_v,
-                          "real/logit_image": ri.mean(), "real/logit_video": rv.mean(),
-                          "real/sign_image": ri.sign().mean(), "real/sign_video": rv.sign().mean(),
-                          "fake/logit_image_d": fi.mean(), "fake/logit_video_d": fv.mean()})
+            stats.update(d_stats(loss, loss_i, loss_v, ri, rv, fi, fv))
         else:  # Dreg: float32, eager (double backward)
             if self.r1_gamma <= 0:
                 return {}
-            # R1 is taken at the augmented real sample (the distribution D actually sees), which also
-            # keeps the double backward away from the augmentation's resampling ops.
-            with torch.no_grad():
-                real = self.augment(batch.real)
-            frames = self.pick_frames(real).detach().requires_grad_(True)
-            clip = real.detach().requires_grad_(True)
-            li = self.D_image(frames, self.frame_condition(batch.real_c))
-            lv = self.D_video(clip, gap, batch.real_c)
-            r1_i = r1_penalty(li, frames)
-            r1_v = r1_penalty(lv, clip)
-            loss = (r1_i.mean() + r1_v.mean()) * (self.r1_gamma / 2)
-            # Adding the logits times zero keeps every D parameter in the graph (DDP-safe, no unused params).
-            ((loss + 0 * (li.sum() + lv.sum())) * gain).backward()
-            stats.update({"D/r1_image": r1_i.mean(), "D/r1_video": r1_v.mean(), "D/loss_r1": loss})
-        out = {k: float(v.detach()) for k, v in stats.items()}
-        for k, v in out.items():
-            if not torch.isfinite(torch.tensor(v)):
-                raise FloatingPointError(f"{phase}: {k} is {v}; training diverged (try a lower learning rate, "
-                                         f"a larger r1_gamma, or precision 'fp32')")
-        return out
+            stats.update(self.r1(batch.real, gap, batch.real_c, gain))
+        return finite_stats(phase, stats)
+
+    def r1(self, real: torch.Tensor, gap: torch.Tensor, c: Optional[torch.Tensor], gain: float) -> Dict:
+        """Lazy R1 of both Ds on real clips (float32, eager: double backward); calls backward, returns stats."""
+        # R1 is taken at the augmented real sample (the distribution D actually sees), which also
+        # keeps the double backward away from the augmentation's resampling ops.
+        with torch.no_grad():
+            real = self.augment(real)
+        frames = self.pick_frames(real).detach().requires_grad_(True)
+        clip = real.detach().requires_grad_(True)
+        li = self.D_image(frames, self.frame_condition(c))
+        lv = self.D_video(clip, gap, c)
+        r1_i, r1_v = r1_penalty(li, frames), r1_penalty(lv, clip)
+        loss = (r1_i.mean() + r1_v.mean()) * (self.r1_gamma / 2)
+        # Adding the logits times zero keeps every D parameter in the graph (DDP-safe, no unused params).
+        ((loss + 0 * (li.sum() + lv.sum())) * gain).backward()
+        return {"D/r1_image": r1_i.mean(), "D/r1_video": r1_v.mean(), "D/loss_r1": loss}
+
+
+def d_stats(loss, loss_i, loss_v, ri, rv, fi, fv) -> Dict[str, torch.Tensor]:
+    """The D phase's logged numbers; real/sign_* also feed the adaptive augmentation."""
+    return {"D/loss": loss, "D/loss_image": loss_i, "D/loss_video": loss_v,
+            "real/logit_image": ri.mean(), "real/logit_video": rv.mean(),
+            "real/sign_image": ri.sign().mean(), "real/sign_video": rv.sign().mean(),
+            "fake/logit_image_d": fi.mean(), "fake/logit_video_d": fv.mean()}
+
+
+def finite_stats(phase: str, stats: Dict[str, torch.Tensor]) -> Dict[str, float]:
+    """Detached floats; a NaN/Inf stops training with a message that says what to try."""
+    out = {k: float(v.detach()) for k, v in stats.items()}
+    for k, v in out.items():
+        if not math.isfinite(v):
+            raise FloatingPointError(f"{phase}: {k} is {v}; training diverged (try a lower learning rate, "
+                                     f"a larger r1_gamma, or precision 'fp32')")
+    return out

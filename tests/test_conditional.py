@@ -158,6 +158,7 @@ def test_text_condition_reaches_G_and_both_Ds_with_gradients():
     enc = ct.text_encoder
     stats = loss.accumulate_gradients("Dmain", batch)
     assert {"mismatch/logit_image", "mismatch/logit_video"} <= set(stats)
+    assert {"real/sign_image", "real/sign_video"} <= set(stats)              # what adaptive augmentation reads
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in enc.out.parameters())   # trained with D
     assert D_video.epilogue.embed.weight.grad.abs().sum() > 0 and D_image.epilogue.embed.weight.grad.abs().sum() > 0
     enc.zero_grad(set_to_none=True)

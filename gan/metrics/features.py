@@ -92,9 +92,21 @@ def calibrate_batchnorm(net: torch.nn.Module, example: torch.Tensor) -> torch.nn
     return net.eval()
 
 
-class RandomI3D(FeatureExtractor):
+class _RandomFeatures(FeatureExtractor):
+    """A published architecture with random, seeded weights: the pipeline runs, the numbers mean nothing."""
+    comparable = False
+
+    def identity(self) -> Dict:
+        return {"name": self.name, "weights": "random-init", "seed": self.seed, "input_size": self.input_size,
+                "batchnorm": "calibrated on noise"}
+
+    def label(self) -> str:
+        return RANDOM_LABEL
+
+
+class RandomI3D(_RandomFeatures):
     """The I3D architecture with random weights: runs the FVD pipeline, NOT comparable to anything."""
-    name, comparable = "i3d", False
+    name = "i3d"
 
     def __init__(self, input_size: int = 224, seed: int = 0, device: str = "cpu"):
         from gan.metrics.i3d import InceptionI3d
@@ -112,17 +124,11 @@ class RandomI3D(FeatureExtractor):
                           align_corners=False)
         return self.net(x).float().cpu().numpy()                          # [B, 400]
 
-    def identity(self) -> Dict:
-        return {"name": self.name, "weights": "random-init", "seed": self.seed, "input_size": self.input_size,
-                "batchnorm": "calibrated on noise"}
-
-    def label(self) -> str:
-        return RANDOM_LABEL
 
 
-class RandomInception(FeatureExtractor):
+class RandomInception(_RandomFeatures):
     """torchvision InceptionV3 with random weights, per frame: runs the FID pipeline, NOT comparable."""
-    name, per_frame, comparable = "inception", True, False
+    name, per_frame = "inception", True
 
     def __init__(self, input_size: int = 299, seed: int = 0, device: str = "cpu"):
         from gan.metrics.inception import InceptionV3Features
@@ -139,12 +145,6 @@ class RandomInception(FeatureExtractor):
         x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
         return self.net(x).float().cpu().numpy()                          # [N, 2048]
 
-    def identity(self) -> Dict:
-        return {"name": self.name, "weights": "random-init", "seed": self.seed, "input_size": self.input_size,
-                "batchnorm": "calibrated on noise"}
-
-    def label(self) -> str:
-        return RANDOM_LABEL
 
 
 class OfflineFeatures(FeatureExtractor):
