@@ -79,7 +79,9 @@ class AdaptiveAugment:
     of the real clips, lower it when it is not.
 
     The overfitting heuristic is r_t = E[sign(D(real))], over `interval` steps; of the image and the video
-    D the surer one counts (they share the augmentation). p moves by batch * interval / (speed_kimg * 1000)
+    D the surer one counts (they share the augmentation). The max is taken of the two interval means, not
+    per step: each step's sign is a noisy mean over one batch, and a per-step max of two noisy numbers is
+    biased upwards (with batch 32 it read ~0.62 for Ds at 0.55 and 0.45, and p climbed to 1 in every run). p moves by batch * interval / (speed_kimg * 1000)
     per adjustment, so it can go from 0 to 1 in `speed_kimg` thousand clips (ADA used 500 for runs of
     25,000 kimg; a CPU run that sees ~20 kimg needs ~5).
     """
@@ -92,17 +94,20 @@ class AdaptiveAugment:
                              f"{speed_kimg}, {interval}")
         self.augment, self.target, self.interval = augment, float(target), int(interval)
         self.step_size = batch * interval / (speed_kimg * 1000)
-        self.signs = []                                     # per step: max over the Ds of mean sign(real logit)
+        self.signs = []                                     # per step: [image D, video D] mean sign(real logit)
         self.rt = None                                      # the last interval's heuristic (for logging)
 
     def observe(self, stats) -> None:
-        self.signs.append(max(stats["real/sign_image"], stats["real/sign_video"]))
+        self.signs.append([float(stats["real/sign_image"]), float(stats["real/sign_video"])])
 
     def adjust(self, reduce: Callable[[float], float] = lambda v: v) -> None:
         """Call every `interval` steps; `reduce` averages over ranks so every rank keeps the same p."""
         if not self.signs:
             return
-        self.rt = reduce(sum(self.signs) / len(self.signs))
+        # (A checkpoint of an older version holds one number per step: it stands for both Ds.)
+        pairs = [s if isinstance(s, (list, tuple)) else (s, s) for s in self.signs]
+        means = [reduce(sum(p[i] for p in pairs) / len(pairs)) for i in (0, 1)]
+        self.rt = max(means)
         self.signs = []
         step = self.step_size if self.rt > self.target else -self.step_size
         self.augment.prob = float(min(max(self.augment.prob + step, 0.0), 1.0))

@@ -131,3 +131,15 @@ def test_adaptive_augmentation_follows_the_real_sign_heuristic():
     assert aug.prob == 0.0
     with pytest.raises(ValueError, match="augment_target"):
         AdaptiveAugment(aug, target=1.5, speed_kimg=1.0, interval=4, batch=8)
+
+    # The surer D is chosen on the interval means, not per step: per-step signs that take turns being high
+    # (noisy batches) average 0.5 for both Ds, below the target, so p goes down. A per-step max read 0.9.
+    aug.prob = 0.5
+    for k in range(4):
+        ada.observe({"real/sign_image": 0.9 if k % 2 else 0.1, "real/sign_video": 0.1 if k % 2 else 0.9})
+    ada.adjust()
+    assert ada.rt == pytest.approx(0.5) and aug.prob == pytest.approx(0.4)
+    ada.signs = [0.9, 0.8]                                          # an older checkpoint's pending signs
+    ada.adjust()
+    assert ada.rt == pytest.approx(0.85) and aug.prob == pytest.approx(0.5)
+
