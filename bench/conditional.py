@@ -144,12 +144,19 @@ def eval_continue(ckpt: Path, clips: int, lpips, stride: int = 2, future: int = 
 
 @torch.no_grad()
 def eval_text(ckpt: Path, ckpt_uncond: Optional[Path], clips: int, frames: int = 8) -> Dict:
+    """Each test caption's clip goes through reelgan-analyze's detector, tracker and object classifier
+    (gan.metrics.analysis); its main object's colour, class and tracked direction are compared with the caption."""
     from gan.conditioning.inputs import frames_to_tensor
-    from gan.conditioning.measure import direction_matches, dominant_colour, motion_vector
+    from gan.conditioning.measure import prompt_agreement
     from gan.conditioning.sampling import load_conditional, text_clips
+    from gan.metrics.analysis import AnalysisConfig, ClipAnalyzer
+    from gan.metrics.classifier import ObjectLabeler
     from gan.sampling import load_generator, render
+    from gan.video_io import to_uint8
     G, info = load_conditional(ckpt)
-    ds = test_set(info["config"], clips)
+    cfg = info["config"]
+    ds = test_set(cfg, clips)
+    analyzer = ClipAnalyzer(ObjectLabeler(cfg.data.source), config=AnalysisConfig(expected_objects=1))
     Gu = load_generator(ckpt_uncond)[0] if ckpt_uncond is not None else None
     rows = {"text model": [], "unconditional model": [], "real clips": []}
     for i in range(clips):
@@ -159,16 +166,18 @@ def eval_text(ckpt: Path, ckpt_uncond: Optional[Path], clips: int, frames: int =
         if Gu is not None:
             clips_i["unconditional model"] = render(Gu, [i], frames, fused=False)[0]
         for name, clip in clips_i.items():
-            colour = dominant_colour(clip) == obj["color"]
-            direction = direction_matches(motion_vector(clip), obj["direction"])
-            rows[name].append((colour, direction))
-    out = {"clips": clips, "frames": frames, "example_caption": ds.caption(0)}
+            rows[name].append(prompt_agreement(analyzer.analyze(to_uint8(clip.float())), obj))
+    out = {"clips": clips, "frames": frames, "example_caption": ds.caption(0), "dataset": cfg.data.source}
+    keys = ("colour", "class", "direction", "all")
     for name, r in rows.items():
         if r:
-            a = np.array(r, dtype=float)
-            out[name] = {"colour": a[:, 0].mean(), "direction": a[:, 1].mean(), "both": (a[:, 0] * a[:, 1]).mean()}
+            out[name] = {k: float(np.mean([bool(x[k]) for x in r])) if any(x[k] is not None for x in r) else None
+                         for k in keys}
     from gan.data.builtin import PALETTE
-    out["chance"] = {"colour": 1 / len(PALETTE), "direction": 0.25, "both": 0.25 / len(PALETTE)}
+    n_cls = len(ds.class_names)
+    colours = 1 / len(PALETTE) if cfg.data.source == "shapes" else None
+    out["chance"] = {"colour": colours, "class": 1 / n_cls, "direction": 0.25,
+                     "all": 0.25 / n_cls * (colours or 1.0)}
     return out
 
 
@@ -208,17 +217,22 @@ def render_section(doc: Dict, json_path: str) -> str:
         r = doc["results"]["t2v"]
         out += [f"**Text-to-video** (text model {steps('t2v')}; unconditional baseline {steps('t2v_uncond')}; "
                 f"{r['clips']} test captions such as \"{r['example_caption']}\", {r['frames']} frames per clip)", "",
-                "| clips | colour matches | direction matches (within 45 deg) | both |", "|---|---|---|---|"]
+                "| clips | colour matches | shape matches | direction matches (within 45 deg) | all three |",
+                "|---|---|---|---|---|"]
+        pct = lambda v: "n/a" if v is None else f"{v:.0%}"
         for name in ("text model", "unconditional model", "real clips", "chance"):
             if name in r:
                 v = r[name]
                 label = {"real clips": "real clips (ceiling of the measurement)",
                          "chance": "chance"}.get(name, name)
-                out.append(f"| {label} | {v['colour']:.0%} | {v['direction']:.0%} | {v['both']:.0%} |")
-        out += ["", "Colour: the PALETTE colour nearest (in hue) to the mean colour of the bright pixels. Direction: "
-                "least-squares motion of the brightness-weighted centroid, matched to the caption's direction at "
-                "frame 0 (real clips miss when the object bounces or barely moves). A clip with no visible object or no "
-                "motion counts as a miss, so an undertrained model can score below chance. Shape is not measured at 16 px."]
+                out.append(f"| {label} | {pct(v.get('colour'))} | {pct(v.get('class'))} | {pct(v.get('direction'))} | "
+                           f"{pct(v.get('all'))} |")
+        out += ["", "Measured with `reelgan-analyze`'s pieces (gan/metrics/analysis.py): the threshold detector and "
+                "tracker follow the clip's objects, the shapes classifier names the longest object track (colour + "
+                "shape), and a least-squares fit of that track's centres gives its direction, matched to the "
+                "caption's direction at frame 0 within 45 degrees (real clips miss when the object bounces or barely "
+                "moves). A clip without a recognised object misses everything, so an undertrained model can score "
+                "below chance."]
     return "\n".join(out)
 
 

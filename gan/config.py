@@ -43,6 +43,8 @@ class GeneratorConfig:
     mapping_layers: int = 2         # MLP depth of the mapping network
     motion_dim: int = 64            # motion code size (one code per anchor, anchors every motion_period)
     motion_period: float = 16.0     # frames between motion anchors; longer = slower changes of motion
+    motion_from_w: bool = True      # motion anchors also see w, so motion fits the content and a condition
+    #                                 (class, caption) steers it; False: StyleGAN-V's content-blind motion
     time_features: int = 32         # sinusoidal time features (fixed learnable frequencies)
     channel_base: int = 1024        # channels at resolution r: min(channel_base // r, channel_max)
     channel_max: int = 128
@@ -53,6 +55,7 @@ class GeneratorConfig:
     input: str = "latent"           # 4x4 input: 'const' (StyleGAN2: layout only through modulation) or
     #                                 'latent' (const + a map projected from w: the latent places objects
     #                                 directly, which unaligned scenes with objects anywhere need early on)
+    #                                 or 'projected' (the map from w alone, DCGAN's input: no shared layout)
     conv_clamp: Optional[float] = 256.0  # clamp activations (None: off); guards fp16/bf16 overflow
     impl: str = "ref"               # op implementation: 'ref' (plain PyTorch) or 'compiled'
 
@@ -63,6 +66,8 @@ class DiscriminatorConfig:
     channel_max: int = 64           #   Ds see 4 frame-passes per G frame, and a weaker D keeps G learning)
     image_frames: int = 1           # frames per clip shown to the image discriminator
     video_fuse_resolution: int = 16  # video D: per-frame 2D stem down to here, then (2+1)D blocks
+    video_resolution: int = 0       # video D input size: clips are box-downsampled to it (0: the data resolution).
+    #                                 Motion reads at half size; the image D keeps full-size frames
     mbstd_group: int = 4            # minibatch-stddev group size (0: off)
     resample_filter: List[int] = field(default_factory=lambda: [1, 1])  # downsampling FIR taps; [1, 1] is
     #                                 average pooling (cheap R1 on CPU), [1, 3, 3, 1] is StyleGAN2's
@@ -151,6 +156,20 @@ class Config:
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "Config":
         return _build(cls, d, "")
+
+    @classmethod
+    def from_saved(cls, d: Dict[str, Any]) -> "Config":
+        """A config saved in a checkpoint: keys that did not exist when it was written take the value that
+        matched the behaviour of that time (not today's default), so older checkpoints rebuild the same model."""
+        d = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
+        for (section, key), value in LEGACY_VALUES.items():
+            if isinstance(d.get(section), dict):
+                d[section].setdefault(key, value)
+        return cls.from_dict(d)
+
+
+# Fields added after checkpoints were first written, with the value that reproduces the older models.
+LEGACY_VALUES = {("G", "motion_from_w"): False, ("D", "video_resolution"): 0}
 
 
 def _build(cls, d: Dict[str, Any], prefix: str):
@@ -263,6 +282,9 @@ def validate(cfg: Config) -> None:
                           f"got {cfg.G.content_resolution}")
     if not (4 <= cfg.D.video_fuse_resolution <= r):
         raise ConfigError(f"D.video_fuse_resolution must be in [4, data.resolution={r}]")
+    vr = cfg.D.video_resolution
+    if vr and (vr < 4 or vr > r or vr & (vr - 1)):
+        raise ConfigError(f"D.video_resolution must be 0 (the data resolution) or a power of two in [4, {r}], got {vr}")
     if cfg.data.clip_frames < 2:
         raise ConfigError("data.clip_frames must be >= 2 (the video discriminator needs motion)")
     if not cfg.data.strides or min(cfg.data.strides) < 1:
@@ -271,8 +293,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"D.image_frames must be in [1, data.clip_frames={cfg.data.clip_frames}]")
     if cfg.G.warp_grid > 0 and not 0 < cfg.G.warp_max <= 2:
         raise ConfigError(f"G.warp_max must be in (0, 2] (half-frames), got {cfg.G.warp_max}")
-    if cfg.G.input not in ("const", "latent"):
-        raise ConfigError(f"G.input must be 'const' or 'latent', got '{cfg.G.input}'")
+    if cfg.G.input not in ("const", "latent", "projected"):
+        raise ConfigError(f"G.input must be 'const', 'latent' or 'projected', got '{cfg.G.input}'")
     if cfg.G.architecture not in ("skip", "resnet"):
         raise ConfigError(f"G.architecture must be 'skip' or 'resnet', got '{cfg.G.architecture}'")
     for impl in (cfg.G.impl, cfg.D.impl):

@@ -44,7 +44,7 @@ def export_generator(checkpoint: Union[str, Path], out: Union[str, Path], dtype:
     key = "G_ema" if "G_ema" in ckpt else "G"
     if key not in ckpt or "config" not in ckpt:
         raise ckpt_io.CheckpointError(f"{checkpoint} holds no generator weights and config")
-    cfg = Config.from_dict(ckpt["config"])
+    cfg = Config.from_saved(ckpt["config"])
     c_dim = int(ckpt.get("c_dim", 0))
     # Rebuild G from the checkpoint's own config and load strictly: a file that would not load later
     # is never written.

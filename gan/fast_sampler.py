@@ -177,13 +177,14 @@ class FastSampler:
             x, img = self.G.content(w, fused=False)
         return w, x, img
 
-    def motion(self, seeds: Sequence[int], t: torch.Tensor) -> torch.Tensor:
-        """Motion embeddings [B, T, m] at frame times t [T] (float64), from each seed's anchor stream."""
+    def motion(self, seeds: Sequence[int], t: torch.Tensor, w: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Motion embeddings [B, T, m] at frame times t [T] (float64), from each seed's anchor stream; w [B, w_dim]
+        from `prepare` (needed when the generator's motion depends on w)."""
         period = self.G.motion.period
         k0, k1 = int(math.floor(float(t[0]) / period)), int(math.floor(float(t[-1]) / period)) + 2
         codes = seed_motion(self.G, seeds, k0, k1, self.device)
         tt = t.float().to(self.device)[None].expand(len(seeds), -1)
-        return self.G.motion(codes, tt, anchor_offset=k0)
+        return self.G.motion(codes, tt, anchor_offset=k0, w=w)
 
     def render_chunks(self, seeds: Sequence[int], num_frames: Optional[int], *, time_step: float = 1.0,
                       start: float = 0.0, c: Optional[torch.Tensor] = None,
@@ -203,7 +204,7 @@ class FastSampler:
             m = self.chunk if self._fixed else n
             t = start + torch.arange(k, k + m, dtype=torch.float64) * time_step
             with torch.inference_mode():
-                v = self.motion(seeds, t)
+                v = self.motion(seeds, t, w)
                 out = self._render(w, x, img, v)
             yield out[:, :n]
             k += n
@@ -343,8 +344,9 @@ def flops_per_frame(G: Generator, frames: int = 4) -> Dict[str, float]:
     t = torch.arange(frames, dtype=torch.float64)
     meta = torch.device("meta")
     with torch.inference_mode():
+        w0 = sampler.prepare([0], torch.zeros(1, dtype=torch.long) if G.c_dim else None)[0]
         with FlopCounterMode(display=False) as motion:          # data-dependent (anchor checks): real tensors
-            v = sampler.motion([0], t)
+            v = sampler.motion([0], t, w0)
         G_meta, renderer = copy.deepcopy(sampler.G).to(meta), sampler.renderer.to(meta)
         z = torch.zeros(1, G.z_dim, device=meta)
         c = torch.zeros(1, G.c_dim, device=meta) if G.c_dim else None

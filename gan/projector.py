@@ -40,9 +40,9 @@ def _content(G: Generator, w: torch.Tensor, residual):
 def render_codes(G: Generator, w: torch.Tensor, motion: torch.Tensor, times: torch.Tensor,
                  residual=None, relative: bool = False) -> torch.Tensor:
     """Frames [1, T, C, H, W] from w [1, w_dim] and motion codes [1, A, m] at times [T] (from 0)."""
-    v = G.motion(motion, times.float()[None])
+    v = G.motion(motion, times.float()[None], w=w)
     if relative:                      # ConditionalGenerator: motion is relative to the reference frame at t = 0
-        v = v - G.motion(motion, torch.zeros(1, 1, device=times.device))
+        v = v - G.motion(motion, torch.zeros(1, 1, device=times.device), w=w)
     return G.frames(w, _content(G, w, residual), v)
 
 

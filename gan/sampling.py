@@ -29,7 +29,7 @@ def load_generator(path: Union[str, Path], device="cpu") -> Tuple[Generator, Dic
     key = "G_ema" if "G_ema" in ckpt else "G"
     if key not in ckpt:
         raise CheckpointError(f"{path} holds no generator weights")
-    cfg = Config.from_dict(ckpt["config"])
+    cfg = Config.from_saved(ckpt["config"])
     G = build_generator(cfg, ckpt.get("c_dim", 0))
     G.load_state_dict(ckpt[key])
     G = G.to(device).eval().requires_grad_(False)
@@ -71,7 +71,7 @@ def render_chunks(G: Generator, seeds: Sequence[int], num_frames: Optional[int],
         k0, k1 = int(math.floor(float(t[0]) / period)), int(math.floor(float(t[-1]) / period)) + 2
         codes = seed_motion(G, seeds, k0, k1, device)
         tt = t.float().to(device)[None].expand(len(seeds), -1)
-        v = G.motion(codes, tt, anchor_offset=k0)
+        v = G.motion(codes, tt, anchor_offset=k0, w=w)
         yield G.frames(w, content, v, fused=fused).clamp(-1, 1)
         k += n
 

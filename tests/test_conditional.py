@@ -164,6 +164,7 @@ def test_text_condition_reaches_G_and_both_Ds_with_gradients():
     enc.zero_grad(set_to_none=True)
     loss.accumulate_gradients("Gmain", batch)
     assert G.mapping.embed.weight.grad.abs().sum() > 0                        # the caption reaches G
+    assert G.motion.w_embed.weight.grad.abs().sum() > 0                       # ... and its motion ("moving left")
     assert all(p.grad is None for p in enc.parameters())                      # G's phase leaves the encoder alone
     assert loss.accumulate_gradients("Dreg", batch)["D/loss_r1"] >= 0
     # Different captions give different generated clips and different D scores for the same clip.
@@ -421,3 +422,30 @@ def test_each_mode_trains_from_its_config(tmp_path, mode):
     log = (tmp_path / "run" / "log.txt").read_text()
     assert f"conditional mode '{mode}'" in log
     assert ("RANDOM BACKBONE" in log) == (mode != "text")           # a random LPIPS backbone is in the run log
+
+
+def test_prompt_agreement_reads_real_clips_through_the_analysis():
+    # The text-to-video measurement: reelgan-analyze's tracker + shapes classifier on a clip, compared with the
+    # caption's factors. Real clips agree with their own caption and disagree with another object's.
+    from gan.conditioning.inputs import frames_to_tensor
+    from gan.conditioning.measure import analysed_object, prompt_agreement
+    from gan.data import BouncingShapes
+    from gan.metrics.analysis import AnalysisConfig, ClipAnalyzer
+    from gan.metrics.classifier import ObjectLabeler
+    from gan.video_io import to_uint8
+    ds = BouncingShapes(resolution=32, num_videos=12, video_frames=8, num_objects=1, seed=3, split="test")
+    analyzer = ClipAnalyzer(ObjectLabeler("shapes", allow_train=False), config=AnalysisConfig(expected_objects=1))
+    own, other = [], []
+    for i in range(len(ds)):
+        report = analyzer.analyze(to_uint8(frames_to_tensor(ds.render(i, 0, 8))))
+        obj = ds.factors(i)["objects"][0]
+        own.append(prompt_agreement(report, obj))
+        wrong = dict(obj, color="green" if obj["color"] != "green" else "red",
+                     class_name="circle" if obj["class_name"] != "circle" else "square")
+        other.append(prompt_agreement(report, wrong))
+        assert analysed_object(report)["label"].endswith(("circle", "square", "triangle"))
+    assert np.mean([a["colour"] for a in own]) >= 0.9 and np.mean([a["class"] for a in own]) >= 0.8
+    assert np.mean([a["direction"] for a in own]) >= 0.6      # misses only where the object bounces early
+    assert not any(a["colour"] or a["class"] for a in other)
+    empty = analyzer.analyze(np.zeros((8, 32, 32, 3), np.uint8))              # nothing in the clip: all miss
+    assert prompt_agreement(empty, obj) == {"colour": False, "class": False, "direction": False, "all": False}

@@ -30,11 +30,37 @@ def test_motion_window_equals_full_codes(tiny_G):
     codes = tiny_G.sample_motion(2, 50.0)
     t = torch.tensor([[20.0, 21.5, 27.0], [22.0, 23.0, 24.0]])
     k0 = 3                                                          # period 4: anchors 5.. needed
-    full = tiny_G.motion(codes, t)
-    window = tiny_G.motion(codes[:, k0:], t, anchor_offset=k0)
+    w = tiny_G.mapping_forward(torch.randn(2, tiny_G.z_dim))
+    full = tiny_G.motion(codes, t, w=w)
+    window = tiny_G.motion(codes[:, k0:], t, anchor_offset=k0, w=w)
     torch.testing.assert_close(full, window)
     with pytest.raises(ValueError, match="motion anchors"):
-        tiny_G.motion(codes[:, 6:], t, anchor_offset=6)
+        tiny_G.motion(codes[:, 6:], t, anchor_offset=6, w=w)
+
+
+def test_motion_depends_on_the_videos_latent(tiny_G):
+    # Same motion codes, different w: the motion differs (content-aware motion; a caption or class that
+    # reaches w can steer it). Without w the network says what it needs.
+    codes = tiny_G.sample_motion(2, 20.0)
+    t = torch.tensor([[1.0, 5.0, 9.0]] * 2)
+    w = tiny_G.mapping_forward(torch.randn(2, tiny_G.z_dim))
+    a = tiny_G.motion(codes, t, w=w)
+    b = tiny_G.motion(codes, t, w=w.flip(0))
+    assert (a - b).abs().max() > 1e-3
+    torch.testing.assert_close(tiny_G.motion(codes, t, w=w), a)
+    with pytest.raises(ValueError, match="pass w"):
+        tiny_G.motion(codes, t)
+
+
+def test_saved_configs_without_new_keys_rebuild_the_older_model(tiny_cfg):
+    # A checkpoint written before G.motion_from_w existed rebuilds content-blind motion (its weights fit that).
+    from gan.config import Config
+    d = tiny_cfg.to_dict()
+    del d["G"]["motion_from_w"]
+    old = Config.from_saved(d)
+    assert old.G.motion_from_w is False and tiny_cfg.G.motion_from_w is True
+    assert build_generator(old).motion.w_embed is None
+    assert Config.from_saved(tiny_cfg.to_dict()).G.motion_from_w is True
 
 
 def test_motion_codes_per_seed_are_random_access():
@@ -65,8 +91,9 @@ def test_flow_is_centred_on_the_tracked_mean_motion(tiny_G):
     before = tiny_G(z, None, t, codes)
     torch.testing.assert_close(tiny_G(z, None, t, codes), before)   # rendering does not touch v_avg
     assert torch.count_nonzero(tiny_G.v_avg) == 0
-    tiny_G.update_v_avg(codes, t)
-    expected = tiny_G.motion(codes, t).mean(dim=(0, 1)) * (1 - tiny_G.v_avg_beta)
+    w = tiny_G.mapping_forward(z)
+    tiny_G.update_v_avg(codes, t, w)
+    expected = tiny_G.motion(codes, t, w=w).mean(dim=(0, 1)) * (1 - tiny_G.v_avg_beta)
     torch.testing.assert_close(tiny_G.v_avg, expected.detach())
 
 
@@ -126,6 +153,30 @@ def test_video_discriminator_sees_frame_order(tiny_cfg):
     video = torch.randn(2, 3, 3, r, r)
     times = torch.tensor([[0.0, 1, 2]] * 2)
     assert not torch.allclose(Dv(video, times), Dv(video.flip(1), times))
+
+
+def test_video_discriminator_at_half_resolution(tiny_cfg):
+    # D.video_resolution: the clip is box-downsampled, then judged by a video D built at that size; the same
+    # weights on the pooled clip give the same logit, and full-size detail below a pooled cell cannot matter.
+    import dataclasses
+    from gan.config import ConfigError, load_config
+    from gan.networks.discriminator import VideoDiscriminator
+    from tests.conftest import ROOT
+    r = tiny_cfg.data.resolution
+    torch.manual_seed(0)
+    half = VideoDiscriminator(dataclasses.replace(tiny_cfg.D, video_resolution=r // 2), r, 3)
+    torch.manual_seed(0)
+    small = VideoDiscriminator(dataclasses.replace(tiny_cfg.D, video_fuse_resolution=r // 2), r // 2, 3)
+    video = torch.randn(2, 3, 3, r, r)
+    times = torch.tensor([[0.0, 1, 2]] * 2)
+    pooled = torch.nn.functional.avg_pool2d(video.flatten(0, 1), 2).unflatten(0, (2, 3))
+    torch.testing.assert_close(half(video, times), small(pooled, times))
+    checker = torch.tensor([[1.0, -1.0], [-1.0, 1.0]]).repeat(r // 2, r // 2)   # zero mean in every 2x2 cell
+    torch.testing.assert_close(half(video + checker, times), half(video, times), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="video_resolution"):
+        VideoDiscriminator(dataclasses.replace(tiny_cfg.D, video_resolution=12), r, 3)
+    cfg = load_config(str(ROOT / "configs" / "tiny.yaml"), {"D": {"video_resolution": 8}})
+    assert build_discriminators(cfg)[1].input_res == 8
 
 
 def test_modules_describe_themselves(tiny_G):

@@ -175,12 +175,12 @@ class ConditionalGenerator(Generator):
             predicted = self.motion_encoder(ctx, context_times).to(motion.dtype)
             n = min(predicted.shape[1], motion.shape[1])
             motion = torch.cat([predicted[:, :n], motion[:, n:]], dim=1)
-        v_ref = self.motion(motion, context_times[:, -1:].float())         # [B, 1, m]
+        v_ref = self.motion(motion, context_times[:, -1:].float(), w=w)    # [B, 1, m]
         return {"w": w, "content": content, "motion": motion, "v_ref": v_ref}
 
     def render_prepared(self, state: Dict, t: torch.Tensor, fused: bool = False) -> torch.Tensor:
         """Frames [B, T, C, H, W] at times t [B, T] (any chunk of the clip) from `prepare`'s state."""
-        v = self.motion(state["motion"], t) - state["v_ref"]               # zero at the reference frame
+        v = self.motion(state["motion"], t, w=state["w"]) - state["v_ref"]  # zero at the reference frame
         return self.frames(state["w"], state["content"], v, fused)
 
     def forward(self, z: torch.Tensor, c: Optional[torch.Tensor], t: torch.Tensor,

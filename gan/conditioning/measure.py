@@ -83,3 +83,39 @@ def mean_speed(clip: torch.Tensor) -> float:
     """Mean centroid speed in px per frame (0 for a static or empty clip)."""
     v = motion_vector(clip)
     return float(np.hypot(float(v[0]), float(v[1])))
+
+
+def analysed_object(report: dict) -> Optional[dict]:
+    """The main object of a clip as `reelgan-analyze` sees it (a report of gan.metrics.analysis.ClipAnalyzer):
+    the longest object track's label ("red circle" for shapes: colour + class; "7" for digits), split into
+    colour and class, and its velocity in px/frame from a least-squares fit of the tracked centres.
+    None when the clip has no recognised object (the analysis found only junk or nothing)."""
+    objects = [r for r in report["tracks"] if r["is_object"]]
+    if not objects:
+        return None
+    main = max(objects, key=lambda r: (r["frames"], r["recognisability"] or 0.0))
+    points = [(p["frame"], p["center"]) for p in main["points"] if p["detected"] and not p["shared"]]
+    velocity = torch.zeros(2)
+    if len(points) >= 2:
+        t = torch.tensor([f for f, _ in points], dtype=torch.float32)
+        xy = torch.tensor([c for _, c in points], dtype=torch.float32)
+        tc = t - t.mean()
+        velocity = (tc[:, None] * (xy - xy.mean(0))).sum(0) / tc.square().sum().clamp(min=1e-8)
+    words = str(main["label"]).split(" ", 1)
+    colour, name = (words[0], words[1]) if len(words) == 2 else (None, words[0])
+    return {"label": main["label"], "colour": colour, "class_name": name, "velocity": velocity,
+            "recognisability": main["recognisability"]}
+
+
+def prompt_agreement(report: dict, obj: dict) -> dict:
+    """Does the analysed clip show what the caption of ground-truth object `obj` (a built-in dataset's factors)
+    says? {'colour', 'class', 'direction', 'all'} as booleans; a clip without a recognised object misses all."""
+    found = analysed_object(report)
+    if found is None:
+        return {"colour": False, "class": False, "direction": False, "all": False}
+    colour = found["colour"] == obj["color"] if found["colour"] is not None else None
+    cls = found["class_name"] == obj["class_name"]
+    direction = direction_matches(found["velocity"], obj["direction"])
+    out = {"colour": colour, "class": cls, "direction": direction}
+    out["all"] = all(v for v in out.values() if v is not None)
+    return out

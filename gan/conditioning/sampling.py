@@ -45,7 +45,7 @@ def load_conditional(path: Union[str, Path], device="cpu", text_encoder: Optiona
     """The EMA generator of a conditional checkpoint, rebuilt from its config, plus info
     (config, mode, c_dim and, for 'text', the text encoder: the saved built-in one or `text_encoder`)."""
     ckpt = load(path, map_location="cpu")
-    cfg = Config.from_dict(ckpt["config"])
+    cfg = Config.from_saved(ckpt["config"])
     mode = cfg.cond.mode
     key = "G_ema" if "G_ema" in ckpt else "G"
     if key not in ckpt:

@@ -14,6 +14,7 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from gan.config import DiscriminatorConfig
 from gan.networks.generator import channels_at, condition_vector
@@ -131,8 +132,16 @@ class VideoDiscriminator(nn.Module):
     def __init__(self, cfg: DiscriminatorConfig, resolution: int, img_channels: int = 3, c_dim: int = 0):
         super().__init__()
         self.resolution, self.c_dim = resolution, c_dim
+        # The clip is judged at `input_res` (box-downsampled): motion and temporal consistency read as well at
+        # half size, and the video D, which sees every frame, costs a quarter per frame (the image D keeps
+        # full-size frames, so detail is still judged).
+        self.input_res = cfg.video_resolution or resolution
+        if self.input_res > resolution or resolution % self.input_res or self.input_res & (self.input_res - 1):
+            raise ValueError(f"D.video_resolution must be a power of two that divides the data resolution "
+                             f"{resolution} (or 0 for the full size), got {cfg.video_resolution}")
+        resolution = self.input_res
         ch = lambda r: channels_at(r, cfg.channel_base, cfg.channel_max)
-        fuse = cfg.video_fuse_resolution
+        fuse = min(cfg.video_fuse_resolution, resolution)
         self.fromrgb = Conv2dLayer(img_channels, ch(resolution), 1, activation="lrelu", impl=cfg.impl)
         stem = [2 ** i for i in range(int(math.log2(resolution)), int(math.log2(fuse)), -1)]
         self.stem = nn.Sequential(*[DiscriminatorBlock(ch(r), ch(r // 2), cfg.conv_clamp, cfg.impl, cfg.resample_filter) for r in stem])
@@ -148,7 +157,10 @@ class VideoDiscriminator(nn.Module):
         assert h == w == self.resolution and times.shape == (b, t), \
             f"expected video [B, T, C, {self.resolution}, {self.resolution}] and times [B, T], " \
             f"got {tuple(video.shape)} and {tuple(times.shape)}"
-        x = self.stem(self.fromrgb(video.reshape(b * t, ch, h, w)))
+        x = video.reshape(b * t, ch, h, w)
+        if self.input_res < h:
+            x = F.avg_pool2d(x, h // self.input_res)
+        x = self.stem(self.fromrgb(x))
         x = x.reshape(b, t, *x.shape[1:]).transpose(1, 2)                 # [B, C, T, h, w]
         gap = (times[:, 1:] - times[:, :-1]).float().mean(dim=1, keepdim=True).clamp(min=1e-3).log()
         arg = gap * self.gap_freqs                                         # [B, 8]

@@ -70,11 +70,16 @@ class MotionNetwork(nn.Module):
                  motion_dim: int,          # code size per anchor, and output embedding size
                  period: float,            # frames between anchors
                  num_freqs: int,           # sinusoid count (sin and cos each)
+                 w_dim: int = 0,           # > 0: anchors also see the video's w (motion fits the content)
                  impl: str = "ref"):
         super().__init__()
-        self.motion_dim, self.period, self.num_freqs = motion_dim, float(period), num_freqs
+        self.motion_dim, self.period, self.num_freqs, self.w_dim = motion_dim, float(period), num_freqs, w_dim
+        # With w_dim, each anchor's parameters depend on its random code and on the video's w: the motion can
+        # fit what the content placed where, and a condition that reaches w (a class, a caption such as
+        # "moving left") steers the motion too. Without it (StyleGAN-V) motion is blind to content and condition.
+        self.w_embed = FullyConnectedLayer(w_dim, motion_dim, impl=impl) if w_dim > 0 else None
         self.anchor = nn.Sequential(
-            FullyConnectedLayer(motion_dim, motion_dim, activation="lrelu", impl=impl),
+            FullyConnectedLayer(motion_dim * (2 if w_dim > 0 else 1), motion_dim, activation="lrelu", impl=impl),
             FullyConnectedLayer(motion_dim, 3 * num_freqs, impl=impl))  # amplitude, phase, slow code
         # Periods log-spaced from 4 frames to 4 anchor periods; learnable (as log-frequency). Shorter
         # periods would start the model with frame-to-frame jitter.
@@ -86,12 +91,21 @@ class MotionNetwork(nn.Module):
         """Anchors needed to render times up to t_max."""
         return int(math.floor(t_max / self.period)) + 2
 
-    def forward(self, codes: torch.Tensor, t: torch.Tensor, anchor_offset: int = 0) -> torch.Tensor:
-        # codes [B, K, motion_dim] for anchors anchor_offset.., t [B, T] (frames, >= 0) -> [B, T, motion_dim]
-        # A window of codes plus its offset renders any stretch of an endless clip in constant memory.
+    def forward(self, codes: torch.Tensor, t: torch.Tensor, anchor_offset: int = 0,
+                w: Optional[torch.Tensor] = None) -> torch.Tensor:
+        # codes [B, K, motion_dim] for anchors anchor_offset.., t [B, T] (frames, >= 0), w [B, w_dim] (when
+        # built with w_dim) -> [B, T, motion_dim]. A window of codes plus its offset renders any stretch of an
+        # endless clip in constant memory.
         b, k, _ = codes.shape
         assert t.ndim == 2 and t.shape[0] == b, f"t must be [B={b}, T], got {tuple(t.shape)}"
-        params = self.anchor(codes.reshape(b * k, -1)).reshape(b, k, 3, self.num_freqs)
+        x = codes
+        if self.w_embed is not None:
+            if w is None or w.shape != (b, self.w_dim):
+                raise ValueError(f"this motion network depends on the video's latent: pass w [B={b}, {self.w_dim}], "
+                                 f"got {None if w is None else tuple(w.shape)}")
+            e = self.w_embed(w)
+            x = torch.cat([codes, e.unsqueeze(1).expand(-1, k, -1).to(codes.dtype)], dim=2)
+        params = self.anchor(x.reshape(b * k, -1)).reshape(b, k, 3, self.num_freqs)
         pos = t.float() / self.period
         a = pos - pos.floor()
         idx = pos.floor().long() - anchor_offset
@@ -107,7 +121,7 @@ class MotionNetwork(nn.Module):
         return self.out(feats.reshape(b * t.shape[1], -1)).reshape(b, t.shape[1], -1)
 
     def extra_repr(self) -> str:
-        return f"motion_dim={self.motion_dim}, period={self.period}, freqs={self.num_freqs}"
+        return f"motion_dim={self.motion_dim}, period={self.period}, freqs={self.num_freqs}, w_dim={self.w_dim}"
 
 
 class SynthesisLayer(nn.Module):
@@ -169,13 +183,15 @@ class SynthesisBlock(nn.Module):
                  architecture: str = "skip",
                  conv_clamp: Optional[float] = None,
                  impl: str = "ref",
-                 latent_input: bool = False):  # first block: add a map projected from the style to the const
+                 latent_input: str = "const"):  # first block: 'const', 'latent' (const + map from w), 'projected'
+        #                                               (the map from w alone, as DCGAN's input layer)
         super().__init__()
         self.in_channels, self.resolution, self.architecture, self.impl = in_channels, resolution, architecture, impl
         self.input_fc = None
         if in_channels == 0:
-            self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution))
-            if latent_input:
+            self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution)) \
+                if latent_input != "projected" else None
+            if latent_input in ("latent", "projected"):
                 self.input_fc = FullyConnectedLayer(style_dim, out_channels * resolution * resolution, impl=impl)
             self.conv0 = None
         else:
@@ -189,9 +205,11 @@ class SynthesisBlock(nn.Module):
     def forward(self, x, img, style, fused: bool = False):
         # x [N, Cin, r/2, r/2] or None, img [N, 3, r/2, r/2] or None, style [N, style_dim]
         if self.conv0 is None:
-            x = self.const.to(style.dtype).unsqueeze(0).expand(style.shape[0], -1, -1, -1)
+            shape = (style.shape[0], self.conv1.in_channels, self.resolution, self.resolution)
+            x = self.const.to(style.dtype).unsqueeze(0).expand(shape) if self.const is not None else None
             if self.input_fc is not None:
-                x = x + self.input_fc(style).reshape(x.shape).to(x.dtype)
+                y = self.input_fc(style).reshape(shape).to(style.dtype)
+                x = y if x is None else x + y
             x = self.conv1(x, style, fused)
         elif self.architecture == "resnet":
             y = upsample2d(self.skip(x), self.resample_filter, impl=self.impl)
@@ -217,7 +235,8 @@ class Generator(nn.Module):
         self.cfg, self.resolution, self.img_channels, self.c_dim = cfg, resolution, img_channels, c_dim
         self.z_dim, self.motion_dim = cfg.z_dim, cfg.motion_dim
         self.mapping = MappingNetwork(cfg.z_dim, c_dim, cfg.w_dim, cfg.mapping_layers, impl=cfg.impl)
-        self.motion = MotionNetwork(cfg.motion_dim, cfg.motion_period, cfg.time_features, impl=cfg.impl)
+        self.motion = MotionNetwork(cfg.motion_dim, cfg.motion_period, cfg.time_features,
+                                    w_dim=cfg.w_dim if cfg.motion_from_w else 0, impl=cfg.impl)
         log2 = int(math.log2(resolution))
         self.resolutions = [2 ** i for i in range(2, log2 + 1)]
         self.content_res = cfg.content_resolution
@@ -226,7 +245,7 @@ class Generator(nn.Module):
             out_ch = channels_at(res, cfg.channel_base, cfg.channel_max)
             style_dim = cfg.w_dim if res <= self.content_res else cfg.w_dim + cfg.motion_dim
             blocks.append(SynthesisBlock(in_ch, out_ch, res, style_dim, img_channels, cfg.architecture,
-                                         cfg.conv_clamp, cfg.impl, latent_input=cfg.input == "latent"))
+                                         cfg.conv_clamp, cfg.impl, latent_input=cfg.input))
             in_ch = out_ch
         self.blocks = nn.ModuleList(blocks)
         if cfg.warp_grid > 0:
@@ -257,12 +276,13 @@ class Generator(nn.Module):
         return self.mapping(z, condition_vector(c, self.c_dim, z.dtype), truncation_psi, update_w_avg)
 
     @torch.no_grad()
-    def update_v_avg(self, motion: torch.Tensor, t: torch.Tensor) -> None:
+    def update_v_avg(self, motion: torch.Tensor, t: torch.Tensor, w: Optional[torch.Tensor] = None) -> None:
         """Track the mean motion embedding that the flow is centred on (the loop calls it after each G step,
-        as it does for w_avg, so rendering itself stays a pure function of the weights and buffers)."""
+        as it does for w_avg, so rendering itself stays a pure function of the weights and buffers).
+        w: the videos' latents (needed when motion depends on w)."""
         if self.flow is None or not self.center_flow:
             return
-        v = self.motion(motion, t).float().mean(dim=(0, 1))
+        v = self.motion(motion, t, w=w).float().mean(dim=(0, 1))
         self.v_avg.copy_(v.lerp(self.v_avg, self.v_avg_beta))
 
     # ---- synthesis -----------------------------------------------------------------------------
@@ -314,7 +334,7 @@ class Generator(nn.Module):
         if motion is None:
             motion = self.sample_motion(z.shape[0], float(t.max()), device=z.device)
         w = self.mapping_forward(z, c, truncation_psi, update_w_avg)
-        v = self.motion(motion, t)
+        v = self.motion(motion, t, w=w)
         return self.frames(w, self.content(w, fused), v, fused)
 
     def extra_repr(self) -> str:

@@ -252,9 +252,8 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
             scaler_G.step(opt_G)
             scaler_G.update()
             with torch.no_grad():
-                G.mapping_forward(batch.z, batch.gen_c, update_w_avg=True)
-                if cond is None:
-                    G.update_v_avg(batch.motion, batch.gen_times)
+                w = G.mapping_forward(batch.z, batch.gen_c, update_w_avg=True)
+                G.update_v_avg(batch.motion, batch.gen_times, w)     # no-op for relative-motion (image/continue) G
             seen += cfg.train.batch
             update_ema(G_ema, G, ema_beta(cfg, seen))
             if ada is not None:
