@@ -66,8 +66,8 @@ class DiscriminatorConfig:
     channel_max: int = 64           #   Ds see 4 frame-passes per G frame, and a weaker D keeps G learning)
     image_frames: int = 1           # frames per clip shown to the image discriminator
     video_fuse_resolution: int = 16  # video D: per-frame 2D stem down to here, then (2+1)D blocks
-    video_resolution: int = 0       # video D input size: clips are box-downsampled to it (0: the data resolution).
-    #                                 Motion reads at half size; the image D keeps full-size frames
+    video_resolution: int = 32      # video D input size, at most: larger clips are box-downsampled to it (0: always
+    #                                 the data resolution). Motion reads well at half size; the image D keeps full-size frames
     mbstd_group: int = 4            # minibatch-stddev group size (0: off)
     resample_filter: List[int] = field(default_factory=lambda: [1, 1])  # downsampling FIR taps; [1, 1] is
     #                                 average pooling (cheap R1 on CPU), [1, 3, 3, 1] is StyleGAN2's
@@ -81,7 +81,9 @@ class LossConfig:
     video_weight: float = 1.0       # weight of the video-D term in the G loss
     r1_gamma: float = 2.0           # R1 weight for both Ds (0: off); 2 kept G and D balanced on the CPU default
     r1_interval: int = 16           # lazy regularisation interval (the gain is the interval)
-    augment: List[str] = field(default_factory=lambda: ["translation", "color", "cutout"])  # also 'flip'
+    augment: List[str] = field(default_factory=lambda: ["translation", "cutout"])  # also 'color', 'flip'. No
+    #                                 colour jitter in the CPU default: at ADA's p -> 1 it leaked into G, whose grey
+    #                                 digits dimmed to dark washes in 150 steps (GPU presets keep it, with slow ADA)
     augment_prob: float = 0.0       # probability per clip of each augmentation (the start value when adaptive)
     augment_target: Optional[float] = 0.6  # adaptive (ADA): move augment_prob so that E[sign(D(real))] stays
     #                                 at this value (None: fixed augment_prob)
@@ -283,8 +285,8 @@ def validate(cfg: Config) -> None:
     if not (4 <= cfg.D.video_fuse_resolution <= r):
         raise ConfigError(f"D.video_fuse_resolution must be in [4, data.resolution={r}]")
     vr = cfg.D.video_resolution
-    if vr and (vr < 4 or vr > r or vr & (vr - 1)):
-        raise ConfigError(f"D.video_resolution must be 0 (the data resolution) or a power of two in [4, {r}], got {vr}")
+    if vr and (vr < 4 or vr & (vr - 1)):
+        raise ConfigError(f"D.video_resolution must be 0 (the data resolution) or a power of two >= 4, got {vr}")
     if cfg.data.clip_frames < 2:
         raise ConfigError("data.clip_frames must be >= 2 (the video discriminator needs motion)")
     if not cfg.data.strides or min(cfg.data.strides) < 1:

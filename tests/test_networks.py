@@ -177,6 +177,11 @@ def test_video_discriminator_at_half_resolution(tiny_cfg):
         VideoDiscriminator(dataclasses.replace(tiny_cfg.D, video_resolution=12), r, 3)
     cfg = load_config(str(ROOT / "configs" / "tiny.yaml"), {"D": {"video_resolution": 8}})
     assert build_discriminators(cfg)[1].input_res == 8
+    for size in (32, 0):                                            # at most: a 16 px clip stays 16 px
+        cfg = load_config(str(ROOT / "configs" / "tiny.yaml"), {"D": {"video_resolution": size}})
+        assert build_discriminators(cfg)[1].input_res == 16
+    with pytest.raises(ConfigError, match="video_resolution"):
+        load_config(str(ROOT / "configs" / "tiny.yaml"), {"D": {"video_resolution": 24}})
 
 
 def test_modules_describe_themselves(tiny_G):

@@ -135,10 +135,10 @@ class VideoDiscriminator(nn.Module):
         # The clip is judged at `input_res` (box-downsampled): motion and temporal consistency read as well at
         # half size, and the video D, which sees every frame, costs a quarter per frame (the image D keeps
         # full-size frames, so detail is still judged).
-        self.input_res = cfg.video_resolution or resolution
-        if self.input_res > resolution or resolution % self.input_res or self.input_res & (self.input_res - 1):
-            raise ValueError(f"D.video_resolution must be a power of two that divides the data resolution "
-                             f"{resolution} (or 0 for the full size), got {cfg.video_resolution}")
+        self.input_res = min(cfg.video_resolution or resolution, resolution)
+        if resolution % self.input_res or self.input_res & (self.input_res - 1):
+            raise ValueError(f"D.video_resolution must be a power of two (or 0 for the data resolution {resolution}), "
+                             f"got {cfg.video_resolution}")
         resolution = self.input_res
         ch = lambda r: channels_at(r, cfg.channel_base, cfg.channel_max)
         fuse = min(cfg.video_fuse_resolution, resolution)
