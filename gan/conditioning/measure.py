@@ -46,9 +46,13 @@ def motion_vector(clip: torch.Tensor, times: Optional[torch.Tensor] = None) -> t
     ok = ~torch.isnan(track).any(dim=1)
     if ok.sum() < 2:
         return torch.zeros(2)
-    t, track = t[ok], track[ok]
+    return fit_velocity(t[ok], track[ok])
+
+
+def fit_velocity(t: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+    """Least-squares velocity [2] (units of xy per unit of t) of positions xy [N, 2] at times t [N], N >= 2."""
     tc = t - t.mean()
-    return (tc[:, None] * (track - track.mean(0))).sum(0) / tc.square().sum().clamp(min=1e-8)
+    return (tc[:, None] * (xy - xy.mean(0))).sum(0) / tc.square().sum().clamp(min=1e-8)
 
 
 def dominant_colour(clip: torch.Tensor, threshold: float = 0.25) -> Optional[str]:
@@ -97,10 +101,8 @@ def analysed_object(report: dict) -> Optional[dict]:
     points = [(p["frame"], p["center"]) for p in main["points"] if p["detected"] and not p["shared"]]
     velocity = torch.zeros(2)
     if len(points) >= 2:
-        t = torch.tensor([f for f, _ in points], dtype=torch.float32)
-        xy = torch.tensor([c for _, c in points], dtype=torch.float32)
-        tc = t - t.mean()
-        velocity = (tc[:, None] * (xy - xy.mean(0))).sum(0) / tc.square().sum().clamp(min=1e-8)
+        velocity = fit_velocity(torch.tensor([f for f, _ in points], dtype=torch.float32),
+                                torch.tensor([c for _, c in points], dtype=torch.float32))
     words = str(main["label"]).split(" ", 1)
     colour, name = (words[0], words[1]) if len(words) == 2 else (None, words[0])
     return {"label": main["label"], "colour": colour, "class_name": name, "velocity": velocity,

@@ -183,15 +183,15 @@ class SynthesisBlock(nn.Module):
                  architecture: str = "skip",
                  conv_clamp: Optional[float] = None,
                  impl: str = "ref",
-                 latent_input: str = "const"):  # first block: 'const', 'latent' (const + map from w), 'projected'
-        #                                               (the map from w alone, as DCGAN's input layer)
+                 input_kind: str = "const"):  # first block: 'const', 'latent' (const + map from w), 'projected'
+        #                                             (the map from w alone, as DCGAN's input layer)
         super().__init__()
         self.in_channels, self.resolution, self.architecture, self.impl = in_channels, resolution, architecture, impl
         self.input_fc = None
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution)) \
-                if latent_input != "projected" else None
-            if latent_input in ("latent", "projected"):
+                if input_kind != "projected" else None
+            if input_kind in ("latent", "projected"):
                 self.input_fc = FullyConnectedLayer(style_dim, out_channels * resolution * resolution, impl=impl)
             self.conv0 = None
         else:
@@ -245,7 +245,7 @@ class Generator(nn.Module):
             out_ch = channels_at(res, cfg.channel_base, cfg.channel_max)
             style_dim = cfg.w_dim if res <= self.content_res else cfg.w_dim + cfg.motion_dim
             blocks.append(SynthesisBlock(in_ch, out_ch, res, style_dim, img_channels, cfg.architecture,
-                                         cfg.conv_clamp, cfg.impl, latent_input=cfg.input))
+                                         cfg.conv_clamp, cfg.impl, input_kind=cfg.input))
             in_ch = out_ch
         self.blocks = nn.ModuleList(blocks)
         if cfg.warp_grid > 0:
