@@ -110,6 +110,28 @@ def test_latent_input_makes_the_layout_depend_on_w(tiny_cfg):
     assert not torch.allclose(x[0], x[1])                           # per-video 4x4 input
 
 
+def test_projected_input_has_no_shared_constant(tiny_cfg):
+    # G.input 'projected' (DCGAN's input): the 4x4 map is the projection of w alone, so a zero projection
+    # gives a zero input, and the generator still renders clips of the usual layout.
+    from gan.config import load_config
+    from tests.conftest import ROOT
+    cfg = load_config(str(ROOT / "configs" / "tiny.yaml"), {"G": {"input": "projected"}})
+    torch.manual_seed(0)
+    G = build_generator(cfg)
+    first = G.blocks[0]
+    assert first.const is None and "blocks.0.const" not in G.state_dict()
+    z = torch.randn(2, G.z_dim)
+    t = torch.arange(3.0)[None].expand(2, -1)
+    out = G(z, None, t)
+    assert out.shape == (2, 3, 3, cfg.data.resolution, cfg.data.resolution)
+    seen = {}
+    first.conv1.register_forward_pre_hook(lambda m, args: seen.update(x=args[0]))
+    with torch.no_grad():
+        first.input_fc.weight.zero_(), first.input_fc.bias.zero_()
+    G(z, None, t)
+    assert seen["x"].abs().max() == 0                               # nothing but the projection of w
+
+
 def test_content_is_shared_by_all_frames_before_motion(tiny_G):
     # With the flow off and no motion in the styles, every frame would be identical: the low blocks
     # run once per video. Check the content path really is time-independent.
