@@ -58,6 +58,18 @@ class GeneratorConfig:
     #                                 or 'projected' (the map from w alone, DCGAN's input: no shared layout)
     conv_clamp: Optional[float] = 256.0  # clamp activations (None: off); guards fp16/bf16 overflow
     impl: str = "ref"               # op implementation: 'ref' (plain PyTorch) or 'compiled'
+    # Layered generator (gan/networks/layered.py): objects drawn once per video as sprites (colour + alpha), moved
+    # along continuous-time trajectories and composited over a background. Objects persist and move rigidly by
+    # construction. For scenes of separate moving objects on a simple background; 0 for general footage.
+    objects: int = -1               # sprite layers; 0: the synthesis G above; -1: auto (data.num_objects for the
+    #                                 built-in 'digits', 0 for everything else)
+    object_size: float = 0.5        # sprite box side, as a fraction of the frame side
+    object_resolution: int = 0      # sprite render size in pixels (power of two); 0: the box's size in pixels,
+    #                                 rounded up to a power of two (32 for the default's 0.5 x 64 px)
+    object_speed: float = 0.08      # fastest drift, in box-free frame spans per frame (positions bounce at the borders)
+    object_jitter: float = 0.05     # largest offset the motion embedding adds to a trajectory (same units)
+    background: str = "flat"        # layered G: 'flat' (one colour per video from w) or 'static' (the content
+    #                                 blocks up to content_resolution, once per video, upsampled)
 
 
 @dataclass
@@ -69,6 +81,8 @@ class DiscriminatorConfig:
     video_resolution: int = 32      # video D input size, at most: larger clips are box-downsampled to it (0: always
     #                                 the data resolution). Motion reads well at half size; the image D keeps full-size frames
     mbstd_group: int = 4            # minibatch-stddev group size (0: off)
+    mbstd_pooled: bool = True       # also the std of spatially pooled features: catches one object drawn in every
+    #                                 video at different places, which the per-pixel std misses
     resample_filter: List[int] = field(default_factory=lambda: [1, 1])  # downsampling FIR taps; [1, 1] is
     #                                 average pooling (cheap R1 on CPU), [1, 3, 3, 1] is StyleGAN2's
     conv_clamp: Optional[float] = 256.0
@@ -171,7 +185,8 @@ class Config:
 
 
 # Fields added after checkpoints were first written, with the value that reproduces the older models.
-LEGACY_VALUES = {("G", "motion_from_w"): False, ("D", "video_resolution"): 0}
+LEGACY_VALUES = {("G", "motion_from_w"): False, ("D", "video_resolution"): 0, ("G", "objects"): 0,
+                 ("D", "mbstd_pooled"): False}
 
 
 def _build(cls, d: Dict[str, Any], prefix: str):
@@ -243,6 +258,17 @@ def resolved_channels(data: DataConfig) -> int:
     return data.channels
 
 
+def resolved_objects(cfg: "Config") -> int:
+    """G.objects with -1 (auto) resolved: the layered G with one sprite per object for the built-in 'digits'
+    (separate objects on black), the synthesis G for everything else, and for image/continue conditioning
+    (their encoders feed the synthesis G's content features)."""
+    if cfg.G.objects == -1:
+        if cfg.data.source == "digits" and cfg.cond.mode in ("none", "text"):
+            return cfg.data.num_objects
+        return 0
+    return cfg.G.objects
+
+
 def load_config(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None) -> Config:
     """Defaults, then the YAML preset at `path` (which may name a `base:` preset), then overrides."""
     d: Dict[str, Any] = {}
@@ -252,6 +278,7 @@ def load_config(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] 
         d = _merge(d, overrides)
     cfg = Config.from_dict(d)
     cfg.data.channels = resolved_channels(cfg.data)
+    cfg.G.objects = resolved_objects(cfg)
     validate(cfg)
     return cfg
 
@@ -297,6 +324,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"G.warp_max must be in (0, 2] (half-frames), got {cfg.G.warp_max}")
     if cfg.G.input not in ("const", "latent", "projected"):
         raise ConfigError(f"G.input must be 'const', 'latent' or 'projected', got '{cfg.G.input}'")
+    _validate_objects(cfg)
     if cfg.G.architecture not in ("skip", "resnet"):
         raise ConfigError(f"G.architecture must be 'skip' or 'resnet', got '{cfg.G.architecture}'")
     for impl in (cfg.G.impl, cfg.D.impl):
@@ -323,6 +351,27 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.betas must have two numbers")
     _validate_cond(cfg)
     _validate_metrics(cfg)
+
+
+def _validate_objects(cfg: Config) -> None:
+    g, r = cfg.G, cfg.data.resolution
+    if g.objects < -1:
+        raise ConfigError(f"G.objects must be >= 0 (or -1: auto), got {g.objects}")
+    if g.objects <= 0:
+        return
+    if cfg.cond.mode in ("image", "continue"):
+        raise ConfigError(f"G.objects > 0 (the layered generator) does not work with cond.mode '{cfg.cond.mode}': its "
+                          "encoder feeds the synthesis generator's content features. Set G.objects: 0")
+    if not 0 < g.object_size <= 1:
+        raise ConfigError(f"G.object_size must be in (0, 1] (a fraction of the frame), got {g.object_size}")
+    s = g.object_resolution
+    if s != 0 and (not 4 <= s <= r or s & (s - 1)):
+        raise ConfigError(f"G.object_resolution must be 0 (auto) or a power of two in [4, data.resolution={r}], "
+                          f"got {s}")
+    if g.object_speed < 0 or g.object_jitter < 0:
+        raise ConfigError("G.object_speed and G.object_jitter must be >= 0")
+    if g.background not in ("flat", "static"):
+        raise ConfigError(f"G.background must be 'flat' or 'static', got '{g.background}'")
 
 
 def _validate_cond(cfg: Config) -> None:

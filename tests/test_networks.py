@@ -209,3 +209,19 @@ def test_video_discriminator_at_half_resolution(tiny_cfg):
 def test_modules_describe_themselves(tiny_G):
     text = repr(tiny_G)
     assert "content_res=8" in text and "period=4.0" in text and "act=lrelu" in text
+
+
+def test_pooled_minibatch_std_sees_one_object_drawn_at_different_places():
+    # Eight samples of one pattern at eight places: the per-pixel std is high (the places differ), the pooled
+    # std is zero; eight different patterns have a pooled std well above zero.
+    from gan.networks.discriminator import MinibatchStd
+    torch.manual_seed(0)
+    pattern = torch.randn(1, 6, 8, 8)
+    moved = torch.cat([pattern.roll(shifts=(i, 2 * i), dims=(2, 3)) for i in range(8)])
+    out = MinibatchStd(4, pooled=True)(moved)
+    assert out.shape == (8, 8, 8, 8)
+    pixel, pooled = out[:, 6], out[:, 7]
+    assert pixel.min() > 0.5 and pooled.max() < 1e-3
+    varied = MinibatchStd(4, pooled=True)(torch.randn(8, 6, 8, 8))
+    assert varied[:, 7].min() > 0.05
+    assert MinibatchStd(4)(moved).shape == (8, 7, 8, 8)              # the StyleGAN statistic alone

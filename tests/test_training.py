@@ -40,14 +40,14 @@ def test_tiny_run_writes_checkpoint_logs_and_samples(tmp_path):
         train(_cfg(), str(out), progress=False)
 
 
-@pytest.mark.parametrize("adaptive", [False, True])
-def test_resume_continues_exactly(tmp_path, adaptive):
+@pytest.mark.parametrize("adaptive,objects", [(False, 0), (True, 0), (False, 2)])
+def test_resume_continues_exactly(tmp_path, adaptive, objects):
     # Adaptive augmentation: adjusted every 3 steps, so the split at step 2 falls inside an interval and
-    # its pending signs must travel through the checkpoint too.
+    # its pending signs must travel through the checkpoint too. objects=2: the layered generator.
     loss = {"augment_target": 0.6, "augment_interval": 3, "augment_speed_kimg": 0.01} if adaptive else {}
 
     def cfg(steps):
-        return load_config(TINY, {"train": {"steps": steps}, "loss": loss})
+        return load_config(TINY, {"train": {"steps": steps}, "loss": loss, "G": {"objects": objects}})
     straight = tmp_path / "a"
     train(cfg(4), str(straight), progress=False)
     split = tmp_path / "b"

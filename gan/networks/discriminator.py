@@ -60,9 +60,16 @@ class TemporalBlock(nn.Module):
 
 
 class MinibatchStd(nn.Module):
-    def __init__(self, group_size: int):
+    """Appends the std over groups of samples (StyleGAN): a batch of fakes too alike reads as fake.
+
+    pooled=True appends a second statistic, the std of the spatially averaged features: it is blind to where
+    things are. Without it a G that draws the same object in every video at different places passes the
+    per-pixel statistic (the places vary as much as in real data); found with the layered G's sprites."""
+
+    def __init__(self, group_size: int, pooled: bool = False):
         super().__init__()
-        self.group_size = group_size
+        self.group_size, self.pooled = group_size, pooled
+        self.num_channels = 2 if pooled else 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
@@ -72,23 +79,28 @@ class MinibatchStd(nn.Module):
             while g * 2 <= min(self.group_size, n) and n % (g * 2) == 0:
                 g *= 2
         if g <= 1:
-            return torch.cat([x, torch.zeros_like(x[:, :1])], dim=1)
+            return torch.cat([x, torch.zeros_like(x[:, :self.num_channels])], dim=1)
         y = x.float().reshape(g, -1, c, h, w)
-        y = (y - y.mean(0)).square().mean(0).add(1e-8).sqrt().mean(dim=[1, 2, 3])  # [n/g]
-        y = y.reshape(-1, 1, 1, 1).repeat(g, 1, h, w).to(x.dtype)
+        stats = [(y - y.mean(0)).square().mean(0).add(1e-8).sqrt().mean(dim=[1, 2, 3])]  # [n/g]
+        if self.pooled:
+            p = y.mean(dim=[3, 4])                                                       # [g, n/g, c]
+            stats.append((p - p.mean(0)).square().mean(0).add(1e-8).sqrt().mean(dim=1))
+        y = torch.stack(stats, dim=1).reshape(-1, self.num_channels, 1, 1).repeat(g, 1, h, w).to(x.dtype)
         return torch.cat([x, y], dim=1)
 
     def extra_repr(self) -> str:
-        return f"group_size={self.group_size}"
+        return f"group_size={self.group_size}, pooled={self.pooled}"
 
 
 class Epilogue(nn.Module):
     """4x4 features -> logit, with projection conditioning when c_dim > 0."""
 
-    def __init__(self, channels: int, c_dim: int, mbstd_group: int, conv_clamp=None, impl: str = "ref"):
+    def __init__(self, channels: int, c_dim: int, mbstd_group: int, conv_clamp=None, impl: str = "ref",
+                 mbstd_pooled: bool = False):
         super().__init__()
-        self.mbstd = MinibatchStd(mbstd_group) if mbstd_group > 0 else None
-        self.conv = Conv2dLayer(channels + (1 if self.mbstd else 0), channels, 3, activation="lrelu",
+        self.mbstd = MinibatchStd(mbstd_group, mbstd_pooled) if mbstd_group > 0 else None
+        extra = self.mbstd.num_channels if self.mbstd else 0
+        self.conv = Conv2dLayer(channels + extra, channels, 3, activation="lrelu",
                                 conv_clamp=conv_clamp, impl=impl)
         self.fc = FullyConnectedLayer(channels * 16, channels, activation="lrelu", impl=impl)
         self.out = FullyConnectedLayer(channels, 1, impl=impl)
@@ -118,7 +130,7 @@ class ImageDiscriminator(nn.Module):
         self.fromrgb = Conv2dLayer(img_channels, ch(resolution), 1, activation="lrelu", impl=cfg.impl)
         res = [2 ** i for i in range(int(math.log2(resolution)), 2, -1)]
         self.blocks = nn.Sequential(*[DiscriminatorBlock(ch(r), ch(r // 2), cfg.conv_clamp, cfg.impl, cfg.resample_filter) for r in res])
-        self.epilogue = Epilogue(ch(4), c_dim, cfg.mbstd_group, cfg.conv_clamp, cfg.impl)
+        self.epilogue = Epilogue(ch(4), c_dim, cfg.mbstd_group, cfg.conv_clamp, cfg.impl, cfg.mbstd_pooled)
 
     def forward(self, img: torch.Tensor, c: Optional[torch.Tensor] = None) -> torch.Tensor:
         assert img.ndim == 4 and img.shape[-1] == self.resolution, f"expected [N, C, {self.resolution}, " \
@@ -150,7 +162,7 @@ class VideoDiscriminator(nn.Module):
         # Frame gap -> per-channel bias at the fusion point (Fourier features of log gap).
         self.register_buffer("gap_freqs", torch.arange(1, 9, dtype=torch.float32) * math.pi / 2, persistent=False)
         self.gap_embed = FullyConnectedLayer(16, ch(fuse), impl=cfg.impl)
-        self.epilogue = Epilogue(ch(4), c_dim, cfg.mbstd_group, cfg.conv_clamp, cfg.impl)
+        self.epilogue = Epilogue(ch(4), c_dim, cfg.mbstd_group, cfg.conv_clamp, cfg.impl, cfg.mbstd_pooled)
 
     def forward(self, video: torch.Tensor, times: torch.Tensor, c: Optional[torch.Tensor] = None) -> torch.Tensor:
         b, t, ch, h, w = video.shape
