@@ -44,6 +44,7 @@ def plan(quick: bool) -> List[Dict]:
                   S("lite", 128, "bf16", False, 4),
                   dict(kind="stream", config="lite", res=128, precision="bf16", compile=False, batch=1, frames=48),
                   dict(kind="train", config="default", compile=False),
+                  S("default", 64, "fp32", False, 1), S("default", 64, "fp32", False, 16),
                   dict(kind="int8", config="lite", res=128, batch=1)]
         return cells
     # Targets first: StyleGAN-V-shaped G at 128 px, lite streamed, training eager vs compiled. Compiles cost
@@ -54,6 +55,9 @@ def plan(quick: bool) -> List[Dict]:
     cells += [dict(kind="stream", config="lite", res=128, precision=p, compile=c, batch=1, frames=96)
               for p, c in (("fp32", False), ("bf16", False), ("bf16", True))]
     cells += [dict(kind="train", config="default", compile=False), dict(kind="train", config="default", compile=True)]
+    # The CPU default's layered G (sprites composited per frame: no convolutions per frame).
+    cells += [S("default", 64, "fp32", False, 1), S("default", 64, "bf16", False, 1), S("default", 64, "fp32", False, 16),
+              dict(kind="stream", config="default", res=64, precision="fp32", compile=False, batch=16, frames=256)]
     # The grid: lite and StyleGAN-V-shaped at 64 / 128 / 256 px; eager fp32 / bf16 over batches; compiled.
     for res in (64, 128, 256):
         for b in (1, 8):
