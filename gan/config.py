@@ -362,6 +362,9 @@ def _validate_objects(cfg: Config) -> None:
     if cfg.cond.mode in ("image", "continue"):
         raise ConfigError(f"G.objects > 0 (the layered generator) does not work with cond.mode '{cfg.cond.mode}': its "
                           "encoder feeds the synthesis generator's content features. Set G.objects: 0")
+    if g.z_dim < g.objects:
+        raise ConfigError(f"G.z_dim ({g.z_dim}) must be at least G.objects ({g.objects}): each object's latent is a "
+                          "slice of z")
     if not 0 < g.object_size <= 1:
         raise ConfigError(f"G.object_size must be in (0, 1] (a fraction of the frame), got {g.object_size}")
     s = g.object_resolution

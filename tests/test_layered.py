@@ -39,6 +39,8 @@ def test_layered_config_errors_name_the_field():
         load_config(None, {"G": {"object_size": 1.5}})
     with pytest.raises(ConfigError, match="G.object_resolution"):
         load_config(None, {"G": {"object_resolution": 48}})
+    with pytest.raises(ConfigError, match="G.z_dim .* G.objects"):
+        load_config(None, {"G": {"objects": 4, "z_dim": 3}})
     with pytest.raises(ConfigError, match="G.background"):
         load_config(None, {"G": {"background": "video"}})
 
@@ -128,14 +130,17 @@ def test_fast_sampler_renders_the_layered_G(layered_G):
     assert (bf16 - ref).abs().mean() < 0.05
 
 
-def test_layered_G_trains_and_samples_from_its_checkpoint(tmp_path, layered_cfg):
+@pytest.mark.parametrize("background", ["flat", "static"])
+def test_layered_G_trains_and_samples_from_its_checkpoint(tmp_path, layered_cfg, background):
     # (Exact resume of a layered run: tests/test_training.py::test_resume_continues_exactly.)
     from gan.sampling import load_generator, render
     from gan.training import train
+    layered_cfg.G.background = background
     out = train(layered_cfg, str(tmp_path / "run"), device="cpu", progress=False)
     assert out["step"] == layered_cfg.train.steps
     G, info = load_generator(tmp_path / "run" / "checkpoints" / "latest.pt")
     assert isinstance(G, LayeredGenerator) and info["config"].G.objects == 2
+    assert (G.background_colour is None) == (background == "static")
     clip = render(G, [0, 1], 5, fused=False)
     assert clip.shape == (2, 5, 1, 16, 16) and torch.isfinite(clip).all()
 
