@@ -26,7 +26,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import click
 import numpy as np
@@ -55,7 +55,7 @@ def train_for(config: str, overrides: Dict, outdir: Path, budget_s: float, log) 
     """Train in resumed chunks until `budget_s` seconds of wall time are used (robust to a shared CPU)."""
     from gan.config import load_config
     from gan.training import train
-    t0, target, chunks = time.time(), 20, 0
+    t0, target, chunks, prev = time.time(), 20, 0, 0
     while True:
         over = _merge(overrides, {"train": {"steps": target, "checkpoint_every": 10 ** 9, "sample_every": 0,
                                             "log_every": 10 ** 9}})
@@ -65,7 +65,7 @@ def train_for(config: str, overrides: Dict, outdir: Path, budget_s: float, log) 
         chunks += 1
         used, chunk_s = time.time() - t0, time.time() - c0
         done = target
-        rate = (done if chunks == 1 else done - prev) / max(chunk_s, 1e-3)
+        rate = (done - prev) / max(chunk_s, 1e-3)                   # steps of this chunk per second
         log(f"  {outdir.name}: {done} steps after {used:.0f} s ({rate:.2f} steps/s in the last chunk)")
         if used >= 0.9 * budget_s or chunks >= 4:
             return {"steps": done, "seconds": round(used, 1), "batch": cfg.train.batch}

@@ -56,7 +56,8 @@ def plan(quick: bool) -> List[Dict]:
               for p, c in (("fp32", False), ("bf16", False), ("bf16", True))]
     cells += [dict(kind="train", config="default", compile=False), dict(kind="train", config="default", compile=True)]
     # The CPU default's layered G (sprites composited per frame: no convolutions per frame).
-    cells += [S("default", 64, "fp32", False, 1), S("default", 64, "bf16", False, 1), S("default", 64, "fp32", False, 16),
+    cells += [S("default", 64, "fp32", False, 1), S("default", 64, "bf16", False, 1),
+              S("default", 64, "fp32", False, 16),
               dict(kind="stream", config="default", res=64, precision="fp32", compile=False, batch=16, frames=256)]
     # The grid: lite and StyleGAN-V-shaped at 64 / 128 / 256 px; eager fp32 / bf16 over batches; compiled.
     for res in (64, 128, 256):

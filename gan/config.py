@@ -79,7 +79,8 @@ class DiscriminatorConfig:
     image_frames: int = 1           # frames per clip shown to the image discriminator
     video_fuse_resolution: int = 16  # video D: per-frame 2D stem down to here, then (2+1)D blocks
     video_resolution: int = 32      # video D input size, at most: larger clips are box-downsampled to it (0: always
-    #                                 the data resolution). Motion reads well at half size; the image D keeps full-size frames
+    #                                 the data resolution). Motion reads well at half size; the image D keeps
+    #                                 full-size frames
     mbstd_group: int = 4            # minibatch-stddev group size (0: off)
     mbstd_pooled: bool = True       # also the std of spatially pooled features: catches one object drawn in every
     #                                 video at different places, which the per-pixel std misses

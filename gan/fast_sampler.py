@@ -34,6 +34,7 @@ import torch
 import torch.nn as nn
 
 from gan.networks import Generator
+from gan.networks.generator import _base_grid
 from gan.sampling import SamplingError, seed_motion, seed_z
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
@@ -117,13 +118,13 @@ class FastSampler:
         self._fn: Callable = self.renderer
         self._fixed = (self.compile or self.cuda_graphs) if static_shapes is None else bool(static_shapes)
         self._graphs: Dict[Tuple, Tuple] = {}
-        if self.compile and self.renderer.G.flow is not None:
-            # Fill the generator's warp-grid cache eagerly: a miss inside the compiled graph would make
-            # dynamo recompile on the next chunk (it guards on the cache's keys).
-            r, dt = self.G.content_res, self.renderer.dtype
-            with torch.inference_mode():
-                self.renderer.G.warp(torch.zeros(1, 1, r, r, device=self.device, dtype=dt),
-                                     torch.zeros(1, self.G.motion_dim, device=self.device, dtype=dt))
+        if self.compile:
+            # Fill the sampling-grid cache eagerly (the warp's grid at the content resolution, the layered G's
+            # at the frame size): a miss inside the compiled graph would make dynamo recompile on the next
+            # chunk (it guards on the cache's keys).
+            dev = torch.empty(0, device=self.device).device          # as tensors name it ('cuda:0', not 'cuda')
+            for r in {self.G.content_res, self.G.resolution}:
+                _base_grid(r, dev)
         if self.compile:
             if self.device.type == "cuda":
                 self._fn = torch.compile(self.renderer, mode="reduce-overhead")

@@ -82,8 +82,8 @@ class AdaptiveAugment:
     D the surer one counts (they share the augmentation). The max is taken of the two interval means, not
     per step: each step's sign is a noisy mean over one batch, and a per-step max of two noisy numbers is
     biased upwards (with batch 32 it read ~0.62 for Ds at 0.55 and 0.45, and p climbed to 1 in every run).
-    p moves by batch * interval / (speed_kimg * 1000) per adjustment, so it can go from 0 to 1 in `speed_kimg` thousand clips (ADA used 500 for runs of
-    25,000 kimg; a CPU run that sees ~20 kimg needs ~5).
+    p moves by batch * interval / (speed_kimg * 1000) per adjustment, so it can go from 0 to 1 in
+    `speed_kimg` thousand clips (ADA used 500 for runs of 25,000 kimg; a CPU run that sees ~20 kimg needs ~5).
     """
 
     def __init__(self, augment: ClipAugment, target: float, speed_kimg: float, interval: int, batch: int):

@@ -1,6 +1,5 @@
 """Training loop: outputs, exact resume, kill -9 safety, divergence handling, bad data."""
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -20,5 +20,5 @@ def build_discriminators(cfg, c_dim: int = 0):
             VideoDiscriminator(cfg.D, cfg.data.resolution, cfg.data.channels, c_dim))
 
 
-__all__ = ["Generator", "LayeredGenerator", "MotionNetwork", "ImageDiscriminator", "VideoDiscriminator", "build_generator",
-           "build_discriminators", "condition_vector", "motion_codes_for_seed"]
+__all__ = ["Generator", "LayeredGenerator", "MotionNetwork", "ImageDiscriminator", "VideoDiscriminator",
+           "build_generator", "build_discriminators", "condition_vector", "motion_codes_for_seed"]

@@ -32,7 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from gan.config import GeneratorConfig
-from gan.networks.generator import Generator, MotionNetwork, SynthesisBlock, channels_at
+from gan.networks.generator import Generator, MotionNetwork, SynthesisBlock, _base_grid, channels_at
 from gan.networks.layers import FullyConnectedLayer, MappingNetwork
 
 
@@ -201,8 +201,7 @@ class LayeredGenerator(Generator):
         if self.background_colour is not None:
             background = self.background_colour(w).float().reshape(b, c, 1, 1)
         else:
-            bg = None
-            x = None
+            x = bg = None
             style = self.background_style(w)
             for block in self.blocks:
                 x, bg = block(x, bg, style, fused)
@@ -214,13 +213,10 @@ class LayeredGenerator(Generator):
         sprites, background = content
         b, n, _ = v.shape
         k, c, h, s = self.objects, self.img_channels, self.resolution, self.cfg.object_size
-        pos = v[..., self.motion_dim:].float().reshape(b * n * k, 2)
+        pos = v[..., self.motion_dim:].float().reshape(b * n * k, 1, 1, 2)
         # Output pixel u (in [-1, 1]) samples sprite coordinate (u - centre) / s; centres keep boxes inside.
         centre = (2 * pos - 1) * (1 - s)
-        theta = torch.zeros(b * n * k, 2, 3, device=v.device)
-        theta[:, 0, 0] = theta[:, 1, 1] = 1 / s
-        theta[:, :, 2] = -centre / s
-        grid = F.affine_grid(theta, [b * n * k, c + 1, h, h], align_corners=False)
+        grid = (_base_grid(h, v.device) - centre) / s                  # [B*T*K, h, h, 2]
         spr = sprites.float().reshape(b, 1, k, c + 1, *sprites.shape[2:]).expand(-1, n, -1, -1, -1, -1)
         placed = F.grid_sample(spr.reshape(b * n * k, c + 1, *sprites.shape[2:]), grid, mode="bilinear",
                                padding_mode="zeros", align_corners=False).reshape(b, n, k, c + 1, h, h)
