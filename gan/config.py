@@ -46,6 +46,9 @@ class GeneratorConfig:
     motion_from_w: bool = True      # motion anchors also see w, so motion fits the content and a condition
     #                                 (class, caption) steers it; False: StyleGAN-V's content-blind motion
     time_features: int = 32         # sinusoidal time features (fixed learnable frequencies)
+    motion_drift: int = 0           # drift features: per-video constant-velocity coordinates folded like a ball
+    #                                 bouncing between walls (speed and phase from w; needs motion_from_w). The
+    #                                 sinusoids alone cannot make steady motion longer than their periods
     channel_base: int = 1024        # channels at resolution r: min(channel_base // r, channel_max)
     channel_max: int = 128
     content_resolution: int = 32    # blocks up to here run once per video; later blocks once per frame
@@ -81,6 +84,9 @@ class DiscriminatorConfig:
     video_resolution: int = 32      # video D input size, at most: larger clips are box-downsampled to it (0: always
     #                                 the data resolution). Motion reads well at half size; the image D keeps
     #                                 full-size frames
+    video_diffs: bool = False       # video D input also carries each frame's difference to the next frame: which
+    #                                 way things move reads off the sign at their edges in one 2D conv, where the
+    #                                 (2+1)D blocks alone must find it across fused features (text: "moving left")
     mbstd_group: int = 4            # minibatch-stddev group size (0: off)
     mbstd_pooled: bool = True       # also the std of spatially pooled features: catches one object drawn in every
     #                                 video at different places, which the per-pixel std misses
@@ -145,6 +151,14 @@ class CondConfig:
     text_max_tokens: int = 24       # 'text': captions are cut to this many words
     text_vocab_captions: int = 2000  # 'text': dataset captions read to build the word vocabulary
     mismatch_weight: float = 1.0    # 'text': matching-aware D loss, real clip + wrong caption counted as fake (0: off)
+    mismatch_swap: float = 0.5      # 'text': share of wrong captions made by swapping ONE word of the clip's own caption
+                                    # for another of its group (hard negatives: D must read every factor, not just the
+                                    # most visible one); the rest are other clips' captions
+    appearance_words: List[List[str]] = field(default_factory=list)  # 'text': groups of interchangeable words about
+                                    # how things look, e.g. [[red, green, blue], [circle, square]]; [] with motion_words
+                                    # [] too: the built-in dataset's own groups
+    motion_words: List[List[str]] = field(default_factory=list)  # 'text': groups about how things move, e.g.
+                                    # [[left, right, up, down]]; only the video D counts a motion-only swap as wrong
     recon_weight: float = 1.0       # 'image'/'continue': weight of the reconstruction loss in G's loss
     lpips_weight: float = 1.0       # reconstruction: LPIPS term (needs the pretrained backbone, see lpips_backbone)
     l1_weight: float = 1.0          # reconstruction: L1 term
@@ -187,7 +201,8 @@ class Config:
 
 # Fields added after checkpoints were first written, with the value that reproduces the older models.
 LEGACY_VALUES = {("G", "motion_from_w"): False, ("D", "video_resolution"): 0, ("G", "objects"): 0,
-                 ("D", "mbstd_pooled"): False}
+                 ("D", "mbstd_pooled"): False, ("cond", "mismatch_swap"): 0.0,
+                 ("D", "video_diffs"): False, ("G", "motion_drift"): 0}
 
 
 def _build(cls, d: Dict[str, Any], prefix: str):
@@ -325,6 +340,13 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"G.warp_max must be in (0, 2] (half-frames), got {cfg.G.warp_max}")
     if cfg.G.input not in ("const", "latent", "projected"):
         raise ConfigError(f"G.input must be 'const', 'latent' or 'projected', got '{cfg.G.input}'")
+    if cfg.G.motion_drift < 0:
+        raise ConfigError(f"G.motion_drift must be >= 0 (0: off), got {cfg.G.motion_drift}")
+    if cfg.G.motion_drift > 0 and not cfg.G.motion_from_w:
+        raise ConfigError("G.motion_drift > 0 needs G.motion_from_w: true (each video's drift comes from its w)")
+    if cfg.G.motion_drift > 0 and cfg.G.objects > 0:
+        raise ConfigError("G.motion_drift is for the synthesis generator (G.objects: 0); the layered generator's "
+                          "objects already drift and bounce (G.object_speed)")
     _validate_objects(cfg)
     if cfg.G.architecture not in ("skip", "resnet"):
         raise ConfigError(f"G.architecture must be 'skip' or 'resnet', got '{cfg.G.architecture}'")
@@ -400,6 +422,18 @@ def _validate_cond(cfg: Config) -> None:
         raise ConfigError("cond sizes (encoder_dim, encoder_channels, motion_anchors, text_*) must be >= 1")
     if min(c.mismatch_weight, c.recon_weight, c.lpips_weight, c.l1_weight, c.temporal_weight) < 0:
         raise ConfigError("cond loss weights must be >= 0")
+    if not 0 <= c.mismatch_swap <= 1:
+        raise ConfigError(f"cond.mismatch_swap must be in [0, 1] (the share of one-word-swap negatives), got "
+                          f"{c.mismatch_swap}")
+    from gan.conditioning.text import words
+    for key in ("appearance_words", "motion_words"):
+        for i, group in enumerate(getattr(c, key)):
+            bad = [w for w in group if words(w) != [w]]
+            if bad:
+                raise ConfigError(f"cond.{key}[{i}] has {bad[0]!r}, which is not one lower-case word as the tokenizer "
+                                  f"splits captions (letters, digits, inner hyphens)")
+            if len(set(group)) < 2:
+                raise ConfigError(f"cond.{key}[{i}] needs at least two different words to swap between, got {group}")
 
 
 def _validate_metrics(cfg: Config) -> None:

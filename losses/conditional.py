@@ -101,6 +101,7 @@ class CondBatch(Batch):
     gen_captions: Optional[List[str]] = None
     wrong_captions: Optional[List[str]] = None        # real clips' mismatched captions (matching-aware loss)
     mismatch_mask: Optional[torch.Tensor] = None      # [B] 1 where the wrong caption differs from the right one
+    mismatch_mask_image: Optional[torch.Tensor] = None  # [B] 1 where it differs in what one frame shows (image D)
     extra: Dict = field(default_factory=dict)
 
 
@@ -179,8 +180,9 @@ class ConditionalVideoGANLoss(VideoGANLoss):
                     c_wrong = self.embed(batch.wrong_captions, True, dev)
                     mi, mv = self.run_D(batch.real, gap, c_wrong)
                     mask = batch.mismatch_mask
-                    loss_i = d_matching_aware(ri, fi, mi, self.frame_condition(mask[:, None])[:, 0]
-                                              if mask is not None else None, self.mismatch_weight)
+                    mask_i = batch.mismatch_mask_image if batch.mismatch_mask_image is not None else mask
+                    loss_i = d_matching_aware(ri, fi, mi, self.frame_condition(mask_i[:, None])[:, 0]
+                                              if mask_i is not None else None, self.mismatch_weight)
                     loss_v = d_matching_aware(rv, fv, mv, mask, self.mismatch_weight)
                     stats.update({"mismatch/logit_image": mi.mean(), "mismatch/logit_video": mv.mean()})
                 else:

@@ -223,6 +223,78 @@ def test_matching_aware_loss_sign():
     assert loss.accumulate_gradients("Dmain", batch)["D/loss"] < with_term
 
 
+def test_caption_negatives_swap_one_factor_and_flag_what_a_frame_shows():
+    from gan.conditioning.text import CaptionNegatives, words
+    neg = CaptionNegatives(appearance=[["red", "blue"], ["1", "8"]], motion=[["left", "right"]], swap=1.0)
+    caps = ["a 1 moving left", "a red 8 moving right"]
+    kinds = set()
+    for seed in range(30):
+        wrong, differs, looks = neg(caps, torch.Generator().manual_seed(seed))
+        assert differs.all()
+        for c, w, lk in zip(caps, wrong, looks.tolist()):
+            a, b = words(c), words(w)
+            changed = [k for k in range(len(a)) if a[k] != b[k] and a[k] not in ("a", "an")]
+            assert len(a) == len(b) and len(changed) == 1                 # exactly one factor word differs
+            old, new = a[changed[0]], b[changed[0]]
+            assert neg.group_of[old] == neg.group_of[new]                 # ... for another of its group
+            assert lk == (old not in ("left", "right"))                   # a motion-only swap: a frame looks right
+            if b[changed[0] - 1] in ("a", "an"):
+                assert b[changed[0] - 1] == ("an" if new == "8" else "a")  # the article follows the new word
+            kinds.add(old)
+    assert kinds == {"1", "red", "8", "left", "right"}                    # every grouped word gets swapped
+    again = neg(caps, torch.Generator().manual_seed(3))[0]
+    assert again == neg(caps, torch.Generator().manual_seed(3))[0]        # the loop's generator decides
+    # swap 0, or a caption without grouped words: another clip's caption (the roll), flagged when it differs.
+    for n, cs in ((CaptionNegatives([["red", "blue"]], swap=0.0), ["a red dot", "a blue dot", "a red dot"]),
+                  (CaptionNegatives([["red", "blue"]], swap=1.0), ["one dot", "two dots", "one dot"])):
+        wrong, differs, looks = n(cs)
+        assert wrong == cs[1:] + cs[:1] and differs.tolist() == [True, True, False] == looks.tolist()
+    with pytest.raises(ValueError, match="two caption word groups"):
+        CaptionNegatives([["red", "blue"]], [["red", "left"]])
+
+
+def test_text_training_uses_the_datasets_word_groups_and_config_checks_them():
+    from gan.conditioning.training import caption_negatives
+    from gan.data import BouncingShapes, MovingDigits
+    from gan.data.builtin import PALETTE
+    cfg = _cfg("text")
+    assert cfg.cond.mismatch_swap == 0.5
+    shapes = caption_negatives(cfg.cond, BouncingShapes(resolution=16, num_videos=4))
+    assert shapes.groups[0] == list(PALETTE) and "up-left" in shapes.motion and "circle" not in shapes.motion
+    digits = caption_negatives(cfg.cond, MovingDigits(resolution=16, num_videos=4))
+    assert "red" not in digits.group_of and "7" in digits.group_of
+    own = caption_negatives(_cfg("text", cond={"appearance_words": [["cat", "dog"]]}).cond,
+                            BouncingShapes(resolution=16, num_videos=4))
+    assert own.groups == [["cat", "dog"]] and not own.motion             # the config's groups replace the dataset's
+    with pytest.raises(ConfigError, match=r"cond.motion_words\[0\].*'Left'"):
+        _cfg("text", cond={"motion_words": [["Left", "right"]]})
+    with pytest.raises(ConfigError, match="at least two different words"):
+        _cfg("text", cond={"appearance_words": [["red"]]})
+    with pytest.raises(ConfigError, match="mismatch_swap"):
+        _cfg("text", cond={"mismatch_swap": 1.5})
+    # Text checkpoints from before the swap negatives resume with other clips' captions only, as trained.
+    old = _cfg("text").to_dict()
+    del old["cond"]["mismatch_swap"]
+    assert Config.from_saved(old).cond.mismatch_swap == 0.0
+
+
+def test_image_D_ignores_wrong_captions_that_differ_only_in_motion():
+    _, _, D_image, _, loss, batch = _text_setup()
+
+    def d_losses(weight, mask_image):
+        loss.mismatch_weight = weight
+        batch.mismatch_mask = torch.ones(4)
+        batch.mismatch_mask_image = mask_image
+        torch.manual_seed(1)
+        stats = loss.accumulate_gradients("Dmain", batch)
+        return stats["D/loss_image"], stats["D/loss_video"]
+    plain_i, plain_v = d_losses(0.0, torch.ones(4))
+    motion_i, motion_v = d_losses(1.0, torch.zeros(4))          # every negative a motion-only swap
+    looks_i, looks_v = d_losses(1.0, torch.ones(4))
+    assert motion_i == pytest.approx(plain_i, abs=1e-6)         # the image D is not asked to see motion
+    assert motion_v > plain_v and looks_i > plain_i             # ... the video D is; appearance counts for both
+
+
 # ---- reconstruction losses of image / continue ------------------------------------------------------------
 
 
@@ -399,7 +471,8 @@ def test_dataset_items_carry_captions_only_when_asked(tmp_path):
     cfg = _cfg("text")
     ds = build_dataset(cfg.data, seed=0)
     item = ds[3]
-    assert item["caption"] == ds.source.caption(3) and "moving" in item["caption"]
+    start, _ = ds.clip_position(3)
+    assert item["caption"] == ds.source.caption(3, start) and "moving" in item["caption"]   # words of the clip
     assert "caption" not in build_dataset(load_config(str(ROOT / "configs" / "tiny.yaml")).data)[0]
     video_io.write_mp4(tmp_path / "v" / "a.mp4", np.zeros((6, 16, 16, 3), np.uint8), 16)
     data_cfg = _cfg("text", data={"source": str(tmp_path / "v")}).data

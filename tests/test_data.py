@@ -113,6 +113,24 @@ def test_digit_captions_mention_factors_and_splits_are_disjoint():
     assert used <= set(pools["test"])
 
 
+def test_captions_describe_the_motion_at_the_asked_frame():
+    from gan.data.builtin import direction_name
+    ds = BouncingShapes(resolution=16, num_videos=40, video_frames=64, num_objects=1)
+    checked = changed = 0
+    for index in range(40):
+        obj = ds.factors(index)["objects"][0]
+        pos, bounces = obj["position"].astype(np.float64), set(obj["bounces"])
+        for f in range(0, 63, 7):
+            if f + 1 in bounces:                              # the step f -> f+1 hits a wall
+                continue
+            seen = direction_name(pos[f + 1] - pos[f])        # the direction the rendered track shows
+            assert f" moving {seen}" in ds.caption(index, f), (index, f)
+            checked += 1
+        changed += ds.caption(index, 0) != ds.caption(index, 63)
+    assert checked > 200 and changed > 5                      # bounces do change later clips' words
+    assert ds.caption(3) == ds.caption(3, 0)
+
+
 def test_shape_captions_name_colour_and_shape():
     ds = BouncingShapes(resolution=32, num_videos=10, video_frames=8, num_objects=3)
     assert ds.class_names == ["circle", "square", "triangle"]

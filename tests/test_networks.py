@@ -63,6 +63,47 @@ def test_saved_configs_without_new_keys_rebuild_the_older_model(tiny_cfg):
     assert Config.from_saved(tiny_cfg.to_dict()).G.motion_from_w is True
 
 
+def test_motion_drift_is_steady_bouncing_and_set_by_w(tiny_cfg):
+    # G.motion_drift: reflect(phase + speed * t) features with speed and phase from w. Between bounces each
+    # moves by the same step every frame (steady motion the sinusoids cannot make over a long clip).
+    import dataclasses
+    from gan.config import ConfigError, load_config
+    from gan.networks.generator import MotionNetwork
+    from gan.sampling import render
+    from tests.conftest import ROOT
+    torch.manual_seed(0)
+    net = MotionNetwork(16, 4.0, 8, w_dim=16, drift=3)
+    w = torch.randn(4, 16)
+    t = torch.arange(0, 64.0)[None].expand(4, -1)
+    d = net.drift_features(w, t)                                            # [4, 64, 3]
+    assert d.shape == (4, 64, 3) and d.abs().max() <= 1
+    step = (d[:, 1:] - d[:, :-1]).abs()
+    speed = step.amax(dim=1, keepdim=True)
+    assert (speed <= 2 * net.max_drift_speed + 1e-6).all() and (speed > 0).all()
+    steady = (step - speed).abs() < 1e-4                                    # the full step: no wall in between
+    assert steady.float().mean() > 0.8 and not steady.all()                 # mostly steady, and it does bounce
+    torch.testing.assert_close(net.drift_features(w, t + 0.0), d)
+    assert not torch.allclose(net.drift_features(w.flip(0), t), d)          # another w, another drift
+    with pytest.raises(ValueError, match="w_dim > 0"):
+        MotionNetwork(16, 4.0, 8, w_dim=0, drift=2)
+    # In G: the motion embedding changes with it, and chunked rendering (windows of anchors) equals one pass.
+    cfg = dataclasses.replace(tiny_cfg, G=dataclasses.replace(tiny_cfg.G, motion_drift=2))
+    torch.manual_seed(0)
+    G = build_generator(cfg).eval()
+    torch.nn.init.normal_(G.flow.weight)
+    torch.testing.assert_close(render(G, [3], 20, chunk=3), render(G, [3], 20, chunk=20), rtol=1e-4, atol=1e-5)
+    assert "drift=2" in repr(G.motion)
+    for over, match in (({"motion_drift": -1}, "motion_drift"), ({"motion_drift": 2, "motion_from_w": False},
+                                                                "motion_from_w"),
+                        ({"motion_drift": 2, "objects": 1}, "layered")):
+        with pytest.raises(ConfigError, match=match):
+            load_config(str(ROOT / "configs" / "tiny.yaml"), {"G": over})
+    d = cfg.to_dict()
+    del d["G"]["motion_drift"]
+    from gan.config import Config
+    assert Config.from_saved(d).G.motion_drift == 0                        # older checkpoints: no drift
+
+
 def test_motion_codes_per_seed_are_random_access():
     a = motion_codes_for_seed(5, 0, 10, 16)
     b = motion_codes_for_seed(5, 4, 7, 16)
@@ -204,6 +245,27 @@ def test_video_discriminator_at_half_resolution(tiny_cfg):
         assert build_discriminators(cfg)[1].input_res == 16
     with pytest.raises(ConfigError, match="video_resolution"):
         load_config(str(ROOT / "configs" / "tiny.yaml"), {"D": {"video_resolution": 24}})
+
+
+def test_video_discriminator_frame_differences(tiny_cfg):
+    # D.video_diffs: each frame comes with its change to the next. Their weights in the first layer only see
+    # change: a static clip scores the same whatever they are, a moving one does not.
+    import dataclasses
+    from gan.networks.discriminator import VideoDiscriminator
+    r = tiny_cfg.data.resolution
+    torch.manual_seed(0)
+    Dv = VideoDiscriminator(dataclasses.replace(tiny_cfg.D, video_diffs=True), r, 3)
+    assert Dv.fromrgb.weight.shape[1] == 6
+    times = torch.tensor([[0.0, 1, 2]] * 2)
+    static = torch.randn(2, 1, 3, r, r).expand(-1, 3, -1, -1, -1)
+    moving = torch.randn(2, 3, 3, r, r)
+    before_static, before_moving = Dv(static, times), Dv(moving, times)
+    with torch.no_grad():
+        Dv.fromrgb.weight[:, 3:].normal_()
+    torch.testing.assert_close(Dv(static, times), before_static)
+    assert not torch.allclose(Dv(moving, times), before_moving)
+    # One frame: nothing to difference, and the D still runs.
+    assert Dv(moving[:, :1], times[:, :1]).shape == (2, 1)
 
 
 def test_modules_describe_themselves(tiny_G):

@@ -133,6 +133,70 @@ class LearnedTextEncoder(nn.Module):
         return f"kind={self.kind}, vocab={len(self.tokenizer)}, dim={self.dim}"
 
 
+def _article(word: str) -> str:
+    from gan.data.builtin import _article as article
+    return article(word)
+
+
+class CaptionNegatives:
+    """Wrong captions for the matching-aware loss. With probability `swap`, one word of the clip's own caption
+    that belongs to a word group is replaced by another word of that group ('a red circle moving left' ->
+    'a red SQUARE moving left'): a hard negative that differs in exactly one factor, so the discriminators
+    (and the built-in text encoder that learns with them) must check every factor. Otherwise (or when no
+    word of the caption is in a group) the negative is another clip's caption (GAN-CLS's choice), which
+    differs mostly in whatever factor is easiest to see: with only those, D checks colour and ignores the rest
+    (measured: see BENCHMARKS.md, "Conditional").
+
+    Groups are 'appearance' (what a single frame shows: colours, classes) or 'motion' (what only a clip shows:
+    directions, speeds). For each negative it also reports whether it differs from the right caption at all,
+    and whether it differs in appearance words (the image D sees single frames, so a motion-only difference
+    is not wrong for it)."""
+
+    def __init__(self, appearance: Sequence[Sequence[str]] = (), motion: Sequence[Sequence[str]] = (),
+                 swap: float = 0.5):
+        if not 0 <= swap <= 1:
+            raise ValueError(f"swap must be in [0, 1], got {swap}")
+        self.swap = float(swap)
+        self.groups = [list(g) for g in appearance] + [list(g) for g in motion]
+        self.motion = {w for g in motion for w in g}
+        self.group_of = {}
+        for i, g in enumerate(self.groups):
+            for w in g:
+                if w in self.group_of and self.group_of[w] != i:
+                    raise ValueError(f"word {w!r} is in two caption word groups")
+                self.group_of[w] = i
+
+    def appearance_words(self, caption: str) -> List[str]:
+        return [w for w in words(caption) if w not in self.motion]
+
+    def swapped(self, caption: str, gen: Optional[torch.Generator] = None) -> Optional[str]:
+        """`caption` with one grouped word replaced by another of its group (None: no word is in a group)."""
+        ws = words(caption)
+        slots = [k for k, w in enumerate(ws) if w in self.group_of]
+        if not slots:
+            return None
+        k = slots[int(torch.randint(len(slots), (1,), generator=gen))]
+        options = [w for w in self.groups[self.group_of[ws[k]]] if w != ws[k]]
+        ws[k] = options[int(torch.randint(len(options), (1,), generator=gen))]
+        if k > 0 and ws[k - 1] in ("a", "an"):
+            ws[k - 1] = _article(ws[k])             # keep the article right: a bad one would give the swap away
+        return " ".join(ws)
+
+    def __call__(self, captions: Sequence[str], gen: Optional[torch.Generator] = None):
+        """-> (wrong captions [B], differs bool [B], differs_in_appearance bool [B])."""
+        captions = list(captions)
+        wrong = captions[1:] + captions[:1]                         # roll: another clip's caption
+        if self.swap > 0 and self.groups:
+            pick = (torch.rand(len(captions), generator=gen) < self.swap).tolist()
+            for i, c in enumerate(captions):
+                if pick[i]:
+                    s = self.swapped(c, gen)
+                    wrong[i] = s if s is not None else wrong[i]
+        differs = torch.tensor([words(w) != words(c) for w, c in zip(wrong, captions)])
+        looks = torch.tensor([self.appearance_words(w) != self.appearance_words(c) for w, c in zip(wrong, captions)])
+        return wrong, differs, looks
+
+
 def builtin_vocabulary_words() -> List[str]:
     """Every word the built-in datasets can put in a caption (so no prompt word about them is unknown)."""
     from gan.data.builtin import _DIRECTIONS, PALETTE, BouncingShapes, MovingDigits

@@ -10,10 +10,20 @@ import numpy as np
 import torch
 
 from gan.conditioning.encoders import build_conditional_generator
-from gan.conditioning.text import LearnedTextEncoder, TextEncoder, build_text_encoder
+from gan.conditioning.text import CaptionNegatives, LearnedTextEncoder, TextEncoder, build_text_encoder
 from gan.config import Config
 from gan.networks import build_discriminators, build_generator
 from losses.conditional import RANDOM_BACKBONE_WARNING, CondBatch, ConditionalVideoGANLoss, build_reconstruction
+
+
+def caption_negatives(cond_cfg, source) -> CaptionNegatives:
+    """The matching-aware loss's wrong-caption sampler: cfg.cond's word groups, or (both empty) the built-in
+    dataset's own (`caption_word_groups()`); a source without groups gets other clips' captions only."""
+    appearance, motion = cond_cfg.appearance_words, cond_cfg.motion_words
+    if not appearance and not motion and hasattr(source, "caption_word_groups"):
+        groups = source.caption_word_groups()
+        appearance, motion = groups["appearance"], groups["motion"]
+    return CaptionNegatives(appearance, motion, cond_cfg.mismatch_swap)
 
 
 class ConditionalTraining:
@@ -26,7 +36,7 @@ class ConditionalTraining:
         if self.mode not in ("image", "continue", "text"):
             raise ValueError(f"ConditionalTraining needs cond.mode 'image', 'continue' or 'text', got {self.mode!r}")
         self.recon = None
-        self.text_encoder, self.external_text = None, False
+        self.text_encoder, self.external_text, self.negatives = None, False, None
         if self.mode in ("image", "continue"):
             self.recon = build_reconstruction(cfg.cond).to(self.device)   # warns if the backbone is random
         else:
@@ -43,6 +53,7 @@ class ConditionalTraining:
                 n = min(len(dataset), cfg.cond.text_vocab_captions)
                 captions = (dataset.source.caption(i) for i in range(n))
                 self.text_encoder = build_text_encoder(cfg.cond, captions).to(self.device)
+            self.negatives = caption_negatives(cfg.cond, dataset.source)
         # Fixed items for the sample grids (epoch 0 clips of the first videos).
         self._samples = None
 
@@ -52,8 +63,10 @@ class ConditionalTraining:
         if self.mode == "text":
             kind = (f"external {type(self.text_encoder).__name__}" if self.external_text else
                     f"built-in {c.text_encoder} ({len(self.text_encoder.tokenizer)} words)")
+            n = self.negatives
             log(f"conditional mode 'text': {kind} text encoder, {c.text_dim}-d, matching-aware weight "
-                f"{c.mismatch_weight}")
+                f"{c.mismatch_weight} ({c.mismatch_swap:.0%} one-word swaps over {len(n.groups)} word groups, "
+                f"the rest other clips' captions)")
             return
         lp = self.recon.lpips
         backbone = "off" if lp is None else ("RANDOM (tests only)" if lp.random_backbone else "pretrained")
@@ -118,9 +131,10 @@ class ConditionalTraining:
             perm = torch.randperm(b, generator=gen).tolist()
             batch.real_captions = captions
             batch.gen_captions = [captions[i] for i in perm]
-            batch.wrong_captions = captions[1:] + captions[:1]            # roll: another clip's caption
-            batch.mismatch_mask = torch.tensor([float(w != r) for w, r in zip(batch.wrong_captions, captions)],
-                                               device=device)
+            wrong, differs, looks = self.negatives(captions, gen)         # one-word swaps and other clips' captions
+            batch.wrong_captions = wrong
+            batch.mismatch_mask = differs.to(device=device, dtype=torch.float32)
+            batch.mismatch_mask_image = looks.to(device=device, dtype=torch.float32)
             with torch.no_grad():
                 batch.gen_c = self.text_encoder.encode(batch.gen_captions).to(device=device, dtype=torch.float32)
         return batch

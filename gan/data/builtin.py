@@ -108,7 +108,7 @@ class _BouncingSprites:
         region *= 1.0 - a
         region += a * colour
 
-    def _phrase(self, obj: dict) -> str:
+    def _phrase(self, obj: dict, frame: float = 0) -> str:
         raise NotImplementedError
 
     # ----- per-video parameters
@@ -143,6 +143,15 @@ class _BouncingSprites:
         """Top-left (x, y) at float frame times `[K]` -> `[K, 2]`."""
         unbounded = obj["start"][None, :] + times[:, None] * obj["velocity"][None, :]
         return reflect(unbounded, obj["travel"])
+
+    @staticmethod
+    def _velocity_at(obj: dict, frame: float) -> np.ndarray:
+        """Velocity (px / frame) at `frame`: the frame-0 velocity with each axis flipped once per wall hit."""
+        if obj["travel"] <= 0:
+            return obj["velocity"].copy()
+        unbounded = obj["start"] + frame * obj["velocity"]
+        flips = np.floor(unbounded / obj["travel"]) % 2              # odd fold: moving back
+        return np.where(flips == 1, -obj["velocity"], obj["velocity"])
 
     @staticmethod
     def _bounce_frames(obj: dict, frames: int) -> List[int]:
@@ -205,9 +214,17 @@ class _BouncingSprites:
             objects.append(info)
         return {"resolution": self.resolution, "video_frames": self.video_frames, "objects": objects}
 
-    def caption(self, index: int) -> str:
-        """E.g. 'a 3 moving up-left and a 7 moving right quickly' (directions are those at frame 0)."""
-        return _join([self._phrase(obj) for obj in self._objects(index)])
+    def caption(self, index: int, frame: float = 0) -> str:
+        """E.g. 'a 3 moving up-left and a 7 moving right quickly': the directions are those at `frame`
+        (after any bounce before it), so a training clip starting at `frame` gets the words it shows."""
+        return _join([self._phrase(obj, frame) for obj in self._objects(index)])
+
+    @classmethod
+    def caption_word_groups(cls) -> Dict[str, List[List[str]]]:
+        """The interchangeable words of this dataset's captions: {'appearance': groups, 'motion': groups}. A
+        caption with one of them swapped for another of its group describes a different video (text-to-video's
+        hard negatives; gan.conditioning.text.CaptionNegatives)."""
+        return {"appearance": [list(cls.class_names)], "motion": [list(_DIRECTIONS), ["slowly", "quickly"]]}
 
     def label(self, index: int) -> int:
         """Class id of the first object (the video's label when training class-conditionally)."""
@@ -226,8 +243,8 @@ class _BouncingSprites:
         return (f"dataset {type(self).__name__}(split={self.split}, seed={self.seed}): {self.num_videos} videos "
                 f"of {self.video_frames} frames at {self.resolution}px, {self.num_classes} classes")
 
-    def _motion_words(self, obj: dict) -> str:
-        words = ["moving", direction_name(obj["velocity"]), speed_word(obj["speed_fraction"])]
+    def _motion_words(self, obj: dict, frame: float = 0) -> str:
+        words = ["moving", direction_name(self._velocity_at(obj, frame)), speed_word(obj["speed_fraction"])]
         return " ".join(w for w in words if w)
 
 
@@ -294,9 +311,9 @@ class MovingDigits(_BouncingSprites):
     def _composite(self, region: np.ndarray, alpha: np.ndarray, colour: np.ndarray) -> None:
         np.maximum(region, alpha[..., None] * colour, out=region)
 
-    def _phrase(self, obj: dict) -> str:
+    def _phrase(self, obj: dict, frame: float = 0) -> str:
         name = self.class_names[obj["class_id"]]
-        return f"{_article(name)} {name} {self._motion_words(obj)}"
+        return f"{_article(name)} {name} {self._motion_words(obj, frame)}"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -343,6 +360,11 @@ class BouncingShapes(_BouncingSprites):
         hits = _inside(self.class_names[obj["class_id"]], u, v, s).astype(np.float32)  # [n, n]
         return hits.reshape(s + 1, _SUPERSAMPLE, s + 1, _SUPERSAMPLE).mean(axis=(1, 3))
 
-    def _phrase(self, obj: dict) -> str:
+    @classmethod
+    def caption_word_groups(cls) -> Dict[str, List[List[str]]]:
+        groups = super().caption_word_groups()
+        return {"appearance": [list(PALETTE)] + groups["appearance"], "motion": groups["motion"]}
+
+    def _phrase(self, obj: dict, frame: float = 0) -> str:
         return f"{_article(obj['color'])} {obj['color']} {self.class_names[obj['class_id']]} " \
-               f"{self._motion_words(obj)}"
+               f"{self._motion_words(obj, frame)}"

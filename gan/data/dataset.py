@@ -38,7 +38,8 @@ class ClipDataset(torch.utils.data.Dataset):
 
     Item: `dict(video=float32 [T, C, H, W], times=float32 [T] (k * stride, frames from the clip start),
     label=int64 0-dim (0 when unlabelled), index=int (the video actually read; differs from the requested
-    index only after a failed read fell back to the next video))`, plus `caption=str` when `cfg.captions`.
+    index only after a failed read fell back to the next video))`, plus `caption=str` when `cfg.captions`
+    (the source's `caption(index, start)`: its motion words describe the clip, not the video's frame 0).
     """
 
     def __init__(self,
@@ -119,7 +120,7 @@ class ClipDataset(torch.utils.data.Dataset):
             "index": int(index),
         }
         if self.cfg.captions:                                 # conditional hook: str (collates to a list)
-            item["caption"] = self.source.caption(index)
+            item["caption"] = self.source.caption(index, start)   # motion words as of the clip's first frame
         return item
 
     def __getitem__(self, index: int) -> dict:

@@ -3,7 +3,9 @@
 - ImageDiscriminator judges single frames: appearance, sharpness, object identity.
 - VideoDiscriminator judges a clip: a per-frame 2D stem down to `fuse_resolution`, then (2+1)D
   residual blocks (2D spatial conv, then a temporal conv across frames), conditioned on the frame
-  gap of the clip (StyleGAN-V's time-difference conditioning), so it can tell motion speeds apart.
+  gap of the clip (StyleGAN-V's time-difference conditioning), so it can tell motion speeds apart;
+  optionally (`D.video_diffs`) each frame comes with its difference to the next, as in two-stream
+  action recognition: the direction of motion is then visible to the first layer.
 Both take an optional condition c (class ids or vectors) through the projection discriminator of
 Miyato & Koyama 2018: logit = f(x) + <embed(c), h(x)>.
 """
@@ -154,7 +156,9 @@ class VideoDiscriminator(nn.Module):
         resolution = self.input_res
         ch = lambda r: channels_at(r, cfg.channel_base, cfg.channel_max)
         fuse = min(cfg.video_fuse_resolution, resolution)
-        self.fromrgb = Conv2dLayer(img_channels, ch(resolution), 1, activation="lrelu", impl=cfg.impl)
+        self.diffs = cfg.video_diffs
+        self.fromrgb = Conv2dLayer(img_channels * (2 if self.diffs else 1), ch(resolution), 1, activation="lrelu",
+                                   impl=cfg.impl)
         stem = [2 ** i for i in range(int(math.log2(resolution)), int(math.log2(fuse)), -1)]
         self.stem = nn.Sequential(*[DiscriminatorBlock(ch(r), ch(r // 2), cfg.conv_clamp, cfg.impl, cfg.resample_filter) for r in stem])
         temporal = [2 ** i for i in range(int(math.log2(fuse)), 2, -1)]
@@ -172,6 +176,11 @@ class VideoDiscriminator(nn.Module):
         x = video.reshape(b * t, ch, h, w)
         if self.input_res < h:
             x = F.avg_pool2d(x, h // self.input_res)
+        if self.diffs:                                                     # frame k: [x_k, x_{k+1} - x_k]
+            v = x.reshape(b, t, *x.shape[1:])
+            d = v[:, 1:] - v[:, :-1] if t > 1 else torch.zeros_like(v)
+            d = torch.cat([d, d[:, -1:]], dim=1) if t > 1 else d          # the last frame repeats the last change
+            x = torch.cat([v, d], dim=2).reshape(b * t, 2 * ch, *x.shape[2:])
         x = self.stem(self.fromrgb(x))
         x = x.reshape(b, t, *x.shape[1:]).transpose(1, 2)                 # [B, C, T, h, w]
         gap = (times[:, 1:] - times[:, :-1]).float().mean(dim=1, keepdim=True).clamp(min=1e-3).log()

@@ -63,6 +63,11 @@ def motion_codes_for_seed(seed: int, k0: int, k1: int, dim: int) -> torch.Tensor
     return torch.stack(out)
 
 
+def reflect_unit(p: torch.Tensor) -> torch.Tensor:
+    """Fold unbounded coordinates into [0, 1] like a ball bouncing between walls (a triangle wave of period 2)."""
+    return 1 - (torch.remainder(p, 2.0) - 1).abs()
+
+
 class MotionNetwork(nn.Module):
     """Motion codes at anchors + continuous times -> motion embedding per frame."""
 
@@ -71,9 +76,20 @@ class MotionNetwork(nn.Module):
                  period: float,            # frames between anchors
                  num_freqs: int,           # sinusoid count (sin and cos each)
                  w_dim: int = 0,           # > 0: anchors also see the video's w (motion fits the content)
+                 drift: int = 0,           # > 0: this many bouncing constant-velocity features (need w_dim > 0)
                  impl: str = "ref"):
         super().__init__()
         self.motion_dim, self.period, self.num_freqs, self.w_dim = motion_dim, float(period), num_freqs, w_dim
+        if drift > 0 and w_dim <= 0:
+            raise ValueError("motion drift is a function of the video's w: build the motion network with w_dim > 0")
+        # Drift: the sinusoids (periods up to 4 anchor periods) and the anchor codes give motion that wanders
+        # around a place; an object that crosses the frame at a steady speed (and bounces off its edges) needs
+        # coordinates that grow linearly with time. Each drift feature is reflect(phase + speed * t) in [-1, 1],
+        # speed and phase a function of the video's w only (never of the anchor codes, so any window of an
+        # endless stream gets the same drift): a caption's "moving left" or a still's layout sets them.
+        self.drift = int(drift)
+        self.drift_head = FullyConnectedLayer(w_dim, 2 * drift, impl=impl) if drift > 0 else None
+        self.max_drift_speed = 1.0 / (2.0 * period)   # at most one crossing of the unit range in 2 anchor periods
         # With w_dim, each anchor's parameters depend on its random code and on the video's w: the motion can
         # fit what the content placed where, and a condition that reaches w (a class, a caption such as
         # "moving left") steers the motion too. Without it (StyleGAN-V) motion is blind to content and condition.
@@ -85,7 +101,13 @@ class MotionNetwork(nn.Module):
         # periods would start the model with frame-to-frame jitter.
         periods = torch.logspace(math.log10(4.0), math.log10(4 * period), num_freqs)
         self.log_omega = nn.Parameter(torch.log(2 * math.pi / periods))
-        self.out = FullyConnectedLayer(3 * num_freqs, motion_dim, activation="lrelu", impl=impl)
+        self.out = FullyConnectedLayer(3 * num_freqs + self.drift, motion_dim, activation="lrelu", impl=impl)
+
+    def drift_features(self, w: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """w [B, w_dim], t [B, T] -> [B, T, drift] in [-1, 1], computed in float32 from the float32 times."""
+        speed, phase = self.drift_head(w).float().chunk(2, dim=1)                   # [B, drift] each
+        speed = self.max_drift_speed * torch.tanh(speed)
+        return 2 * reflect_unit(phase.unsqueeze(1) + t.float().unsqueeze(-1) * speed.unsqueeze(1)) - 1
 
     def num_anchors(self, t_max: float) -> int:
         """Anchors needed to render times up to t_max."""
@@ -117,11 +139,15 @@ class MotionNetwork(nn.Module):
         p = gather(idx).lerp(gather(idx + 1), s.to(params.dtype))    # [B, T, 3, F]
         amp, phase, slow = p.unbind(2)
         arg = t.float().unsqueeze(-1) * self.log_omega.exp() + phase
-        feats = torch.cat([(1 + amp) * torch.sin(arg), (1 + amp) * torch.cos(arg), slow], dim=-1)
+        parts = [(1 + amp) * torch.sin(arg), (1 + amp) * torch.cos(arg), slow]
+        if self.drift_head is not None:
+            parts.append(self.drift_features(w, t).to(slow.dtype))
+        feats = torch.cat(parts, dim=-1)
         return self.out(feats.reshape(b * t.shape[1], -1)).reshape(b, t.shape[1], -1)
 
     def extra_repr(self) -> str:
-        return f"motion_dim={self.motion_dim}, period={self.period}, freqs={self.num_freqs}, w_dim={self.w_dim}"
+        return (f"motion_dim={self.motion_dim}, period={self.period}, freqs={self.num_freqs}, w_dim={self.w_dim}, "
+                f"drift={self.drift}")
 
 
 class SynthesisLayer(nn.Module):
@@ -236,7 +262,8 @@ class Generator(nn.Module):
         self.z_dim, self.motion_dim = cfg.z_dim, cfg.motion_dim
         self.mapping = MappingNetwork(cfg.z_dim, c_dim, cfg.w_dim, cfg.mapping_layers, impl=cfg.impl)
         self.motion = MotionNetwork(cfg.motion_dim, cfg.motion_period, cfg.time_features,
-                                    w_dim=cfg.w_dim if cfg.motion_from_w else 0, impl=cfg.impl)
+                                    w_dim=cfg.w_dim if cfg.motion_from_w else 0, drift=cfg.motion_drift,
+                                    impl=cfg.impl)
         log2 = int(math.log2(resolution))
         self.resolutions = [2 ** i for i in range(2, log2 + 1)]
         self.content_res = cfg.content_resolution

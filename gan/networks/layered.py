@@ -32,7 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from gan.config import GeneratorConfig
-from gan.networks.generator import Generator, MotionNetwork, SynthesisBlock, _base_grid, channels_at
+from gan.networks.generator import Generator, MotionNetwork, SynthesisBlock, _base_grid, channels_at, reflect_unit
 from gan.networks.layers import FullyConnectedLayer, MappingNetwork
 
 
@@ -46,11 +46,6 @@ def sprite_resolution(object_size: float, resolution: int) -> int:
     """The box's side in pixels rounded up to a power of two, within [4, resolution] (G.object_resolution: 0)."""
     side = max(4.0, object_size * resolution)
     return int(min(resolution, 2 ** math.ceil(math.log2(side) - 1e-9)))
-
-
-def reflect_unit(p: torch.Tensor) -> torch.Tensor:
-    """Fold unbounded coordinates into [0, 1] like a ball bouncing between walls (a triangle wave of period 2)."""
-    return 1 - (torch.remainder(p, 2.0) - 1).abs()
 
 
 class ObjectMapping(nn.Module):
