@@ -51,6 +51,18 @@ def _merge(a: Dict, b: Dict) -> Dict:
     return out
 
 
+def train_steps(config: str, overrides: Dict, outdir: Path, steps: int) -> Dict:
+    """Train exactly `steps` steps (ablations: the same work whatever else shares the CPU)."""
+    from gan.config import load_config
+    from gan.training import train
+    over = _merge(overrides, {"train": {"steps": steps, "checkpoint_every": 10 ** 9, "sample_every": 0,
+                                        "log_every": 10 ** 9}})
+    cfg = load_config(str(ROOT / config), over)
+    t0 = time.time()
+    train(cfg, str(outdir), progress=False)
+    return {"steps": steps, "seconds": round(time.time() - t0, 1), "batch": cfg.train.batch}
+
+
 def train_for(config: str, overrides: Dict, outdir: Path, budget_s: float, log) -> Dict:
     """Train in resumed chunks until `budget_s` seconds of wall time are used (robust to a shared CPU)."""
     from gan.config import load_config
@@ -181,6 +193,50 @@ def eval_text(ckpt: Path, ckpt_uncond: Optional[Path], clips: int, frames: int =
     return out
 
 
+@torch.no_grad()
+def eval_text_discriminators(ckpt: Path, clips: int, stride: int = 2) -> Dict:
+    """Do the trained Ds read each factor of a caption? For real test clips (the model's clip length, frames
+    `stride` apart from frame 0), the fraction whose logit with the right caption beats the logit with the
+    caption's word of one group swapped for another word of that group (per Ds and factor; 0.5 is blind)."""
+    from gan.conditioning.inputs import frames_to_tensor
+    from gan.conditioning.sampling import load_conditional
+    from gan.conditioning.text import CaptionNegatives
+    from gan.networks import build_discriminators
+    from gan.training.checkpoint import load
+    raw = load(ckpt, map_location="cpu")
+    G, info = load_conditional(ckpt)
+    cfg, enc = info["config"], info["text_encoder"]
+    D_image, D_video = build_discriminators(cfg, cfg.cond.text_dim)
+    D_image.load_state_dict(raw["D_image"])
+    D_video.load_state_dict(raw["D_video"])
+    D_image.eval(), D_video.eval()
+    ds = test_set(cfg, clips)
+    T = cfg.data.clip_frames
+    video = torch.stack([frames_to_tensor(ds.render(i, 0, T, stride)) for i in range(clips)])
+    times = (torch.arange(T, dtype=torch.float32) * stride)[None].expand(clips, -1)
+    captions = [ds.caption(i) for i in range(clips)]
+
+    def logits(caps, idx):
+        c = enc.encode(caps).float()
+        return D_image(video[idx, 0], c).flatten(), D_video(video[idx], times[idx], c).flatten()
+    right_i, right_v = logits(captions, torch.arange(clips))
+    groups = type(ds).caption_word_groups()
+    names = {"shapes": ["colour", "shape"], "digits": ["digit"]}[cfg.data.source] + ["direction", "speed"]
+    out = {"clips": clips, "stride": stride}
+    gen = torch.Generator().manual_seed(0)
+    for name, group in zip(names, groups["appearance"] + groups["motion"]):
+        neg = CaptionNegatives([group], swap=1.0)
+        rows = [(k, neg.swapped(c, gen)) for k, c in enumerate(captions)]
+        rows = [(k, w) for k, w in rows if w is not None]
+        if not rows:
+            continue
+        idx = torch.tensor([k for k, _ in rows])
+        wrong_i, wrong_v = logits([w for _, w in rows], idx)
+        out[name] = {"pairs": len(rows), "image_D": float((right_i[idx] > wrong_i).float().mean()),
+                     "video_D": float((right_v[idx] > wrong_v).float().mean())}
+    return out
+
+
 def render_section(doc: Dict, json_path: str) -> str:
     m, tr = doc["machine"], doc["training"]
     lp = doc["lpips"]
@@ -188,8 +244,10 @@ def render_section(doc: Dict, json_path: str) -> str:
     cmd = "python bench/conditional.py" + (f" {doc['args']}" if doc["args"] else "")
     out = [f"_`{cmd}` on {doc['date']}: {m['cpu']} ({m['cores']} cores, "
            f"shared; torch threads {m['threads']}), torch {m['torch']}. Each model trained from its config "
-           f"(configs/i2v.yaml, continue.yaml, t2v.yaml; 16 px) for a wall-clock budget of {doc['budget_s']:.0f} s, "
-           f"then measured on test-split clips the model never saw. LPIPS: **{lp}**"
+           f"(configs/i2v.yaml, continue.yaml, t2v.yaml; 16 px) "
+           + (f"for {doc['steps']} steps, " if doc.get("steps") else
+              f"for a wall-clock budget of {doc['budget_s']:.0f} s, ")
+           + f"then measured on test-split clips the model never saw. LPIPS: **{lp}**"
            + ("; the LPIPS training term used it too (`cond.lpips_random_backbone`)" if "RANDOM" in lp else "")
            + f". Raw results: `{json_path}`. Total time {doc['total_s'] / 60:.1f} min._", ""]
     f3 = lambda v: f"{v:.3f}"
@@ -233,6 +291,15 @@ def render_section(doc: Dict, json_path: str) -> str:
                 "caption's direction at frame 0 within 45 degrees (real clips miss when the object bounces or barely "
                 "moves). A clip without a recognised object misses everything, so an undertrained model can score "
                 "below chance."]
+        dd = r.get("discriminators")
+        if dd:
+            factors = [k for k in dd if isinstance(dd[k], dict)]
+            out += ["", f"Do the trained discriminators read each word? Share of {dd['clips']} real test clips whose "
+                    "logit with their caption beats the logit with one word swapped for another of its kind "
+                    "(0.5: blind to that word; the image D sees one frame, so motion words are not its job):", "",
+                    "| D | " + " | ".join(factors) + " |", "|---|" + "---|" * len(factors)]
+            for d in ("image_D", "video_D"):
+                out.append(f"| {d.replace('_', ' ')} | " + " | ".join(f"{dd[k][d]:.2f}" for k in factors) + " |")
     return "\n".join(out)
 
 
@@ -256,8 +323,14 @@ def update_markdown(path: Path, doc: Dict, json_path: str) -> None:
               show_default=True, help="Run folders (replaced).")
 @click.option("--lpips-backbone", type=str, default=None, help="Pretrained LPIPS backbone file [default: hub cache].")
 @click.option("--only", type=click.Choice(["i2v", "continue", "t2v"]), multiple=True, help="Run only these modes.")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Train each model exactly this many steps instead of for --budget seconds (ablations).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Config override for every model, as in train.py (repeatable), e.g. --set D.video_diffs=false.")
+@click.option("--tag", type=str, default="", help="Suffix of the results file name (ablations).")
 @click.option("--markdown/--no-markdown", default=True, show_default=True, help="Refresh BENCHMARKS.md.")
-def cli(budget, clips, threads, workdir, lpips_backbone, only, markdown):
+def cli(budget, clips, threads, workdir, lpips_backbone, only, steps, overrides, tag, markdown):
+    from gan.cli_utils import parse_overrides
     import shutil
     torch.set_num_threads(threads)
     t_start = time.time()
@@ -272,9 +345,14 @@ def cli(budget, clips, threads, workdir, lpips_backbone, only, markdown):
     for name, config, over in jobs:
         out = work / name
         shutil.rmtree(out, ignore_errors=True)
+        over = _merge(parse_overrides(overrides), over)
         over = _merge(over, {"cond": {"lpips_random_backbone": random_backbone, "lpips_backbone": lpips_backbone}})
-        log(f"training {name} from {config} for {budget:.0f} s")
-        training[name] = train_for(config, over, out, budget, log)
+        if steps:
+            log(f"training {name} from {config} for {steps} steps")
+            training[name] = train_steps(config, over, out, steps)
+        else:
+            log(f"training {name} from {config} for {budget:.0f} s")
+            training[name] = train_for(config, over, out, budget, log)
     ck = lambda n: work / n / "checkpoints" / "latest.pt"
     results: Dict[str, Dict] = {}
     if "i2v" in training:
@@ -286,14 +364,15 @@ def cli(budget, clips, threads, workdir, lpips_backbone, only, markdown):
     if "t2v" in training:
         log("measuring text-to-video")
         results["t2v"] = eval_text(ck("t2v"), ck("t2v_uncond") if "t2v_uncond" in training else None, clips)
+        results["t2v"]["discriminators"] = eval_text_discriminators(ck("t2v"), max(clips, 128))
     args = " ".join(sys.argv[1:])
-    doc = {"date": dt.date.today().isoformat(), "args": args, "budget_s": budget, "lpips": label,
+    doc = {"date": dt.date.today().isoformat(), "args": args, "budget_s": budget, "steps": steps, "lpips": label,
            "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "threads": threads,
                        "torch": torch.__version__, "python": platform.python_version()},
            "training": training, "results": results, "total_s": time.time() - t_start}
     res_dir = ROOT / "bench" / "results"
     res_dir.mkdir(parents=True, exist_ok=True)
-    path = res_dir / f"conditional-{doc['date']}.json"
+    path = res_dir / f"conditional-{doc['date']}{'-' + tag if tag else ''}.json"
     path.write_text(json.dumps(doc, indent=2, default=float))
     click.echo(render_section(doc, str(path.relative_to(ROOT))))
     if markdown:
