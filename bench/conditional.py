@@ -204,12 +204,13 @@ def eval_text_discriminators(ckpt: Path, clips: int, stride: int = 2) -> Dict:
     from gan.networks import build_discriminators
     from gan.training.checkpoint import load
     raw = load(ckpt, map_location="cpu")
-    G, info = load_conditional(ckpt)
+    _, info = load_conditional(ckpt)                               # for the saved text encoder
     cfg, enc = info["config"], info["text_encoder"]
     D_image, D_video = build_discriminators(cfg, cfg.cond.text_dim)
     D_image.load_state_dict(raw["D_image"])
     D_video.load_state_dict(raw["D_video"])
-    D_image.eval(), D_video.eval()
+    D_image.eval()
+    D_video.eval()
     ds = test_set(cfg, clips)
     T = cfg.data.clip_frames
     video = torch.stack([frames_to_tensor(ds.render(i, 0, T, stride)) for i in range(clips)])

@@ -27,6 +27,7 @@ from typing import Iterable, List, Optional, Protocol, Sequence, runtime_checkab
 import torch
 import torch.nn as nn
 
+from gan.data.builtin import indefinite_article
 from gan.networks.layers import normalize_2nd_moment
 
 PAD, UNK = "<pad>", "<unk>"
@@ -133,11 +134,6 @@ class LearnedTextEncoder(nn.Module):
         return f"kind={self.kind}, vocab={len(self.tokenizer)}, dim={self.dim}"
 
 
-def _article(word: str) -> str:
-    from gan.data.builtin import _article as article
-    return article(word)
-
-
 class CaptionNegatives:
     """Wrong captions for the matching-aware loss. With probability `swap`, one word of the clip's own caption
     that belongs to a word group is replaced by another word of that group ('a red circle moving left' ->
@@ -179,7 +175,7 @@ class CaptionNegatives:
         options = [w for w in self.groups[self.group_of[ws[k]]] if w != ws[k]]
         ws[k] = options[int(torch.randint(len(options), (1,), generator=gen))]
         if k > 0 and ws[k - 1] in ("a", "an"):
-            ws[k - 1] = _article(ws[k])             # keep the article right: a bad one would give the swap away
+            ws[k - 1] = indefinite_article(ws[k])   # keep the article right: a bad one would give the swap away
         return " ".join(ws)
 
     def __call__(self, captions: Sequence[str], gen: Optional[torch.Generator] = None):

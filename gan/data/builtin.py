@@ -57,7 +57,8 @@ def speed_word(speed_fraction: float) -> str:
     return ""
 
 
-def _article(word: str) -> str:
+def indefinite_article(word: str) -> str:
+    """'a' or 'an' before `word` as the captions write it ('an 8', 'a red')."""
     return "an" if word[0] in "aeiou8" else "a"
 
 
@@ -313,7 +314,7 @@ class MovingDigits(_BouncingSprites):
 
     def _phrase(self, obj: dict, frame: float = 0) -> str:
         name = self.class_names[obj["class_id"]]
-        return f"{_article(name)} {name} {self._motion_words(obj, frame)}"
+        return f"{indefinite_article(name)} {name} {self._motion_words(obj, frame)}"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -366,5 +367,5 @@ class BouncingShapes(_BouncingSprites):
         return {"appearance": [list(PALETTE)] + groups["appearance"], "motion": groups["motion"]}
 
     def _phrase(self, obj: dict, frame: float = 0) -> str:
-        return f"{_article(obj['color'])} {obj['color']} {self.class_names[obj['class_id']]} " \
+        return f"{indefinite_article(obj['color'])} {obj['color']} {self.class_names[obj['class_id']]} " \
                f"{self._motion_words(obj, frame)}"

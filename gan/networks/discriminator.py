@@ -178,8 +178,8 @@ class VideoDiscriminator(nn.Module):
             x = F.avg_pool2d(x, h // self.input_res)
         if self.diffs:                                                     # frame k: [x_k, x_{k+1} - x_k]
             v = x.reshape(b, t, *x.shape[1:])
-            d = v[:, 1:] - v[:, :-1] if t > 1 else torch.zeros_like(v)
-            d = torch.cat([d, d[:, -1:]], dim=1) if t > 1 else d          # the last frame repeats the last change
+            d = v[:, 1:] - v[:, :-1]
+            d = torch.cat([d, d[:, -1:]], dim=1) if t > 1 else torch.zeros_like(v)   # last frame: last change
             x = torch.cat([v, d], dim=2).reshape(b * t, 2 * ch, *x.shape[2:])
         x = self.stem(self.fromrgb(x))
         x = x.reshape(b, t, *x.shape[1:]).transpose(1, 2)                 # [B, C, T, h, w]

@@ -163,8 +163,9 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
 
     logger = RunLogger(out, enabled=rank == 0, resume=resume)
     logger.save_config(cfg, extra={"c_dim": c_dim, "class_names": list(dataset.class_names), "world_size": world})
+    condition = f"{c_dim}-d {cfg.cond.mode} condition" if cond else f"{c_dim} classes"
     logger.text(f"reelgan: {cfg.name} on {device} x{world}, data {cfg.data.source} ({len(dataset)} videos, "
-                f"{f'{c_dim}-d {cfg.cond.mode} condition' if cond else f'{c_dim} classes'}), G {_count(G) / 1e6:.2f}M params, D {(_count(D_image) + _count(D_video)) / 1e6:.2f}M, "
+                f"{condition}), G {_count(G) / 1e6:.2f}M params, D {(_count(D_image) + _count(D_video)) / 1e6:.2f}M, "
                 f"precision {cfg.train.precision}, "
                 f"{'compiled main phases (R1 eager)' if cfg.train.compile else 'eager'}, start step {start_step}")
     if cond:
