@@ -151,9 +151,13 @@ class CondConfig:
     text_max_tokens: int = 24       # 'text': captions are cut to this many words
     text_vocab_captions: int = 2000  # 'text': dataset captions read to build the word vocabulary
     mismatch_weight: float = 1.0    # 'text': matching-aware D loss, real clip + wrong caption counted as fake (0: off)
-    mismatch_swap: float = 0.5      # 'text': share of wrong captions made by swapping ONE word of the clip's own caption
-                                    # for another of its group (hard negatives: D must read every factor, not just the
-                                    # most visible one); the rest are other clips' captions
+    mismatch_negatives: str = "swaps"  # 'text': the wrong captions of each real clip. 'swaps': EVERY one-word swap of
+                                    # its caption (a word of a group replaced by another of the group: hard negatives,
+                                    # D must read every factor) plus another clip's caption, scored on one D pass; the
+                                    # video D is asked about the motion words, the image D about the appearance words.
+                                    # 'sampled': one wrong caption per clip (mismatch_swap share one-word swaps)
+    mismatch_swap: float = 0.5      # 'text', mismatch_negatives 'sampled': share of wrong captions made by one-word
+                                    # swaps; the rest are other clips' captions
     appearance_words: List[List[str]] = field(default_factory=list)  # 'text': groups of interchangeable words about
                                     # how things look, e.g. [[red, green, blue], [circle, square]]; [] with motion_words
                                     # [] too: the built-in dataset's own groups
@@ -202,6 +206,7 @@ class Config:
 # Fields added after checkpoints were first written, with the value that reproduces the older models.
 LEGACY_VALUES = {("G", "motion_from_w"): False, ("D", "video_resolution"): 0, ("G", "objects"): 0,
                  ("D", "mbstd_pooled"): False, ("cond", "mismatch_swap"): 0.0,
+                 ("cond", "mismatch_negatives"): "sampled",
                  ("D", "video_diffs"): False, ("G", "motion_drift"): 0}
 
 
@@ -422,6 +427,9 @@ def _validate_cond(cfg: Config) -> None:
         raise ConfigError("cond sizes (encoder_dim, encoder_channels, motion_anchors, text_*) must be >= 1")
     if min(c.mismatch_weight, c.recon_weight, c.lpips_weight, c.l1_weight, c.temporal_weight) < 0:
         raise ConfigError("cond loss weights must be >= 0")
+    if c.mismatch_negatives not in ("swaps", "sampled"):
+        raise ConfigError(f"cond.mismatch_negatives must be 'swaps' (every one-word swap of each caption) or 'sampled' "
+                          f"(one wrong caption per clip), got '{c.mismatch_negatives}'")
     if not 0 <= c.mismatch_swap <= 1:
         raise ConfigError(f"cond.mismatch_swap must be in [0, 1] (the share of one-word-swap negatives), got "
                           f"{c.mismatch_swap}")

@@ -35,15 +35,24 @@ RANDOM_BACKBONE_WARNING = ("LPIPS IS USING A RANDOM BACKBONE (cond.lpips_random_
 def d_matching_aware(real_logits: torch.Tensor, fake_logits: torch.Tensor, mismatch_logits: torch.Tensor,
                      mismatch_mask: Optional[torch.Tensor] = None, weight: float = 1.0) -> torch.Tensor:
     """D loss with GAN-CLS's third pair: softplus(-D(real, c)) + softplus(D(fake, c)) + weight *
-    softplus(D(real, wrong c)), each a mean; `mismatch_mask` [N] (1: the wrong caption really differs)
-    drops pairs whose "wrong" caption equals the right one."""
+    softplus(D(real, wrong c)), each a mean. `mismatch_logits` [N] or [N, K] (K wrong captions per clip);
+    `mismatch_mask` of the same shape weighs them: 0 drops a pair (a "wrong" caption equal to the right one);
+    the mismatch term is the weighted mean (weights of at least 1 in all: 1 per clip, or 0/1 per pair)."""
     base = d_logistic(real_logits, fake_logits)
     per = F.softplus(mismatch_logits).flatten()
     if mismatch_mask is None:
         return base + weight * per.mean()
     m = mismatch_mask.to(per.dtype).flatten()
     assert m.shape == per.shape, f"mismatch_mask must have one entry per logit, got {m.shape} vs {per.shape}"
-    return base + weight * (per * m).sum() / m.sum().clamp(min=1)
+    return base + weight * (per * m).sum() / m.sum().clamp(min=1)     # a weighted mean; 0 when no pair counts
+
+
+def weighted_mean(x: torch.Tensor, weights: Optional[torch.Tensor]) -> torch.Tensor:
+    """The mean of x weighted by `weights` (same number of entries; None: the plain mean)."""
+    if weights is None:
+        return x.mean()
+    w = weights.to(x.dtype).flatten()
+    return (x.flatten() * w).sum() / w.sum().clamp(min=1e-8)
 
 
 class ClipPerceptual(nn.Module):
@@ -99,9 +108,9 @@ class CondBatch(Batch):
     embeddings of gen_captions; the D-side embeddings are recomputed in the loss (the encoder learns there)."""
     real_captions: Optional[List[str]] = None
     gen_captions: Optional[List[str]] = None
-    wrong_captions: Optional[List[str]] = None        # real clips' mismatched captions (matching-aware loss)
-    mismatch_mask: Optional[torch.Tensor] = None      # [B] 1 where the wrong caption differs from the right one
-    mismatch_mask_image: Optional[torch.Tensor] = None  # [B] 1 where it differs in what one frame shows (image D)
+    wrong_captions: Optional[List[str]] = None        # real clips' wrong captions, B * K (clip b's at b*K..)
+    mismatch_mask: Optional[torch.Tensor] = None      # [B, K] the video D's weight of each (0: not wrong for it)
+    mismatch_mask_image: Optional[torch.Tensor] = None  # [B, K] the image D's (it sees one frame: appearance only)
     extra: Dict = field(default_factory=dict)
 
 
@@ -175,17 +184,22 @@ class ConditionalVideoGANLoss(VideoGANLoss):
                 c_fake = self.embed(batch.gen_captions, True, dev)
                 c_real = self.embed(batch.real_captions, True, dev)
                 fi, fv = self.run_D(fake.detach(), gap, c_fake)
-                ri, rv = self.run_D(batch.real, gap, c_real)
                 if self.mode == "text" and self.mismatch_weight > 0:
-                    c_wrong = self.embed(batch.wrong_captions, True, dev)
-                    mi, mv = self.run_D(batch.real, gap, c_wrong)
+                    # The real clips with their caption and all K wrong ones, on ONE pass of each D: only the
+                    # projection term depends on the caption ([B, 1 + K] logits).
+                    b = batch.real.shape[0]
+                    c_wrong = self.embed(batch.wrong_captions, True, dev).reshape(b, -1, c_real.shape[1])
+                    li, lv = self.run_D(batch.real, gap, torch.cat([c_real[:, None], c_wrong], dim=1))
+                    ri, mi, rv, mv = li[:, :1], li[:, 1:], lv[:, :1], lv[:, 1:]
                     mask = batch.mismatch_mask
                     mask_i = batch.mismatch_mask_image if batch.mismatch_mask_image is not None else mask
-                    loss_i = d_matching_aware(ri, fi, mi, self.frame_condition(mask_i[:, None])[:, 0]
-                                              if mask_i is not None else None, self.mismatch_weight)
+                    loss_i = d_matching_aware(ri, fi, mi, self.frame_condition(mask_i) if mask_i is not None
+                                              else None, self.mismatch_weight)
                     loss_v = d_matching_aware(rv, fv, mv, mask, self.mismatch_weight)
-                    stats.update({"mismatch/logit_image": mi.mean(), "mismatch/logit_video": mv.mean()})
+                    stats.update({"mismatch/logit_image": weighted_mean(mi, self.frame_condition(mask_i)),
+                                  "mismatch/logit_video": weighted_mean(mv, mask)})  # what the loss weighs
                 else:
+                    ri, rv = self.run_D(batch.real, gap, c_real)
                     loss_i, loss_v = d_logistic(ri, fi), d_logistic(rv, fv)
                 loss = loss_i + loss_v
             self.grad_scale(loss * gain).backward()

@@ -272,27 +272,83 @@ def test_text_training_uses_the_datasets_word_groups_and_config_checks_them():
         _cfg("text", cond={"appearance_words": [["red"]]})
     with pytest.raises(ConfigError, match="mismatch_swap"):
         _cfg("text", cond={"mismatch_swap": 1.5})
+    with pytest.raises(ConfigError, match="mismatch_negatives must be 'swaps'.*got 'all'"):
+        _cfg("text", cond={"mismatch_negatives": "all"})
     # Text checkpoints from before the swap negatives resume with other clips' captions only, as trained.
     old = _cfg("text").to_dict()
-    del old["cond"]["mismatch_swap"]
-    assert Config.from_saved(old).cond.mismatch_swap == 0.0
+    del old["cond"]["mismatch_swap"], old["cond"]["mismatch_negatives"]
+    saved = Config.from_saved(old).cond
+    assert saved.mismatch_swap == 0.0 and saved.mismatch_negatives == "sampled"
 
 
-def test_image_D_ignores_wrong_captions_that_differ_only_in_motion():
-    _, _, D_image, _, loss, batch = _text_setup()
+@pytest.mark.parametrize("negatives", ["swaps", "sampled"])
+def test_image_D_ignores_wrong_captions_that_differ_only_in_motion(negatives):
+    _, _, D_image, _, loss, batch = _text_setup(mismatch_negatives=negatives)
+    k = len(batch.wrong_captions) // 4
+    assert batch.mismatch_mask.shape == batch.mismatch_mask_image.shape == (4, k)
+    assert (k > 10) == (negatives == "swaps")                   # every swap of a shapes caption, or one negative
 
     def d_losses(weight, mask_image):
         loss.mismatch_weight = weight
-        batch.mismatch_mask = torch.ones(4)
+        batch.mismatch_mask = torch.ones(4, k)
         batch.mismatch_mask_image = mask_image
         torch.manual_seed(1)
         stats = loss.accumulate_gradients("Dmain", batch)
         return stats["D/loss_image"], stats["D/loss_video"]
-    plain_i, plain_v = d_losses(0.0, torch.ones(4))
-    motion_i, motion_v = d_losses(1.0, torch.zeros(4))          # every negative a motion-only swap
-    looks_i, looks_v = d_losses(1.0, torch.ones(4))
+    plain_i, plain_v = d_losses(0.0, torch.ones(4, k))
+    motion_i, motion_v = d_losses(1.0, torch.zeros(4, k))       # every negative a motion-only swap
+    looks_i, looks_v = d_losses(1.0, torch.ones(4, k))
     assert motion_i == pytest.approx(plain_i, abs=1e-6)         # the image D is not asked to see motion
     assert motion_v > plain_v and looks_i > plain_i             # ... the video D is; appearance counts for both
+
+
+def test_discriminators_score_several_captions_per_clip_on_one_pass():
+    # c [N, K, dim] -> logits [N, K], each equal to scoring that caption alone (the matching-aware loss relies on it).
+    _, _, D_image, D_video, _, batch = _text_setup()
+    torch.manual_seed(0)
+    c = torch.randn(4, 3, D_video.c_dim)
+    times = batch.times - batch.times[:, :1]
+    with torch.no_grad():
+        many_v = D_video(batch.real, times, c)
+        many_i = D_image(batch.real[:, 0], c)
+        assert many_v.shape == many_i.shape == (4, 3)
+        for j in range(3):
+            assert torch.allclose(many_v[:, j:j + 1], D_video(batch.real, times, c[:, j]), atol=1e-5)
+            assert torch.allclose(many_i[:, j:j + 1], D_image(batch.real[:, 0], c[:, j]), atol=1e-5)
+        assert not torch.allclose(many_v[:, 0], many_v[:, 1])             # ... and the caption matters
+    with pytest.raises(ValueError, match="N = 4"):
+        D_video(batch.real, times, c[:2])
+
+
+def test_every_one_word_swap_weighted_for_the_D_that_can_see_it():
+    from gan.conditioning.text import CaptionNegatives, words
+    neg = CaptionNegatives(appearance=[["red", "blue", "green"], ["1", "8"]], motion=[["left", "right"]])
+    caps = ["a red 1 moving left", "an 8 moving right", "a dot"]
+    wrong, w_video, w_image = neg.table(caps)
+    k = w_video.shape[1]
+    assert len(wrong) == 3 * k and k == 2 + 1 + 1 + 1                    # 2 colours, 1 digit, 1 direction, other
+    row = wrong[:k]
+    assert row[:4] == ["a blue 1 moving left", "a green 1 moving left", "a red 8 moving left",
+                       "a red 1 moving right"] and row[4] == caps[1]      # every swap, then another clip's caption
+    # The video D weighs motion swaps only, the image D appearance swaps and the other clip's caption; each
+    # group weighs the same (colour's two swaps 1/6 each, the digit swap 1/3, the other caption 1/3).
+    assert w_video[0].tolist() == [0, 0, 0, 1, 0]
+    assert w_image[0].tolist() == pytest.approx([1 / 6, 1 / 6, 1 / 3, 0, 1 / 3])
+    assert wrong[k:2 * k] == ["a 1 moving right", "an 8 moving left", caps[2], caps[1], caps[1]]  # the article
+    assert w_video[1].tolist() == [0, 1, 0, 0, 0]                        # follows the new word; padding weighs 0
+    assert w_image[1].tolist() == [0.5, 0, 0.5, 0, 0]
+    for b, n in ((0, 4), (1, 2)):
+        assert w_video[b].sum() == pytest.approx(1) and w_image[b].sum() == pytest.approx(1)
+        for j in range(n):                                               # swaps differ in exactly one word
+            a, w = words(caps[b]), words(wrong[b * k + j])
+            assert sum(x != y for x, y in zip(a, w) if x not in ("a", "an")) == 1
+    # A caption without grouped words has only the other clip's caption, which the video D ignores here
+    # (it has motion groups to read), and padding (itself) weighs nothing.
+    assert wrong[2 * k:] == [caps[0]] + [caps[2]] * (k - 1)
+    assert w_video[2].sum() == 0 and w_image[2].tolist() == [1, 0, 0, 0, 0]
+    # Without motion groups the video D takes every negative that differs.
+    _, wv, _ = CaptionNegatives([["red", "blue"]]).table(["a red dot", "a blue dot"])
+    assert wv.tolist() == [[0.5, 0.5], [0.5, 0.5]]
 
 
 # ---- reconstruction losses of image / continue ------------------------------------------------------------

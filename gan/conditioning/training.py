@@ -64,9 +64,11 @@ class ConditionalTraining:
             kind = (f"external {type(self.text_encoder).__name__}" if self.external_text else
                     f"built-in {c.text_encoder} ({len(self.text_encoder.tokenizer)} words)")
             n = self.negatives
+            wrong = (f"every one-word swap over {len(n.groups)} word groups and another clip's caption" if
+                     c.mismatch_negatives == "swaps" else f"{c.mismatch_swap:.0%} one-word swaps over {len(n.groups)} "
+                     "word groups, the rest other clips' captions")
             log(f"conditional mode 'text': {kind} text encoder, {c.text_dim}-d, matching-aware weight "
-                f"{c.mismatch_weight} ({c.mismatch_swap:.0%} one-word swaps over {len(n.groups)} word groups, "
-                f"the rest other clips' captions)")
+                f"{c.mismatch_weight} ({wrong})")
             return
         lp = self.recon.lpips
         backbone = "off" if lp is None else ("RANDOM (tests only)" if lp.random_backbone else "pretrained")
@@ -131,10 +133,14 @@ class ConditionalTraining:
             perm = torch.randperm(b, generator=gen).tolist()
             batch.real_captions = captions
             batch.gen_captions = [captions[i] for i in perm]
-            wrong, differs, looks = self.negatives(captions, gen)         # one-word swaps and other clips' captions
+            if self.cfg.cond.mismatch_negatives == "swaps":                # every one-word swap, per-D weights
+                wrong, w_video, w_image = self.negatives.table(captions)
+            else:                                                         # one per clip: a swap or another's
+                wrong, differs, looks = self.negatives(captions, gen)
+                w_video, w_image = differs[:, None], looks[:, None]
             batch.wrong_captions = wrong
-            batch.mismatch_mask = differs.to(device=device, dtype=torch.float32)
-            batch.mismatch_mask_image = looks.to(device=device, dtype=torch.float32)
+            batch.mismatch_mask = w_video.to(device=device, dtype=torch.float32)
+            batch.mismatch_mask_image = w_image.to(device=device, dtype=torch.float32)
             with torch.no_grad():
                 batch.gen_c = self.text_encoder.encode(batch.gen_captions).to(device=device, dtype=torch.float32)
         return batch

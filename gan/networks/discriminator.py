@@ -7,7 +7,9 @@
   optionally (`D.video_diffs`) each frame comes with its difference to the next, as in two-stream
   action recognition: the direction of motion is then visible to the first layer.
 Both take an optional condition c (class ids or vectors) through the projection discriminator of
-Miyato & Koyama 2018: logit = f(x) + <embed(c), h(x)>.
+Miyato & Koyama 2018: logit = f(x) + <embed(c), h(x)>. Only the projection depends on c, so several
+conditions per sample (c [N, K, c_dim] -> logits [N, K]) cost one pass: the matching-aware loss scores a
+real clip against its caption and every one-word variant of it at once.
 """
 from __future__ import annotations
 
@@ -110,6 +112,8 @@ class Epilogue(nn.Module):
         self.embed = FullyConnectedLayer(c_dim, channels, impl=impl) if c_dim > 0 else None
 
     def forward(self, x: torch.Tensor, c: Optional[torch.Tensor]) -> torch.Tensor:
+        """-> [N, 1]; with c [N, K, c_dim] (K conditions per sample, e.g. a caption and its wrong versions)
+        -> [N, K], the features computed once: only the projection term depends on c."""
         if self.mbstd is not None:
             x = self.mbstd(x)
         h = self.fc(self.conv(x).flatten(1))
@@ -117,13 +121,19 @@ class Epilogue(nn.Module):
         if self.embed is not None:
             if c is None:
                 raise ValueError("this discriminator is conditional: pass c")
+            if c.ndim == 3:
+                n, k = c.shape[:2]
+                if n != h.shape[0]:
+                    raise ValueError(f"conditions [N, K, c_dim] must have N = {h.shape[0]}, got {tuple(c.shape)}")
+                e = self.embed(condition_vector(c.reshape(n * k, -1), self.c_dim, h.dtype)).reshape(n, k, -1)
+                return (logit + (e * h[:, None]).sum(dim=2) / math.sqrt(h.shape[1])).float()
             e = self.embed(condition_vector(c, self.c_dim, h.dtype))
             logit = logit + (e * h).sum(dim=1, keepdim=True) / math.sqrt(h.shape[1])
         return logit.float()
 
 
 class ImageDiscriminator(nn.Module):
-    """frames [N, C, H, W] (+ c [N]) -> logits [N, 1]."""
+    """frames [N, C, H, W] (+ c [N] or [N, c_dim]) -> logits [N, 1]; c [N, K, c_dim] -> [N, K]."""
 
     def __init__(self, cfg: DiscriminatorConfig, resolution: int, img_channels: int = 3, c_dim: int = 0):
         super().__init__()
@@ -141,7 +151,8 @@ class ImageDiscriminator(nn.Module):
 
 
 class VideoDiscriminator(nn.Module):
-    """clips [B, T, C, H, W] + frame times [B, T] (+ c [B]) -> logits [B, 1]."""
+    """clips [B, T, C, H, W] + frame times [B, T] (+ c [B] or [B, c_dim]) -> logits [B, 1]; c [B, K, c_dim]
+    -> [B, K]."""
 
     def __init__(self, cfg: DiscriminatorConfig, resolution: int, img_channels: int = 3, c_dim: int = 0):
         super().__init__()
