@@ -135,11 +135,11 @@ def test_tokenizer_and_text_encoders_follow_the_protocol():
     assert (order[0] - order[1]).abs().max() > 1e-4                           # the transformer sees word order
 
 
-def _text_setup(**cond):
+def _text_setup(objects=None, **cond):
     from gan.conditioning.training import ConditionalTraining
     from gan.data import build_dataset
     from losses import ClipAugment, VideoGANLoss
-    cfg = _cfg("text", cond=cond)
+    cfg = _cfg("text", cond=cond, **({"G": {"objects": objects}} if objects is not None else {}))
     torch.manual_seed(0)
     ds = build_dataset(cfg.data, seed=0)
     ct = ConditionalTraining(cfg, ds, "cpu")
@@ -151,8 +151,10 @@ def _text_setup(**cond):
     return ct, G, D_image, D_video, loss, batch
 
 
-def test_text_condition_reaches_G_and_both_Ds_with_gradients():
-    ct, G, D_image, D_video, loss, batch = _text_setup()
+@pytest.mark.parametrize("objects", [1, 0])        # the preset's layered G, and the synthesis G
+def test_text_condition_reaches_G_and_both_Ds_with_gradients(objects):
+    ct, G, D_image, D_video, loss, batch = _text_setup(objects=objects)
+    assert G.objects == objects if objects else not hasattr(G, "objects")
     assert G.c_dim == D_image.c_dim == D_video.c_dim == ct.cfg.cond.text_dim
     assert len(batch.real_captions) == 4 and batch.gen_c.shape == (4, ct.cfg.cond.text_dim)
     enc = ct.text_encoder
@@ -163,8 +165,11 @@ def test_text_condition_reaches_G_and_both_Ds_with_gradients():
     assert D_video.epilogue.embed.weight.grad.abs().sum() > 0 and D_image.epilogue.embed.weight.grad.abs().sum() > 0
     enc.zero_grad(set_to_none=True)
     loss.accumulate_gradients("Gmain", batch)
-    assert G.mapping.embed.weight.grad.abs().sum() > 0                        # the caption reaches G
-    assert G.motion.w_embed.weight.grad.abs().sum() > 0                       # ... and its motion ("moving left")
+    mapping, motion = (G.mapping.net, G.motion.net) if objects else (G.mapping, G.motion)
+    assert mapping.embed.weight.grad.abs().sum() > 0                          # the caption reaches G
+    assert motion.w_embed.weight.grad.abs().sum() > 0                         # ... and its motion ("moving left")
+    if objects:
+        assert G.motion.kinematics.weight.grad.abs().sum() > 0                # ... and the sprite's velocity
     assert all(p.grad is None for p in enc.parameters())                      # G's phase leaves the encoder alone
     assert loss.accumulate_gradients("Dreg", batch)["D/loss_r1"] >= 0
     # Different captions give different generated clips and different D scores for the same clip.
@@ -530,7 +535,7 @@ def test_dataset_items_carry_captions_only_when_asked(tmp_path):
     start, _ = ds.clip_position(3)
     assert item["caption"] == ds.source.caption(3, start) and "moving" in item["caption"]   # words of the clip
     assert "caption" not in build_dataset(load_config(str(ROOT / "configs" / "tiny.yaml")).data)[0]
-    video_io.write_mp4(tmp_path / "v" / "a.mp4", np.zeros((6, 16, 16, 3), np.uint8), 16)
+    video_io.write_mp4(tmp_path / "v" / "a.mp4", np.zeros((24, 16, 16, 3), np.uint8), 16)
     data_cfg = _cfg("text", data={"source": str(tmp_path / "v")}).data
     with pytest.raises(DataError, match="no captions"):
         build_dataset(data_cfg)
