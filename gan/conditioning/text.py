@@ -134,6 +134,16 @@ class LearnedTextEncoder(nn.Module):
         return f"kind={self.kind}, vocab={len(self.tokenizer)}, dim={self.dim}"
 
 
+def _replaced(ws: List[str], k: int, new: str) -> str:
+    """Words `ws` with word k replaced by `new`, joined; a preceding article follows the new word (a wrong "a 8"
+    would give a swapped caption away)."""
+    ws = list(ws)
+    ws[k] = new
+    if k > 0 and ws[k - 1] in ("a", "an"):
+        ws[k - 1] = indefinite_article(new)
+    return " ".join(ws)
+
+
 class CaptionNegatives:
     """Wrong captions for the matching-aware loss. With probability `swap`, one word of the clip's own caption
     that belongs to a word group is replaced by another word of that group ('a red circle moving left' ->
@@ -173,10 +183,7 @@ class CaptionNegatives:
             return None
         k = slots[int(torch.randint(len(slots), (1,), generator=gen))]
         options = [w for w in self.groups[self.group_of[ws[k]]] if w != ws[k]]
-        ws[k] = options[int(torch.randint(len(options), (1,), generator=gen))]
-        if k > 0 and ws[k - 1] in ("a", "an"):
-            ws[k - 1] = indefinite_article(ws[k])   # keep the article right: a bad one would give the swap away
-        return " ".join(ws)
+        return _replaced(ws, k, options[int(torch.randint(len(options), (1,), generator=gen))])
 
     def variants(self, caption: str) -> List[Tuple[int, str]]:
         """Every one-word swap of `caption`: (group index, caption) for each grouped word and each other word of
@@ -186,14 +193,7 @@ class CaptionNegatives:
             g = self.group_of.get(w)
             if g is None:
                 continue
-            for other in self.groups[g]:
-                if other == w:
-                    continue
-                v = list(ws)
-                v[k] = other
-                if k > 0 and v[k - 1] in ("a", "an"):
-                    v[k - 1] = indefinite_article(other)
-                out.append((g, " ".join(v)))
+            out += [(g, _replaced(ws, k, other)) for other in self.groups[g] if other != w]
         return out
 
     def table(self, captions: Sequence[str]):
@@ -205,9 +205,9 @@ class CaptionNegatives:
         speeds: what it alone can see), the image D over the swaps of appearance words plus the other clip's
         caption when it looks different. Each group of swaps weighs the same, whatever its size, and each
         clip's weights sum to 1 (0 where it has no negative of that kind). Without motion groups the video D
-        takes every negative. Measured on the built-in shapes (D-only, real clips): asked for every factor,
-        the video D never learned direction in 2750 steps (0.5-0.6 of right-over-swapped); asked for motion
-        alone, 0.83 by step 500."""
+        takes every negative. Measured on the built-in shapes (D-only, real 8-frame clips): asked about every
+        word, the video D did not learn direction in 2750 steps (0.5-0.6 right-over-swapped); asked about the
+        motion words alone, 0.87 by step 1500 (BENCHMARKS.md, "Conditional")."""
         captions = list(captions)
         b = len(captions)
         rows, motion = [], {i for i, g in enumerate(self.groups) if g[0] in self.motion}
