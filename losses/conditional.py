@@ -36,8 +36,9 @@ def d_matching_aware(real_logits: torch.Tensor, fake_logits: torch.Tensor, misma
                      mismatch_mask: Optional[torch.Tensor] = None, weight: float = 1.0) -> torch.Tensor:
     """D loss with GAN-CLS's third pair: softplus(-D(real, c)) + softplus(D(fake, c)) + weight *
     softplus(D(real, wrong c)), each a mean. `mismatch_logits` [N] or [N, K] (K wrong captions per clip);
-    `mismatch_mask` of the same shape weighs them: 0 drops a pair (a "wrong" caption equal to the right one);
-    the mismatch term is the weighted mean (weights of at least 1 in all: 1 per clip, or 0/1 per pair)."""
+    `mismatch_mask` of the same shape weighs them: 0 drops a pair (a "wrong" caption equal to the right one).
+    The term is sum(weight * softplus) / sum(weights): the mean over counted pairs for 0/1 weights, the mean
+    over clips for per-clip weights that sum to 1 (CaptionNegatives.table); 0 when nothing counts."""
     base = d_logistic(real_logits, fake_logits)
     per = F.softplus(mismatch_logits).flatten()
     if mismatch_mask is None:
@@ -155,7 +156,9 @@ class ConditionalVideoGANLoss(VideoGANLoss):
         return fake, real
 
     # -- phases ----------------------------------------------------------------------------------
-    def accumulate_gradients(self, phase: str, batch: CondBatch, gain: float = 1.0) -> Dict[str, float]:
+    def accumulate_gradients(self, phase: str, batch: CondBatch, gain: float = 1.0,
+                             fake: Optional[torch.Tensor] = None) -> Dict[str, float]:
+        """As VideoGANLoss.accumulate_gradients (`fake`: the clips G renders for `batch`, when the caller has them)."""
         if phase not in PHASES:
             raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES}")
         stats: Dict[str, torch.Tensor] = {}
@@ -163,7 +166,7 @@ class ConditionalVideoGANLoss(VideoGANLoss):
         dev = batch.real.device
         if phase == "Gmain":
             with self.autocast():
-                fake = self.generate(batch)                                   # G(z, gen_c, gen_times, motion)
+                fake = self.generate(batch) if fake is None else fake         # G(z, gen_c, gen_times, motion)
                 d_c = batch.gen_c if self.mode == "text" else None            # detached embeddings
                 li, lv = self.run_D(fake, gap, d_c)
                 loss_i, loss_v = g_nonsaturating(li).mean(), g_nonsaturating(lv).mean()
@@ -179,8 +182,9 @@ class ConditionalVideoGANLoss(VideoGANLoss):
                           "fake/logit_image": li.mean(), "fake/logit_video": lv.mean()})
         elif phase == "Dmain":
             with self.autocast():
-                with torch.no_grad():
-                    fake = self.generate(batch)
+                if fake is None:
+                    with torch.no_grad():
+                        fake = self.generate(batch)
                 c_fake = self.embed(batch.gen_captions, True, dev)
                 c_real = self.embed(batch.real_captions, True, dev)
                 fi, fv = self.run_D(fake.detach(), gap, c_fake)

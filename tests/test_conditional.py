@@ -359,25 +359,32 @@ def test_every_one_word_swap_weighted_for_the_D_that_can_see_it():
 # ---- reconstruction losses of image / continue ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["image", "continue"])
-def test_conditional_loss_phases_with_reconstruction(mode, lpips_random):
+def _recon_setup(mode, lpips_model):
+    """Like _text_setup for 'image' / 'continue', with the session's shared LPIPS model (fast)."""
     from gan.conditioning.training import ConditionalTraining
     from gan.data import build_dataset
     from losses import ClipAugment, VideoGANLoss
     from losses.perceptual import ReconstructionLoss
     cfg = _cfg(mode)
     ds = build_dataset(cfg.data, seed=0)
-    ct = ConditionalTraining.__new__(ConditionalTraining)               # reuse the shared LPIPS (fast)
+    ct = ConditionalTraining.__new__(ConditionalTraining)
     ct.cfg, ct.mode, ct.device, ct.text_encoder, ct.external_text, ct._samples = cfg, mode, torch.device("cpu"), \
         None, False, None
-    ct.recon = ReconstructionLoss(lpips_random, 1.0, 1.0, cfg.cond.temporal_weight)
+    ct.recon = ReconstructionLoss(lpips_model, 1.0, 1.0, cfg.cond.temporal_weight)
     torch.manual_seed(0)
     G = ct.build_generator()
     D_image, D_video = ct.build_discriminators()
-    assert D_image.c_dim == D_video.c_dim == 0                          # the condition is inside the clip
     loss = ct.loss(VideoGANLoss(G, D_image, D_video, ClipAugment([]), cfg.D.image_frames, r1_gamma=0.1))
     data = torch.utils.data.default_collate([ds[i] for i in range(2)])
     batch = ct.make_batch(G, data, "cpu", torch.Generator().manual_seed(0))
+    return ct, G, D_image, D_video, loss, batch
+
+
+@pytest.mark.parametrize("mode", ["image", "continue"])
+def test_conditional_loss_phases_with_reconstruction(mode, lpips_random):
+    ct, G, D_image, D_video, loss, batch = _recon_setup(mode, lpips_random)
+    cfg = ct.cfg
+    assert D_image.c_dim == D_video.c_dim == 0                          # the condition is inside the clip
     k = 1 if mode == "image" else cfg.cond.context_frames
     torch.testing.assert_close(batch.gen_c.reshape(2, k, 3, 16, 16), batch.real[:, :k])
     stats = loss.accumulate_gradients("Gmain", batch)
@@ -388,6 +395,37 @@ def test_conditional_loss_phases_with_reconstruction(mode, lpips_random):
     assert loss.accumulate_gradients("Dreg", batch)["D/loss_r1"] >= 0
     out, target = loss.recon_targets(batch.real + 1, batch.real)
     assert out.shape[1] == (1 if mode == "image" else batch.real.shape[1])
+
+
+@pytest.mark.parametrize("mode", ["text", "image"])
+@pytest.mark.parametrize("phase", ["Gmain", "Dmain"])
+def test_a_handed_in_fake_gives_the_same_conditional_gradients(mode, phase, lpips_random):
+    # The loop renders once per step for the conditional modes too; the loss must give the same maths.
+    results = []
+    for reuse in (False, True):
+        _, G, Di, Dv, loss, batch = _text_setup() if mode == "text" else _recon_setup(mode, lpips_random)
+        train_G = phase == "Gmain"
+        G.requires_grad_(True), Di.requires_grad_(not train_G), Dv.requires_grad_(not train_G)
+        kwargs = {}
+        if reuse:
+            fake = loss.generate(batch)
+            fake.retain_grad()
+            kwargs["fake"] = fake if train_G else fake.detach()
+        torch.manual_seed(3)                                             # same frame picks
+        stats = loss.accumulate_gradients(phase, batch, **kwargs)
+        grads = [None if p.grad is None else p.grad.clone() for p in (G if train_G else Di).parameters()]
+        results.append((stats, grads))
+    assert (fake.grad is not None) == train_G                           # the handed-in clips are the ones used
+    if not train_G:
+        torch.manual_seed(3)
+        assert loss.accumulate_gradients(phase, batch, fake=fake.detach() * 0)["D/loss"] != results[1][0]["D/loss"]
+    (s0, g0), (s1, g1) = results
+    assert s0 == pytest.approx(s1, rel=1e-6, abs=1e-7)
+    assert any(a is not None for a in g0)
+    for a, b in zip(g0, g1):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b)
 
 
 def test_lpips_needs_weights_unless_explicitly_random(tmp_path, monkeypatch):

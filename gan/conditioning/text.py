@@ -22,6 +22,7 @@ is saved in the checkpoint with its vocabulary.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import Iterable, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 import torch
@@ -224,9 +225,9 @@ class CaptionNegatives:
                     (w_video, lambda g, s: (g in motion) if motion else words(s) != words(c)),
                     (w_image, lambda g, s: g not in motion and self.appearance_words(s) != looks)):
                 picked = [(j, g) for j, (g, s) in enumerate(row) if keep(g, s)]
-                groups = {g for _, g in picked}
+                sizes = Counter(g for _, g in picked)                     # negatives per group
                 for j, g in picked:
-                    weights[i, j] = 1.0 / (len(groups) * sum(1 for _, h in picked if h == g))
+                    weights[i, j] = 1.0 / (len(sizes) * sizes[g])
         return wrong, w_video, w_image
 
     def __call__(self, captions: Sequence[str], gen: Optional[torch.Generator] = None):

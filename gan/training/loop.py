@@ -222,19 +222,15 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
             else:
                 batch = _make_batch(G, _to_device(data, device), c_dim, cfg, device, step, rank)
             stats = {}
-            # One G forward per step (unconditional path): the fakes D learns from are the ones G's loss
-            # is taken on (same z, motion and G weights), rendered once with the graph.
-            fake = None
-            if cond is None:
-                _phase(G, True)
-                with autocast():
-                    fake = main_G.generate(batch)
+            # One G forward per step: the fakes D learns from are the ones G's loss is taken on (same z,
+            # condition, motion and G weights), rendered once with the graph.
+            _phase(G, True)
+            with autocast():
+                fake = main_G.generate(batch)
             # D phase: main loss every step, R1 every r1_interval steps. G's graph stays out of it (detach).
             _phase(D_image, True), _phase(D_video, True)
-            if cond is not None:
-                _phase(G, False)
             opt_D.zero_grad(set_to_none=True)
-            stats.update(main_D.accumulate_gradients("Dmain", batch, **({} if fake is None else {"fake": fake.detach()})))
+            stats.update(main_D.accumulate_gradients("Dmain", batch, fake=fake.detach()))
             if ada is not None:
                 ada.observe(stats)
             scaler_D.unscale_(opt_D)  # R1's float32 gradients join the unscaled ones
@@ -246,7 +242,7 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
             # G phase.
             _phase(G, True), _phase(D_image, False), _phase(D_video, False)
             opt_G.zero_grad(set_to_none=True)
-            stats.update(main_G.accumulate_gradients("Gmain", batch, **({} if fake is None else {"fake": fake})))
+            stats.update(main_G.accumulate_gradients("Gmain", batch, fake=fake))
             del fake
             scaler_G.unscale_(opt_G)
             dist_utils.all_reduce_grads(G.parameters())
