@@ -92,6 +92,9 @@ class DiscriminatorConfig:
     #                                 video at different places, which the per-pixel std misses
     resample_filter: List[int] = field(default_factory=lambda: [1, 1])  # downsampling FIR taps; [1, 1] is
     #                                 average pooling (cheap R1 on CPU), [1, 3, 3, 1] is StyleGAN2's
+    downsample: str = "filter"      # 'filter': resample_filter above; 'max': 2x2 max pooling, which keeps the corner
+    #                                 that tells a 4 px square from a circle where averaging blurs it away (the text
+    #                                 preset; BENCHMARKS.md, "which discriminator reads which word")
     conv_clamp: Optional[float] = 256.0
     impl: str = "ref"
 
@@ -339,6 +342,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError("data.clip_frames must be >= 2 (the video discriminator needs motion)")
     if not cfg.data.strides or min(cfg.data.strides) < 1:
         raise ConfigError("data.strides must be a non-empty list of positive integers")
+    if cfg.D.downsample not in ("filter", "max"):
+        raise ConfigError(f"D.downsample must be 'filter' (D.resample_filter) or 'max' (2x2 max pooling), "
+                          f"got '{cfg.D.downsample}'")
     if cfg.D.image_frames < 1 or cfg.D.image_frames > cfg.data.clip_frames:
         raise ConfigError(f"D.image_frames must be in [1, data.clip_frames={cfg.data.clip_frames}]")
     if cfg.G.warp_grid > 0 and not 0 < cfg.G.warp_max <= 2:

@@ -287,3 +287,42 @@ def test_pooled_minibatch_std_sees_one_object_drawn_at_different_places():
     varied = MinibatchStd(4, pooled=True)(torch.randn(8, 6, 8, 8))
     assert varied[:, 7].min() > 0.05
     assert MinibatchStd(4)(moved).shape == (8, 7, 8, 8)              # the StyleGAN statistic alone
+
+
+def test_max_pool_downsampling_keeps_a_corner_that_averaging_blurs(tiny_cfg):
+    # D.downsample: max. A layer reduces by 2x2 max pooling after its conv (exactly), so a single bright pixel
+    # survives at full strength where average pooling quarters it; both Ds build with it and R1's double
+    # backward runs through it.
+    import dataclasses
+    from gan.config import ConfigError, load_config
+    from gan.networks.layers import Conv2dLayer
+    from tests.conftest import ROOT
+    torch.manual_seed(0)
+    layer = Conv2dLayer(3, 4, 3, down=2, resample_filter=[1, 1], down_pool="max")
+    x = torch.randn(2, 3, 8, 8)
+    conv = torch.nn.functional.conv2d(x, layer.weight * layer.weight_gain, padding=1)
+    torch.testing.assert_close(layer(x), torch.nn.functional.max_pool2d(conv, 2) + layer.bias[:, None, None])
+    dot = torch.zeros(1, 1, 4, 4)
+    dot[0, 0, 1, 2] = 1.0
+    ident = lambda pool: Conv2dLayer(1, 1, 1, bias=False, down=2, resample_filter=[1, 1], down_pool=pool)
+    for pool, peak in (("max", 1.0), ("filter", 0.25)):
+        lay = ident(pool)
+        with torch.no_grad():
+            lay.weight.fill_(1.0 / lay.weight_gain)
+        assert lay(dot).max().item() == pytest.approx(peak)
+    assert "(max)" in repr(layer)
+    with pytest.raises(ValueError, match="down_pool"):
+        Conv2dLayer(3, 4, 3, down=2, down_pool="median")
+
+    cfg = dataclasses.replace(tiny_cfg, D=dataclasses.replace(tiny_cfg.D, downsample="max"))
+    Di, Dv = build_discriminators(cfg)
+    for D in (Di, Dv):
+        downs = [m for m in D.modules() if isinstance(m, Conv2dLayer) and m.down > 1]
+        assert downs and all(m.max_down for m in downs)
+    r = cfg.data.resolution
+    frames = torch.randn(4, 3, r, r, requires_grad=True)
+    (grad,) = torch.autograd.grad(Di(frames).sum(), frames, create_graph=True)
+    grad.square().sum().backward()                                      # R1's double backward
+    assert Di.fromrgb.weight.grad is not None and torch.isfinite(Di.fromrgb.weight.grad).all()
+    with pytest.raises(ConfigError, match="D.downsample"):
+        load_config(str(ROOT / "configs" / "tiny.yaml"), {"D": {"downsample": "median"}})

@@ -54,8 +54,11 @@ class Conv2dLayer(nn.Module):
                  down: int = 1,                 # downsample by this factor (FIR) after the conv
                  conv_clamp: Optional[float] = None,  # clamp outputs to +-this (None: off)
                  resample_filter=(1, 3, 3, 1),  # FIR taps for resampling
-                 impl: str = "ref"):
+                 impl: str = "ref",
+                 down_pool: str = "filter"):    # how `down` reduces: 'filter' (resample_filter) or 'max'
         super().__init__()
+        if down_pool not in ("filter", "max"):
+            raise ValueError(f"down_pool must be 'filter' or 'max', got '{down_pool}'")
         self.in_channels, self.out_channels, self.activation = in_channels, out_channels, activation
         self.up, self.down, self.conv_clamp, self.impl = up, down, conv_clamp, impl
         self.padding = kernel_size // 2
@@ -63,6 +66,7 @@ class Conv2dLayer(nn.Module):
         # is cheap on every device, unlike the depthwise FIR conv's.
         taps = [float(v) for v in resample_filter]
         self.box_down = down > 1 and len(taps) == down and len(set(taps)) == 1
+        self.max_down = down > 1 and down_pool == "max"
         self.register_buffer("resample_filter", setup_filter(taps), persistent=False)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
@@ -73,7 +77,9 @@ class Conv2dLayer(nn.Module):
         if self.up > 1:
             x = upsample2d(x, self.resample_filter, up=self.up, impl=self.impl)
         x = torch.nn.functional.conv2d(x, w, padding=self.padding)
-        if self.box_down:
+        if self.max_down:
+            x = torch.nn.functional.max_pool2d(x, self.down)
+        elif self.box_down:
             x = torch.nn.functional.avg_pool2d(x, self.down)
         elif self.down > 1:
             x = downsample2d(x, self.resample_filter, down=self.down, impl=self.impl)
@@ -84,7 +90,8 @@ class Conv2dLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"in={self.in_channels}, out={self.out_channels}, k={self.weight.shape[-1]}, "
-                f"up={self.up}, down={self.down}{' (box)' if self.box_down else ''}, act={self.activation}")
+                f"up={self.up}, down={self.down}{' (max)' if self.max_down else ' (box)' if self.box_down else ''}, "
+                f"act={self.activation}")
 
 
 def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
