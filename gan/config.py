@@ -94,7 +94,7 @@ class DiscriminatorConfig:
     #                                 average pooling (cheap R1 on CPU), [1, 3, 3, 1] is StyleGAN2's
     downsample: str = "filter"      # 'filter': resample_filter above; 'max': 2x2 max pooling, which keeps the corner
     #                                 that tells a 4 px square from a circle where averaging blurs it away (the text
-    #                                 preset; BENCHMARKS.md, "which discriminator reads which word")
+    #                                 preset; BENCHMARKS.md, "shape, pooling and the discriminators' learning rate")
     conv_clamp: Optional[float] = 256.0
     impl: str = "ref"
 
