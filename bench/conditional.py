@@ -180,6 +180,15 @@ def eval_text(ckpt: Path, ckpt_uncond: Optional[Path], clips: int, frames: int =
         for name, clip in clips_i.items():
             rows[name].append(prompt_agreement(analyzer.analyze(to_uint8(clip.float())), obj))
     out = {"clips": clips, "frames": frames, "example_caption": ds.caption(0), "dataset": cfg.data.source}
+    if hasattr(G, "drift"):         # the layered G: where its w sends the sprite, read off G (no tracking)
+        from gan.conditioning.measure import direction_matches
+        from gan.sampling import seed_z
+        hits = []
+        for i in range(clips):
+            c = info["text_encoder"].encode([ds.caption(i)]).float()
+            vel = G.drift(G.mapping_forward(seed_z(G, [i], "cpu"), c))[0, 0]
+            hits.append(direction_matches(vel, ds.factors(i)["objects"][0]["direction"]))
+        out["drift direction"] = float(np.mean(hits))
     keys = ("colour", "class", "direction", "all")
     for name, r in rows.items():
         if r:
@@ -292,6 +301,10 @@ def render_section(doc: Dict, json_path: str) -> str:
                 "caption's direction at frame 0 within 45 degrees (real clips miss when the object bounces or barely "
                 "moves). A clip without a recognised object misses everything, so an undertrained model can score "
                 "below chance."]
+        if r.get("drift direction") is not None:
+            out += ["", f"The text model's sprite drift, read off the layered G (`drift`: the velocity its w gives "
+                    f"the sprite, no detection or tracking), points within 45 degrees of the caption's direction "
+                    f"in {r['drift direction']:.0%} of the clips (chance 25%)."]
         dd = r.get("discriminators")
         if dd:
             factors = [k for k in dd if isinstance(dd[k], dict)]

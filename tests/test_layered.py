@@ -171,3 +171,26 @@ def test_objects_are_independent_draws(layered_G):
     g.mapping.net.w_avg.normal_()
     w0 = g.mapping_forward(torch.randn(3, g.z_dim), truncation_psi=0.0)
     torch.testing.assert_close(w0, g.mapping.w_avg.expand(3, -1))
+
+
+def test_drift_is_the_pixel_velocity_of_the_rendered_trajectory(layered_G):
+    # G.drift(w): each object's velocity in px/frame. With the motion embedding's offset switched off, the
+    # object's box centre (frames() maps position p in [0, 1] to centre pixel ((2p - 1)(1 - s) + 1) * res / 2)
+    # moves by exactly drift * dt between two times, away from the walls.
+    g = layered_G
+    torch.nn.init.zeros_(g.motion.jitter.weight)
+    torch.nn.init.zeros_(g.motion.jitter.bias)
+    b, dt = 16, 0.25
+    w = g.mapping_forward(torch.randn(b, g.z_dim))
+    t = torch.tensor([[3.0, 3.0 + dt]]).expand(b, -1)
+    pos = g.motion(g.sample_motion(b, 8.0), t, w=w)[..., g.motion_dim:].reshape(b, 2, g.objects, 2)
+    s, res = g.cfg.object_size, g.resolution
+    centre_px = ((2 * pos - 1) * (1 - s) + 1) * res / 2
+    drift = g.drift(w)
+    assert drift.shape == (b, g.objects, 2)
+    start, vel = g.motion.start_and_drift(w)
+    inside = lambda p: ((p > 0.01) & (p < 0.99)).all(-1)                # no bounce between the two times
+    unbounced = inside(start + vel * 3.0) & inside(start + vel * (3.0 + dt))
+    assert unbounced.sum() >= 8
+    torch.testing.assert_close((centre_px[:, 1] - centre_px[:, 0])[unbounced], (drift * dt)[unbounced])
+    assert drift.abs().max() <= g.cfg.object_speed * (1 - s) * res + 1e-6

@@ -100,16 +100,22 @@ class ObjectMotion(nn.Module):
     def num_anchors(self, t_max: float) -> int:
         return self.net.num_anchors(t_max)
 
+    def start_and_drift(self, w: torch.Tensor):
+        """w [B, K * w_dim] -> each object's start and drift velocity, [B, K, 2] each (float32; positions in
+        [0, 1] of the box-free span, velocities in those units per frame)."""
+        b = w.shape[0]
+        wk = w.reshape(b * self.objects, -1) - self.w_mean.to(w.dtype)
+        kin = self.kinematics(wk).float().reshape(b, self.objects, 4)
+        # sigmoid(1.702 x) is the normal CDF to within 0.01: for the roughly unit-normal outputs of the
+        # freshly initialised layer, starts are spread uniformly over the frame (objects anywhere from step 0).
+        return torch.sigmoid(1.702 * kin[..., :2]), self.speed * torch.tanh(kin[..., 2:])
+
     def positions(self, v: torch.Tensor, t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         # v [B, T, m] motion embedding, t [B, T] frames, w [B, K * w_dim] -> [B, T, K, 2] in [0, 1]
         b, n, m = v.shape
-        wk = w.reshape(b * self.objects, -1) - self.w_mean.to(w.dtype)
-        kin = self.kinematics(wk).float().reshape(b, 1, self.objects, 4)
-        # sigmoid(1.702 x) is the normal CDF to within 0.01: for the roughly unit-normal outputs of the
-        # freshly initialised layer, starts are spread uniformly over the frame (objects anywhere from step 0).
-        start, vel = torch.sigmoid(1.702 * kin[..., :2]), self.speed * torch.tanh(kin[..., 2:])
+        start, vel = self.start_and_drift(w)
         off = self.jitter_max * torch.tanh(self.jitter(v.reshape(b * n, m)).float()).reshape(b, n, self.objects, 2)
-        return reflect_unit(start + vel * t.float()[..., None, None] + off)
+        return reflect_unit(start[:, None] + vel[:, None] * t.float()[..., None, None] + off)
 
     def forward(self, codes: torch.Tensor, t: torch.Tensor, anchor_offset: int = 0,
                 w: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -177,6 +183,13 @@ class LayeredGenerator(Generator):
                                          cfg.impl, input_kind=cfg.input))
             in_ch = ch
         return nn.ModuleList(blocks)
+
+    def drift(self, w: torch.Tensor) -> torch.Tensor:
+        """Each object's drift velocity in pixels per frame, [B, K, 2] (x right, y down), read off the kinematics
+        head: where the video's w sends its objects, before bounces and the motion embedding's small offset.
+        A direct check of motion conditioning ("moving left") with no detection or tracking in between."""
+        _, vel = self.motion.start_and_drift(w)
+        return vel * (1 - self.cfg.object_size) * self.resolution   # box-free span in px (see frames())
 
     def object_styles(self, w: torch.Tensor) -> torch.Tensor:
         """[B, K * w_dim] -> [B, K, w_dim]."""
