@@ -32,6 +32,15 @@ RANDOM_BACKBONE_WARNING = ("LPIPS IS USING A RANDOM BACKBONE (cond.lpips_random_
                            "published LPIPS. Set cond.lpips_backbone to the pretrained weights for real runs.")
 
 
+def weighted_mean(x: torch.Tensor, weights: Optional[torch.Tensor]) -> torch.Tensor:
+    """The mean of x weighted by `weights` (same number of entries; None: the plain mean); 0 when nothing counts."""
+    if weights is None:
+        return x.mean()
+    w = weights.to(x.dtype).flatten()
+    assert w.shape == x.flatten().shape, f"weights must have one entry per value, got {w.shape} vs {x.shape}"
+    return (x.flatten() * w).sum() / w.sum().clamp(min=1e-8)
+
+
 def d_matching_aware(real_logits: torch.Tensor, fake_logits: torch.Tensor, mismatch_logits: torch.Tensor,
                      mismatch_mask: Optional[torch.Tensor] = None, weight: float = 1.0) -> torch.Tensor:
     """D loss with GAN-CLS's third pair: softplus(-D(real, c)) + softplus(D(fake, c)) + weight *
@@ -39,21 +48,8 @@ def d_matching_aware(real_logits: torch.Tensor, fake_logits: torch.Tensor, misma
     `mismatch_mask` of the same shape weighs them: 0 drops a pair (a "wrong" caption equal to the right one).
     The term is sum(weight * softplus) / sum(weights): the mean over counted pairs for 0/1 weights, the mean
     over clips for per-clip weights that sum to 1 (CaptionNegatives.table); 0 when nothing counts."""
-    base = d_logistic(real_logits, fake_logits)
-    per = F.softplus(mismatch_logits).flatten()
-    if mismatch_mask is None:
-        return base + weight * per.mean()
-    m = mismatch_mask.to(per.dtype).flatten()
-    assert m.shape == per.shape, f"mismatch_mask must have one entry per logit, got {m.shape} vs {per.shape}"
-    return base + weight * (per * m).sum() / m.sum().clamp(min=1)     # a weighted mean; 0 when no pair counts
+    return d_logistic(real_logits, fake_logits) + weight * weighted_mean(F.softplus(mismatch_logits), mismatch_mask)
 
-
-def weighted_mean(x: torch.Tensor, weights: Optional[torch.Tensor]) -> torch.Tensor:
-    """The mean of x weighted by `weights` (same number of entries; None: the plain mean)."""
-    if weights is None:
-        return x.mean()
-    w = weights.to(x.dtype).flatten()
-    return (x.flatten() * w).sum() / w.sum().clamp(min=1e-8)
 
 
 class ClipPerceptual(nn.Module):
@@ -196,11 +192,11 @@ class ConditionalVideoGANLoss(VideoGANLoss):
                     li, lv = self.run_D(batch.real, gap, torch.cat([c_real[:, None], c_wrong], dim=1))
                     ri, mi, rv, mv = li[:, :1], li[:, 1:], lv[:, :1], lv[:, 1:]
                     mask = batch.mismatch_mask
-                    mask_i = batch.mismatch_mask_image if batch.mismatch_mask_image is not None else mask
-                    loss_i = d_matching_aware(ri, fi, mi, self.frame_condition(mask_i) if mask_i is not None
-                                              else None, self.mismatch_weight)
+                    mask_i = self.frame_condition(batch.mismatch_mask_image if batch.mismatch_mask_image is not None
+                                                  else mask)                 # one row per frame the image D sees
+                    loss_i = d_matching_aware(ri, fi, mi, mask_i, self.mismatch_weight)
                     loss_v = d_matching_aware(rv, fv, mv, mask, self.mismatch_weight)
-                    stats.update({"mismatch/logit_image": weighted_mean(mi, self.frame_condition(mask_i)),
+                    stats.update({"mismatch/logit_image": weighted_mean(mi, mask_i),
                                   "mismatch/logit_video": weighted_mean(mv, mask)})  # what the loss weighs
                 else:
                     ri, rv = self.run_D(batch.real, gap, c_real)
