@@ -284,8 +284,8 @@ def resolved_channels(data: DataConfig) -> int:
 
 def resolved_objects(cfg: "Config") -> int:
     """G.objects with -1 (auto) resolved: the layered G with one sprite per object for the built-in 'digits'
-    (separate objects on black), the synthesis G for everything else, and for image/continue conditioning
-    (their encoders feed the synthesis G's content features)."""
+    (separate objects on black), the synthesis G for everything else. Image/continue conditioning picks the
+    synthesis G unless a config asks for layers (gan/conditioning/layered.py: objects split off a flat background)."""
     if cfg.G.objects == -1:
         if cfg.data.source == "digits" and cfg.cond.mode in ("none", "text"):
             return cfg.data.num_objects
@@ -393,9 +393,6 @@ def _validate_objects(cfg: Config) -> None:
         raise ConfigError(f"G.objects must be >= 0 (or -1: auto), got {g.objects}")
     if g.objects <= 0:
         return
-    if cfg.cond.mode in ("image", "continue"):
-        raise ConfigError(f"G.objects > 0 (the layered generator) does not work with cond.mode '{cfg.cond.mode}': its "
-                          "encoder feeds the synthesis generator's content features. Set G.objects: 0")
     if g.z_dim < g.objects:
         raise ConfigError(f"G.z_dim ({g.z_dim}) must be at least G.objects ({g.objects}): each object's latent is a "
                           "slice of z")

@@ -28,9 +28,9 @@ def _cfg(mode, **over):
 
 def _G(mode, seed=0):
     torch.manual_seed(seed)
-    G = build_conditional_generator(_cfg(mode)).eval()
-    # At 16 px these presets draw content once and move it by the flow, which starts at zero (static);
-    # give it random weights, as training would, so that motion codes act.
+    G = build_conditional_generator(_cfg(mode, G={"objects": 0})).eval()   # the synthesis G (the presets' is layered:
+    # tests/test_layered_conditional.py). At 16 px it draws content once and moves it by the flow, which starts at
+    # zero (static); give it random weights, as training would, so that motion codes act.
     with torch.no_grad():
         G.flow.weight.normal_()
     return G
@@ -365,7 +365,7 @@ def _recon_setup(mode, lpips_model):
     from gan.data import build_dataset
     from losses import ClipAugment, VideoGANLoss
     from losses.perceptual import ReconstructionLoss
-    cfg = _cfg(mode)
+    cfg = _cfg(mode, G={"objects": 0})          # the synthesis G: its first frame is reconstructed, not exact
     ds = build_dataset(cfg.data, seed=0)
     ct = ConditionalTraining.__new__(ConditionalTraining)
     ct.cfg, ct.mode, ct.device, ct.text_encoder, ct.external_text, ct._samples = cfg, mode, torch.device("cpu"), \

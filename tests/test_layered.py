@@ -33,8 +33,6 @@ def test_auto_objects_pick_the_layered_G_for_digits_only():
 
 
 def test_layered_config_errors_name_the_field():
-    with pytest.raises(ConfigError, match="G.objects.*cond.mode 'image'"):
-        load_config(str(ROOT / "configs" / "i2v.yaml"), {"G": {"objects": 2}})
     with pytest.raises(ConfigError, match="G.object_size"):
         load_config(None, {"G": {"object_size": 1.5}})
     with pytest.raises(ConfigError, match="G.object_resolution"):

@@ -81,7 +81,9 @@ class ConditionalTraining:
     @property
     def c_dim(self) -> int:
         """The generator's condition size (saved as the checkpoint's c_dim)."""
-        return self.cfg.cond.text_dim if self.mode == "text" else self.cfg.cond.encoder_dim
+        if self.mode == "text":
+            return self.cfg.cond.text_dim
+        return self.cfg.cond.encoder_channels if self.cfg.G.objects > 0 else self.cfg.cond.encoder_dim
 
     def build_generator(self):
         return build_generator(self.cfg, self.c_dim) if self.mode == "text" else build_conditional_generator(self.cfg)
