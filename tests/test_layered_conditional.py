@@ -10,9 +10,8 @@ from gan.conditioning.inputs import frames_to_tensor
 from gan.conditioning.layered import (LayeredConditionalGenerator, ObjectSplitter, composite, connected_components,
                                       match_shifts, peel_layers)
 from gan.conditioning.measure import psnr
-from gan.config import load_config
 from gan.data import BouncingShapes
-from tests.conftest import ROOT
+from tests.test_conditional import _cfg   # the mode's preset (the layered G), small data, random LPIPS
 
 BG = torch.tensor([-0.6, -0.2, 0.2])          # a grey-blue flat background (not black: nothing assumes black)
 
@@ -26,16 +25,6 @@ def _scene():
     frame[0, :, 9:12, 11] = (0.5 * green + 0.5 * BG)[:, None]      # anti-aliased edge: half coverage
     frame[0, :, 14, 1] = red                                        # a third object: the smallest, stays put
     return frame
-
-
-def _cfg(mode, **over):
-    path = str(ROOT / "configs" / ("i2v.yaml" if mode == "image" else "continue.yaml"))
-    base = {"cond": {"lpips_random_backbone": True}, "data": {"num_videos": 16}, "G": {"objects": 2}}
-    for k, v in over.items():
-        base.setdefault(k, {}).update(v)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return load_config(path, base)
 
 
 def test_connected_components_join_8_neighbours_only():

@@ -83,8 +83,8 @@ class ObjectSplitter(nn.Module):
         diff = frame - bg
         strength = diff.abs().amax(dim=1)                                # [B, H, W]
         labels = connected_components(strength > self.threshold).flatten(1)          # [B, N]
-        counts = torch.zeros(b, h * w + 1, device=frame.device).scatter_add_(1, labels, torch.ones_like(labels,
-                                                                                                      dtype=torch.float32))
+        counts = torch.zeros(b, h * w + 1, device=frame.device)
+        counts.scatter_add_(1, labels, torch.ones_like(labels, dtype=torch.float32))   # pixels per label
         counts[:, 0] = 0                                                 # 0: not an object
         size, ids = counts.topk(self.objects, dim=1)                     # the K largest, [B, K]
         core = (labels[:, None] == ids[..., None]) & (size[..., None] > 0)           # [B, K, N]
@@ -117,8 +117,8 @@ class ObjectEncoder(nn.Module):
         a = alphas[:, :, 0].to(feat.dtype)                               # [B, K, H, W]
         pooled = torch.einsum("bkhw,bdhw->bkd", a, feat) / a.sum(dim=(2, 3)).clamp(min=1e-6)[..., None]
         b, k, d = pooled.shape
-        x = torch.cat([pooled, centre.to(feat.dtype), extent.to(feat.dtype)], dim=2)
-        return self.out(x.reshape(b * k, d + 4)).reshape(b, k, d)
+        summary = torch.cat([pooled, centre.to(feat.dtype), extent.to(feat.dtype)], dim=2)
+        return self.out(summary.reshape(b * k, d + 4)).reshape(b, k, d)
 
 
 def peel_layers(frame: torch.Tensor, alphas: torch.Tensor, background: torch.Tensor):
@@ -137,15 +137,20 @@ def peel_layers(frame: torch.Tensor, alphas: torch.Tensor, background: torch.Ten
     return torch.stack(layers[::-1], dim=1), s
 
 
+def translate(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """Images x [N, C, H, H] moved by shifts [N, 2] (x, y in the [-1, 1] frame coordinates; bilinear, zeros
+    coming in at the borders)."""
+    grid = _base_grid(x.shape[-1], x.device) - shifts.reshape(-1, 1, 1, 2).float()       # sample at x - shift
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 def composite(base: torch.Tensor, layers: torch.Tensor, alphas: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
     """base [B, C, H, W], layers [B, K, C, H, W], alphas [B, K, 1, H, W], shifts [B, T, K, 2] (x, y in the [-1, 1]
     frame coordinates) -> frames [B, T, C, H, W]: each layer moved by its shift, composited in order over base."""
     b, k, c, h, w = layers.shape
     n = shifts.shape[1]
-    grid = _base_grid(h, layers.device) - shifts.reshape(b * n * k, 1, 1, 2).float()      # sample at x - shift
     src = torch.cat([layers, alphas], dim=2).float()[:, None].expand(-1, n, -1, -1, -1, -1)
-    moved = F.grid_sample(src.reshape(b * n * k, c + 1, h, w), grid, mode="bilinear", padding_mode="zeros",
-                          align_corners=False).reshape(b, n, k, c + 1, h, w)
+    moved = translate(src.reshape(b * n * k, c + 1, h, w), shifts).reshape(b, n, k, c + 1, h, w)
     out = base.float()[:, None].expand(-1, n, -1, -1, -1)
     for i in range(k):
         out = out * (1 - moved[:, :, i, c:]) + moved[:, :, i, :c]
@@ -189,9 +194,7 @@ def match_shifts(layers: torch.Tensor, alphas: torch.Tensor, base: torch.Tensor,
     steps = torch.stack([fx.flatten(), fy.flatten()], dim=1)            # [S, 2]
     cand = coarse[:, :, :, None] + steps                                 # [T, B, K, S, 2]
     src = torch.cat([layers, alphas], dim=2)[None, :, :, None].expand(n, -1, -1, steps.shape[0], -1, -1, -1)
-    grid = _base_grid(r, layers.device) - (cand * (2.0 / r)).reshape(-1, 1, 1, 2)
-    moved = F.grid_sample(src.reshape(-1, c + 1, r, r), grid, mode="bilinear", padding_mode="zeros",
-                          align_corners=False).reshape(n, b, k, -1, c + 1, r, r)
+    moved = translate(src.reshape(-1, c + 1, r, r), cand * (2.0 / r)).reshape(n, b, k, -1, c + 1, r, r)
     target = frames.transpose(0, 1)[:, :, None, None]                  # [T, B, 1, 1, C, r, r]
     a = moved[:, :, :, :, c:]
     over = moved[:, :, :, :, :c] + (1 - a) * base[None, :, None, None]  # the layer alone over the base
