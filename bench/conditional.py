@@ -277,7 +277,7 @@ def render_section(doc: Dict, json_path: str) -> str:
            + ("; the LPIPS training term used it too (`cond.lpips_random_backbone`)" if "RANDOM" in lp else "")
            + f". Raw results: `{json_path}`. Total time {doc['total_s'] / 60:.1f} min._", ""]
     f3 = lambda v: f"{v:.3f}"
-    f1 = lambda v: f"{v:.1f}"
+    f1 = lambda v: f"{v:.1f}" if v < 99.995 else "100 (identical: psnr() caps at 100 dB)"
     if "i2v" in doc["results"]:
         r = doc["results"]["i2v"]
         out += [f"**Image-to-video** ({steps('i2v')}; {r['clips']} stills, {r['frames']} frames each)", "",
