@@ -113,7 +113,8 @@ def eval_i2v(ckpt: Path, clips: int, lpips, frames: int = 8) -> Dict:
     from gan.conditioning.sampling import animate, load_conditional
     G, info = load_conditional(ckpt)
     ds = test_set(info["config"], clips)
-    real = [frames_to_tensor(ds.render(i, 0, frames)) for i in range(clips)]
+    ch = info["config"].data.channels                   # the model's: 1 for the built-in digits' luma
+    real = [frames_to_tensor(ds.render(i, 0, frames), ch) for i in range(clips)]
     gen = [animate(G, r[0], [i], frames)[0] for i, r in enumerate(real)]
     # Do objects keep their shape and move plausibly? reelgan-analyze (detector, tracker, shapes classifier) on
     # longer clips (16 frames, 2 data frames apart: several pixels of motion), generated and real alike.
@@ -125,7 +126,7 @@ def eval_i2v(ckpt: Path, clips: int, lpips, frames: int = 8) -> Dict:
                             config=AnalysisConfig(expected_objects=cfg.data.num_objects, stride=2))
     longer = {"generated": [], "real": []}
     for i in range(clips):
-        real_long = frames_to_tensor(ds.render(i, 0, 16, 2))
+        real_long = frames_to_tensor(ds.render(i, 0, 16, 2), ch)
         longer["real"].append(analyzer.analyze(to_uint8(real_long.float())))
         longer["generated"].append(analyzer.analyze(to_uint8(animate(G, real_long[0], [i], 16, time_step=2)[0].float())))
     analysis = {k: {m: v[m] for m in ("identity_consistency", "motion_plausibility", "count_accuracy",
@@ -155,7 +156,7 @@ def eval_continue(ckpt: Path, clips: int, lpips, stride: int = 2, future: int = 
     k = G.context_frames
     preds, copies, targets = [], [], []
     for i in range(clips):
-        real = frames_to_tensor(ds.render(i, 0, k + future, stride))
+        real = frames_to_tensor(ds.render(i, 0, k + future, stride), info["config"].data.channels)
         context, target = real[:k], real[k:]
         preds.append(continue_clip(G, context, [i], future, context_stride=stride, time_step=stride)[0])
         copies.append(context[-1:].expand_as(target))
@@ -194,7 +195,8 @@ def eval_text(ckpt: Path, ckpt_uncond: Optional[Path], clips: int, frames: int =
         if Gu is not None:
             clips_i["unconditional model"] = render(Gu, [i], frames, fused=False)[0]
         for name, clip in clips_i.items():
-            rows[name].append(prompt_agreement(analyzer.analyze(to_uint8(clip.float())), obj))
+            rows[name].append(prompt_agreement(analyzer.analyze(to_uint8(clip.float())), obj,
+                                               named_colour=obj["color"] in ds.caption(i).split()))
     out = {"clips": clips, "frames": frames, "example_caption": ds.caption(0), "dataset": cfg.data.source}
     if hasattr(G, "drift"):         # the layered G: where its w sends the sprite, read off G (no tracking)
         from gan.conditioning.measure import direction_matches
@@ -238,7 +240,7 @@ def eval_text_discriminators(ckpt: Path, clips: int, stride: int = 2) -> Dict:
     D_video.eval()
     ds = test_set(cfg, clips)
     T = cfg.data.clip_frames
-    video = torch.stack([frames_to_tensor(ds.render(i, 0, T, stride)) for i in range(clips)])
+    video = torch.stack([frames_to_tensor(ds.render(i, 0, T, stride), cfg.data.channels) for i in range(clips)])
     times = (torch.arange(T, dtype=torch.float32) * stride)[None].expand(clips, -1)
     captions = [ds.caption(i) for i in range(clips)]
 
@@ -313,7 +315,8 @@ def render_section(doc: Dict, json_path: str) -> str:
         r = doc["results"]["t2v"]
         out += [f"**Text-to-video** (text model {steps('t2v')}; unconditional baseline {steps('t2v_uncond')}; "
                 f"{r['clips']} test captions such as \"{r['example_caption']}\", {r['frames']} frames per clip)", "",
-                "| clips | colour matches | shape matches | direction matches (within 45 deg) | all three |",
+                f"| clips | colour matches | {'digit' if r.get('dataset') == 'digits' else 'shape'} matches | "
+                "direction matches (within 45 deg) | all named |",
                 "|---|---|---|---|---|"]
         pct = lambda v: "n/a" if v is None else f"{v:.0%}"
         for name in ("text model", "unconditional model", "real clips", "chance"):

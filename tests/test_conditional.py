@@ -621,3 +621,8 @@ def test_prompt_agreement_reads_real_clips_through_the_analysis():
     assert not any(a["colour"] or a["class"] for a in other)
     empty = analyzer.analyze(np.zeros((8, 32, 32, 3), np.uint8))              # nothing in the clip: all miss
     assert prompt_agreement(empty, obj) == {"colour": False, "class": False, "direction": False, "all": False}
+    # A digit's caption names no colour: not a miss, found or not (a bench mean over digits would read 0%).
+    assert prompt_agreement(empty, obj, named_colour=False) == {"colour": None, "class": False, "direction": False,
+                                                                "all": False}
+    found = analyzer.analyze(to_uint8(frames_to_tensor(ds.render(0, 0, 8))))
+    assert prompt_agreement(found, ds.factors(0)["objects"][0], named_colour=False)["colour"] is None

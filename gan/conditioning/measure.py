@@ -109,13 +109,14 @@ def analysed_object(report: dict) -> Optional[dict]:
             "recognisability": main["recognisability"]}
 
 
-def prompt_agreement(report: dict, obj: dict) -> dict:
+def prompt_agreement(report: dict, obj: dict, named_colour: bool = True) -> dict:
     """Does the analysed clip show what the caption of ground-truth object `obj` (a built-in dataset's factors)
-    says? {'colour', 'class', 'direction', 'all'} as booleans; a clip without a recognised object misses all."""
+    says? {'colour', 'class', 'direction', 'all'} as booleans; a clip without a recognised object misses all.
+    `named_colour=False` (captions that name no colour, as the white digits'): 'colour' is None, found or not."""
     found = analysed_object(report)
     if found is None:
-        return {"colour": False, "class": False, "direction": False, "all": False}
-    colour = found["colour"] == obj["color"] if found["colour"] is not None else None
+        return {"colour": False if named_colour else None, "class": False, "direction": False, "all": False}
+    colour = found["colour"] == obj["color"] if named_colour and found["colour"] is not None else None
     cls = found["class_name"] == obj["class_name"]
     direction = direction_matches(found["velocity"], obj["direction"])
     out = {"colour": colour, "class": cls, "direction": direction}
