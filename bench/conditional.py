@@ -327,8 +327,9 @@ def render_section(doc: Dict, json_path: str) -> str:
                 out.append(f"| {label} | {pct(v.get('colour'))} | {pct(v.get('class'))} | {pct(v.get('direction'))} | "
                            f"{pct(v.get('all'))} |")
         out += ["", "Measured with `reelgan-analyze`'s pieces (gan/metrics/analysis.py): the threshold detector and "
-                "tracker follow the clip's objects, the shapes classifier names the longest object track (colour + "
-                "shape), and a least-squares fit of that track's centres gives its direction, matched to the "
+                "tracker follow the clip's objects, " + ("the digit classifier names the longest object track"
+                if r.get("dataset") == "digits" else "the shapes classifier names the longest object track (colour + "
+                "shape)") + ", and a least-squares fit of that track's centres gives its direction, matched to the "
                 "caption's direction at frame 0 within 45 degrees (real clips miss when the object bounces or barely "
                 "moves). A clip without a recognised object misses everything, so an undertrained model can score "
                 "below chance."]
