@@ -128,9 +128,13 @@ def eval_i2v(ckpt: Path, clips: int, lpips, frames: int = 8) -> Dict:
     for i in range(clips):
         real_long = frames_to_tensor(ds.render(i, 0, 16, 2), ch)
         longer["real"].append(analyzer.analyze(to_uint8(real_long.float())))
-        longer["generated"].append(analyzer.analyze(to_uint8(animate(G, real_long[0], [i], 16, time_step=2)[0].float())))
-    analysis = {k: {m: v[m] for m in ("identity_consistency", "motion_plausibility", "count_accuracy",
-                                      "clean_clips")} for k, v in ((k, aggregate(r)) for k, r in longer.items())}
+        gen_long = animate(G, real_long[0], [i], 16, time_step=2)[0]
+        longer["generated"].append(analyzer.analyze(to_uint8(gen_long.float())))
+    keys = ("identity_consistency", "motion_plausibility", "count_accuracy", "clean_clips")
+    analysis = {}
+    for name, reports in longer.items():
+        summary = aggregate(reports)
+        analysis[name] = {m: summary[m] for m in keys}
     first_g = torch.stack([g[0] for g in gen])[:, None]                  # [N, 1, C, H, W]
     first_r = torch.stack([r[0] for r in real])[:, None]
     other_r = first_r.roll(1, dims=0)                                   # an unrelated still
@@ -313,9 +317,10 @@ def render_section(doc: Dict, json_path: str) -> str:
         out.append("")
     if "t2v" in doc["results"]:
         r = doc["results"]["t2v"]
+        digits = r.get("dataset") == "digits"
         out += [f"**Text-to-video** (text model {steps('t2v')}; unconditional baseline {steps('t2v_uncond')}; "
                 f"{r['clips']} test captions such as \"{r['example_caption']}\", {r['frames']} frames per clip)", "",
-                f"| clips | colour matches | {'digit' if r.get('dataset') == 'digits' else 'shape'} matches | "
+                f"| clips | colour matches | {'digit' if digits else 'shape'} matches | "
                 "direction matches (within 45 deg) | all named |",
                 "|---|---|---|---|---|"]
         pct = lambda v: "n/a" if v is None else f"{v:.0%}"
@@ -328,7 +333,7 @@ def render_section(doc: Dict, json_path: str) -> str:
                            f"{pct(v.get('all'))} |")
         out += ["", "Measured with `reelgan-analyze`'s pieces (gan/metrics/analysis.py): the threshold detector and "
                 "tracker follow the clip's objects, " + ("the digit classifier names the longest object track"
-                if r.get("dataset") == "digits" else "the shapes classifier names the longest object track (colour + "
+                if digits else "the shapes classifier names the longest object track (colour + "
                 "shape)") + ", and a least-squares fit of that track's centres gives its direction, matched to the "
                 "caption's direction at frame 0 within 45 degrees (real clips miss when the object bounces or barely "
                 "moves). A clip without a recognised object misses everything, so an undertrained model can score "

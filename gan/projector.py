@@ -66,7 +66,8 @@ def project(G: Generator, target: torch.Tensor, times: Optional[torch.Tensor] = 
 
     For image/continue generators (their content comes partly from an encoder), the encoder's content
     residual of the first target frame is kept fixed and w and the motion codes are optimised."""
-    if hasattr(G, "splitter"):
+    from gan.conditioning.layered import LayeredConditionalGenerator
+    if isinstance(G, LayeredConditionalGenerator):
         raise ValueError("this checkpoint's generator is the layered image/continuation one (G.objects > 0): its "
                          "content is the clip's own first frame, split into objects, not a latent code to project. "
                          "Animate or continue the clip with generate.py --image / --video instead")

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from gan.config import CondConfig, GeneratorConfig
 from gan.conditioning.encoders import ConditionalGenerator
 from gan.networks.generator import MotionNetwork, _base_grid, reflect_unit
+from gan.networks.layered import alpha_over, jitter_offsets, track_mean
 from gan.networks.layers import Conv2dLayer, FullyConnectedLayer, MappingNetwork
 
 MATCH_RESOLUTION = 16     # layers are matched against frames at most this size (cost ~ (2R+1)^2 pixels)
@@ -151,10 +152,7 @@ def composite(base: torch.Tensor, layers: torch.Tensor, alphas: torch.Tensor, sh
     n = shifts.shape[1]
     src = torch.cat([layers, alphas], dim=2).float()[:, None].expand(-1, n, -1, -1, -1, -1)
     moved = translate(src.reshape(b * n * k, c + 1, h, w), shifts).reshape(b, n, k, c + 1, h, w)
-    out = base.float()[:, None].expand(-1, n, -1, -1, -1)
-    for i in range(k):
-        out = out * (1 - moved[:, :, i, c:]) + moved[:, :, i, :c]
-    return out
+    return alpha_over(base.float()[:, None].expand(-1, n, -1, -1, -1), moved)
 
 
 @torch.no_grad()
@@ -264,8 +262,7 @@ class LayeredConditionalGenerator(ConditionalGenerator):
     def update_v_avg(self, motion: torch.Tensor, t: torch.Tensor, w: Optional[torch.Tensor] = None) -> None:
         """Track the mean w_k that the velocity head is centred on (the loop calls it after each G step)."""
         if w is not None:
-            mean = w.float().reshape(-1, self.w_mean.shape[0]).mean(0)
-            self.w_mean.copy_(mean.lerp(self.w_mean, self.w_mean_beta))
+            track_mean(self.w_mean, w, self.w_mean_beta)
 
     def drift(self, w: torch.Tensor) -> torch.Tensor:
         """Each object's drift velocity [B, K, 2] in spans per frame (the span: where its centre can go)."""
@@ -298,8 +295,7 @@ class LayeredConditionalGenerator(ConditionalGenerator):
         return state
 
     def _jitter(self, v: torch.Tensor) -> torch.Tensor:
-        b, n, m = v.shape
-        return self.jitter_max * torch.tanh(self.jitter(v.reshape(b * n, m)).float()).reshape(b, n, self.objects, 2)
+        return jitter_offsets(self.jitter, v, self.jitter_max, self.objects)
 
     def shifts(self, state: Dict, t: torch.Tensor) -> torch.Tensor:
         """Each layer's displacement from the reference frame at times t [B, T]: [B, T, K, 2] in [-1, 1] units

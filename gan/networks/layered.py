@@ -42,6 +42,27 @@ from gan.networks.layers import FullyConnectedLayer, MappingNetwork
 ALPHA_OFFSET = -2.0
 
 
+def alpha_over(background: torch.Tensor, layers: torch.Tensor) -> torch.Tensor:
+    """Frames [B, T, C, H, W] from a background [B, T, C, H, W] and layers [B, T, K, C + 1, H, W] (premultiplied
+    colour, then alpha) composited in order, layer 0 at the back."""
+    c = background.shape[2]
+    for i in range(layers.shape[2]):
+        background = background * (1 - layers[:, :, i, c:]) + layers[:, :, i, :c]
+    return background
+
+
+def jitter_offsets(head: nn.Module, v: torch.Tensor, scale: float, objects: int) -> torch.Tensor:
+    """Each object's offset from the motion embedding v [B, T, m]: scale * tanh(head(v)), [B, T, K, 2] float32."""
+    b, n, m = v.shape
+    return scale * torch.tanh(head(v.reshape(b * n, m)).float()).reshape(b, n, objects, 2)
+
+
+@torch.no_grad()
+def track_mean(buffer: torch.Tensor, w: torch.Tensor, beta: float) -> None:
+    """buffer [w_dim] <- the running mean of the per-object styles in w [B, K * w_dim] (kept beta of the old)."""
+    buffer.copy_(w.float().reshape(-1, buffer.shape[0]).mean(0).lerp(buffer, beta))
+
+
 def sprite_resolution(object_size: float, resolution: int) -> int:
     """The box's side in pixels rounded up to a power of two, within [4, resolution] (G.object_resolution: 0)."""
     side = max(4.0, object_size * resolution)
@@ -112,9 +133,8 @@ class ObjectMotion(nn.Module):
 
     def positions(self, v: torch.Tensor, t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         # v [B, T, m] motion embedding, t [B, T] frames, w [B, K * w_dim] -> [B, T, K, 2] in [0, 1]
-        b, n, m = v.shape
         start, vel = self.start_and_drift(w)
-        off = self.jitter_max * torch.tanh(self.jitter(v.reshape(b * n, m)).float()).reshape(b, n, self.objects, 2)
+        off = jitter_offsets(self.jitter, v, self.jitter_max, self.objects)
         return reflect_unit(start[:, None] + vel[:, None] * t.float()[..., None, None] + off)
 
     def forward(self, codes: torch.Tensor, t: torch.Tensor, anchor_offset: int = 0,
@@ -171,8 +191,7 @@ class LayeredGenerator(Generator):
     def update_v_avg(self, motion: torch.Tensor, t: torch.Tensor, w: Optional[torch.Tensor] = None) -> None:
         """Track the mean w that the object kinematics are centred on (the loop calls it after each G step)."""
         if w is not None:
-            mean = w.float().reshape(-1, self.motion.w_mean.shape[0]).mean(0)
-            self.motion.w_mean.copy_(mean.lerp(self.motion.w_mean, self.w_mean_beta))
+            track_mean(self.motion.w_mean, w, self.w_mean_beta)
 
     @staticmethod
     def _synthesis(res: int, out_channels: int, cfg: GeneratorConfig) -> nn.ModuleList:
@@ -231,10 +250,7 @@ class LayeredGenerator(Generator):
         bg = background.float()
         if bg.shape[-1] != h:
             bg = F.interpolate(bg, size=(h, h), mode="bilinear", align_corners=False)
-        out = bg.unsqueeze(1).expand(-1, n, -1, -1, -1)
-        for i in range(k):                                   # slot 0 at the back
-            out = out * (1 - placed[:, :, i, c:]) + placed[:, :, i, :c]
-        return out
+        return alpha_over(bg.unsqueeze(1).expand(-1, n, -1, -1, -1), placed)     # slot 0 at the back
 
     def extra_repr(self) -> str:
         return (f"resolution={self.resolution}, c_dim={self.c_dim}, objects={self.objects}, "
