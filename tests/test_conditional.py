@@ -74,9 +74,11 @@ def test_image_to_video_shapes_reference_frame_and_gradients():
     m1, m2 = (G.sample_motion(b, float(times.max())) for _ in range(2))
     out1, out2 = G(z, still, times, m1), G(z, still, times, m2)
     assert out1.shape == (b, t, 3, 16, 16)
-    # Motion is relative to the still: frame 0 does not depend on the motion codes, later frames do.
-    torch.testing.assert_close(out1[:, 0], out2[:, 0])
-    assert (out1[:, -1] - out2[:, -1]).abs().max() > 1e-4
+    # Motion is relative to the still: frame 0 does not depend on the motion codes, later frames do. The
+    # tolerance covers float32 rounding on any x86 kernel (motion(t) - motion(t_ref) is exact only in exact
+    # arithmetic); the motion codes move later frames by O(1), five orders more.
+    torch.testing.assert_close(out1[:, 0], out2[:, 0], atol=1e-3, rtol=0)
+    assert (out1[:, -1] - out2[:, -1]).abs().max() > 0.1
     assert (G(z, still.flip(0), times, m1)[:, 0] - out1[:, 0]).abs().max() > 1e-3    # the still matters
     G.train().requires_grad_(True)
     (G(z, still, times, m1)[:, 0] - still).abs().mean().backward()
