@@ -23,8 +23,9 @@ class ConfigError(ValueError):
 class DataConfig:
     source: str = "digits"          # 'digits', 'shapes', or a path: video folder, frame-folder tree, .zip
     resolution: int = 64            # square output size; videos are resized and centre-cropped
-    channels: int = 0               # 3 (RGB), 1 (grey) or 0: auto, 1 for 'digits' (white handwriting on black:
-    #                                 a grey G need not learn R = G = B, a colour tint the Ds spot at once), else 3
+    channels: int = 0               # 3 (RGB), 1 (grey) or 0: auto, read off the data: 1 for 'digits' and for footage
+    #                                 whose every frame is grey (a grey G need not learn R = G = B, a tint the Ds spot
+    #                                 at once), else 3
     clip_frames: int = 3            # frames per training clip (the video D sees all of them)
     strides: List[int] = field(default_factory=lambda: [1, 2, 3, 4])  # frame strides, one drawn per clip
     labels: bool = False            # class labels from first-level subfolders (built-ins: digit/shape id)
@@ -32,8 +33,13 @@ class DataConfig:
     video_frames: int = 64          # built-in datasets: frames per video
     num_objects: int = 2            # built-in datasets: objects per video
     fps: float = 16.0               # frame rate of the data; sampling may use another
-    workers: int = 1                # DataLoader worker processes (0: load in the main process)
-    captions: bool = False          # built-ins: add each clip's caption to the item (text-to-video needs it)
+    workers: int = -1               # DataLoader worker processes (0: load in the main process; -1: auto, 1 for the
+    #                                 built-ins, which render clips; for prepared data, where a clip is a memory copy,
+    #                                 0 on CPU and a few beside a GPU)
+    cache: str = ""                 # where a disk source is prepared (decoded once into memory-mapped frames) on first
+    #                                 use; "" = $REELGAN_CACHE or ~/.cache/reelgan/datasets
+    captions: bool = False          # add each clip's caption to the item (text-to-video needs it); disk data takes
+    #                                 them from metadata.jsonl / metadata.csv or a .txt beside each video
 
 
 @dataclass
@@ -65,7 +71,8 @@ class GeneratorConfig:
     # along continuous-time trajectories and composited over a background. Objects persist and move rigidly by
     # construction. For scenes of separate moving objects on a simple background; 0 for general footage.
     objects: int = -1               # sprite layers; 0: the synthesis G above; -1: auto (data.num_objects for the
-    #                                 built-in 'digits', 0 for everything else)
+    #                                 built-in 'digits'; for disk data, read off the frames: separate objects over a
+    #                                 flat background get the layered G and an object_size to fit; else 0)
     object_size: float = 0.5        # sprite box side, as a fraction of the frame side
     object_resolution: int = 0      # sprite render size in pixels (power of two); 0: the box's size in pixels,
     #                                 rounded up to a power of two (32 for the default's 0.5 x 64 px)
@@ -275,6 +282,10 @@ def _merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
+def is_builtin(source: str) -> bool:
+    return source in ("digits", "shapes")
+
+
 def resolved_channels(data: DataConfig) -> int:
     """data.channels with 0 (auto) resolved: grey for the grey built-in 'digits', colour for everything else."""
     if data.channels == 0:
@@ -301,8 +312,9 @@ def load_config(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] 
     if overrides:
         d = _merge(d, overrides)
     cfg = Config.from_dict(d)
-    cfg.data.channels = resolved_channels(cfg.data)
-    cfg.G.objects = resolved_objects(cfg)
+    if is_builtin(cfg.data.source):          # disk data: resolved when the data is read (gan.data.infer_settings)
+        cfg.data.channels = resolved_channels(cfg.data)
+        cfg.G.objects = resolved_objects(cfg)
     validate(cfg)
     return cfg
 
@@ -338,6 +350,8 @@ def validate(cfg: Config) -> None:
     vr = cfg.D.video_resolution
     if vr and (vr < 4 or vr & (vr - 1)):
         raise ConfigError(f"D.video_resolution must be 0 (the data resolution) or a power of two >= 4, got {vr}")
+    if cfg.data.workers < -1:
+        raise ConfigError(f"data.workers must be >= 0 (or -1: auto), got {cfg.data.workers}")
     if cfg.data.clip_frames < 2:
         raise ConfigError("data.clip_frames must be >= 2 (the video discriminator needs motion)")
     if not cfg.data.strides or min(cfg.data.strides) < 1:

@@ -23,3 +23,9 @@ def tiny_G(tiny_cfg):
     from gan.networks import build_generator
     torch.manual_seed(0)
     return build_generator(tiny_cfg).eval()
+
+
+@pytest.fixture(autouse=True)
+def _dataset_cache(tmp_path_factory, monkeypatch):
+    """Disk datasets are prepared into a cache: each test gets its own, never the user's ~/.cache."""
+    monkeypatch.setenv("REELGAN_CACHE", str(tmp_path_factory.mktemp("reelgan-cache")))

@@ -577,7 +577,7 @@ def test_dataset_items_carry_captions_only_when_asked(tmp_path):
     assert "caption" not in build_dataset(load_config(str(ROOT / "configs" / "tiny.yaml")).data)[0]
     video_io.write_mp4(tmp_path / "v" / "a.mp4", np.zeros((24, 16, 16, 3), np.uint8), 16)
     data_cfg = _cfg("text", data={"source": str(tmp_path / "v")}).data
-    with pytest.raises(DataError, match="no captions"):
+    with pytest.raises(DataError, match="no caption for every video.*metadata.jsonl"):
         build_dataset(data_cfg)
 
 

@@ -52,5 +52,5 @@ def test_missing_file_and_bad_yaml(tmp_path):
 def test_auto_channels_grey_for_digits_colour_otherwise(tmp_path):
     assert load_config().data.channels == 1                                 # the CPU default: grey digits
     assert load_config(overrides={"data": {"source": "shapes"}}).data.channels == 3
-    assert load_config(overrides={"data": {"source": str(tmp_path)}}).data.channels == 3   # users' clips
-    assert load_config(overrides={"data": {"channels": 3}}).data.channels == 3             # explicit wins
+    assert load_config(overrides={"data": {"source": str(tmp_path)}}).data.channels == 0   # users' clips: read off
+    assert load_config(overrides={"data": {"channels": 3}}).data.channels == 3             # the data; explicit wins

@@ -1,5 +1,6 @@
 """Data: built-in synthetic datasets, disk sources, the clip dataset, the export/info CLI, bad inputs."""
 import json
+from pathlib import Path
 import pickle
 import shutil
 import warnings
@@ -14,6 +15,7 @@ from gan.config import DataConfig
 from gan.data import BouncingShapes, ClipDataset, DataError, MovingDigits, build_dataset
 from gan.data.builtin import PALETTE, _digits
 from gan.data.cli import main as cli
+from gan.data.prepared import PreparedDataset, open_prepared
 from gan.data.readers import FrameFolders, VideoFolder, ZipFrameFolders, open_source
 from gan.video_io import write_gif, write_mp4, write_png_frames
 
@@ -206,7 +208,8 @@ def test_export_frames_zip_and_builtin_give_identical_clips(tmp_path):
     folders = build_dataset(cfg(source=str(out), labels=True))
     zipped = build_dataset(cfg(source=str(zip_path), labels=True))
     builtin = build_dataset(source)
-    assert isinstance(folders.source, FrameFolders) and isinstance(zipped.source, ZipFrameFolders)
+    assert isinstance(folders.source, PreparedDataset) and folders.source.index["kind"] == "frames"
+    assert zipped.source.index["kind"] == "zip"
     assert folders.class_names == zipped.class_names == ["circle", "square", "triangle"]
     by_index = {r["file"]: r["index"] for r in rows}
     for i in range(4):
@@ -217,15 +220,16 @@ def test_export_frames_zip_and_builtin_give_identical_clips(tmp_path):
         np.testing.assert_array_equal(folders.source.read(i, start, 4, stride),
                                       builtin.source.render(k, start, 4, stride))
         assert int(a["label"]) == builtin.source.label(k)
-    restored = pickle.loads(pickle.dumps(zipped.source))        # DataLoader workers get a fresh handle
-    assert restored._zip is None
+    zipped.source.read(1, 0, 3)
+    restored = pickle.loads(pickle.dumps(zipped.source))        # DataLoader workers map the shards afresh
+    assert restored._maps is None and zipped.source._maps is not None
     np.testing.assert_array_equal(restored.read(1, 0, 3), zipped.source.read(1, 0, 3))
 
 
 def test_export_mp4_video_folder_round_trip(tmp_path):
     out = export(tmp_path, "--source", "digits", "--labels", "--seed", "5")
     ds = build_dataset(cfg(source=str(out), labels=True))
-    assert isinstance(ds.source, VideoFolder) and len(ds) == 4
+    assert isinstance(ds.source, PreparedDataset) and ds.source.index["kind"] == "videos" and len(ds) == 4
     assert ds.class_names == [str(d) for d in range(10)]        # every class folder is created
     digits = MovingDigits(resolution=32, num_videos=4, video_frames=12, seed=5)
     rows = {json.loads(l)["file"]: json.loads(l) for l in (out / "metadata.jsonl").read_text().splitlines()}
@@ -237,7 +241,7 @@ def test_export_mp4_video_folder_round_trip(tmp_path):
         err = np.abs(decoded.astype(float) - digits.render(row["index"])).mean()
         assert err < 3.0, err
     result = CliRunner().invoke(cli, ["info", str(out)])
-    assert result.exit_code == 0 and "4 videos, skipped 0 unreadable, 0 too short" in result.output
+    assert result.exit_code == 0 and "4 videos at 64 px, grey, skipped 0 unreadable, 0 too short" in result.output
     missing = CliRunner().invoke(cli, ["info", str(tmp_path / "nope")])
     assert missing.exit_code != 0 and "nope does not exist" in missing.output
 
@@ -308,18 +312,50 @@ def test_read_failure_falls_back_to_next_video(tmp_path):
     for k in range(3):
         write_mp4(tmp_path / f"v{k}.mp4", moving_video(8, value=200 - 20 * k), fps=8)
     ds = build_dataset(cfg(source=str(tmp_path)))
-    expected = ds[2]["video"]
-    (tmp_path / "v1.mp4").write_bytes(b"corrupt after listing")
+    expected, first = ds[2]["video"], ds[1]["video"]
+    (tmp_path / "v1.mp4").write_bytes(b"corrupt after preparing")    # read at the next start, not in this run
+    assert torch.equal(ds[1]["video"], first)
+
+    class FailingDisk:                                          # an I/O error on one video's frames
+        def __init__(self, source):
+            self.source = source
+
+        def __getattr__(self, name):
+            return getattr(self.source, name)
+
+        def __len__(self):
+            return len(self.source)
+
+        def read(self, i, *args):
+            if self.source.name(i) == "v1.mp4" or self.broken:
+                raise OSError(5, "Input/output error")
+            return self.source.read(i, *args)
+
+    disk = FailingDisk(ds.source)
+    disk.broken = False
+    ds.source = disk
     with pytest.warns(UserWarning, match="v1.mp4"):
         item = ds[1]
     assert item["index"] == 2 and torch.equal(item["video"], expected)
     assert [s.rsplit("/", 1)[-1] for s in ds.skipped["failed_reads"]] == ["v1.mp4"]
-    for k in (0, 2):
-        (tmp_path / f"v{k}.mp4").unlink()
+    disk.broken = True
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pytest.raises(DataError, match="consecutive videos failed"):
             ds[0]
+
+
+def test_damaged_prepared_shard_is_refused_and_the_cache_prepares_again(tmp_path):
+    for k in range(2):
+        write_mp4(tmp_path / f"v{k}.mp4", moving_video(8, value=200 - 20 * k), fps=8)
+    ds = build_dataset(cfg(source=str(tmp_path)))
+    shard = Path(ds.source.root) / "shard_000.u8"
+    shard.write_bytes(shard.read_bytes()[:32 * 32 * 5])             # a disk that filled up or a copy cut short
+    with pytest.raises(DataError, match="damaged.*prepare"):
+        open_prepared(ds.source.root)
+    again = build_dataset(cfg(source=str(tmp_path)))               # the cache notices and prepares it anew
+    assert again.source.root == ds.source.root and len(again) == 2
+    assert shard.stat().st_size == 32 * 32 * 16
 
 
 def test_dataloader_workers_see_the_same_clips(tmp_path):

@@ -26,7 +26,8 @@ def test_auto_objects_pick_the_layered_G_for_digits_only():
     assert load_config(None).G.objects == 2                                   # the CPU default: 2 digits
     assert load_config(None, {"data": {"num_objects": 3}}).G.objects == 3
     assert load_config(None, {"data": {"source": "shapes"}}).G.objects == 0
-    assert load_config(None, {"data": {"source": "/some/clips"}}).G.objects == 0
+    assert load_config(None, {"data": {"source": "/some/clips"}}).G.objects == -1   # read off the frames later
+    #                                                                              (tests/test_prepared.py)
     assert load_config(None, {"G": {"objects": 0}}).G.objects == 0
     assert isinstance(build_generator(load_config(None)), LayeredGenerator)
     assert not isinstance(build_generator(load_config(None, {"G": {"objects": 0}})), LayeredGenerator)

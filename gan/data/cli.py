@@ -5,6 +5,7 @@ Examples:
     reelgan-dataset export --source digits --out data/digits --num 200
     reelgan-dataset export --source shapes --out data/shapes_frames --labels --format frames
     reelgan-dataset info data/digits
+    reelgan-dataset prepare data/digits data/digits64 --resolution 64
     python -m gan.data.cli info data/shapes_frames --clip-frames 8
 """
 from __future__ import annotations
@@ -21,7 +22,10 @@ from tqdm import tqdm
 
 from gan.config import DataConfig
 from gan.data.builtin import BouncingShapes, MovingDigits
-from gan.data.readers import DataError, open_source
+from gan.data.dataset import open_disk_source
+from gan.data.prepared import DATASET_FILE, open_prepared
+from gan.data.prepared import prepare as prepare_dataset
+from gan.data.readers import DataError
 from gan.video_io import write_mp4, write_png_frames
 
 BUILTINS = {"digits": MovingDigits, "shapes": BouncingShapes}
@@ -99,7 +103,43 @@ def export(source, out, num, frames, resolution, fps, seed, objects, split, labe
         for row in rows:
             f.write(json.dumps(row) + "\n")
     os.replace(tmp, out_dir / "metadata.jsonl")
-    click.echo(f"wrote {num} videos ({fmt}) and metadata.jsonl to {out_dir}")
+    with open(out_dir / DATASET_FILE, "w") as f:               # what captions can swap, for text-to-video
+        json.dump({"source": source, "fps": fps, "caption_word_groups": data.caption_word_groups()}, f)
+    click.echo(f"wrote {num} videos ({fmt}), metadata.jsonl and {DATASET_FILE} to {out_dir}")
+
+
+@main.command()
+@click.argument("src")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--resolution", type=click.IntRange(min=8, max=4096), default=DataConfig().resolution,
+              show_default=True, help="Frame size to store (short side resized, centre crop); a power of two.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Decoding processes [default: all cores].")
+def prepare(src, out, resolution, workers):
+    """Decode the videos of SRC once into OUT: uint8 frames in memory-mapped shards, with an index.
+
+    `train.py --data OUT` then trains from it directly (`train.py --data SRC` does the same through a cache).
+
+    \b
+    Examples:
+      reelgan-dataset prepare ~/clips data/clips64 --resolution 64
+      python train.py --data data/clips64 --outdir runs/mine
+    """
+    from gan.data.prepared import is_prepared, list_source, cache_key
+    try:
+        if is_prepared(out):
+            existing = open_prepared(out)
+            if existing.index["key"] == cache_key(list_source(src), resolution):
+                click.echo(f"{out} is up to date ({existing.summary()})")
+                return
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            data = prepare_dataset(src, out, resolution, workers=workers)
+    except DataError as e:
+        raise click.ClickException(str(e)) from None
+    for w in caught:
+        click.echo(f"warning: {w.message}", err=True)
+    click.echo(f"{data.summary()}; {data.index['seconds']:.1f} s")
+    _print_suggestions(data)
 
 
 @main.command()
@@ -108,8 +148,15 @@ def export(source, out, num, frames, resolution, fps, seed, objects, split, labe
               help="Clip length used to decide which videos are too short.")
 @click.option("--stride", type=click.IntRange(min=1), default=min(DataConfig().strides), show_default=True,
               help="Smallest frame stride used in training.")
-def info(path, clip_frames, stride):
-    """Print the summary of a dataset: a folder of videos, a folder of frame folders, a .zip, or a built-in.
+@click.option("--resolution", type=click.IntRange(min=8, max=4096), default=DataConfig().resolution,
+              show_default=True, help="Training resolution to read the data at.")
+@click.option("--cache", type=click.Path(file_okay=False), default=None,
+              help="Dataset cache [default: $REELGAN_CACHE or ~/.cache/reelgan/datasets].")
+def info(path, clip_frames, stride, resolution, cache):
+    """Describe a dataset and the settings training would read off it.
+
+    PATH is a folder of videos, a folder of frame folders, a .zip, a prepared folder, or a built-in. Every
+    video is decoded once (into the cache that `train.py --data PATH` reuses, so training then starts at once).
 
     \b
     Examples:
@@ -120,22 +167,45 @@ def info(path, clip_frames, stride):
     if path in BUILTINS:
         click.echo(BUILTINS[path]().summary())
         return
-    with warnings.catch_warnings(record=True):                # the summary lists skipped files below
+    with warnings.catch_warnings(record=True) as caught:     # the summary lists skipped files below
         warnings.simplefilter("always")
         try:
-            source = open_source(path, (clip_frames - 1) * stride + 1)
+            source = open_disk_source(path, resolution, (clip_frames - 1) * stride + 1, cache or "",
+                                      say=lambda msg: click.echo(msg, err=True))
         except DataError as e:
             raise click.ClickException(str(e)) from None
+    del caught
+    videos = source.videos
     click.echo(source.summary())
-    counts = [source.num_frames(i) for i in range(len(source))]
+    counts = [v.frames for v in videos]
     click.echo(f"frames per video: min {min(counts)}, median {statistics.median(counts):g}, max {max(counts)}")
+    fps = sorted({round(v.fps, 3) for v in videos if v.fps})
+    click.echo(f"frame rate: {', '.join(f'{f:g}' for f in fps[:5])}{' ...' if len(fps) > 5 else ''} fps" if fps
+               else "frame rate: not stored (frame folders); data.fps applies")
+    sizes = sorted({(v.width, v.height) for v in videos})
+    click.echo(f"source frame size: {', '.join(f'{w}x{h}' for w, h in sizes[:4])}{' ...' if len(sizes) > 4 else ''}")
+    grey = sum(v.grey for v in videos)
+    click.echo(f"colour: {'grey' if grey == len(videos) else 'colour'} ({grey} of {len(videos)} videos grey)")
     if source.class_names:
         click.echo(f"{source.num_classes} classes: {', '.join(source.class_names)}")
     else:
-        click.echo("unlabelled (no class subfolders)")
+        click.echo("unlabelled (no class subfolders, no labels in metadata)")
+    captioned = sum(v.caption is not None for v in videos)
+    click.echo(f"captions: {captioned} of {len(videos)} videos" +
+               ("" if not captioned else f" (e.g. \"{next(v.caption for v in videos if v.caption)}\")"))
     for kind, files in source.skipped.items():
         for f in files:
-            click.echo(f"skipped ({kind.replace('_', ' ')}): {f}")
+            click.echo(f"skipped ({kind.replace('_', ' ')}): {f}" if kind != "truncated" else f"truncated: {f}")
+    _print_suggestions(source)
+
+
+def _print_suggestions(source) -> None:
+    hint = source.suggestions()
+    flags = [f"--set {k}={v}" for k, v in hint.items() if k != "data.fps"]
+    if source.has_captions:
+        flags.append("(text-to-video: --config configs/t2v.yaml --set data.captions=true)")
+    click.echo("training reads off these settings (G.objects: layered generator for separate objects on a flat "
+               "background): " + " ".join(flags))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ import torch
 
 from gan.config import DataConfig, resolved_channels
 from gan.data.builtin import BouncingShapes, MovingDigits
-from gan.data.readers import DataError, open_source
+from gan.data.prepared import PreparedDataset, cached_prepare, is_prepared, open_prepared
+from gan.data.readers import DataError
 from gan.video_io import VideoReadError
 
 logger = logging.getLogger(__name__)
@@ -46,17 +47,19 @@ class ClipDataset(torch.utils.data.Dataset):
                  source,                    # MovingDigits / BouncingShapes / VideoFolder / FrameFolders / Zip...
                  cfg: DataConfig,           # clip_frames, strides, channels, resolution, labels
                  seed: int = 0):            # clip sampling seed
-        if cfg.channels == 0:
-            cfg = dataclasses.replace(cfg, channels=resolved_channels(cfg))
+        if cfg.channels == 0:                                 # auto: a prepared source knows whether it is grey
+            cfg = dataclasses.replace(cfg, channels=getattr(source, "channels", None) or resolved_channels(cfg))
         if cfg.channels not in (1, 3):
             raise DataError(f"data.channels must be 1, 3 or 0 (auto), got {cfg.channels}")
         if cfg.labels and source.num_classes == 0:
             raise DataError(f"data.labels is true but {getattr(source, 'root', cfg.source)} has no classes: "
                             f"expected one subfolder per class (root/<class>/<video>), or set data.labels: false")
-        # Conditional hook (text-to-video): built-ins know each video's caption; disk sources do not.
-        if cfg.captions and not hasattr(source, "caption"):
-            raise DataError(f"data.captions is true but {getattr(source, 'root', cfg.source)} has no captions; "
-                            f"text-to-video trains on the built-in datasets ('digits', 'shapes')")
+        # Conditional hook (text-to-video): built-ins know each clip's caption; disk data reads them from files.
+        if cfg.captions and not getattr(source, "has_captions", hasattr(source, "caption")):
+            where = getattr(source, "source_path", getattr(source, "root", cfg.source))
+            raise DataError(f"data.captions is true but {where} has no caption for every video; put a metadata.jsonl "
+                            f"beside the videos (one {{\"file\": ..., \"caption\": ...}} per line) or a .txt "
+                            f"beside each video")
         self.source = source
         self.cfg = cfg
         self.seed = int(seed)
@@ -68,7 +71,7 @@ class ClipDataset(torch.utils.data.Dataset):
                         "failed_reads": []}                   # filled at train time (per worker process)
         self._bad = set()                                     # indices that failed to read in this process
         # Built-ins render at the target size directly; disk videos are resized and centre-cropped.
-        self._read_size = None if isinstance(source, (MovingDigits, BouncingShapes)) else cfg.resolution
+        self._read_size = None if isinstance(source, (MovingDigits, BouncingShapes, PreparedDataset)) else cfg.resolution
 
     def __len__(self) -> int:
         return len(self.source)
@@ -104,13 +107,15 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def _load(self, index: int) -> dict:
         start, stride = self.clip_position(index)
-        frames = self.source.read(index, start, self.clip_frames, stride, self._read_size)  # [T, H, W, 3]
-        if frames.shape != (self.clip_frames, self.resolution, self.resolution, 3):
+        frames = self.source.read(index, start, self.clip_frames, stride, self._read_size)  # [T, H, W, 3 or 1]
+        if frames.shape[:3] != (self.clip_frames, self.resolution, self.resolution) or frames.shape[3] not in (1, 3):
             raise ValueError(f"video {index} gave frames of shape {frames.shape}, expected "
                              f"{(self.clip_frames, self.resolution, self.resolution, 3)}")
         video = frames.astype(np.float32)
-        if self.channels == 1:
+        if self.channels == 1 and video.shape[-1] == 3:
             video = video @ _LUMA[:, None]                    # [T, H, W, 1]
+        elif self.channels == 3 and video.shape[-1] == 1:     # grey data, colour model (data.channels: 3)
+            video = np.repeat(video, 3, axis=-1)
         video = torch.from_numpy(video).permute(0, 3, 1, 2) / 127.5 - 1.0  # [T, C, H, W]
         label = self.source.label(index) if self.cfg.labels else 0
         item = {
@@ -147,7 +152,7 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def _name(self, index: int) -> str:
         if hasattr(self.source, "name"):
-            return f"{self.source.root}/{self.source.name(index)}"
+            return f"{getattr(self.source, 'source_path', self.source.root)}/{self.source.name(index)}"
         return f"{self.cfg.source}[{index}]"
 
     def _where(self) -> str:
@@ -157,11 +162,13 @@ class ClipDataset(torch.utils.data.Dataset):
         return self.source.summary()
 
 
-def build_dataset(cfg: DataConfig, seed: int = 0, split: str = "train") -> ClipDataset:
+def build_dataset(cfg: DataConfig, seed: int = 0, split: str = "train", progress: bool = False,
+                  say=logger.info) -> ClipDataset:
     """Clip dataset for `cfg.source`: 'digits', 'shapes', or a path (video folder, frame folders, .zip).
 
     `seed` drives both the clip sampling and, for built-ins, the video content; `split` ('train'/'test')
-    only applies to built-ins (disk datasets are used as they are).
+    only applies to built-ins (disk datasets are used as they are). Disk data is read through its prepared form
+    (gan.data.prepared): decoded once, then memory-mapped.
     """
     min_frames = min_clip_frames(cfg)
     if cfg.source in BUILTIN_SOURCES:
@@ -174,5 +181,44 @@ def build_dataset(cfg: DataConfig, seed: int = 0, split: str = "train") -> ClipD
                                              seed=seed, split=split)
         logger.info(source.summary())
     else:
-        source = open_source(cfg.source, min_frames)      # logs its own summary line
+        source = open_disk_source(cfg.source, cfg.resolution, min_frames, cfg.cache, progress=progress, say=say)
+        say(source.summary())
     return ClipDataset(source, cfg, seed=seed)
+
+
+def open_disk_source(path: str, resolution: int, min_frames: int = 1, cache: str = "", progress: bool = True,
+                     say=logger.info) -> PreparedDataset:
+    """A prepared dataset for `path`: the folder itself when it is one (it must match `resolution`), else the
+    cached preparation of the videos, frame folders or .zip at `path` (made on first use)."""
+    if is_prepared(path):
+        source = open_prepared(path, min_frames)
+        if source.resolution != resolution:
+            raise DataError(f"{path} was prepared at {source.resolution} px but data.resolution is {resolution}; set "
+                            f"--set data.resolution={source.resolution} or prepare the source again with "
+                            f"`reelgan-dataset prepare {source.source_path} NEW_FOLDER --resolution {resolution}`")
+        return source
+    return cached_prepare(path, resolution, cache or None, min_frames, progress=progress, say=say)
+
+
+def infer_settings(cfg, dataset: ClipDataset) -> List[str]:
+    """Fill the config fields left to the data (data.channels 0, G.objects -1) in place; returns what was inferred
+    as 'key=value (why)' lines, for the run's log. The config saved with the run then holds concrete values."""
+    from gan.config import resolved_objects
+    said = []
+    if cfg.data.channels == 0:
+        cfg.data.channels = dataset.channels
+        said.append(f"data.channels={dataset.channels} ({'every frame is grey' if dataset.channels == 1 else 'colour'})")
+    source = dataset.source
+    if cfg.G.objects == -1:
+        if isinstance(source, PreparedDataset) and cfg.cond.mode in ("none", "text"):
+            hint = source.suggestions()
+            cfg.G.objects = int(hint["G.objects"])
+            if cfg.G.objects > 0:
+                cfg.G.object_size = float(hint["G.object_size"])
+                said.append(f"G.objects={cfg.G.objects}, G.object_size={cfg.G.object_size} (separate objects over a "
+                            f"flat background: the layered generator)")
+            else:
+                said.append("G.objects=0 (no flat background: the synthesis generator)")
+        else:
+            cfg.G.objects = resolved_objects(cfg)
+    return said

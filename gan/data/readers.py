@@ -105,13 +105,8 @@ class _Source:
                             f"shorter than {self.min_frames} frames); see the warnings above")
 
     def _assign_labels(self, names: List[str], folders: Sequence[str]) -> List[int]:
-        """Classes from first-level folders, only when every video sits below one."""
-        parts = [PurePosixPath(n).parts for n in names]
-        if not all(len(p) >= 2 for p in parts):
-            return [0] * len(names)
-        self.class_names = sorted({p[0] for p in parts} | set(folders), key=natural_key)
-        ids = {c: i for i, c in enumerate(self.class_names)}
-        return [ids[p[0]] for p in parts]
+        self.class_names, labels = _assign_class_labels(names, folders)
+        return labels
 
     # ----- the source interface
 
@@ -144,6 +139,16 @@ class _Source:
         if start < 0 or stride < 1 or count < 1 or last >= self.videos[i].frames:
             raise ValueError(f"frames {start}..{last} (stride {stride}) are outside video "
                              f"{self.name(i)} with {self.videos[i].frames} frames")
+
+
+def _assign_class_labels(names: List[str], folders: Sequence[str]) -> Tuple[List[str], List[int]]:
+    """(class names, label per video): classes from first-level folders, only when every video sits below one."""
+    parts = [PurePosixPath(n).parts for n in names]
+    if not all(len(p) >= 2 for p in parts):
+        return [], [0] * len(names)
+    class_names = sorted({p[0] for p in parts} | set(folders), key=natural_key)
+    ids = {c: i for i, c in enumerate(class_names)}
+    return class_names, [ids[p[0]] for p in parts]
 
 
 def _try(fn, arg):

@@ -79,7 +79,7 @@ class DatasetClips(ClipSource):
         self.seed_offset = int(seed_offset)
         self.content_seed, self.split = int(content_seed), split
         self.num_videos, self.video_frames, self.num_objects = int(num_videos), int(video_frames), int(num_objects)
-        self._disk = {}                                                # min_frames -> opened disk source
+        self._disk = {}                                                # (span, resolution) -> prepared source
         if self.source not in BUILTINS and not os.path.exists(self.source):
             raise ClipSourceError(f"dataset {self.source} does not exist: pass 'digits', 'shapes', a video "
                                   f"folder, a folder of frame folders or a .zip")
@@ -99,10 +99,11 @@ class DatasetClips(ClipSource):
             return BUILTIN_SOURCES[self.source](resolution=spec.resolution, num_videos=self.num_videos,
                                                 video_frames=self.video_frames, num_objects=self.num_objects,
                                                 seed=self.content_seed, split=self.split)
-        if spec.span not in self._disk:
-            from gan.data.readers import open_source
-            self._disk[spec.span] = open_source(self.source, spec.span)   # drops videos shorter than a clip
-        return self._disk[spec.span]
+        key = (spec.span, spec.resolution)
+        if key not in self._disk:                 # the prepared (memory-mapped) form training uses, from its cache
+            from gan.data.dataset import open_disk_source
+            self._disk[key] = open_disk_source(self.source, spec.resolution, spec.span, progress=False)
+        return self._disk[key]                    # drops videos shorter than a clip
 
     def describe(self) -> Dict:
         d = {"kind": "path", "path": os.path.abspath(self.source), "listing": _listing_hash(self.source)}
@@ -130,7 +131,9 @@ class DatasetClips(ClipSource):
                 if self.builtin:
                     clip = src.render(index, start, spec.frames, spec.stride)    # rendered at spec.resolution
                 else:
-                    clip = src.read(index, start, spec.frames, spec.stride, spec.resolution)
+                    clip = src.read(index, start, spec.frames, spec.stride)
+                    if clip.shape[-1] == 1:                                   # stored grey
+                        clip = np.repeat(clip, 3, axis=-1)
                 out.append(clip)
             yield np.stack(out)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
@@ -14,7 +15,7 @@ from typing import Dict, Iterator, List, Optional
 import numpy as np
 import torch
 
-from gan.config import Config
+from gan.config import Config, is_builtin
 from gan.networks import build_discriminators, build_generator
 from gan.training import checkpoint as ckpt_io
 from gan.training import distributed as dist_utils
@@ -95,6 +96,14 @@ def make_optimizers(cfg: Config, G, D_image, D_video):
     return opt_G, opt_D
 
 
+def auto_workers(source: str, device: torch.device) -> int:
+    """data.workers -1: the built-ins render clips (one worker keeps up); prepared data is a memory copy, done
+    in the main process on CPU (a worker would take a core from the step) and by a few workers beside a GPU."""
+    if is_builtin(source):
+        return 1
+    return 0 if device.type == "cpu" else min(4, max(1, (os.cpu_count() or 2) // 2))
+
+
 def _to_device(batch: Dict, device) -> Dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
@@ -105,7 +114,7 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
 
     `text_encoder`: for cond.mode 'text', an external encoder following gan.conditioning.TextEncoder
     (kept frozen) instead of the built-in one."""
-    from gan.data import build_dataset
+    from gan.data import build_dataset, infer_settings
     from gan.sampling import render_grid_video
 
     device = torch.device(device)
@@ -122,7 +131,9 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
         for tmp in ckpt_dir.glob("*.tmp"):
             tmp.unlink(missing_ok=True)
     torch.manual_seed(cfg.train.seed)
-    dataset = build_dataset(cfg.data, seed=cfg.train.seed)
+    notes = []
+    dataset = build_dataset(cfg.data, seed=cfg.train.seed, progress=progress and rank == 0, say=notes.append)
+    inferred = infer_settings(cfg, dataset)                  # data.channels / G.objects left to the data
     c_dim = dataset.num_classes if cfg.data.labels else 0
 
     # ---- conditional-generation hook (gan/conditioning): None keeps the unconditional path as it was ----
@@ -168,6 +179,8 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
                 f"{condition}), G {_count(G) / 1e6:.2f}M params, D {(_count(D_image) + _count(D_video)) / 1e6:.2f}M, "
                 f"precision {cfg.train.precision}, "
                 f"{'compiled main phases (R1 eager)' if cfg.train.compile else 'eager'}, start step {start_step}")
+    for line in notes + [f"inferred from the data: {x}" for x in inferred]:
+        logger.text(line)
     if cond:
         cond.announce(logger.text)                                     # mode, encoders, LPIPS backbone kind
 
@@ -193,10 +206,11 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
         main_G, main_D, reg_loss = cond.loss(main_G), cond.loss(main_D), cond.loss(reg_loss)
 
     per_rank = cfg.train.batch // world
+    workers = cfg.data.workers if cfg.data.workers >= 0 else auto_workers(cfg.data.source, device)
     loader = torch.utils.data.DataLoader(
-        KeyedDataset(dataset), num_workers=cfg.data.workers, pin_memory=device.type == "cuda",
+        KeyedDataset(dataset), num_workers=workers, pin_memory=device.type == "cuda",
         batch_sampler=StepBatchSampler(len(dataset), per_rank, cfg.train.seed, rank, start_step, cfg.train.steps),
-        persistent_workers=False, prefetch_factor=4 if cfg.data.workers > 0 else None)
+        persistent_workers=False, prefetch_factor=4 if workers > 0 else None)
 
     sample_seeds = list(range(cfg.train.sample_seeds))
     # ---- quality-metrics hook (gan/metrics/during_training.py): off unless train.metrics_every > 0 ----
