@@ -14,8 +14,10 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
+from gan.errors import ReelganError
 
-class ConfigError(ValueError):
+
+class ConfigError(ReelganError, ValueError):
     """A config file or override that does not match the dataclass tree."""
 
 

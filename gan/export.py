@@ -13,13 +13,13 @@ Examples:
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Dict, Union
 
 import click
 import torch
 
+from gan.cli_utils import Command
 from gan.config import Config
 from gan.networks import build_generator
 from gan.training import checkpoint as ckpt_io
@@ -48,8 +48,9 @@ def export_generator(checkpoint: Union[str, Path], out: Union[str, Path], dtype:
     c_dim = int(ckpt.get("c_dim", 0))
     # Rebuild G from the checkpoint's own config and load strictly: a file that would not load later
     # is never written.
+    ckpt_io.check_finite(ckpt[key], f"the generator weights of {checkpoint}")
     G = build_generator(cfg, c_dim)
-    G.load_state_dict(ckpt[key])
+    ckpt_io.load_modules(ckpt, {key: G}, checkpoint)
     store = STORE_DTYPES[dtype]
     state = {k: (v.to(store) if v.is_floating_point() else v).clone()
              for k, v in G.state_dict().items()}
@@ -68,18 +69,14 @@ def export_generator(checkpoint: Union[str, Path], out: Union[str, Path], dtype:
             "step": ckpt.get("step"), "source_bytes": checkpoint.stat().st_size}
 
 
-@click.command(help=__doc__)
+@click.command(cls=Command, help=__doc__)
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--dtype", type=click.Choice(sorted(STORE_DTYPES)), default="fp32", show_default=True,
               help="Storage precision of the weights (bf16/fp16 halve the file; they load as float32).")
 @click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
 def cli(checkpoint, out, dtype, force):
-    try:
-        info = export_generator(checkpoint, out, dtype=dtype, overwrite=force)
-    except (ckpt_io.CheckpointError, ValueError, RuntimeError) as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(1)
+    info = export_generator(checkpoint, out, dtype=dtype, overwrite=force)
     click.echo(f"{info['path']}: {info['params'] / 1e6:.2f}M values, {info['bytes'] / 2**20:.2f} MiB "
                f"(from {info['source_bytes'] / 2**20:.2f} MiB), step {info['step']}")
 

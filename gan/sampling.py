@@ -15,11 +15,12 @@ import numpy as np
 import torch
 
 from gan.config import Config
+from gan.errors import ReelganError
 from gan.networks import Generator, build_generator, motion_codes_for_seed
 from gan.training.checkpoint import CheckpointError, load
 
 
-class SamplingError(ValueError):
+class SamplingError(ReelganError, ValueError):
     pass
 
 

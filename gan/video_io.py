@@ -20,10 +20,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gan.errors import ReelganError, publish
+
 PathLike = Union[str, os.PathLike]
 
 
-class VideoReadError(RuntimeError):
+class VideoReadError(ReelganError, RuntimeError):
     """A video file that ffmpeg cannot open or decode."""
 
     def __init__(self, path: PathLike, reason: str):
@@ -251,7 +253,7 @@ class Mp4Writer:
         if not self._tmp.is_file() or self._tmp.stat().st_size == 0:
             self._tmp.unlink(missing_ok=True)
             raise RuntimeError(f"ffmpeg failed to write {self.path} (see its messages above)")
-        os.replace(self._tmp, self.path)
+        publish(self._tmp, self.path)
 
     def abort(self) -> None:
         """Stop ffmpeg and delete the partial file."""
@@ -321,7 +323,7 @@ def write_gif(path: PathLike, frames, fps: float) -> None:
     try:
         images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
                        duration=max(10, round(1000.0 / fps)), loop=0, disposal=1)
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -337,7 +339,7 @@ def write_png_frames(directory: PathLike, frames) -> List[Path]:
         tmp = _temp_path(p, ".png")
         try:
             Image.fromarray(frame).save(tmp, format="PNG")
-            os.replace(tmp, p)
+            publish(tmp, p)
         finally:
             tmp.unlink(missing_ok=True)
         paths.append(p)

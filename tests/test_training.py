@@ -94,7 +94,7 @@ def test_missing_dataset_fails_with_the_path(tmp_path):
     missing = tmp_path / "nowhere"
     res = subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", TINY, "--data", str(missing),
                           "--outdir", str(tmp_path / "o"), "--no-progress"], cwd=ROOT, capture_output=True, text=True)
-    assert res.returncode == 1
+    assert res.returncode == 2
     assert str(missing) in res.stderr and "Traceback" not in res.stderr
 
 

@@ -9,8 +9,10 @@ from typing import Optional
 import numpy as np
 import torch
 
+from gan.errors import ReelganError
 
-class ConditionError(ValueError):
+
+class ConditionError(ReelganError, ValueError):
     """A condition (image, video, prompt) that cannot be used: missing or unreadable file, wrong mode."""
 
 

@@ -19,9 +19,11 @@ import click
 import numpy as np
 from tqdm import tqdm
 
+from gan.cli_utils import Group
 from gan.config import DataConfig
+from gan.errors import publish
 from gan.data.builtin import BouncingShapes, MovingDigits
-from gan.data.readers import DataError, open_source
+from gan.data.readers import open_source
 from gan.video_io import write_mp4, write_png_frames
 
 BUILTINS = {"digits": MovingDigits, "shapes": BouncingShapes}
@@ -42,7 +44,7 @@ def _jsonable(x):
     return x
 
 
-@click.group()
+@click.group(cls=Group)
 def main():
     """Create and inspect reelgan video datasets."""
 
@@ -98,7 +100,7 @@ def export(source, out, num, frames, resolution, fps, seed, objects, split, labe
     with open(tmp, "w") as f:
         for row in rows:
             f.write(json.dumps(row) + "\n")
-    os.replace(tmp, out_dir / "metadata.jsonl")
+    publish(tmp, out_dir / "metadata.jsonl")
     click.echo(f"wrote {num} videos ({fmt}) and metadata.jsonl to {out_dir}")
 
 
@@ -122,10 +124,7 @@ def info(path, clip_frames, stride):
         return
     with warnings.catch_warnings(record=True):                # the summary lists skipped files below
         warnings.simplefilter("always")
-        try:
-            source = open_source(path, (clip_frames - 1) * stride + 1)
-        except DataError as e:
-            raise click.ClickException(str(e)) from None
+        source = open_source(path, (clip_frames - 1) * stride + 1)
     click.echo(source.summary())
     counts = [source.num_frames(i) for i in range(len(source))]
     click.echo(f"frames per video: min {min(counts)}, median {statistics.median(counts):g}, max {max(counts)}")

@@ -26,6 +26,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
+from gan.errors import ReelganError
 from gan.video_io import VideoReadError, probe_video, read_video, resize_square
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ _EXPECTED = (f"expected video files ({', '.join(VIDEO_EXTENSIONS)}) or one folde
              f"({', '.join(IMAGE_EXTENSIONS)}) per video, optionally inside one folder per class")
 
 
-class DataError(ValueError):
+class DataError(ReelganError, ValueError):
     """A dataset that cannot be used: missing path, no usable videos, or an unreadable clip at train time."""
 
 

@@ -5,12 +5,13 @@ identity, motion): thin click commands that parse options and call one plain fun
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
 import click
 
+from gan.cli_utils import Command, UsageFailure
+from gan.errors import one_line
 from gan.metrics.evaluate import METRICS
 
 
@@ -43,8 +44,8 @@ Examples:
 
 
 def _fail(e: Exception) -> None:
-    click.echo(f"error: {e}", err=True)
-    sys.exit(1)
+    """A failure of the metric code (bad clips, weights, shapes): one line through the common error path."""
+    raise UsageFailure(one_line(e)) from e
 
 
 def _write_json(path: Optional[str], report: dict) -> None:
@@ -101,7 +102,7 @@ def _with_common(f):
     return f
 
 
-@click.command(help=METRICS_HELP)
+@click.command(cls=Command, help=METRICS_HELP)
 @_with_common
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the JSON report to this file.")
 @click.option("--metrics", "metric_ids", type=str, default="fvd16,fid", show_default=True,
@@ -146,7 +147,7 @@ def metrics_cli(checkpoint, videos, data, data_seed, resolution, seed, device, q
     click.echo(report["summary"])
 
 
-@click.command(help=ANALYZE_HELP)
+@click.command(cls=Command, help=ANALYZE_HELP)
 @_with_common
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Folder for analysis.json and annotated.mp4 [default: print the summary only].")
