@@ -48,8 +48,13 @@ def cli(config_path, data, outdir, steps, batch, resume, device, overrides, dry_
         click.echo(cfg.to_json())
         click.echo(f"# outdir: {outdir}", err=True)
         return
+    from gan.cli_utils import fail
     from gan.training import train
-    summary = train(cfg, outdir, resume=resume, device=pick_device(device), progress=progress)
+    from losses.perceptual import MissingWeightsError
+    try:
+        summary = train(cfg, outdir, resume=resume, device=pick_device(device), progress=progress)
+    except MissingWeightsError as e:
+        fail(f"{e} Here: --set cond.lpips_backbone=PATH, or --set cond.lpips_weight=0 for L1 only.")
     if summary["rank"] == 0:
         click.echo(f"done: {summary['step']} steps; checkpoint {summary['checkpoint']}; samples {summary['samples']}")
 

@@ -24,6 +24,9 @@ def one_line(e: BaseException) -> str:
     else:
         text = str(e)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if "Original Traceback" in text and lines:       # re-raised from a DataLoader worker: its own last line
+        last = lines[-1]
+        return last.split(": ", 1)[1] if last.startswith(type(e).__name__ + ": ") else last
     return "; ".join(lines) or type(e).__name__
 
 

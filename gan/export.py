@@ -41,14 +41,11 @@ def export_generator(checkpoint: Union[str, Path], out: Union[str, Path], dtype:
     if out.exists() and not overwrite:
         raise ckpt_io.CheckpointError(f"{out} exists; pass --force to overwrite it")
     ckpt = ckpt_io.load(checkpoint, map_location="cpu")
-    key = "G_ema" if "G_ema" in ckpt else "G"
-    if key not in ckpt or "config" not in ckpt:
-        raise ckpt_io.CheckpointError(f"{checkpoint} holds no generator weights and config")
+    key = ckpt_io.generator_key(ckpt, checkpoint)
     cfg = Config.from_saved(ckpt["config"])
     c_dim = int(ckpt.get("c_dim", 0))
     # Rebuild G from the checkpoint's own config and load strictly: a file that would not load later
     # is never written.
-    ckpt_io.check_finite(ckpt[key], f"the generator weights of {checkpoint}")
     G = build_generator(cfg, c_dim)
     ckpt_io.load_modules(ckpt, {key: G}, checkpoint)
     store = STORE_DTYPES[dtype]

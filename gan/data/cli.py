@@ -135,6 +135,8 @@ def info(path, clip_frames, stride):
     for kind, files in source.skipped.items():
         for f in files:
             click.echo(f"skipped ({kind.replace('_', ' ')}): {f}")
+    for f in getattr(source, "truncated", []):
+        click.echo(f"truncated (used with the frames that decode): {f}")
 
 
 if __name__ == "__main__":

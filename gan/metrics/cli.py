@@ -133,6 +133,10 @@ def metrics_cli(checkpoint, videos, data, data_seed, resolution, seed, device, q
     try:
         fake, real, res = _sources(checkpoint, videos, data, data_seed, resolution, pick_device(device),
                                    offline_dataset)
+        if videos and (num_fake or num) > len(fake.files):
+            raise UsageFailure(f"{videos} holds {len(fake.files)} videos, fewer than the {num_fake or num} fake "
+                               f"clips asked for: pass --num-fake {len(fake.files)} (or --num), or generate more "
+                               f"videos (FVD is only stable with hundreds of clips)")
         options = MetricOptions(num_real=num, num_fake=num_fake or num, seed=seed, stride=stride, batch=batch,
                                 device=pick_device(device), random_features=random_features,
                                 feature_input_size=feature_input_size, i3d_weights=i3d_weights,
@@ -176,6 +180,10 @@ def analyze_cli(checkpoint, videos, data, data_seed, resolution, seed, device, q
             source = FolderClips(videos, dataset)
             expected = None
             resolution = resolution or source.native_resolution()
+            if num > len(source.files):                          # analyse what is there, and say so
+                click.echo(f"note: {videos} holds {len(source.files)} videos; analysing all of them "
+                           f"(--num {num} asked for more)", err=True)
+                num = len(source.files)
         else:
             source = DatasetClips(data, data_seed, "train")
             expected = source.num_objects if source.builtin else None

@@ -164,3 +164,13 @@ def load_modules(state: Dict[str, Any], modules: Dict[str, torch.nn.Module], pat
             first = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e)[:200])
             raise CheckpointError(f"{path}: its '{key}' weights do not fit the model this config builds "
                                   f"({first[:200]}); use the config the checkpoint was trained with") from None
+
+
+def generator_key(ckpt: Dict[str, Any], path: Union[str, Path]) -> str:
+    """'G_ema' (or 'G') of a checkpoint to sample from, after checking it has a config and finite weights."""
+    key = "G_ema" if "G_ema" in ckpt else "G"
+    if key not in ckpt or "config" not in ckpt:
+        raise CheckpointError(f"{path} holds no generator weights and config")
+    check_finite(ckpt[key], f"{path} (its generator weights; the run diverged: sample from an earlier "
+                            f"checkpoint)")
+    return key
