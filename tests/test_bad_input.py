@@ -70,9 +70,12 @@ def _conditional_checkpoint(path, mode):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A tiny trained run plus a gallery of broken files, all under `user/` (hashed by every test)."""
-    d = tmp_path_factory.mktemp("bad")
-    user = d / "user"
+    user = tmp_path_factory.mktemp("bad") / "user"
     user.mkdir()
+    return build_world(user)
+
+
+def build_world(user):
     res = _train(user / "run")
     assert res.exit_code == 0, res.output
     good = user / "run" / "checkpoints" / "latest.pt"
