@@ -41,7 +41,9 @@ def _classify(res, expect: str, changed: bool) -> str:
 
 @click.command(help=__doc__)
 @click.option("--root", type=click.Path(exists=True, file_okay=False), default=str(HERE), show_default=True)
-def main(root):
+@click.option("--skip", multiple=True, help="Case names not to run (e.g. seeds-huge on a tree without the seed cap: "
+                                            "it allocates ~800 GB); counted as 'skipped'.")
+def main(root, skip):
     root = Path(root).resolve()
     sys.path.insert(0, str(root))
     import torch
@@ -57,6 +59,9 @@ def main(root):
     results = []
 
     def run(name, cmd, args, expect="error", env=None, watch=(user,)):
+        if name in skip:
+            results.append(("skipped", name, 0, ""))
+            return
         before = T._hashes(*watch)
         res = T._invoke(cmd, [str(a).replace("{u}", str(user)) for a in args], env=env)
         verdict = _classify(res, expect, T._hashes(*watch) != before)
@@ -94,9 +99,8 @@ def main(root):
     shutil.copytree(user / "run", run2)
     (run2 / "checkpoints" / "latest.pt").write_bytes(b"")
     snaps = run2 / "checkpoints"
-    keep = {p.name: p.read_bytes() for p in snaps.glob("step_*.pt")}
     T._invoke(T.train.cli, ["--config", T.TINY, "--outdir", run2, "--resume", "--steps", "6", "--no-progress"])
-    lost = any(not (snaps / n).exists() for n in keep)
+    lost = not (snaps / "step_0000004.pt").exists()             # the newest good snapshot (rotation keeps 2)
     relogged = len({line for line in (run2 / "log.jsonl").read_text().splitlines()}) != \
         len({__import__("json").loads(x)["step"] for x in (run2 / "log.jsonl").read_text().splitlines()})
     from gan.training.checkpoint import load

@@ -46,6 +46,8 @@ def _message(e: BaseException) -> str:
     msg = one_line(e)
     if type(e).__name__ == "DecompressionBombError":
         return f"image too large to decode safely: {msg}"
+    if isinstance(e, OSError) and e.strerror:                  # a path the command could not use
+        return f"{msg} (check that path and its permissions, or choose another)"
     return msg
 
 

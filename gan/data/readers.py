@@ -102,9 +102,11 @@ class _Source:
                 self.videos.append(_Video(key, name, label, frames))
         logger.info(self.summary())
         if not self.videos:
+            first = next(((os.path.join(self.root, n), e) for (n, _), (_, e) in zip(candidates, counts) if e), None)
+            why = f"; first unreadable: {first[0]}: {first[1]}" if first else ""
             raise DataError(f"no usable videos in {self.root}: all {len(candidates)} were skipped "
                             f"({len(self.skipped['unreadable'])} unreadable, {len(self.skipped['too_short'])} "
-                            f"shorter than {self.min_frames} frames); see the warnings above")
+                            f"shorter than {self.min_frames} frames){why}")
 
     def _assign_labels(self, names: List[str], folders: Sequence[str]) -> List[int]:
         """Classes from first-level folders, only when every video sits below one."""
