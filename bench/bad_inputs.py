@@ -64,9 +64,11 @@ def main(root, skip):
             return
         before = T._hashes(*watch)
         res = T._invoke(cmd, [str(a).replace("{u}", str(user)) for a in args], env=env)
-        verdict = _classify(res, expect, T._hashes(*watch) != before)
+        after = T._hashes(*watch)                                   # a user file changed or removed (new outputs
+        verdict = _classify(res, expect, any(after.get(k) != v for k, v in before.items()))  # are not loss)
         tail = (res.output.strip().splitlines() or [""])[-1][:150]
         results.append((verdict, name, res.exit_code, tail))
+        print(f"{verdict:14s} {name:26s} exit {res.exit_code}: {tail}", file=sys.stderr, flush=True)
 
     for name, cmd, args, _ in T.CASES:
         run(name, cmd, args)
