@@ -21,12 +21,12 @@ Real-time mode (one endless clip of the first seed, chunk by chunk, constant mem
 """
 from __future__ import annotations
 
-import sys
-
 import click
 
+from gan.cli_utils import Command
 
-@click.command(help=__doc__)
+
+@click.command(cls=Command, help=__doc__)
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), required=True,
               help="Training checkpoint or exported generator file.")
 @click.option("--outdir", type=click.Path(file_okay=False), default=None,
@@ -68,22 +68,17 @@ import click
 def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_value, device, chunk, batch,
         stream, stream_to, precision, compile_, image, video, context_stride, prompt):
     from gan.cli_utils import pick_device
-    from gan.sampling import SamplingError, generate_videos, parse_seeds
-    from gan.training.checkpoint import CheckpointError
+    from gan.sampling import generate_videos, parse_seeds
     if stream:
         from gan.fast_sampler import stream_video
         if image is not None or video is not None or prompt is not None:
             raise click.UsageError("--stream renders unconditional and class-conditional models only "
                                    "(not --image/--video/--prompt)")
         explicit = ctx.get_parameter_source("frames") is not click.core.ParameterSource.DEFAULT
-        try:
-            stream_video(checkpoint, parse_seeds(seeds)[0], frames if explicit else None, fps, outdir=outdir,
-                         stream_to=stream_to, precision=precision, compile=compile_, chunk=chunk,
-                         device=pick_device(device), truncation=truncation, class_value=class_value,
-                         stdout=click.get_binary_stream("stdout"), log=lambda m: click.echo(m, err=True))
-        except (SamplingError, CheckpointError) as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(1)
+        stream_video(checkpoint, parse_seeds(seeds)[0], frames if explicit else None, fps, outdir=outdir,
+                     stream_to=stream_to, precision=precision, compile=compile_, chunk=chunk,
+                     device=pick_device(device), truncation=truncation, class_value=class_value,
+                     stdout=click.get_binary_stream("stdout"), log=lambda m: click.echo(m, err=True))
         return
     if stream_to is not None or compile_ or precision != "fp32":
         raise click.UsageError("--stream-to, --precision and --compile apply to --stream only")
@@ -92,28 +87,21 @@ def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_valu
     # ---- conditional generation (gan/conditioning): --image / --video / --prompt ----
     from gan.conditioning.inputs import ConditionError
     from gan.conditioning.sampling import check_mode, checkpoint_mode, generate_conditional
-    try:
-        if image is not None or video is not None or prompt is not None:
-            if class_value is not None:
-                raise ConditionError("--class does not combine with --image/--video/--prompt")
-            paths = generate_conditional(checkpoint, outdir, parse_seeds(seeds), frames=frames, fps=fps, fmt=fmt,
-                                         truncation=truncation, image=image, video=video, prompt=prompt,
-                                         context_stride=context_stride, device=pick_device(device), chunk=chunk,
-                                         log=lambda m: click.echo(m, err=True))
-            for p in paths:
-                click.echo(str(p))
-            return
-        check_mode(checkpoint_mode(checkpoint), "none")
-    except (ConditionError, SamplingError, CheckpointError) as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(1)
-    try:
-        paths = generate_videos(checkpoint, outdir, parse_seeds(seeds), frames=frames, fps=fps, fmt=fmt,
-                                truncation=truncation, class_value=class_value, device=pick_device(device),
-                                chunk=chunk, batch=batch)
-    except (SamplingError, CheckpointError) as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(1)
+    seed_list = parse_seeds(seeds)
+    if image is not None or video is not None or prompt is not None:
+        if class_value is not None:
+            raise ConditionError("--class does not combine with --image/--video/--prompt")
+        paths = generate_conditional(checkpoint, outdir, seed_list, frames=frames, fps=fps, fmt=fmt,
+                                     truncation=truncation, image=image, video=video, prompt=prompt,
+                                     context_stride=context_stride, device=pick_device(device), chunk=chunk,
+                                     log=lambda m: click.echo(m, err=True))
+        for p in paths:
+            click.echo(str(p))
+        return
+    check_mode(checkpoint_mode(checkpoint), "none")
+    paths = generate_videos(checkpoint, outdir, seed_list, frames=frames, fps=fps, fmt=fmt,
+                            truncation=truncation, class_value=class_value, device=pick_device(device),
+                            chunk=chunk, batch=batch)
     for p in paths:
         click.echo(str(p))
 

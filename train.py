@@ -11,12 +11,12 @@ Examples:
 """
 from __future__ import annotations
 
-import sys
-
 import click
 
+from gan.cli_utils import Command
 
-@click.command(help=__doc__)
+
+@click.command(cls=Command, help=__doc__)
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="YAML preset (configs/*.yaml); defaults: the CPU-sized digits config.")
 @click.option("--data", type=str, default=None, show_default=True,
@@ -25,7 +25,8 @@ import click
               help="Run folder [default: runs/<config name>].")
 @click.option("--steps", type=click.IntRange(min=0), default=None, help="Generator updates (overrides train.steps).")
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="Clips per step (overrides train.batch).")
-@click.option("--resume", is_flag=True, help="Continue from OUTDIR/checkpoints/latest.pt.")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in OUTDIR from its newest checkpoint that loads and is finite.")
 @click.option("--device", type=str, default="cpu", show_default=True, help="cpu, cuda, cuda:1 or auto.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override any config field, e.g. --set train.precision=bf16 (repeatable).")
@@ -33,7 +34,7 @@ import click
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 def cli(config_path, data, outdir, steps, batch, resume, device, overrides, dry_run, progress):
     from gan.cli_utils import parse_overrides, pick_device
-    from gan.config import ConfigError, load_config
+    from gan.config import load_config
     over = parse_overrides(overrides)
     if data is not None:
         over.setdefault("data", {})["source"] = data
@@ -41,22 +42,19 @@ def cli(config_path, data, outdir, steps, batch, resume, device, overrides, dry_
         over.setdefault("train", {})["steps"] = steps
     if batch is not None:
         over.setdefault("train", {})["batch"] = batch
-    try:
-        cfg = load_config(config_path, over)
-    except ConfigError as e:
-        raise click.UsageError(str(e)) from None
+    cfg = load_config(config_path, over)
     outdir = outdir or f"runs/{cfg.name}"
     if dry_run:
         click.echo(cfg.to_json())
         click.echo(f"# outdir: {outdir}", err=True)
         return
-    from gan.data import DataError
-    from gan.training import TrainingError, train
+    from gan.cli_utils import fail
+    from gan.training import train
+    from losses.perceptual import MissingWeightsError
     try:
         summary = train(cfg, outdir, resume=resume, device=pick_device(device), progress=progress)
-    except (DataError, TrainingError, ConfigError) as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(1)
+    except MissingWeightsError as e:
+        fail(f"{e} Here: --set cond.lpips_backbone=PATH, or --set cond.lpips_weight=0 for L1 only.")
     if summary["rank"] == 0:
         click.echo(f"done: {summary['step']} steps; checkpoint {summary['checkpoint']}; samples {summary['samples']}")
 

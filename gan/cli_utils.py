@@ -1,10 +1,101 @@
-"""Small helpers shared by the click commands."""
+"""Small helpers shared by the click commands, and their one error path.
+
+Every reelgan command is built with `command_class=Command` (groups: `cls=Group`): an expected failure
+(a ReelganError, an OSError such as a missing file or a read-only outdir, Pillow's decompression-bomb
+guard, a click usage error) prints ONE line `error: <message>` to stderr and exits with status 2.
+`--debug` or REELGAN_DEBUG=1 re-raises it with its traceback instead.
+"""
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any, Dict, Iterable
 
 import click
 import yaml
+
+from gan.errors import EXIT_USER_ERROR, ReelganError, one_line
+
+
+class UsageFailure(ReelganError):
+    """A CLI-level failure raised by a command's own checks."""
+
+
+def fail(message: str) -> None:
+    """Stop the command with `error: message` (exit 2)."""
+    raise UsageFailure(message)
+
+
+def _debug_requested(args) -> bool:
+    argv = sys.argv[1:] if args is None else list(args)
+    return "--debug" in argv or os.environ.get("REELGAN_DEBUG", "").strip() not in ("", "0", "false", "no")
+
+
+def _expected(e: BaseException) -> bool:
+    from PIL import Image
+    return isinstance(e, (ReelganError, OSError, click.ClickException, Image.DecompressionBombError))
+
+
+def _message(e: BaseException) -> str:
+    if isinstance(e, click.UsageError) and not isinstance(e, click.BadParameter):
+        text = e.format_message()
+        cmd = e.ctx.command_path if e.ctx is not None else ""
+        return f"{text} (see: {cmd} --help)" if cmd else text
+    if isinstance(e, click.ClickException):
+        return e.format_message()
+    msg = one_line(e)
+    if type(e).__name__ == "DecompressionBombError":
+        return f"image too large to decode safely: {msg}"
+    if isinstance(e, OSError) and e.strerror:                  # a path the command could not use
+        return f"{msg} (check that path and its permissions, or choose another)"
+    return msg
+
+
+def _run(command: click.Command, base_main, args, prog_name, complete_var, standalone_mode, extra):
+    if not standalone_mode:
+        return base_main(command, args, prog_name, complete_var, standalone_mode, **extra)
+    debug = _debug_requested(args)
+    try:
+        rv = base_main(command, args, prog_name, complete_var, False, **extra)
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except Exception as e:                                     # noqa: BLE001: only expected types are caught
+        if debug or not _expected(e):
+            raise
+        click.echo(f"error: {_message(e)}", err=True)
+        sys.exit(EXIT_USER_ERROR)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _debug_option() -> click.Option:
+    return click.Option(["--debug"], is_flag=True, expose_value=False, is_eager=True,
+                        help="Show the full traceback of an error (also: REELGAN_DEBUG=1).")
+
+
+class Command(click.Command):
+    """A click command with `--debug` and the one-line error path."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.params.append(_debug_option())
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        return _run(self, click.Command.main, args, prog_name, complete_var, standalone_mode, extra)
+
+
+class Group(click.Group):
+    """A click group whose subcommands share Command's error path."""
+    command_class = Command
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.params.append(_debug_option())
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        return _run(self, click.Group.main, args, prog_name, complete_var, standalone_mode, extra)
 
 
 def parse_overrides(items: Iterable[str]) -> Dict[str, Any]:
@@ -18,15 +109,38 @@ def parse_overrides(items: Iterable[str]) -> Dict[str, Any]:
         parts = key.strip().split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(value)
+            if not isinstance(node, dict):
+                raise click.BadParameter(f"{item!r}: {p} is set twice, once as a value", param_hint="--set")
+        try:
+            node[parts[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise click.BadParameter(f"{item!r}: the value is not valid YAML (quote strings with spaces "
+                                     f"or colons)", param_hint="--set") from None
     return out
 
 
 def pick_device(device: str) -> str:
+    """'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', checked against this machine."""
     import torch
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise click.BadParameter(f"{device!r} requested but CUDA is not available; use --device cpu",
-                                 param_hint="--device")
-    return device
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise click.BadParameter(f"unknown device {device!r}; use cpu, cuda, cuda:N, mps or auto",
+                                 param_hint="--device") from None
+    if dev.type == "cpu":
+        return device
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise click.BadParameter(f"{device!r} requested but CUDA is not available; use --device cpu",
+                                     param_hint="--device")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise click.BadParameter(f"{device!r} does not exist: this machine has {torch.cuda.device_count()} "
+                                     f"CUDA device(s), cuda:0..cuda:{torch.cuda.device_count() - 1}",
+                                     param_hint="--device")
+        return device
+    if dev.type == "mps" and torch.backends.mps.is_available():
+        return device
+    raise click.BadParameter(f"device {device!r} is not available here; use cpu, cuda, cuda:N or auto",
+                             param_hint="--device")

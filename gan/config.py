@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +15,10 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
+from gan.errors import ReelganError
 
-class ConfigError(ValueError):
+
+class ConfigError(ReelganError, ValueError):
     """A config file or override that does not match the dataclass tree."""
 
 
@@ -262,8 +265,15 @@ def _coerce(tp, value, key):
             raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):                    # YAML 1.1 reads 1e-4 (no dot) as a string
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise ConfigError(f"config key '{key}' must be a number, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"config key '{key}' must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -337,11 +347,55 @@ def _read_yaml(path: Path, seen) -> Dict[str, Any]:
     return d
 
 
+MAX_RESOLUTION = 2048
+
+
+def _at_least(cfg: Config, low, *keys: str) -> None:
+    for key in keys:
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value is not None and value < low:
+            raise ConfigError(f"{key} must be >= {low}, got {value}")
+
+
+def _validate_ranges(cfg: Config) -> None:
+    """Every numeric field in its meaningful range, so a typo fails here and not inside the loop."""
+    d, t = cfg.data, cfg.train
+    r = d.resolution
+    if not 8 <= r <= MAX_RESOLUTION or r & (r - 1):
+        raise ConfigError(f"data.resolution must be a power of two in [8, {MAX_RESOLUTION}], got {r}")
+    if d.channels not in (1, 3):
+        raise ConfigError(f"data.channels must be 1 (grey), 3 (RGB) or 0 (auto), got {d.channels}")
+    _at_least(cfg, 1, "data.num_videos", "data.video_frames", "G.z_dim", "G.w_dim", "G.mapping_layers",
+              "G.motion_dim", "G.time_features", "G.channel_base", "G.channel_max", "D.channel_base",
+              "D.channel_max", "loss.r1_interval", "train.log_every", "train.checkpoint_every",
+              "train.sample_seeds", "train.sample_frames")
+    _at_least(cfg, 0, "data.num_objects", "data.workers", "G.warp_grid", "D.mbstd_group", "loss.image_weight",
+              "loss.video_weight", "loss.r1_gamma", "train.ema_kimg", "train.sample_every",
+              "train.keep_checkpoints", "train.seed")
+    for key, value in (("data.fps", d.fps), ("G.motion_period", cfg.G.motion_period),
+                       ("G.conv_clamp", cfg.G.conv_clamp), ("D.conv_clamp", cfg.D.conv_clamp),
+                       ("train.max_minutes", t.max_minutes), ("train.ema_rampup", t.ema_rampup)):
+        if value is not None and value <= 0:
+            raise ConfigError(f"{key} must be > 0 (or null where allowed), got {value}")
+    for key, lr in (("train.g_lr", t.g_lr), ("train.d_lr", t.d_lr)):
+        if not 0 < lr <= 1:
+            raise ConfigError(f"{key} must be in (0, 1] (Adam; the presets use 0.002), got {lr}")
+    if len(t.betas) == 2 and not all(0 <= b < 1 for b in t.betas):
+        raise ConfigError(f"train.betas must be two numbers in [0, 1), got {t.betas}")
+    if t.seed >= 2 ** 32:
+        raise ConfigError(f"train.seed must be in [0, 2**32), got {t.seed}")
+    for net in ("G", "D"):
+        base = getattr(cfg, net).channel_base
+        if base < r:                                   # channels at resolution r: channel_base // r
+            raise ConfigError(f"{net}.channel_base ({base}) must be >= data.resolution ({r}): layers at full "
+                              f"size would have no channels; raise {net}.channel_base")
+
+
 def validate(cfg: Config) -> None:
     """Cross-field checks with messages that say what to change."""
+    _validate_ranges(cfg)
     r = cfg.data.resolution
-    if r < 8 or r & (r - 1):
-        raise ConfigError(f"data.resolution must be a power of two >= 8, got {r}")
     if not (4 <= cfg.G.content_resolution <= r) or cfg.G.content_resolution & (cfg.G.content_resolution - 1):
         raise ConfigError(f"G.content_resolution must be a power of two in [4, data.resolution={r}], "
                           f"got {cfg.G.content_resolution}")

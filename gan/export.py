@@ -13,13 +13,13 @@ Examples:
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Dict, Union
 
 import click
 import torch
 
+from gan.cli_utils import Command
 from gan.config import Config
 from gan.networks import build_generator
 from gan.training import checkpoint as ckpt_io
@@ -41,15 +41,13 @@ def export_generator(checkpoint: Union[str, Path], out: Union[str, Path], dtype:
     if out.exists() and not overwrite:
         raise ckpt_io.CheckpointError(f"{out} exists; pass --force to overwrite it")
     ckpt = ckpt_io.load(checkpoint, map_location="cpu")
-    key = "G_ema" if "G_ema" in ckpt else "G"
-    if key not in ckpt or "config" not in ckpt:
-        raise ckpt_io.CheckpointError(f"{checkpoint} holds no generator weights and config")
+    key = ckpt_io.generator_key(ckpt, checkpoint)
     cfg = Config.from_saved(ckpt["config"])
     c_dim = int(ckpt.get("c_dim", 0))
     # Rebuild G from the checkpoint's own config and load strictly: a file that would not load later
     # is never written.
     G = build_generator(cfg, c_dim)
-    G.load_state_dict(ckpt[key])
+    ckpt_io.load_modules(ckpt, {key: G}, checkpoint)
     store = STORE_DTYPES[dtype]
     state = {k: (v.to(store) if v.is_floating_point() else v).clone()
              for k, v in G.state_dict().items()}
@@ -68,18 +66,14 @@ def export_generator(checkpoint: Union[str, Path], out: Union[str, Path], dtype:
             "step": ckpt.get("step"), "source_bytes": checkpoint.stat().st_size}
 
 
-@click.command(help=__doc__)
+@click.command(cls=Command, help=__doc__)
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--dtype", type=click.Choice(sorted(STORE_DTYPES)), default="fp32", show_default=True,
               help="Storage precision of the weights (bf16/fp16 halve the file; they load as float32).")
 @click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
 def cli(checkpoint, out, dtype, force):
-    try:
-        info = export_generator(checkpoint, out, dtype=dtype, overwrite=force)
-    except (ckpt_io.CheckpointError, ValueError, RuntimeError) as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(1)
+    info = export_generator(checkpoint, out, dtype=dtype, overwrite=force)
     click.echo(f"{info['path']}: {info['params'] / 1e6:.2f}M values, {info['bytes'] / 2**20:.2f} MiB "
                f"(from {info['source_bytes'] / 2**20:.2f} MiB), step {info['step']}")
 

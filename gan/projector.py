@@ -17,14 +17,20 @@ Examples:
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
 import click
 import torch
 
+from gan.cli_utils import Command, fail
+from gan.errors import ReelganError
 from gan.networks.generator import Generator, motion_codes_for_seed
+
+
+class ProjectionError(ReelganError, ValueError):
+    """A generator or input the projector cannot work with."""
+
 
 FORMAT = "reelgan-projection"
 VERSION = 1
@@ -51,7 +57,7 @@ def initial_w(G: Generator, samples: int = 256, seed: int = 0) -> torch.Tensor:
     if float(G.mapping.w_avg.abs().sum()) > 0:
         return G.mapping.w_avg.detach().clone()[None]
     if G.c_dim > 0:
-        raise ValueError("this conditional generator has no tracked mean w to start from")
+        raise ProjectionError("this conditional generator has no tracked mean w to start from")
     z = torch.randn(samples, G.z_dim, generator=torch.Generator().manual_seed(seed)).to(G.mapping.w_avg.device)
     with torch.no_grad():
         return G.mapping(z).mean(0, keepdim=True)
@@ -68,7 +74,7 @@ def project(G: Generator, target: torch.Tensor, times: Optional[torch.Tensor] = 
     residual of the first target frame is kept fixed and w and the motion codes are optimised."""
     from gan.conditioning.layered import LayeredConditionalGenerator
     if isinstance(G, LayeredConditionalGenerator):
-        raise ValueError("this checkpoint's generator is the layered image/continuation one (G.objects > 0): its "
+        raise ProjectionError("this checkpoint's generator is the layered image/continuation one (G.objects > 0): its "
                          "content is the clip's own first frame, split into objects, not a latent code to project. "
                          "Animate or continue the clip with generate.py --image / --video instead")
     if lpips_weight > 0 and lpips_model is None:
@@ -170,7 +176,7 @@ def _load_any_generator(checkpoint: str, device: str):
     return G, info["config"]
 
 
-@click.command(help=__doc__)
+@click.command(cls=Command, help=__doc__)
 @click.argument("source", type=str)
 @click.option("--checkpoint", type=str, default=None,
               help="Training checkpoint or exported G [default: the one a .pt projection names].")
@@ -195,9 +201,7 @@ def cli(source, checkpoint, outdir, steps, max_frames, lr, lpips_weight, lpips_b
         device):
     from gan import video_io
     from gan.cli_utils import pick_device
-    from gan.conditioning.inputs import ConditionError, load_video
-    from gan.sampling import SamplingError
-    from gan.training.checkpoint import CheckpointError
+    from gan.conditioning.inputs import load_video
     from losses.perceptual import MissingWeightsError
     device = pick_device(device)
     out = Path(outdir)
@@ -239,11 +243,7 @@ def cli(source, checkpoint, outdir, steps, max_frames, lr, lpips_weight, lpips_b
         video_io.write_mp4(path, video_io.to_uint8(clip.cpu()), fps_out)
         click.echo(str(path))
     except MissingWeightsError as e:
-        click.echo(f"error: {e} Here: --lpips-backbone PATH, or --lpips-weight 0 for MSE only.", err=True)
-        sys.exit(1)
-    except (ConditionError, CheckpointError, SamplingError, ValueError) as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(1)
+        fail(f"{e} Here: --lpips-backbone PATH, or --lpips-weight 0 for MSE only.")
 
 
 def main():

@@ -15,23 +15,22 @@ import numpy as np
 import torch
 
 from gan.config import Config
+from gan.errors import ReelganError
 from gan.networks import Generator, build_generator, motion_codes_for_seed
-from gan.training.checkpoint import CheckpointError, load
+from gan.training.checkpoint import CheckpointError, generator_key, load, load_modules
 
 
-class SamplingError(ValueError):
+class SamplingError(ReelganError, ValueError):
     pass
 
 
 def load_generator(path: Union[str, Path], device="cpu") -> Tuple[Generator, Dict]:
     """The EMA generator of a checkpoint (or of an exported G file), rebuilt from its own config."""
     ckpt = load(path, map_location="cpu")
-    key = "G_ema" if "G_ema" in ckpt else "G"
-    if key not in ckpt:
-        raise CheckpointError(f"{path} holds no generator weights")
+    key = generator_key(ckpt, path)
     cfg = Config.from_saved(ckpt["config"])
     G = build_generator(cfg, ckpt.get("c_dim", 0))
-    G.load_state_dict(ckpt[key])
+    load_modules(ckpt, {key: G}, path)
     G = G.to(device).eval().requires_grad_(False)
     info = {"config": cfg, "c_dim": ckpt.get("c_dim", 0), "class_names": list(ckpt.get("class_names", [])),
             "step": ckpt.get("step")}
@@ -93,8 +92,12 @@ def render_grid_video(G: Generator, seeds: Sequence[int], num_frames: int, devic
     return make_grid(to_uint8(video.float().cpu()), nrow=nrow or min(4, len(seeds)))
 
 
+MAX_SEEDS = 100_000       # one file per seed: more is a typo, not a request
+MAX_SEED = 2 ** 63 - 1    # torch.Generator.manual_seed's range
+
+
 def parse_seeds(text: str) -> List[int]:
-    """'0-3,7,10-11' -> [0, 1, 2, 3, 7, 10, 11]."""
+    """'0-3,7,10-11' -> [0, 1, 2, 3, 7, 10, 11]; at most MAX_SEEDS seeds, each in [0, MAX_SEED]."""
     seeds: List[int] = []
     for part in str(text).split(","):
         part = part.strip()
@@ -105,13 +108,20 @@ def parse_seeds(text: str) -> List[int]:
                 lo, hi = (int(v) for v in part.split("-", 1))
                 if hi < lo:
                     raise ValueError
+                if hi - lo + 1 + len(seeds) > MAX_SEEDS:       # checked before building the list
+                    raise SamplingError(f"--seeds {text!r} asks for {hi - lo + 1 + len(seeds)} clips; at most "
+                                        f"{MAX_SEEDS} per run (e.g. --seeds 0-99)")
                 seeds.extend(range(lo, hi + 1))
             else:
                 seeds.append(int(part))
+        except SamplingError:
+            raise
         except (TypeError, ValueError):
             raise SamplingError(f"bad seed list {text!r}: use numbers and ranges like '0-3,7'") from None
-    if not seeds or min(seeds) < 0:
-        raise SamplingError(f"bad seed list {text!r}: need at least one seed, all >= 0")
+    if not seeds or min(seeds) < 0 or max(seeds) > MAX_SEED:
+        raise SamplingError(f"bad seed list {text!r}: need at least one seed, all in [0, 2**63)")
+    if len(seeds) > MAX_SEEDS:
+        raise SamplingError(f"--seeds {text!r} asks for {len(seeds)} clips; at most {MAX_SEEDS} per run")
     return seeds
 
 

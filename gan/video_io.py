@@ -20,10 +20,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gan.errors import ReelganError, publish
+
 PathLike = Union[str, os.PathLike]
 
 
-class VideoReadError(RuntimeError):
+class VideoReadError(ReelganError, RuntimeError):
     """A video file that ffmpeg cannot open or decode."""
 
     def __init__(self, path: PathLike, reason: str):
@@ -150,7 +152,27 @@ def read_video(path: PathLike, max_frames: Optional[int] = None, size: Optional[
         raise VideoReadError(path, _last_line(e)) from e
     if not frames:
         raise VideoReadError(path, f"no frames decoded (start={start}, stride={stride})")
+    declared = declared_frames(path, meta)
+    if declared:                                              # a truncated file decodes fewer frames than it declares
+        want = max(0, -(-(declared - start) // stride))
+        want = min(want, max_frames) if max_frames is not None else want
+        if len(frames) < 0.9 * want - 1:
+            raise VideoReadError(path, f"the file is truncated: decoded {len(frames)} of the {want} frames its "
+                                       f"header declares; re-export or re-download it")
     return np.stack(frames)
+
+
+def declared_frames(path: PathLike, meta: dict) -> Optional[int]:
+    """Frames an mp4-family container declares (duration x fps); None for GIFs and unknown durations,
+    whose per-frame delays make that product unreliable."""
+    if Path(path).suffix.lower() not in (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"):
+        return None
+    duration, fps = meta.get("duration"), meta.get("fps")
+    try:
+        n = float(duration) * float(fps)
+    except (TypeError, ValueError):
+        return None
+    return int(round(n)) if math.isfinite(n) and n > 0 else None
 
 
 def probe_video(path: PathLike) -> dict:
@@ -173,11 +195,22 @@ def probe_video(path: PathLike) -> dict:
     if not frames:
         raise VideoReadError(path, "contains no decodable video frames")
     width, height = meta["source_size"]
-    return dict(frames=int(frames), fps=float(meta.get("fps") or 0.0), width=int(width), height=int(height))
+    return dict(frames=int(frames), fps=float(meta.get("fps") or 0.0), width=int(width), height=int(height),
+                declared_frames=declared_frames(path, meta))
+
+
+# ffmpeg's words for a file with no decodable video in it (truncated, empty or not a video at all)
+_NO_VIDEO = ("moov atom not found", "Invalid data found when processing input", "does not contain any stream",
+             "Could not open encoder before EOF", "received no packets", "Conversion failed")
 
 
 def _last_line(e: BaseException) -> str:
-    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    """The reason ffmpeg gave, in words: its last line, or 'truncated or not a video' for the usual cases."""
+    text = str(e)
+    hits = [w for w in _NO_VIDEO if w in text]
+    if hits:
+        return f"no decodable video in it: the file is truncated, empty or not a video (ffmpeg: {hits[0]})"
+    lines = [l.strip() for l in text.splitlines() if l.strip()]
     return lines[-1] if lines else type(e).__name__
 
 
@@ -251,7 +284,7 @@ class Mp4Writer:
         if not self._tmp.is_file() or self._tmp.stat().st_size == 0:
             self._tmp.unlink(missing_ok=True)
             raise RuntimeError(f"ffmpeg failed to write {self.path} (see its messages above)")
-        os.replace(self._tmp, self.path)
+        publish(self._tmp, self.path)
 
     def abort(self) -> None:
         """Stop ffmpeg and delete the partial file."""
@@ -321,7 +354,7 @@ def write_gif(path: PathLike, frames, fps: float) -> None:
     try:
         images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
                        duration=max(10, round(1000.0 / fps)), loop=0, disposal=1)
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -337,7 +370,7 @@ def write_png_frames(directory: PathLike, frames) -> List[Path]:
         tmp = _temp_path(p, ".png")
         try:
             Image.fromarray(frame).save(tmp, format="PNG")
-            os.replace(tmp, p)
+            publish(tmp, p)
         finally:
             tmp.unlink(missing_ok=True)
         paths.append(p)

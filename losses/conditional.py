@@ -91,8 +91,9 @@ def build_perceptual(net: str = "alex", backbone: Optional[str] = None, random_b
 
 
 def build_reconstruction(cond_cfg, log: Optional[Callable[[str], None]] = None) -> ReconstructionLoss:
-    """LPIPS + L1 + temporal with cfg.cond's weights; LPIPS is only built when a weight needs it."""
-    needs_lpips = cond_cfg.lpips_weight > 0 or cond_cfg.temporal_weight > 0
+    """LPIPS + L1 + temporal with cfg.cond's weights. LPIPS is built only for lpips_weight > 0; with 0 the
+    temporal term compares frame changes in L1, so `cond.lpips_weight=0` trains without the backbone."""
+    needs_lpips = cond_cfg.lpips_weight > 0
     model = build_perceptual(cond_cfg.lpips_net, cond_cfg.lpips_backbone, cond_cfg.lpips_random_backbone,
                              log) if needs_lpips else None
     return ReconstructionLoss(model, cond_cfg.lpips_weight, cond_cfg.l1_weight, cond_cfg.temporal_weight)

@@ -113,13 +113,15 @@ class ReconstructionLoss(nn.Module):
     """Weighted LPIPS + L1 + temporal term for a generated clip against its target, per sample [B].
 
     The temporal term compares how consecutive frames change: LPIPS(out_t, out_{t+1}) against
-    LPIPS(target_t, target_{t+1}), so motion is matched as well as appearance."""
+    LPIPS(target_t, target_{t+1}), so motion is matched as well as appearance. Without an LPIPS model
+    (lpips_weight 0: L1-only training) it compares the changes in L1: |(out_{t+1} - out_t) - (target_{t+1} -
+    target_t)|, so no term needs the pretrained backbone."""
 
     def __init__(self, lpips_model: Optional[ClipLPIPS], lpips_weight: float = 1.0, l1_weight: float = 1.0,
                  temporal_weight: float = 0.0):
         super().__init__()
-        if lpips_model is None and (lpips_weight > 0 or temporal_weight > 0):
-            raise ValueError("lpips_weight or temporal_weight > 0 needs an LPIPS model")
+        if lpips_model is None and lpips_weight > 0:
+            raise ValueError("lpips_weight > 0 needs an LPIPS model")
         self.lpips = lpips_model
         self.lpips_weight, self.l1_weight, self.temporal_weight = lpips_weight, l1_weight, temporal_weight
 
@@ -131,9 +133,13 @@ class ReconstructionLoss(nn.Module):
             terms["lpips"] = self.lpips(out, target)
             total = total + self.lpips_weight * terms["lpips"]
         if self.temporal_weight > 0 and out.shape[1] > 1:
-            d_out = self.lpips(out[:, :-1], out[:, 1:])
-            d_tgt = self.lpips(target[:, :-1], target[:, 1:])
-            terms["temporal"] = (d_out - d_tgt).abs()
+            if self.lpips is not None:
+                d_out = self.lpips(out[:, :-1], out[:, 1:])
+                d_tgt = self.lpips(target[:, :-1], target[:, 1:])
+                terms["temporal"] = (d_out - d_tgt).abs()
+            else:
+                change = out.diff(dim=1) - target.diff(dim=1)        # [B, T-1, C, H, W]
+                terms["temporal"] = change.abs().flatten(1).mean(1)
             total = total + self.temporal_weight * terms["temporal"]
         terms["total"] = total
         return terms

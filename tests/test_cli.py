@@ -54,6 +54,6 @@ def test_generate_with_a_missing_or_foreign_checkpoint(tmp_path):
     bogus = tmp_path / "x.pt"
     bogus.write_bytes(b"not a checkpoint")
     res = CliRunner().invoke(generate.cli, ["--checkpoint", str(bogus), "--outdir", str(tmp_path)])
-    assert res.exit_code == 1 and "cannot read checkpoint" in res.output
+    assert res.exit_code == 2 and "cannot read checkpoint" in res.output
     res = CliRunner().invoke(generate.cli, ["--checkpoint", str(tmp_path / "none.pt"), "--outdir", str(tmp_path)])
     assert res.exit_code == 2 and "does not exist" in res.output

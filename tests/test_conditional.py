@@ -536,13 +536,13 @@ def test_generate_cli_image_video_prompt(still_and_clip):
     assert r.exit_code == 0, r.output
     # Clear errors: bad paths, wrong condition for the checkpoint, missing condition.
     r = run("--checkpoint", i2v, "--outdir", d / "o4", "--image", d / "nope.png")
-    assert r.exit_code == 1 and "cannot read image" in r.output and "file not found" in r.output
+    assert r.exit_code == 2 and "cannot read image" in r.output and "file not found" in r.output
     r = run("--checkpoint", cont, "--outdir", d / "o4", "--video", d / "bad.mp4")
-    assert r.exit_code == 1 and "cannot read video" in r.output
+    assert r.exit_code == 2 and "cannot read video" in r.output
     r = run("--checkpoint", t2v, "--outdir", d / "o4", "--image", d / "still.png")
-    assert r.exit_code == 1 and "use --prompt" in r.output
+    assert r.exit_code == 2 and "use --prompt" in r.output
     r = run("--checkpoint", i2v, "--outdir", d / "o4")
-    assert r.exit_code == 1 and "pass --image" in r.output
+    assert r.exit_code == 2 and "pass --image" in r.output
 
 
 def test_project_cli_bad_path_and_mse_run(tmp_path, still_and_clip):
@@ -556,7 +556,7 @@ def test_project_cli_bad_path_and_mse_run(tmp_path, still_and_clip):
                 tmp_path / "g.pt")
     r = CliRunner().invoke(cli, [str(tmp_path / "nope.mp4"), "--checkpoint", str(tmp_path / "g.pt"),
                                  "--outdir", str(tmp_path / "p")])
-    assert r.exit_code == 1 and "cannot read video" in r.output and "file not found" in r.output
+    assert r.exit_code == 2 and "cannot read video" in r.output and "file not found" in r.output
     r = CliRunner().invoke(cli, [str(still_and_clip / "in.mp4"), "--checkpoint", str(tmp_path / "g.pt"), "--outdir",
                                  str(tmp_path / "p"), "--steps", "8", "--lpips-weight", "0", "--fps", "32"])
     assert r.exit_code == 0, r.output

@@ -79,7 +79,7 @@ def test_export_cli(tiny_ckpt, tmp_path):
     assert res.exit_code == 0, res.output
     assert (tmp_path / "G.pt").is_file() and "MiB" in res.output
     res = CliRunner().invoke(export_cli, [str(tiny_ckpt), str(tmp_path / "G.pt")])
-    assert res.exit_code == 1 and "--force" in res.output
+    assert res.exit_code == 2 and "--force" in res.output
 
 
 def test_fast_sampler_fp32_matches_reference_and_bf16_is_close(tiny_G):
@@ -157,7 +157,7 @@ def test_generate_stream_to_stdout(tiny_ckpt, tmp_path):
     res = CliRunner().invoke(cli, ["--checkpoint", str(tiny_ckpt), "--outdir", str(tmp_path), "--compile"])
     assert res.exit_code == 2 and "--stream only" in res.stderr
     res = CliRunner().invoke(cli, ["--checkpoint", str(tiny_ckpt), "--stream", "--frames", "2"])
-    assert res.exit_code == 1 and "--outdir" in res.stderr
+    assert res.exit_code == 2 and "--outdir" in res.stderr
 
 
 def test_lite_config_fits_its_flop_budget():

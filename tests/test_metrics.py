@@ -165,7 +165,7 @@ def test_cli_refuses_published_metric_without_weights(tmp_path):
     from gan.metrics.cli import metrics_cli
     result = CliRunner().invoke(metrics_cli, ["--data", "digits", "--resolution", "16", "--metrics", "fvd16",
                                               "--num", "4", "--quiet"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "i3d_torchscript.pt" in result.output and "--random-features" in result.output
 
 

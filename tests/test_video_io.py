@@ -49,7 +49,7 @@ def test_mp4_roundtrip_is_h264_yuv420p(tmp_path):
     info = ffmpeg_info(path)
     assert "h264" in info and "yuv420p" in info
     meta = probe_video(path)
-    assert meta == dict(frames=8, fps=16.0, width=32, height=32)
+    assert meta == dict(frames=8, fps=16.0, width=32, height=32, declared_frames=8)
     back = read_video(path)
     assert back.shape == frames.shape and back.dtype == np.uint8
     assert np.abs(back.astype(float) - frames).mean() < 4.0

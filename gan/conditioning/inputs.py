@@ -9,8 +9,10 @@ from typing import Optional
 import numpy as np
 import torch
 
+from gan.errors import ReelganError
 
-class ConditionError(ValueError):
+
+class ConditionError(ReelganError, ValueError):
     """A condition (image, video, prompt) that cannot be used: missing or unreadable file, wrong mode."""
 
 
@@ -28,11 +30,17 @@ def load_image(path, resolution: int, channels: int = 3) -> torch.Tensor:
 
     from gan.video_io import resize_square
     p = Path(path)
+    if p.is_dir():
+        raise ConditionError(f"cannot read image {str(path)!r}: it is a folder; give one image file (e.g. "
+                             f"{p / 'frame_000000.png'})")
     if not p.is_file():
         raise ConditionError(f"cannot read image {str(path)!r}: file not found")
     try:
         with Image.open(p) as im:
             rgb = np.asarray(im.convert("RGB"))
+    except Image.DecompressionBombError as e:
+        raise ConditionError(f"cannot read image {str(path)!r}: too large to decode safely ({e}); resize it "
+                             f"first") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise ConditionError(f"cannot read image {str(path)!r}: not an image file Pillow can decode ({e})") from None
     return frames_to_tensor(resize_square(rgb[None], resolution), channels)[0]
@@ -41,6 +49,8 @@ def load_image(path, resolution: int, channels: int = 3) -> torch.Tensor:
 def load_video(path, resolution: int, channels: int = 3, max_frames: Optional[int] = None) -> torch.Tensor:
     """A video file -> [T, C, R, R] in [-1, 1] (every stored frame, or the first `max_frames`)."""
     from gan.video_io import VideoReadError, read_video
+    if os.path.isdir(str(path)):
+        raise ConditionError(f"cannot read video {str(path)!r}: it is a folder; give one video file")
     if not os.path.isfile(str(path)):
         raise ConditionError(f"cannot read video {str(path)!r}: file not found")
     try:

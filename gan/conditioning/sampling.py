@@ -16,7 +16,7 @@ from gan.conditioning.text import TextEncoder, build_text_encoder
 from gan.config import Config
 from gan.networks import build_generator
 from gan.sampling import SamplingError, render_chunks, seed_motion, seed_z
-from gan.training.checkpoint import CheckpointError, load
+from gan.training.checkpoint import CheckpointError, generator_key, load, load_modules
 
 OPTION_FOR_MODE = {"image": "--image", "continue": "--video", "text": "--prompt"}
 MODE_WORDS = {"image": "image-to-video", "continue": "video continuation", "text": "text-to-video",
@@ -45,18 +45,16 @@ def load_conditional(path: Union[str, Path], device="cpu", text_encoder: Optiona
     """The EMA generator of a conditional checkpoint, rebuilt from its config, plus info
     (config, mode, c_dim and, for 'text', the text encoder: the saved built-in one or `text_encoder`)."""
     ckpt = load(path, map_location="cpu")
+    key = generator_key(ckpt, path)
     cfg = Config.from_saved(ckpt["config"])
     mode = cfg.cond.mode
-    key = "G_ema" if "G_ema" in ckpt else "G"
-    if key not in ckpt:
-        raise CheckpointError(f"{path} holds no generator weights")
     if mode in ("image", "continue"):
         G = build_conditional_generator(cfg)
     elif mode == "text":
         G = build_generator(cfg, ckpt.get("c_dim", cfg.cond.text_dim))
     else:
         raise ConditionError(f"{path} is an unconditional checkpoint: generate without --image/--video/--prompt")
-    G.load_state_dict(ckpt[key])
+    load_modules(ckpt, {key: G}, path)
     G = G.to(device).eval().requires_grad_(False)
     info = {"config": cfg, "mode": mode, "c_dim": ckpt.get("c_dim", 0), "step": ckpt.get("step"),
             "text_encoder": None}

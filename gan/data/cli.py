@@ -20,12 +20,13 @@ import click
 import numpy as np
 from tqdm import tqdm
 
+from gan.cli_utils import Group
 from gan.config import DataConfig
+from gan.errors import publish
 from gan.data.builtin import BouncingShapes, MovingDigits
 from gan.data.dataset import open_disk_source
 from gan.data.prepared import DATASET_FILE, open_prepared
 from gan.data.prepared import prepare as prepare_dataset
-from gan.data.readers import DataError
 from gan.video_io import write_mp4, write_png_frames
 
 BUILTINS = {"digits": MovingDigits, "shapes": BouncingShapes}
@@ -46,7 +47,7 @@ def _jsonable(x):
     return x
 
 
-@click.group()
+@click.group(cls=Group)
 def main():
     """Create and inspect reelgan video datasets."""
 
@@ -102,7 +103,7 @@ def export(source, out, num, frames, resolution, fps, seed, objects, split, labe
     with open(tmp, "w") as f:
         for row in rows:
             f.write(json.dumps(row) + "\n")
-    os.replace(tmp, out_dir / "metadata.jsonl")
+    publish(tmp, out_dir / "metadata.jsonl")
     with open(out_dir / DATASET_FILE, "w") as f:               # what captions can swap, for text-to-video
         json.dump({"source": source, "fps": fps, "caption_word_groups": data.caption_word_groups()}, f)
     click.echo(f"wrote {num} videos ({fmt}), metadata.jsonl and {DATASET_FILE} to {out_dir}")
@@ -125,17 +126,14 @@ def prepare(src, out, resolution, workers):
       python train.py --data data/clips64 --outdir runs/mine
     """
     from gan.data.prepared import is_prepared, list_source, cache_key
-    try:
-        if is_prepared(out):
-            existing = open_prepared(out)
-            if existing.index["key"] == cache_key(list_source(src), resolution):
-                click.echo(f"{out} is up to date ({existing.summary()})")
-                return
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            data = prepare_dataset(src, out, resolution, workers=workers)
-    except DataError as e:
-        raise click.ClickException(str(e)) from None
+    if is_prepared(out):
+        existing = open_prepared(out)
+        if existing.index["key"] == cache_key(list_source(src), resolution):
+            click.echo(f"{out} is up to date ({existing.summary()})")
+            return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = prepare_dataset(src, out, resolution, workers=workers)
     for w in caught:
         click.echo(f"warning: {w.message}", err=True)
     click.echo(f"{data.summary()}; {data.index['seconds']:.1f} s")
@@ -169,11 +167,8 @@ def info(path, clip_frames, stride, resolution, cache):
         return
     with warnings.catch_warnings(record=True) as caught:     # the summary lists skipped files below
         warnings.simplefilter("always")
-        try:
-            source = open_disk_source(path, resolution, (clip_frames - 1) * stride + 1, cache or "",
-                                      say=lambda msg: click.echo(msg, err=True))
-        except DataError as e:
-            raise click.ClickException(str(e)) from None
+        source = open_disk_source(path, resolution, (clip_frames - 1) * stride + 1, cache or "",
+                                  say=lambda msg: click.echo(msg, err=True))
     del caught
     videos = source.videos
     click.echo(source.summary())

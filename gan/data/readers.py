@@ -26,6 +26,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
+from gan.errors import ReelganError
 from gan.video_io import VideoReadError, probe_video, read_video, resize_square
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ _EXPECTED = (f"expected video files ({', '.join(VIDEO_EXTENSIONS)}) or one folde
              f"({', '.join(IMAGE_EXTENSIONS)}) per video, optionally inside one folder per class")
 
 
-class DataError(ValueError):
+class DataError(ReelganError, ValueError):
     """A dataset that cannot be used: missing path, no usable videos, or an unreadable clip at train time."""
 
 
@@ -72,6 +73,7 @@ class _Source:
         self.videos: List[_Video] = []
         self.class_names: List[str] = []
         self.skipped: Dict[str, List[str]] = {"unreadable": [], "too_short": []}
+        self.truncated: List[str] = []   # used, but with fewer frames than the file declares
 
     # ----- construction helpers
 
@@ -100,9 +102,11 @@ class _Source:
                 self.videos.append(_Video(key, name, label, frames))
         logger.info(self.summary())
         if not self.videos:
+            first = next(((os.path.join(self.root, n), e) for (n, _), (_, e) in zip(candidates, counts) if e), None)
+            why = f"; first unreadable: {first[0]}: {first[1]}" if first else ""
             raise DataError(f"no usable videos in {self.root}: all {len(candidates)} were skipped "
                             f"({len(self.skipped['unreadable'])} unreadable, {len(self.skipped['too_short'])} "
-                            f"shorter than {self.min_frames} frames); see the warnings above")
+                            f"shorter than {self.min_frames} frames){why}")
 
     def _assign_labels(self, names: List[str], folders: Sequence[str]) -> List[int]:
         self.class_names, labels = _assign_class_labels(names, folders)
@@ -155,7 +159,7 @@ def _try(fn, arg):
     """(result, None) or (None, reason): lets worker threads report failures without raising."""
     try:
         return fn(arg), None
-    except (VideoReadError, OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+    except (VideoReadError, OSError, ValueError, zipfile.BadZipFile, EOFError, Image.DecompressionBombError) as e:
         return None, getattr(e, "reason", None) or str(e) or type(e).__name__
 
 
@@ -167,8 +171,12 @@ def _frames_from_images(images: List[np.ndarray], size: Optional[int]) -> np.nda
 
 
 def _decode_image(fileobj) -> np.ndarray:
-    with Image.open(fileobj) as im:
-        return np.asarray(im.convert("RGB"))
+    try:
+        with Image.open(fileobj) as im:
+            return np.asarray(im.convert("RGB"))
+    except Image.DecompressionBombError as e:                # Pillow's guard against huge images
+        raise DataError(f"frame {fileobj if isinstance(fileobj, str) else '(in a zip)'} is too large to decode "
+                        f"safely ({e}); resize the frames first") from None
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -184,8 +192,17 @@ class VideoFolder(_Source):
         if not os.path.isdir(root):
             raise DataError(f"video folder {root} does not exist or is not a folder: {_EXPECTED}")
         files = find_video_files(root)
-        self._build([(os.path.relpath(f, root).replace(os.sep, "/"), f) for f in files],
-                    lambda path: probe_video(path)["frames"], _subfolders(root))
+        self._build([(os.path.relpath(f, root).replace(os.sep, "/"), f) for f in files], self._count,
+                    _subfolders(root))
+
+    def _count(self, path: str) -> int:
+        info = probe_video(path)
+        declared = info.get("declared_frames")
+        if declared and info["frames"] < 0.9 * declared - 1:      # truncated: use what decodes, and say so
+            warnings.warn(f"video {path} is truncated: {info['frames']} of the {declared} frames its header "
+                          f"declares decode; training uses those {info['frames']}", stacklevel=2)
+            self.truncated.append(f"{path} ({info['frames']} of {declared} frames)")
+        return info["frames"]
 
     def read(self, i, start, count, stride=1, size=None):
         self._check_range(i, start, count, stride)

@@ -22,6 +22,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from gan.errors import publish
 from gan.metrics.distances import FeatureStats
 from gan.metrics.weights import cache_root
 
@@ -72,7 +73,7 @@ def save_stats(key: Dict, stats: FeatureStats) -> Path:
     try:
         np.savez(tmp, key=np.array(_canonical(key)), count=np.array(stats.count), sum=stats._sum,
                  outer=stats._outer, features=stats.features())
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -5,12 +5,13 @@ identity, motion): thin click commands that parse options and call one plain fun
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
 import click
 
+from gan.cli_utils import Command, UsageFailure
+from gan.errors import one_line
 from gan.metrics.evaluate import METRICS
 
 
@@ -43,8 +44,8 @@ Examples:
 
 
 def _fail(e: Exception) -> None:
-    click.echo(f"error: {e}", err=True)
-    sys.exit(1)
+    """A failure of the metric code (bad clips, weights, shapes): one line through the common error path."""
+    raise UsageFailure(one_line(e)) from e
 
 
 def _write_json(path: Optional[str], report: dict) -> None:
@@ -101,7 +102,7 @@ def _with_common(f):
     return f
 
 
-@click.command(help=METRICS_HELP)
+@click.command(cls=Command, help=METRICS_HELP)
 @_with_common
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the JSON report to this file.")
 @click.option("--metrics", "metric_ids", type=str, default="fvd16,fid", show_default=True,
@@ -132,6 +133,10 @@ def metrics_cli(checkpoint, videos, data, data_seed, resolution, seed, device, q
     try:
         fake, real, res = _sources(checkpoint, videos, data, data_seed, resolution, pick_device(device),
                                    offline_dataset)
+        if videos and (num_fake or num) > len(fake.files):
+            raise UsageFailure(f"{videos} holds {len(fake.files)} videos, fewer than the {num_fake or num} fake "
+                               f"clips asked for: pass --num-fake {len(fake.files)} (or --num), or generate more "
+                               f"videos (FVD is only stable with hundreds of clips)")
         options = MetricOptions(num_real=num, num_fake=num_fake or num, seed=seed, stride=stride, batch=batch,
                                 device=pick_device(device), random_features=random_features,
                                 feature_input_size=feature_input_size, i3d_weights=i3d_weights,
@@ -146,7 +151,7 @@ def metrics_cli(checkpoint, videos, data, data_seed, resolution, seed, device, q
     click.echo(report["summary"])
 
 
-@click.command(help=ANALYZE_HELP)
+@click.command(cls=Command, help=ANALYZE_HELP)
 @_with_common
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Folder for analysis.json and annotated.mp4 [default: print the summary only].")
@@ -175,6 +180,10 @@ def analyze_cli(checkpoint, videos, data, data_seed, resolution, seed, device, q
             source = FolderClips(videos, dataset)
             expected = None
             resolution = resolution or source.native_resolution()
+            if num > len(source.files):                          # analyse what is there, and say so
+                click.echo(f"note: {videos} holds {len(source.files)} videos; analysing all of them "
+                           f"(--num {num} asked for more)", err=True)
+                num = len(source.files)
         else:
             source = DatasetClips(data, data_seed, "train")
             expected = source.num_objects if source.builtin else None

@@ -22,6 +22,7 @@ from typing import Dict, Iterator, Optional
 
 import numpy as np
 
+from gan.errors import ReelganError
 from gan.video_io import resize_square
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ PROTOCOL = "reelgan-v1"
 BUILTINS = ("digits", "shapes")
 
 
-class ClipSourceError(ValueError):
+class ClipSourceError(ReelganError, ValueError):
     """A clip source that cannot deliver the requested clips (too few videos, bad path, ...)."""
 
 

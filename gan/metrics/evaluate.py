@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Sequence
 
+from gan.errors import ReelganError
 from gan.metrics import cache
 from gan.metrics.clips import PROTOCOL, ClipSource, ClipSpec
 from gan.metrics.distances import FeatureStats, frechet_distance_from_stats, kernel_distance
@@ -45,7 +46,7 @@ METRICS: Dict[str, MetricSpec] = {m.id: m for m in [
 LOWER_IS_BETTER = set(METRICS)
 
 
-class MetricError(ValueError):
+class MetricError(ReelganError, ValueError):
     """Metric options that cannot work together (unknown metric, offline metric on a non-built-in, ...)."""
 
 

@@ -22,6 +22,8 @@ from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
+from gan.errors import ReelganError
+
 from gan.metrics.weights import cache_root
 from gan.training.checkpoint import save_atomic
 
@@ -31,7 +33,7 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 FORMAT_VERSION = 1
 
 
-class TrainedNetError(RuntimeError):
+class TrainedNetError(ReelganError, RuntimeError):
     """A self-trained network that is missing and may not be trained here, or a broken weights file."""
 
 

@@ -25,12 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
 
+from gan.errors import ReelganError, publish
+
 
 class MissingWeightsError(FileNotFoundError):
     """A feature network's weight file is not on disk (and was not downloaded)."""
 
 
-class WeightsMismatchError(ValueError):
+class WeightsMismatchError(ReelganError, ValueError):
     """A weight file whose sha256 differs from the expected one."""
 
 
@@ -143,7 +145,7 @@ def _download(url: str, target: Path, expected: Optional[str]) -> None:
         with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=60) as response:
             shutil.copyfileobj(response, f)
         _check_hash(Path(tmp), expected)
-        os.replace(tmp, target)
+        publish(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

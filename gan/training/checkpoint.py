@@ -4,19 +4,50 @@ so a kill at any moment leaves the previous checkpoint intact. Loaded with weigh
 from __future__ import annotations
 
 import os
+import pickle
 import random
+import warnings
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Union
+from typing import Any, Dict, List, Tuple, Union
 
 import numpy as np
 import torch
 
+from gan.errors import ReelganError, publish
+
 FORMAT_VERSION = 1
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(ReelganError, RuntimeError):
     pass
+
+
+class NonFiniteError(CheckpointError):
+    """Weights or optimizer moments hold NaN/Inf: such a state is never written, nor loaded to sample."""
+
+
+def nonfinite(obj: Any, prefix: str = "") -> List[Tuple[str, int]]:
+    """(dotted key, count) of every floating-point tensor in `obj` (nested dicts/lists) holding NaN/Inf."""
+    if torch.is_tensor(obj):
+        if obj.is_floating_point() or obj.is_complex():
+            bad = int((~torch.isfinite(obj)).sum())
+            return [(prefix, bad)] if bad else []
+        return []
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    out: List[Tuple[str, int]] = []
+    for k, v in items:
+        out += nonfinite(v, f"{prefix}.{k}" if prefix else str(k))
+    return out
+
+
+def check_finite(obj: Any, what: str) -> None:
+    """Raise NonFiniteError naming how many values of `what` are NaN/Inf and where the first one is."""
+    bad = nonfinite(obj)
+    if bad:
+        total = sum(n for _, n in bad)
+        raise NonFiniteError(f"{what} holds {total} non-finite (NaN/Inf) values in {len(bad)} tensors, "
+                             f"first in '{bad[0][0]}'")
 
 
 def unwrap(module: torch.nn.Module) -> torch.nn.Module:
@@ -43,7 +74,10 @@ def set_rng_state(state: Dict[str, Any]) -> None:
 
 
 def save_atomic(obj: Dict[str, Any], path: Union[str, Path]) -> None:
+    """Write `obj` to `path` atomically with the umask's permissions; a non-finite tensor anywhere in it
+    raises NonFiniteError before anything is written."""
     path = Path(path)
+    check_finite(obj, f"the state to save as {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
@@ -51,7 +85,7 @@ def save_atomic(obj: Dict[str, Any], path: Union[str, Path]) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -60,15 +94,83 @@ def save_atomic(obj: Dict[str, Any], path: Union[str, Path]) -> None:
 
 def load(path: Union[str, Path], map_location="cpu") -> Dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder; give a checkpoint file (e.g. {path}/checkpoints/latest.pt)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is empty (0 bytes); it was truncated "
+                              f"or never finished writing: use another checkpoint")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # truncated or foreign file
-        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from None
+        with warnings.catch_warnings():                        # torch's pickle-protocol notes are not ours
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Unsupported global" in str(e):
+            raise CheckpointError(f"cannot read checkpoint {path}: it holds Python objects, not plain tensors and "
+                                  f"numbers; reelgan never runs code from a file (use a reelgan checkpoint)") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: truncated, corrupt or not a PyTorch file") from None
+    except Exception:  # truncated zip, random bytes, an OS error on a damaged file
+        raise CheckpointError(f"cannot read checkpoint {path}: truncated, corrupt or not a PyTorch file") from None
     if not isinstance(ckpt, dict) or "format_version" not in ckpt:
         raise CheckpointError(f"{path} is not a reelgan checkpoint (no format_version)")
     if ckpt["format_version"] > FORMAT_VERSION:
         raise CheckpointError(f"{path} has format {ckpt['format_version']}, newer than this reelgan "
                               f"({FORMAT_VERSION}); upgrade reelgan")
     return ckpt
+
+
+def step_of(path: Path) -> int:
+    """The step in a snapshot's name (step_0000250.pt -> 250); -1 for other names."""
+    try:
+        return int(path.stem.split("_", 1)[1]) if path.stem.startswith("step_") else -1
+    except ValueError:
+        return -1
+
+
+def find_resumable(ckpt_dir: Union[str, Path], map_location="cpu"):
+    """The newest checkpoint of a run folder that loads and is finite: (path, state, skipped), where
+    `skipped` lists (path, reason) for every newer one passed over. latest.pt is tried first, then the
+    step_*.pt snapshots from the newest. Raises CheckpointError when none is usable."""
+    ckpt_dir = Path(ckpt_dir)
+    candidates = [ckpt_dir / "latest.pt"] if (ckpt_dir / "latest.pt").exists() else []
+    candidates += sorted(ckpt_dir.glob("step_*.pt"), key=step_of, reverse=True)
+    skipped = []
+    for path in candidates:
+        try:
+            state = load(path, map_location=map_location)
+            if "step" not in state or "G" not in state:
+                raise CheckpointError(f"{path} is not a training checkpoint (no step / G)")
+            check_finite(state, str(path))
+        except CheckpointError as e:
+            skipped.append((path, str(e)))
+            continue
+        return path, state, skipped
+    if not candidates:
+        raise CheckpointError(f"nothing to resume: {ckpt_dir} holds no latest.pt or step_*.pt; drop --resume "
+                              f"to start a new run")
+    reasons = "; ".join(f"{p.name}: {r}" for p, r in skipped)
+    raise CheckpointError(f"nothing to resume: no checkpoint in {ckpt_dir} is usable ({reasons})")
+
+
+def load_modules(state: Dict[str, Any], modules: Dict[str, torch.nn.Module], path: Union[str, Path]) -> None:
+    """load_state_dict for each named module, with a one-line reason when the shapes or names differ."""
+    for key, module in modules.items():
+        if key not in state:
+            raise CheckpointError(f"{path} has no '{key}' weights")
+        try:
+            module.load_state_dict(state[key])
+        except RuntimeError as e:
+            first = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e)[:200])
+            raise CheckpointError(f"{path}: its '{key}' weights do not fit the model this config builds "
+                                  f"({first[:200]}); use the config the checkpoint was trained with") from None
+
+
+def generator_key(ckpt: Dict[str, Any], path: Union[str, Path]) -> str:
+    """'G_ema' (or 'G') of a checkpoint to sample from, after checking it has a config and finite weights."""
+    key = "G_ema" if "G_ema" in ckpt else "G"
+    if key not in ckpt or "config" not in ckpt:
+        raise CheckpointError(f"{path} holds no generator weights and config")
+    check_finite(ckpt[key], f"{path} (its generator weights; the run diverged: sample from an earlier "
+                            f"checkpoint)")
+    return key

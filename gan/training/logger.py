@@ -10,14 +10,18 @@ import numpy as np
 
 
 class RunLogger:
-    def __init__(self, outdir: Path, enabled: bool = True, resume: bool = False):
+    def __init__(self, outdir: Path, enabled: bool = True, resume: bool = False, resume_step: int = 0):
+        """resume: append to the logs, after dropping every record past `resume_step` (the steps the
+        resumed run will redo), so no step is ever logged twice."""
         self.out, self.enabled = Path(outdir), enabled
         self.tb = None
         if not enabled:
             return
         (self.out / "samples").mkdir(parents=True, exist_ok=True)
+        if resume:
+            drop_records_after(self.out / "log.jsonl", resume_step)
         from torch.utils.tensorboard import SummaryWriter
-        self.tb = SummaryWriter(str(self.out / "tensorboard"))
+        self.tb = SummaryWriter(str(self.out / "tensorboard"), purge_step=resume_step + 1 if resume else None)
         self.jsonl = open(self.out / "log.jsonl", "a" if resume else "w")
         self.txt = open(self.out / "log.txt", "a" if resume else "w")
         self.t0 = time.time()
@@ -66,3 +70,25 @@ class RunLogger:
             self.tb.close()
             self.jsonl.close()
             self.txt.close()
+
+
+def drop_records_after(path: Path, step: int) -> int:
+    """Rewrite the JSONL log at `path` without the records whose step is > `step` (atomically); returns
+    how many were dropped. Lines that do not parse are kept as they are."""
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text().splitlines(keepends=True):
+        try:
+            later = int(json.loads(line).get("step", -1)) > step
+        except (ValueError, AttributeError, TypeError):
+            later = False
+        if later:
+            dropped += 1
+        else:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    if dropped:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(kept))
+        tmp.replace(path)
+    return dropped

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from gan.config import Config, is_builtin
+from gan.errors import ReelganError
 from gan.networks import build_discriminators, build_generator
 from gan.training import checkpoint as ckpt_io
 from gan.training import distributed as dist_utils
@@ -23,7 +24,7 @@ from gan.training.logger import RunLogger
 from losses import AdaptiveAugment, Batch, ClipAugment, VideoGANLoss
 
 
-class TrainingError(RuntimeError):
+class TrainingError(ReelganError, RuntimeError):
     pass
 
 
@@ -124,12 +125,21 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
     out = Path(outdir)
     ckpt_dir = out / "checkpoints"
     latest = ckpt_dir / "latest.pt"
-    if rank == 0 and not resume and latest.exists():
-        raise TrainingError(f"{out} already holds a run ({latest}); pass --resume to continue it or choose "
+    if resume and not out.is_dir():
+        raise TrainingError(f"--resume: the run folder {out} does not exist (a typo?); drop --resume to start "
+                            f"a new run there")
+    if rank == 0 and not resume and (latest.exists() or any(ckpt_dir.glob("step_*.pt"))):
+        raise TrainingError(f"{out} already holds a run ({ckpt_dir}); pass --resume to continue it or choose "
                             f"another --outdir")
     if rank == 0 and resume:  # leftovers of a write that a kill interrupted; the real files are intact
         for tmp in ckpt_dir.glob("*.tmp"):
             tmp.unlink(missing_ok=True)
+    resumed_from, state = None, None
+    if resume:                                                      # the newest usable checkpoint, or an error
+        try:
+            resumed_from, state, skipped = ckpt_io.find_resumable(ckpt_dir, map_location=device)
+        except ckpt_io.CheckpointError as e:
+            raise TrainingError(f"--resume in {out}: {e}") from None
     torch.manual_seed(cfg.train.seed)
     notes = []
     dataset = build_dataset(cfg.data, seed=cfg.train.seed, progress=progress and rank == 0, say=notes.append)
@@ -156,15 +166,17 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
         cond.add_to_optimizer(opt_D)                                   # the built-in text encoder learns with D
     d_params = list(D_image.parameters()) + list(D_video.parameters()) + (cond.d_parameters() if cond else [])
     start_step, seen = 0, 0
-    if resume and latest.exists():
-        state = ckpt_io.load(latest, map_location=device)
-        for m, k in ((G, "G"), (G_ema, "G_ema"), (D_image, "D_image"), (D_video, "D_video")):
-            m.load_state_dict(state[k])
+    if state is not None:
+        ckpt_io.load_modules(state, {"G": G, "G_ema": G_ema, "D_image": D_image, "D_video": D_video}, resumed_from)
         # Optimizer moments come from the checkpoint; lr and betas from the config in force, so a
         # resumed run can change them.
         fresh = [dict(g) for opt in (opt_G, opt_D) for g in opt.param_groups]
-        opt_G.load_state_dict(state["opt_G"])
-        opt_D.load_state_dict(state["opt_D"])
+        try:
+            opt_G.load_state_dict(state["opt_G"])
+            opt_D.load_state_dict(state["opt_D"])
+        except (KeyError, ValueError) as e:
+            raise TrainingError(f"{resumed_from}: its optimizer state does not fit this model ({e}); use the "
+                                f"config the run was trained with") from None
         for g, f in zip([g for opt in (opt_G, opt_D) for g in opt.param_groups], fresh):
             g["lr"], g["betas"] = f["lr"], f["betas"]
         start_step, seen = state["step"], state["seen"]
@@ -172,7 +184,11 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
         if cond and "cond" in state:
             cond.load_state_dict(state["cond"])
 
-    logger = RunLogger(out, enabled=rank == 0, resume=resume)
+    logger = RunLogger(out, enabled=rank == 0, resume=resume, resume_step=start_step)
+    if resumed_from is not None:
+        for path, reason in skipped:
+            logger.text(f"--resume: skipped {path.name}: {reason}")
+        logger.text(f"--resume: continuing from {resumed_from} (step {start_step})")
     logger.save_config(cfg, extra={"c_dim": c_dim, "class_names": list(dataset.class_names), "world_size": world})
     condition = f"{c_dim}-d {cfg.cond.mode} condition" if cond else f"{c_dim} classes"
     logger.text(f"reelgan: {cfg.name} on {device} x{world}, data {cfg.data.source} ({len(dataset)} videos, "
@@ -194,7 +210,7 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
     if cfg.loss.augment_target is not None:
         ada = AdaptiveAugment(augment, cfg.loss.augment_target, cfg.loss.augment_speed_kimg,
                               cfg.loss.augment_interval, cfg.train.batch)
-        if resume and latest.exists() and state.get("augment"):
+        if state is not None and state.get("augment"):
             augment.prob = float(state["augment"]["p"])
             ada.signs = list(state["augment"]["signs"])
     main_G = VideoGANLoss(compiled(G), compiled(D_image), compiled(D_video), augment, cfg.D.image_frames,
@@ -226,7 +242,7 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
     t_last, step = time.time(), start_step
     t_start, stopped_at = t_last, None
     budget_s = cfg.train.max_minutes * 60 if cfg.train.max_minutes else None
-    last_ckpt: Optional[Path] = latest if latest.exists() else None
+    last_ckpt: Optional[Path] = resumed_from
     try:
         for step, data in enumerate(loader, start=start_step):
             torch.manual_seed(step_seed(cfg.train.seed, rank, step, 2))
@@ -298,16 +314,20 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
                 logger.text(f"time budget train.max_minutes={cfg.train.max_minutes} reached at step {done}; "
                             f"--resume continues towards {cfg.train.steps}")
                 break
-    except FloatingPointError as e:
+        final = stopped_at or cfg.train.steps
+        if start_step < final or not latest.exists():
+            last_ckpt = _save(cfg, ckpt_dir, final, seen, G, G_ema, D_image, D_video, opt_G, opt_D, c_dim, dataset,
+                              rank, cond, _augment_state(augment, ada))
+    except (FloatingPointError, ckpt_io.NonFiniteError) as e:
+        # Nothing non-finite is ever written: latest.pt and the snapshots stay as they were.
         where = f"the last good checkpoint is {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
-        logger.text(f"stopped at step {step}: {e}; {where}")
-        raise TrainingError(f"stopped at step {step}: {e}; {where}") from None
+        msg = (f"stopped at step {step}: {e}; {where} (lower train.g_lr / train.d_lr, or raise loss.r1_gamma, "
+               f"and --resume)")
+        logger.text(msg)
+        logger.close()
+        raise TrainingError(msg) from None
     finally:
         bar.close()
-    final = stopped_at or cfg.train.steps
-    if start_step < final or not latest.exists():
-        last_ckpt = _save(cfg, ckpt_dir, final, seen, G, G_ema, D_image, D_video, opt_G, opt_D, c_dim, dataset, rank,
-                          cond, _augment_state(augment, ada))
     sample_path = None
     if rank == 0:
         sample_path = logger.video(final, sample_grid(), fps=cfg.data.fps)
