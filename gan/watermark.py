@@ -14,6 +14,9 @@ The pattern's frequency bins are split between a sync pattern (detection, shift 
 disjoint group of bins per payload bit (sign = bit), so payload patterns are exactly orthogonal to the
 sync and to each other at every shift. Payload: 48 bits (32-bit model id + 16-bit user id) + CRC-8.
 
+Embedding is luma-adaptive (Watermarker.embed): less mark near black and white, where clipping (here, or after
+a brightness/contrast change) removes it, and a per-frame gain that spends each frame's PSNR budget.
+
 Detection statistic: the sync correlation at a shift, normalised by its null standard deviation, is
 z ~ N(0, 1) on unmarked content (a sum of many bounded, random-phase terms); the detector reports the
 false-positive probability of the best of all shifts and scales searched (a weighted Bonferroni bound
@@ -38,7 +41,12 @@ BAND = (4.0, 16.0)           # radial frequency band in cycles per tile: 1/16 ..
 SYNC_SHARE = 0.5             # fraction of the band's bins (= energy) given to the sync pattern
 PAYLOAD_BITS = 48            # 32-bit model id + 16-bit user id
 CODED_BITS = PAYLOAD_BITS + 8  # + CRC-8
-AMPLITUDE = 2.4              # luma RMS of the mark in 8-bit levels (PSNR ~40.3 dB where nothing clips)
+AMPLITUDE = 2.4              # luma RMS of the mark at gain 1 in 8-bit levels (PSNR ~40.3 dB where nothing clips)
+TARGET_PSNR = 40.3           # each frame's gain is raised until its PSNR comes down to this ...
+MAX_GAIN = 3.0               # ... but at most this much (frames that are nearly all black or white)
+GAIN_STEP = 1.1              # gains are powers of this (still frames keep identical offsets)
+LUMA_RAMP = (16.0, 64.0)     # luma_weight: distance from 0 / 255 where the weight starts to rise / reaches 1
+WEIGHT_FLOOR = 0.5           # luma_weight at 0 and 255
 P_THRESHOLD = 1e-3           # `detected` when the false-positive probability is below this
 MIN_FRAMES = 1
 MIN_SIZE = 32                # smaller frames hold too few pattern samples: "undetermined"
@@ -156,6 +164,12 @@ def _band_bins() -> Tuple[np.ndarray, np.ndarray]:
 _BINS = _band_bins()
 
 
+def _reconfigure() -> None:
+    """Recompute the band's bins after BAND or TILE changed (experiments)."""
+    global _BINS
+    _BINS = _band_bins()
+
+
 class Key:
     """The patterns of one key: random phases on the band's bins, bins split into sync and bit groups."""
 
@@ -190,10 +204,24 @@ def coded_bits(payload: int) -> np.ndarray:
 # ---- embedding ------------------------------------------------------------------------------------
 
 
+def luma_weight(y: np.ndarray) -> np.ndarray:
+    """Per-pixel weight of the mark from the pixel's luma: WEIGHT_FLOOR at 0 and 255, 1 on the mid range
+    [LUMA_RAMP[1], 255 - LUMA_RAMP[1]] (what brightness/contrast changes of +-20% do not clip), linear between."""
+    lo, hi = LUMA_RAMP
+    ramp = np.clip((np.minimum(y, 255.0 - y) - lo) / (hi - lo), 0.0, 1.0)
+    return (WEIGHT_FLOOR + (1.0 - WEIGHT_FLOOR) * ramp).astype(np.float32)
+
+
+def _clipped_mse(v: np.ndarray, o: np.ndarray) -> float:
+    """Mean squared change of int16 RGB `v` [H, W, 3] when luma offsets `o` [H, W] are added and clipped."""
+    return float(np.mean((np.clip(v + o[..., None], 0, 255) - v) ** 2))
+
+
 class Watermarker:
     """Adds the mark to uint8 RGB frames `[T, H, W, 3]` (or `[H, W, 3]`); the writers in gan.video_io call
     `embed` on every chunk they write. The same integer luma offset goes to R, G and B (chroma unchanged),
-    tiled from the frame's top-left corner, identical on every frame."""
+    tiled from the frame's top-left corner; a pixel's offset depends only on its position, its own value and
+    its frame's gain, so unchanged pixels of consecutive frames with the same gain get the same offset."""
 
     def __init__(self,
                  key: bytes = PUBLIC_KEY,     # key bytes (PUBLIC_KEY: anyone can detect)
@@ -206,24 +234,46 @@ class Watermarker:
             raise WatermarkError(f"payload must fit {PAYLOAD_BITS} bits")
         self.amplitude = float(amplitude)
         self.origin = origin
-        tile = np.round(self.amplitude * self.keys.pattern(coded_bits(self.payload)))
-        self.tile = tile.astype(np.int16)                          # [TILE, TILE] integer luma offsets
+        self.tile = (self.amplitude * self.keys.pattern(coded_bits(self.payload))).astype(np.float32)
         self._cache: Dict[Tuple[int, int], np.ndarray] = {}
 
     def offsets(self, height: int, width: int) -> np.ndarray:
-        """int16 [H, W, 1]: the tiled pattern for a frame size."""
+        """float32 [H, W]: the tiled pattern (RMS = amplitude) for a frame size."""
         if (height, width) not in self._cache:
             reps = (-(-height // TILE), -(-width // TILE))
-            self._cache[(height, width)] = np.tile(self.tile, reps)[:height, :width, None].copy()
+            self._cache[(height, width)] = np.tile(self.tile, reps)[:height, :width].copy()
         return self._cache[(height, width)]
 
     def embed(self, frames: np.ndarray) -> np.ndarray:
+        """Perceptual, clipping-aware shaping (as in Podilchuk & Zeng 1998 / Kutter & Winkler 2002, with a luma
+        weight instead of a JND model): the pattern is weighted per pixel by luma_weight(luma), so pixels near 0
+        or 255, whose mark is lost to clipping here or after a brightness/contrast change, carry less; then each
+        frame's gain is raised until its MSE reaches the PSNR budget (TARGET_PSNR), up to MAX_GAIN. Gains are
+        quantised to GAIN_STEP, so a still frame sequence gets identical offsets on every frame (no flicker)."""
         frames = np.asarray(frames)
         if frames.dtype != np.uint8 or frames.shape[-1] != 3 or frames.ndim not in (3, 4):
             raise WatermarkError(f"embed expects uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
-        h, w = frames.shape[-3:-1]
-        out = frames.astype(np.int16) + self.offsets(h, w)
-        return np.clip(out, 0, 255).astype(np.uint8)
+        single = frames.ndim == 3
+        x = frames[None] if single else frames
+        h, w = x.shape[1:3]
+        base = self.offsets(h, w)
+        budget = 255.0 ** 2 / 10 ** (TARGET_PSNR / 10)
+        out = np.empty_like(x)
+        for t, f in enumerate(x):
+            v = f.astype(np.int16)
+            o = base * luma_weight(f @ np.array([0.299, 0.587, 0.114], np.float32))
+            gain = 1.0
+            if MAX_GAIN > 1.0:
+                mse = _clipped_mse(v, o)                   # MSE of the unit-gain mark after clipping
+                gain = min(MAX_GAIN, math.sqrt(budget / max(mse, 1e-6)))
+                gain = GAIN_STEP ** math.floor(math.log(max(gain, 1.0)) / math.log(GAIN_STEP))
+            while True:
+                g = np.clip(v + np.round(gain * o).astype(np.int16)[..., None], 0, 255)
+                if gain <= 1.0 or np.mean((g - v) ** 2.0) <= budget:
+                    break
+                gain = max(1.0, gain / GAIN_STEP)
+            out[t] = g
+        return out[0] if single else out
 
     def describe(self) -> str:
         return (f"watermark on: payload {self.payload:012x} (model id {self.payload >> 16:08x}, user id "
