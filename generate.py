@@ -14,6 +14,11 @@ Conditional models (configs/i2v.yaml, continue.yaml, t2v.yaml):
   python generate.py --checkpoint runs/t2v/checkpoints/latest.pt --outdir out --prompt "a red circle moving left"
 
 \b
+Every clip carries an invisible watermark (model id + user id; check with `reelgan-watermark detect FILE`):
+  python generate.py --checkpoint G.pt --outdir out --watermark-key my.key      # private key (else the public one)
+  python generate.py --checkpoint G.pt --outdir out --no-watermark              # unmarked, said in the log
+
+\b
 Real-time mode (one endless clip of the first seed, chunk by chunk, constant memory; Ctrl-C stops):
   python generate.py --checkpoint G.pt --outdir out --stream --frames 600 --precision bf16 --compile
   python generate.py --checkpoint G.pt --stream --stream-to - --precision auto | \\
@@ -64,11 +69,21 @@ from gan.cli_utils import Command
 @click.option("--context-stride", type=click.IntRange(min=1), default=1, show_default=True,
               help="--video: frames between the context frames taken from the clip.")
 @click.option("--prompt", type=str, default=None, help="Text-to-video models: the sentence to render.")
+@click.option("--no-watermark", is_flag=True,
+              help="Write clips WITHOUT the invisible watermark (on by default; the log says when it is off).")
+@click.option("--watermark-key", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Private watermark key file [default: $REELGAN_WATERMARK_KEY, else the checkpoint config's "
+                   "watermark.key, else the public key that anyone can check].")
+@click.option("--watermark-user", type=click.IntRange(0, 65535), default=None,
+              help="16-bit user id carried in the watermark payload [default: the config's watermark.user_id].")
 @click.pass_context
 def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_value, device, chunk, batch,
-        stream, stream_to, precision, compile_, image, video, context_stride, prompt):
+        stream, stream_to, precision, compile_, image, video, context_stride, prompt, no_watermark, watermark_key,
+        watermark_user):
     from gan.cli_utils import pick_device
     from gan.sampling import generate_videos, parse_seeds
+    log = lambda m: click.echo(m, err=True)  # noqa: E731
+    mark = _watermark(checkpoint, no_watermark, watermark_key, watermark_user, log)
     if stream:
         from gan.fast_sampler import stream_video
         if image is not None or video is not None or prompt is not None:
@@ -78,7 +93,7 @@ def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_valu
         stream_video(checkpoint, parse_seeds(seeds)[0], frames if explicit else None, fps, outdir=outdir,
                      stream_to=stream_to, precision=precision, compile=compile_, chunk=chunk,
                      device=pick_device(device), truncation=truncation, class_value=class_value,
-                     stdout=click.get_binary_stream("stdout"), log=lambda m: click.echo(m, err=True))
+                     stdout=click.get_binary_stream("stdout"), log=log, watermark=mark)
         return
     if stream_to is not None or compile_ or precision != "fp32":
         raise click.UsageError("--stream-to, --precision and --compile apply to --stream only")
@@ -94,16 +109,29 @@ def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_valu
         paths = generate_conditional(checkpoint, outdir, seed_list, frames=frames, fps=fps, fmt=fmt,
                                      truncation=truncation, image=image, video=video, prompt=prompt,
                                      context_stride=context_stride, device=pick_device(device), chunk=chunk,
-                                     log=lambda m: click.echo(m, err=True))
+                                     log=log, watermark=mark)
         for p in paths:
             click.echo(str(p))
         return
     check_mode(checkpoint_mode(checkpoint), "none")
     paths = generate_videos(checkpoint, outdir, seed_list, frames=frames, fps=fps, fmt=fmt,
                             truncation=truncation, class_value=class_value, device=pick_device(device),
-                            chunk=chunk, batch=batch)
+                            chunk=chunk, batch=batch, watermark=mark)
     for p in paths:
         click.echo(str(p))
+
+
+def _watermark(checkpoint, off: bool, key_file, user_id, log):
+    """The Watermarker every writer gets (None with --no-watermark); its line goes to the log (stderr)."""
+    if off:
+        if key_file is not None or user_id is not None:
+            raise click.UsageError("--no-watermark does not combine with --watermark-key / --watermark-user")
+        log("watermark OFF (--no-watermark): these clips carry no invisible watermark")
+        return None
+    from gan.sampling import checkpoint_watermarker
+    mark = checkpoint_watermarker(checkpoint, key_file=key_file, user_id=user_id)
+    log(mark.describe())
+    return mark
 
 
 def main():

@@ -186,6 +186,13 @@ class CondConfig:
 
 
 @dataclass
+class WatermarkConfig:
+    """The invisible watermark that generate.py puts on every clip (gan/watermark.py; off: --no-watermark)."""
+    key: str = ""                   # private key FILE; "" = $REELGAN_WATERMARK_KEY, else the public default key
+    user_id: int = 0                # 16-bit id carried in the payload next to the model id (0: none)
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     G: GeneratorConfig = field(default_factory=GeneratorConfig)
@@ -193,6 +200,7 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     cond: CondConfig = field(default_factory=CondConfig)
+    watermark: WatermarkConfig = field(default_factory=WatermarkConfig)
     name: str = "default"           # a label for the run
 
     def to_dict(self) -> Dict[str, Any]:
@@ -452,6 +460,8 @@ def validate(cfg: Config) -> None:
     if len(cfg.train.betas) != 2:
         raise ConfigError("train.betas must have two numbers")
     _validate_cond(cfg)
+    if not 0 <= cfg.watermark.user_id < 2 ** 16:
+        raise ConfigError(f"watermark.user_id must be in [0, 65535] (16 bits), got {cfg.watermark.user_id}")
     _validate_metrics(cfg)
 
 

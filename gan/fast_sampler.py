@@ -261,15 +261,17 @@ def stream_video(checkpoint, seed: int = 0, frames: Optional[int] = None, fps: O
                  outdir: Optional[str] = None, stream_to: Optional[str] = None, precision: str = "fp32",
                  compile: bool = False, chunk: int = 8, device: str = "cpu", truncation: float = 1.0,
                  class_value: Optional[str] = None, stdout=None,
-                 log: Optional[Callable[[str], None]] = None) -> Dict[str, float]:
+                 log: Optional[Callable[[str], None]] = None, watermark="auto") -> Dict[str, float]:
     """Real-time mode of generate.py: one clip of `seed` (endless when frames is None) written chunk by
     chunk to `stream_to` ('-': raw rgb24 frames on `stdout`; a path: .mp4 encoded, anything else raw)
-    or to OUTDIR/seedNNNN_stream.mp4. Returns stream_clip's totals plus the output and frame size."""
+    or to OUTDIR/seedNNNN_stream.mp4, marked by `watermark` (gan.sampling.resolve_watermark; None: unmarked).
+    Returns stream_clip's totals plus the output and frame size."""
     from pathlib import Path
 
     from gan import video_io
-    from gan.sampling import load_generator, resolve_class
+    from gan.sampling import load_generator, resolve_class, resolve_watermark
     G, info = load_generator(checkpoint, device)
+    mark = resolve_watermark(watermark, G, info)
     data_fps = info["config"].data.fps
     fps = data_fps if fps is None else float(fps)
     if fps <= 0 or (frames is not None and frames < 1):
@@ -280,7 +282,7 @@ def stream_video(checkpoint, seed: int = 0, frames: Optional[int] = None, fps: O
     if stream_to == "-":
         if stdout is None:
             raise SamplingError("streaming to '-' needs a binary stdout")
-        writer, target = video_io.RawWriter(stdout), "<stdout>"
+        writer, target = video_io.RawWriter(stdout, watermark=mark), "<stdout>"
     else:
         if stream_to is None:
             if outdir is None:
@@ -290,7 +292,8 @@ def stream_video(checkpoint, seed: int = 0, frames: Optional[int] = None, fps: O
             path = Path(stream_to)
         path.parent.mkdir(parents=True, exist_ok=True)
         is_mp4 = path.suffix.lower() == ".mp4"
-        writer = video_io.Mp4Writer(path, fps) if is_mp4 else video_io.RawWriter(open(path, "wb"))
+        writer = (video_io.Mp4Writer(path, fps, watermark=mark) if is_mp4
+                  else video_io.RawWriter(open(path, "wb"), watermark=mark))
         target = str(path)
     res = G.resolution
     if log is not None:

@@ -176,6 +176,15 @@ def _load_any_generator(checkpoint: str, device: str):
     return G, info["config"]
 
 
+def _watermarker(G, cfg, off: bool, key_file, for_generator):
+    if off:
+        click.echo("watermark OFF (--no-watermark): the re-renders carry no invisible watermark", err=True)
+        return None
+    mark = for_generator(G, cfg, key_file=key_file)
+    click.echo(mark.describe(), err=True)
+    return mark
+
+
 @click.command(cls=Command, help=__doc__)
 @click.argument("source", type=str)
 @click.option("--checkpoint", type=str, default=None,
@@ -197,11 +206,15 @@ def _load_any_generator(checkpoint: str, device: str):
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed for the noise and for motion past the projected span.")
 @click.option("--device", type=str, default="cpu", show_default=True)
+@click.option("--no-watermark", is_flag=True, help="Write the re-renders without the invisible watermark.")
+@click.option("--watermark-key", type=str, default=None,
+              help="Private watermark key file [default: $REELGAN_WATERMARK_KEY, the config's, or the public key].")
 def cli(source, checkpoint, outdir, steps, max_frames, lr, lpips_weight, lpips_backbone, mse_weight, fps, frames, seed,
-        device):
+        device, no_watermark, watermark_key):
     from gan import video_io
     from gan.cli_utils import pick_device
     from gan.conditioning.inputs import load_video
+    from gan.watermark import for_generator
     from losses.perceptual import MissingWeightsError
     device = pick_device(device)
     out = Path(outdir)
@@ -210,10 +223,12 @@ def cli(source, checkpoint, outdir, steps, max_frames, lr, lpips_weight, lpips_b
             proj = load_projection(source)
             checkpoint = checkpoint or proj["checkpoint"]
             G, cfg = _load_any_generator(checkpoint, device)
+            mark = _watermarker(G, cfg, no_watermark, watermark_key, for_generator)
         else:
             if checkpoint is None:
                 raise click.UsageError("--checkpoint is needed to project a video")
             G, cfg = _load_any_generator(checkpoint, device)
+            mark = _watermarker(G, cfg, no_watermark, watermark_key, for_generator)
             target = load_video(source, cfg.data.resolution, cfg.data.channels, max_frames=max_frames)
             lpips_model, kind = None, "off"
             if lpips_weight > 0:
@@ -227,9 +242,9 @@ def cli(source, checkpoint, outdir, steps, max_frames, lr, lpips_weight, lpips_b
             out.mkdir(parents=True, exist_ok=True)
             save_projection(out / "projection.pt", res, checkpoint, source, cfg.data.fps, kind, seed)
             proj = load_projection(out / "projection.pt")
-            video_io.write_mp4(out / "target.mp4", video_io.to_uint8(target), cfg.data.fps)
-            video_io.write_mp4(out / "projected.mp4",
-                               video_io.to_uint8(rerender(G, proj, target.shape[0]).cpu()), cfg.data.fps)
+            video_io.write_mp4(out / "target.mp4", video_io.to_uint8(target), cfg.data.fps)   # the input: unmarked
+            video_io.write_mp4(out / "projected.mp4", video_io.to_uint8(rerender(G, proj, target.shape[0]).cpu()),
+                               cfg.data.fps, watermark=mark)
             click.echo(f"loss {res['loss'][0]:.4f} -> {min(res['loss']):.4f}; wrote {out / 'projection.pt'}, "
                        f"{out / 'target.mp4'}, {out / 'projected.mp4'}")
             if fps is None and frames is None:
@@ -240,7 +255,7 @@ def cli(source, checkpoint, outdir, steps, max_frames, lr, lpips_weight, lpips_b
         n = frames if frames is not None else max(1, int(round(span * fps_out / data_fps)))
         clip = rerender(G, proj, n, time_step=data_fps / fps_out, seed=seed)
         path = out / f"rerender_{fps_out:g}fps_{n}f.mp4"
-        video_io.write_mp4(path, video_io.to_uint8(clip.cpu()), fps_out)
+        video_io.write_mp4(path, video_io.to_uint8(clip.cpu()), fps_out, watermark=mark)
         click.echo(str(path))
     except MissingWeightsError as e:
         fail(f"{e} Here: --lpips-backbone PATH, or --lpips-weight 0 for MSE only.")

@@ -14,6 +14,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from gan import watermark as wm
 from gan.config import Config
 from gan.errors import ReelganError
 from gan.networks import Generator, build_generator, motion_codes_for_seed
@@ -35,6 +36,26 @@ def load_generator(path: Union[str, Path], device="cpu") -> Tuple[Generator, Dic
     info = {"config": cfg, "c_dim": ckpt.get("c_dim", 0), "class_names": list(ckpt.get("class_names", [])),
             "step": ckpt.get("step")}
     return G, info
+
+
+def resolve_watermark(watermark, G: Generator, info: Dict) -> Optional[wm.Watermarker]:
+    """`watermark` as the samplers take it: wm.AUTO (the default: the model's mark, key from $REELGAN_WATERMARK_KEY
+    or the config, else the public key), a Watermarker, or None (no mark)."""
+    if isinstance(watermark, str):
+        if watermark != wm.AUTO:
+            raise SamplingError(f"watermark must be {wm.AUTO!r}, a Watermarker or None, got {watermark!r}")
+        return wm.for_generator(G, info["config"])
+    return watermark
+
+
+def checkpoint_watermarker(path: Union[str, Path], key_file: Optional[str] = None,
+                           user_id: Optional[int] = None) -> wm.Watermarker:
+    """The mark the samplers put on a checkpoint's outputs (wm.for_generator), without building the model."""
+    ckpt = load(path, map_location="cpu")
+    key = "G_ema" if "G_ema" in ckpt else "G"
+    if key not in ckpt:
+        raise CheckpointError(f"{path} holds no generator weights")
+    return wm.for_generator(ckpt[key], Config.from_saved(ckpt["config"]), key_file=key_file, user_id=user_id)
 
 
 def seed_z(G: Generator, seeds: Sequence[int], device) -> torch.Tensor:
@@ -149,10 +170,12 @@ def resolve_class(value: Optional[str], info: Dict) -> Optional[int]:
 def generate_videos(checkpoint: str, outdir: str, seeds: Sequence[int], frames: int = 64,
                     fps: Optional[float] = None, fmt: str = "mp4", truncation: float = 1.0,
                     class_value: Optional[str] = None, device: str = "cpu", chunk: int = 16,
-                    batch: int = 4) -> List[Path]:
-    """Render one file per seed (mp4, gif, png folder) or one grid file; returns the written paths."""
+                    batch: int = 4, watermark=wm.AUTO) -> List[Path]:
+    """Render one file per seed (mp4, gif, png folder) or one grid file; returns the written paths.
+    `watermark`: see resolve_watermark (None writes unmarked clips)."""
     from gan import video_io
     G, info = load_generator(checkpoint, device)
+    mark = resolve_watermark(watermark, G, info)
     data_fps = info["config"].data.fps
     fps = data_fps if fps is None else float(fps)
     if fps <= 0 or frames < 1:
@@ -166,14 +189,14 @@ def generate_videos(checkpoint: str, outdir: str, seeds: Sequence[int], frames: 
         c = torch.full((len(seeds),), cls, dtype=torch.long) if cls is not None else None
         video = video_io.to_uint8(render(G, seeds, frames, c=c, **kw).float().cpu())
         path = out / f"grid_seeds{seeds[0]}-{seeds[-1]}.mp4"
-        video_io.write_mp4(path, video_io.make_grid(video), fps)
+        video_io.write_mp4(path, video_io.make_grid(video), fps, watermark=mark)
         return [path]
     for i in range(0, len(seeds), batch):
         group = list(seeds[i:i + batch])
         c = torch.full((len(group),), cls, dtype=torch.long) if cls is not None else None
         paths = [out / f"seed{s:04d}" for s in group]
         if fmt == "mp4":
-            writers = [video_io.Mp4Writer(p.with_suffix(".mp4"), fps) for p in paths]
+            writers = [video_io.Mp4Writer(p.with_suffix(".mp4"), fps, watermark=mark) for p in paths]
             try:
                 for part in render_chunks(G, group, frames, c=c, **kw):
                     frames_u8 = video_io.to_uint8(part.float().cpu())
@@ -190,10 +213,10 @@ def generate_videos(checkpoint: str, outdir: str, seeds: Sequence[int], frames: 
             clips = video_io.to_uint8(render(G, group, frames, c=c, **kw).float().cpu())
             for p, clip in zip(paths, clips):
                 if fmt == "gif":
-                    video_io.write_gif(p.with_suffix(".gif"), clip, fps)
+                    video_io.write_gif(p.with_suffix(".gif"), clip, fps, watermark=mark)
                     written.append(p.with_suffix(".gif"))
                 else:
-                    video_io.write_png_frames(p, clip)
+                    video_io.write_png_frames(p, clip, watermark=mark)
                     written.append(p)
         else:
             raise SamplingError(f"unknown format {fmt!r}: use mp4, gif, png or grid")

@@ -2,7 +2,8 @@
 Pillow for GIFs and PNG frames.
 
 Conventions: frames in memory are numpy uint8 `[T, H, W, 3]` (RGB); model tensors are float `[..., C, H, W]`
-in [-1, 1] and go through `to_uint8` first. Every file writer is atomic (temp file in the target folder, then
+in [-1, 1] and go through `to_uint8` first. Every writer takes `watermark` (a `gan.watermark.Watermarker`, or
+None for no mark) and marks each frame on its way out; the samplers pass one by default. Every file writer is atomic (temp file in the target folder, then
 `os.replace`), so an interrupted run never leaves a half-written video under the final name.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import tempfile
 from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO, List, Optional, Union
+from typing import TYPE_CHECKING, BinaryIO, List, Optional, Union
 
 import imageio_ffmpeg
 import numpy as np
@@ -21,6 +22,8 @@ import torch
 from PIL import Image
 
 from gan.errors import ReelganError, publish
+if TYPE_CHECKING:
+    from gan.watermark import Watermarker
 
 PathLike = Union[str, os.PathLike]
 
@@ -77,6 +80,10 @@ def _check_frames(frames, what: str = "frames") -> np.ndarray:
         raise ValueError(f"{what} must be uint8 [T, H, W, 3], got dtype {frames.dtype} "
                          f"(convert model output with gan.video_io.to_uint8)")
     return frames
+
+
+def _mark(frames: np.ndarray, watermark: "Optional[Watermarker]") -> np.ndarray:
+    return frames if watermark is None else watermark.embed(frames)
 
 
 def _pad_even(frames: np.ndarray) -> np.ndarray:
@@ -236,12 +243,14 @@ class Mp4Writer:
     def __init__(self,
                  path: PathLike,      # output .mp4
                  fps: float,          # frame rate stored in the container
-                 crf: int = 18):      # x264 constant rate factor: 0 lossless, 18 visually clean, 51 worst
+                 crf: int = 18,       # x264 constant rate factor: 0 lossless, 18 visually clean, 51 worst
+                 watermark: "Optional[Watermarker]" = None):  # mark every frame (None: unmarked)
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
         self.path = Path(path)
         self.fps = fps
         self.crf = int(crf)
+        self.watermark = watermark
         self.frames_written = 0
         self._size = None             # (H, W) of the first chunk, before padding
         self._gen = None              # imageio-ffmpeg writer generator, opened on the first chunk
@@ -268,7 +277,7 @@ class Mp4Writer:
             self._open(*self._size)
         elif frames.shape[1:3] != self._size:
             raise ValueError(f"all frames of {self.path} must have size {self._size}, got {frames.shape[1:3]}")
-        for frame in _pad_even(frames):
+        for frame in _pad_even(_mark(frames, self.watermark)):
             self._gen.send(np.ascontiguousarray(frame))
         self.frames_written += len(frames)
 
@@ -310,8 +319,10 @@ class RawWriter:
     `ffmpeg -f rawvideo -pix_fmt rgb24 -s WxH -r FPS -i - out.mp4`. Same `write` interface as Mp4Writer."""
 
     def __init__(self,
-                 fileobj: BinaryIO):  # binary stream; it is flushed, never closed, by this writer
+                 fileobj: BinaryIO,   # binary stream; it is flushed, never closed, by this writer
+                 watermark: "Optional[Watermarker]" = None):  # mark every frame (None: unmarked)
         self.fileobj = fileobj
+        self.watermark = watermark
         self.frames_written = 0
         self._size = None
 
@@ -321,7 +332,7 @@ class RawWriter:
             self._size = frames.shape[1:3]
         elif frames.shape[1:3] != self._size:
             raise ValueError(f"raw stream frames must all have size {self._size}, got {frames.shape[1:3]}")
-        self.fileobj.write(np.ascontiguousarray(frames).tobytes())
+        self.fileobj.write(np.ascontiguousarray(_mark(frames, self.watermark)).tobytes())
         self.frames_written += len(frames)
 
     def close(self) -> None:
@@ -334,13 +345,13 @@ class RawWriter:
         self.close()
 
 
-def write_mp4(path: PathLike, frames, fps: float, crf: int = 18) -> None:
+def write_mp4(path: PathLike, frames, fps: float, crf: int = 18, watermark: "Optional[Watermarker]" = None) -> None:
     """Write uint8 `[T, H, W, 3]` as H.264/yuv420p mp4 (odd sizes padded to even), atomically."""
-    with Mp4Writer(path, fps, crf=crf) as writer:
+    with Mp4Writer(path, fps, crf=crf, watermark=watermark) as writer:
         writer.write(frames)
 
 
-def write_gif(path: PathLike, frames, fps: float) -> None:
+def write_gif(path: PathLike, frames, fps: float, watermark: "Optional[Watermarker]" = None) -> None:
     """Write uint8 `[T, H, W, 3]` as a looping GIF (Pillow), atomically. GIF delays are in 10 ms steps.
 
     Pillow merges identical consecutive frames (their delays add up, so playback timing is unchanged).
@@ -349,7 +360,7 @@ def write_gif(path: PathLike, frames, fps: float) -> None:
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
     path = Path(path)
-    images = [Image.fromarray(f) for f in frames]
+    images = [Image.fromarray(f) for f in _mark(frames, watermark)]
     tmp = _temp_path(path, ".gif")
     try:
         images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
@@ -359,9 +370,9 @@ def write_gif(path: PathLike, frames, fps: float) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def write_png_frames(directory: PathLike, frames) -> List[Path]:
+def write_png_frames(directory: PathLike, frames, watermark: "Optional[Watermarker]" = None) -> List[Path]:
     """Write uint8 `[T, H, W, 3]` as `directory/frame_000000.png`, ... Returns the file paths."""
-    frames = _check_frames(frames)
+    frames = _mark(_check_frames(frames), watermark)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -377,13 +388,13 @@ def write_png_frames(directory: PathLike, frames) -> List[Path]:
     return paths
 
 
-def write_video(path: PathLike, frames, fps: float) -> None:
+def write_video(path: PathLike, frames, fps: float, watermark: "Optional[Watermarker]" = None) -> None:
     """Write uint8 `[T, H, W, 3]`, choosing the format from the extension (.mp4 or .gif)."""
     ext = Path(path).suffix.lower()
     if ext == ".mp4":
-        write_mp4(path, frames, fps)
+        write_mp4(path, frames, fps, watermark=watermark)
     elif ext == ".gif":
-        write_gif(path, frames, fps)
+        write_gif(path, frames, fps, watermark=watermark)
     else:
         raise ValueError(f"cannot write video {path}: unsupported extension '{ext}' (use .mp4 or .gif)")
 

@@ -148,7 +148,10 @@ def test_generate_stream_to_stdout(tiny_ckpt, tmp_path):
     assert "frames/s" in res.stderr and "target 16" in res.stderr
     G, _ = load_generator(tiny_ckpt)
     frames = np.frombuffer(res.stdout_bytes, np.uint8).reshape(8, 16, 16, 3)
-    assert np.abs(frames.astype(int) - to_uint8(render(G, [0], 8)[0]).astype(int)).max() <= 1
+    # The stream is watermarked by default: compare with the whole render marked the same way.
+    from gan.sampling import checkpoint_watermarker
+    whole = checkpoint_watermarker(tiny_ckpt).embed(to_uint8(render(G, [0], 8)[0]))
+    assert np.abs(frames.astype(int) - whole.astype(int)).max() <= 1
     # Stream to an mp4 in --outdir; stream-only options without --stream are refused.
     res = CliRunner().invoke(cli, ["--checkpoint", str(tiny_ckpt), "--stream", "--frames", "5", "--outdir",
                                    str(tmp_path / "out"), "--seeds", "4"])

@@ -15,7 +15,7 @@ from gan.conditioning.inputs import ConditionError, last_frames, load_image, loa
 from gan.conditioning.text import TextEncoder, build_text_encoder
 from gan.config import Config
 from gan.networks import build_generator
-from gan.sampling import SamplingError, render_chunks, seed_motion, seed_z
+from gan.sampling import SamplingError, render_chunks, resolve_watermark, seed_motion, seed_z
 from gan.training.checkpoint import CheckpointError, generator_key, load, load_modules
 
 OPTION_FOR_MODE = {"image": "--image", "continue": "--video", "text": "--prompt"}
@@ -127,27 +127,28 @@ def text_clips(G, text_encoder: TextEncoder, prompt: str, seeds: Sequence[int], 
 
 
 def write_clips(clips: torch.Tensor, outdir: Union[str, Path], seeds: Sequence[int], fps: float, fmt: str,
-                prefix: str = "") -> List[Path]:
-    """[S, T, C, H, W] in [-1, 1] -> one file per seed (mp4 / gif / png folder) or one grid mp4."""
+                prefix: str = "", watermark=None) -> List[Path]:
+    """[S, T, C, H, W] in [-1, 1] -> one file per seed (mp4 / gif / png folder) or one grid mp4, each marked by
+    `watermark` (a gan.watermark.Watermarker; None: unmarked)."""
     from gan import video_io
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     u8 = video_io.to_uint8(clips.float().cpu())
     if fmt == "grid":
         path = out / f"{prefix}grid_seeds{seeds[0]}-{seeds[-1]}.mp4"
-        video_io.write_mp4(path, video_io.make_grid(u8), fps)
+        video_io.write_mp4(path, video_io.make_grid(u8), fps, watermark=watermark)
         return [path]
     written = []
     for s, clip in zip(seeds, u8):
         p = out / f"{prefix}seed{s:04d}"
         if fmt == "mp4":
-            video_io.write_mp4(p.with_suffix(".mp4"), clip, fps)
+            video_io.write_mp4(p.with_suffix(".mp4"), clip, fps, watermark=watermark)
             written.append(p.with_suffix(".mp4"))
         elif fmt == "gif":
-            video_io.write_gif(p.with_suffix(".gif"), clip, fps)
+            video_io.write_gif(p.with_suffix(".gif"), clip, fps, watermark=watermark)
             written.append(p.with_suffix(".gif"))
         elif fmt == "png":
-            video_io.write_png_frames(p, clip)
+            video_io.write_png_frames(p, clip, watermark=watermark)
             written.append(p)
         else:
             raise SamplingError(f"unknown format {fmt!r}: use mp4, gif, png or grid")
@@ -158,12 +159,13 @@ def generate_conditional(checkpoint: str, outdir: str, seeds: Sequence[int], fra
                          fps: Optional[float] = None, fmt: str = "mp4", truncation: float = 1.0,
                          image: Optional[str] = None, video: Optional[str] = None, prompt: Optional[str] = None,
                          context_stride: int = 1, device: str = "cpu", chunk: int = 16,
-                         text_encoder: Optional[TextEncoder] = None, log=None) -> List[Path]:
+                         text_encoder: Optional[TextEncoder] = None, log=None, watermark="auto") -> List[Path]:
     """The --image / --video / --prompt paths of generate.py. Exactly one condition must be given.
 
     --image: clips of `frames` frames whose frame 0 is the still. --video: the last K frames of the
     video (K = the model's context_frames, `context_stride` apart) followed by `frames` predicted ones.
-    --prompt: `frames` frames following the sentence."""
+    --prompt: `frames` frames following the sentence. `watermark`: see gan.sampling.resolve_watermark (the
+    whole written clip is marked, the context frames of --video included)."""
     given = {k: v for k, v in (("image", image), ("continue", video), ("text", prompt)) if v is not None}
     if len(given) != 1:
         raise ConditionError("give exactly one of --image, --video, --prompt")
@@ -173,6 +175,7 @@ def generate_conditional(checkpoint: str, outdir: str, seeds: Sequence[int], fra
     check_mode(checkpoint_mode(checkpoint), wanted)
     G, info = load_conditional(checkpoint, device, text_encoder=text_encoder)
     cfg = info["config"]
+    mark = resolve_watermark(watermark, G, info)
     data_fps = cfg.data.fps
     fps = data_fps if fps is None else float(fps)
     kw = dict(truncation=truncation, chunk=chunk, device=device)
@@ -191,4 +194,4 @@ def generate_conditional(checkpoint: str, outdir: str, seeds: Sequence[int], fra
         if unknown and log is not None:
             log(f"warning: words the model never saw in a caption are ignored: {', '.join(unknown)}")
         clips = text_clips(G, enc, value, seeds, frames, time_step=data_fps / fps, **kw)
-    return write_clips(clips, outdir, seeds, fps, fmt)
+    return write_clips(clips, outdir, seeds, fps, fmt, watermark=mark)
