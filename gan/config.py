@@ -372,13 +372,13 @@ def _validate_ranges(cfg: Config) -> None:
     r = d.resolution
     if not 8 <= r <= MAX_RESOLUTION or r & (r - 1):
         raise ConfigError(f"data.resolution must be a power of two in [8, {MAX_RESOLUTION}], got {r}")
-    if d.channels not in (1, 3):
+    if d.channels not in (0, 1, 3):
         raise ConfigError(f"data.channels must be 1 (grey), 3 (RGB) or 0 (auto), got {d.channels}")
     _at_least(cfg, 1, "data.num_videos", "data.video_frames", "G.z_dim", "G.w_dim", "G.mapping_layers",
               "G.motion_dim", "G.time_features", "G.channel_base", "G.channel_max", "D.channel_base",
               "D.channel_max", "loss.r1_interval", "train.log_every", "train.checkpoint_every",
               "train.sample_seeds", "train.sample_frames")
-    _at_least(cfg, 0, "data.num_objects", "data.workers", "G.warp_grid", "D.mbstd_group", "loss.image_weight",
+    _at_least(cfg, 0, "data.num_objects", "G.warp_grid", "D.mbstd_group", "loss.image_weight",
               "loss.video_weight", "loss.r1_gamma", "train.ema_kimg", "train.sample_every",
               "train.keep_checkpoints", "train.seed")
     for key, value in (("data.fps", d.fps), ("G.motion_period", cfg.G.motion_period),

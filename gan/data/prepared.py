@@ -314,6 +314,7 @@ def _write_shards(listing: _Listing, folder: Path, size: int, workers: Optional[
     videos: List[PreparedVideo] = []
     skipped: Dict[str, List[str]] = {"unreadable": [], "too_short": [], "truncated": []}
     shard, offset, handle = 0, 0, None
+    first_error = None
     frame_bytes = size * size * 3
     results: Iterator
     pool = ProcessPoolExecutor(workers) if workers > 1 and len(jobs) > 1 else None
@@ -327,6 +328,7 @@ def _write_shards(listing: _Listing, folder: Path, size: int, workers: Optional[
             if "error" in got:
                 warnings.warn(f"skipping unreadable video {where}: {got['error']}")
                 skipped["unreadable"].append(where)
+                first_error = first_error or f"{where}: {got['error']}"
                 continue
             if got["note"]:
                 warnings.warn(f"video {where}: {got['note']}")
@@ -352,7 +354,7 @@ def _write_shards(listing: _Listing, folder: Path, size: int, workers: Optional[
         if handle and not handle.closed:
             handle.close()
     if not videos:
-        raise DataError(f"no usable videos in {listing.root}: all {len(jobs)} were unreadable; see the warnings")
+        raise DataError(f"no usable videos in {listing.root}: all {len(jobs)} were unreadable; first: {first_error}")
     channels = 1 if all(v.grey for v in videos) else 3
     if channels == 1:                                          # keep one channel: a third of the bytes to read
         _squeeze_to_grey(folder, shard + 1, size)
