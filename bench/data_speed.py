@@ -17,7 +17,6 @@ import datetime as dt
 import json
 import os
 import platform
-import re
 import shutil
 import statistics
 import subprocess
@@ -29,6 +28,9 @@ from pathlib import Path
 import click
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench.report import replace_section  # noqa: E402
+
 START, END = "<!-- data:start -->", "<!-- data:end -->"
 
 
@@ -114,16 +116,6 @@ def render_section(doc) -> str:
     return "\n".join(lines)
 
 
-def update_markdown(path: Path, doc) -> None:
-    body = f"{START}\n{render_section(doc)}\n{END}"
-    text = path.read_text()
-    if START in text:
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: body, text, count=1, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n## Training from your own clips\n\n" + body + "\n"
-    path.write_text(text)
-
-
 @click.command()
 @click.option("--clips", type=click.IntRange(min=1), default=2000, show_default=True)
 @click.option("--steps", type=click.IntRange(min=20), default=60, show_default=True, help="Steps per training run.")
@@ -161,7 +153,7 @@ def main(clips, steps, repeats, threads, folder, note, markdown):
         out.write_text(json.dumps(doc, indent=1))
         click.echo(render_section(doc))
         if markdown:
-            update_markdown(ROOT / "BENCHMARKS.md", doc)
+            replace_section(ROOT / "BENCHMARKS.md", START, END, "Training from your own clips", render_section(doc))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.quality import COLUMNS, _fmt, evaluate_row  # noqa: E402
+from bench.report import replace_section  # noqa: E402
 
 START, END = "<!-- ownclips:start -->", "<!-- ownclips:end -->"
 
@@ -95,14 +95,8 @@ def main(footage, held_out, own, builtin, num, analysis_num, note, markdown):
     text = table(rows)
     click.echo(text)
     if markdown:
-        body = f"{START}\n`{doc['command']}` ({date}). {note}\n\n{text}\n{END}"
-        path = ROOT / "BENCHMARKS.md"
-        md = path.read_text()
-        if START in md:
-            md = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: body, md, count=1, flags=re.S)
-        else:
-            md = md.rstrip("\n") + "\n\n## Quality on clips reelgan has never seen\n\n" + body + "\n"
-        path.write_text(md)
+        replace_section(ROOT / "BENCHMARKS.md", START, END, "Quality on clips reelgan has never seen",
+                        f"`{doc['command']}` ({date}). {note}\n\n{text}")
 
 
 if __name__ == "__main__":

@@ -153,6 +153,17 @@ def render_section(doc: Dict, json_path: str) -> str:
     return "\n".join(out)
 
 
+def replace_section(path: Path, start: str, end: str, title: str, body: str) -> None:
+    """Put `body` between the markers `start` and `end` of the markdown file (a new `## title` section if absent)."""
+    block = f"{start}\n{body}\n{end}"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if start in text and end in text:
+        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, count=1, flags=re.S)
+    else:
+        text = text.rstrip("\n") + f"\n\n## {title}\n\n" + block + "\n"
+    path.write_text(text)
+
+
 def update_markdown(path: Path, doc: Dict, json_path) -> None:
     """Replace only the text between the speed markers (create the file or the section if missing)."""
     body = f"{START}\n{render_section(doc, str(json_path))}\n{END}"

@@ -434,7 +434,7 @@ def validate(cfg: Config) -> None:
     if cfg.G.motion_drift > 0 and cfg.G.objects > 0:
         raise ConfigError("G.motion_drift is for the synthesis generator (G.objects: 0); the layered generator's "
                           "objects already drift and bounce (G.object_speed)")
-    _validate_objects(cfg)
+    validate_objects(cfg)
     if cfg.G.architecture not in ("skip", "resnet"):
         raise ConfigError(f"G.architecture must be 'skip' or 'resnet', got '{cfg.G.architecture}'")
     for impl in (cfg.G.impl, cfg.D.impl):
@@ -465,7 +465,7 @@ def validate(cfg: Config) -> None:
     _validate_metrics(cfg)
 
 
-def _validate_objects(cfg: Config) -> None:
+def validate_objects(cfg: Config) -> None:
     g, r = cfg.G, cfg.data.resolution
     if g.objects < -1:
         raise ConfigError(f"G.objects must be >= 0 (or -1: auto), got {g.objects}")

@@ -203,7 +203,7 @@ def open_disk_source(path: str, resolution: int, min_frames: int = 1, cache: str
 def infer_settings(cfg, dataset: ClipDataset) -> List[str]:
     """Fill the config fields left to the data (data.channels 0, G.objects -1) in place; returns what was inferred
     as 'key=value (why)' lines, for the run's log. The config saved with the run then holds concrete values."""
-    from gan.config import resolved_objects, validate
+    from gan.config import resolved_objects, validate_objects
     said = []
     if cfg.data.channels == 0:
         cfg.data.channels = dataset.channels
@@ -221,5 +221,5 @@ def infer_settings(cfg, dataset: ClipDataset) -> List[str]:
                 said.append("G.objects=0 (no flat background: the synthesis generator)")
         else:
             cfg.G.objects = resolved_objects(cfg)
-    validate(cfg)                                             # the inferred values meet the same checks
+    validate_objects(cfg)                                     # the inferred G meets the same checks as a set one
     return said

@@ -29,7 +29,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from gan.data.readers import (IMAGE_EXTENSIONS, DataError, _assign_class_labels, _decode_image, _frame_dirs,
-                              _is_hidden, _subfolders, _wrapper_prefix, find_video_files, natural_key)
+                              _is_hidden, _Source, _subfolders, _wrapper_prefix, find_video_files)
 from gan.video_io import resize_square
 
 logger = logging.getLogger(__name__)
@@ -384,22 +384,20 @@ def _squeeze_to_grey(folder: Path, shards: int, size: int) -> None:
 # Reading
 
 
-class PreparedDataset:
+class PreparedDataset(_Source):
     """A prepared folder as a source (the interface of gan.data.readers): `read()` slices memory maps, which are
     opened lazily in each process (so the object pickles into DataLoader workers without copying frames)."""
 
     def __init__(self, root: str, index: dict, min_frames: int = 1):
-        self.root = str(root)
+        super().__init__(root, min_frames)
         self.index = index
         self.resolution = int(index["resolution"])
         self.channels = int(index["channels"])
         self.class_names = list(index["class_names"])
         self.source_path = index["source"]
-        self.min_frames = max(1, int(min_frames))
         all_videos = [PreparedVideo(**v) for v in index["videos"]]
         self.skipped = {"unreadable": list(index["skipped"]["unreadable"]), "too_short": [],
                         "truncated": list(index["skipped"].get("truncated", []))}  # kept, with the frames it has
-        self.videos = []
         for v in all_videos:
             if v.frames < self.min_frames:
                 self.skipped["too_short"].append(os.path.join(self.source_path, v.name))
@@ -426,22 +424,6 @@ class PreparedDataset:
                           for s in range(int(self.index["shards"]))]
             self._pid = os.getpid()
         return self._maps
-
-    def __len__(self) -> int:
-        return len(self.videos)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def num_frames(self, i: int) -> int:
-        return self.videos[i].frames
-
-    def label(self, i: int) -> int:
-        return self.videos[i].label
-
-    def name(self, i: int) -> str:
-        return self.videos[i].name
 
     def caption(self, i: int, start: float = 0) -> str:
         """The video's caption from disk (one per video: `start` is accepted for the built-ins' interface)."""
