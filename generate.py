@@ -6,6 +6,7 @@ Examples:
   python generate.py --checkpoint G.pt --outdir out --seeds 3 --frames 1024 --fps 30
   python generate.py --checkpoint G.pt --outdir out --seeds 0-15 --format grid --truncation 0.7
   python generate.py --checkpoint G.pt --outdir out --seeds 1 --class 7 --format gif
+  python generate.py --checkpoint G.pt --outdir out --seeds 0-99 --labels yolo --dataset out/dataset
 
 \b
 Conditional models (configs/i2v.yaml, continue.yaml, t2v.yaml):
@@ -64,9 +65,19 @@ import click
 @click.option("--context-stride", type=click.IntRange(min=1), default=1, show_default=True,
               help="--video: frames between the context frames taken from the clip.")
 @click.option("--prompt", type=str, default=None, help="Text-to-video models: the sentence to render.")
+@click.option("--labels", type=click.Choice(["yolo", "coco", "mot"]), default=None,
+              help="Layered models: write each object's box, track id and class in every frame beside each clip "
+                   "(taken from the generator's own sprite placement and alpha).")
+@click.option("--label-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
+              show_default=True, help="--labels: a pixel belongs to an object's box where its visible alpha "
+                                      "exceeds this.")
+@click.option("--dataset", type=click.Path(file_okay=False), default=None,
+              help="--labels: also write this folder in the ultralytics layout (images/, labels/, data.yaml; "
+                   "every 5th clip in val).")
 @click.pass_context
 def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_value, device, chunk, batch,
-        stream, stream_to, precision, compile_, image, video, context_stride, prompt):
+        stream, stream_to, precision, compile_, image, video, context_stride, prompt, labels, label_threshold,
+        dataset):
     from gan.cli_utils import pick_device
     from gan.sampling import SamplingError, generate_videos, parse_seeds
     from gan.training.checkpoint import CheckpointError
@@ -89,11 +100,18 @@ def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_valu
         raise click.UsageError("--stream-to, --precision and --compile apply to --stream only")
     if outdir is None:
         raise click.UsageError("Missing option '--outdir'.")
+    if dataset is not None and labels is None:
+        raise click.UsageError("--dataset needs --labels (e.g. --labels yolo)")
+    if labels is not None and fmt == "grid":
+        raise click.UsageError("--labels are written per clip: use --format mp4, gif or png, not grid")
     # ---- conditional generation (gan/conditioning): --image / --video / --prompt ----
     from gan.conditioning.inputs import ConditionError
     from gan.conditioning.sampling import check_mode, checkpoint_mode, generate_conditional
     try:
         if image is not None or video is not None or prompt is not None:
+            if labels is not None:
+                raise ConditionError("--labels covers unconditional and class-conditional models "
+                                     "(not --image/--video/--prompt)")
             if class_value is not None:
                 raise ConditionError("--class does not combine with --image/--video/--prompt")
             paths = generate_conditional(checkpoint, outdir, parse_seeds(seeds), frames=frames, fps=fps, fmt=fmt,
@@ -108,9 +126,18 @@ def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_valu
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
     try:
+        if labels is not None:                 # check before rendering: the synthesis G has no objects
+            from gan.labels import require_layered
+            from gan.sampling import load_generator
+            require_layered(load_generator(checkpoint)[0])
         paths = generate_videos(checkpoint, outdir, parse_seeds(seeds), frames=frames, fps=fps, fmt=fmt,
                                 truncation=truncation, class_value=class_value, device=pick_device(device),
                                 chunk=chunk, batch=batch)
+        if labels is not None:
+            from gan.labels import generate_labels
+            paths += generate_labels(checkpoint, paths, parse_seeds(seeds), labels, frames=frames, fps=fps,
+                                     truncation=truncation, class_value=class_value, device=pick_device(device),
+                                     chunk=chunk, batch=batch, threshold=label_threshold, dataset=dataset)
     except (SamplingError, CheckpointError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
