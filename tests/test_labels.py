@@ -150,3 +150,17 @@ def test_generate_labels_on_the_synthesis_G_fails_in_one_line(tmp_path):
     assert res.exit_code == 1 and "labels need the layered generator" in res.output
     assert len(res.output.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_builtin_digits_boxes_cover_the_rendered_objects():
+    # The real clips' true boxes (bench/tstr.py trains on them): each object's coverage > 0.5, drawn alone; their
+    # union is the bright part of the rendered frame.
+    from gan.data.builtin import MovingDigits
+    ds = MovingDigits(64, num_videos=4, video_frames=16, seed=0, split="test")
+    frames, boxes = ds.render(2, 0, 6, 2), ds.boxes(2, 0, 6, 2)
+    for frame, row in zip(frames, boxes):
+        assert len(row) == 2 and {r[0] for r in row} == {0, 1}
+        ys, xs = np.nonzero(frame[..., 0] > 0.5 * 255)
+        union = (min(r[2] for r in row), min(r[3] for r in row), max(r[4] for r in row), max(r[5] for r in row))
+        assert union == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    assert [r[1] for r in boxes[0]] == [o["class_id"] for o in ds.factors(2)["objects"]]
