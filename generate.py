@@ -109,15 +109,13 @@ def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_valu
     from gan.conditioning.sampling import check_mode, checkpoint_mode, generate_conditional
     try:
         if image is not None or video is not None or prompt is not None:
-            if labels is not None:
-                raise ConditionError("--labels covers unconditional and class-conditional models "
-                                     "(not --image/--video/--prompt)")
             if class_value is not None:
                 raise ConditionError("--class does not combine with --image/--video/--prompt")
             paths = generate_conditional(checkpoint, outdir, parse_seeds(seeds), frames=frames, fps=fps, fmt=fmt,
                                          truncation=truncation, image=image, video=video, prompt=prompt,
                                          context_stride=context_stride, device=pick_device(device), chunk=chunk,
-                                         log=lambda m: click.echo(m, err=True))
+                                         log=lambda m: click.echo(m, err=True), labels=labels,
+                                         label_threshold=label_threshold, dataset=dataset)
             for p in paths:
                 click.echo(str(p))
             return

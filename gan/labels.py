@@ -11,7 +11,9 @@ and its box is the tight box of the pixels where visible_k > threshold. Sprites 
 with zero padding, so a part outside the frame has no alpha (boxes are clipped to the frame); an object that is
 out of the frame or fully covered has no pixel over the threshold and is left out of that frame. The track id
 is the object's slot (1-based, stable for the whole clip); the class is the clip's class for class-conditional
-models, else 0 ('object'): the unconditional G does not know what its objects are.
+models, else 0 ('object'): the unconditional G does not know what its objects are. The layered image-to-video G
+labels the K objects it split off the still; smaller objects past the K largest stay in its background and
+get no box.
 
 Writers: YOLO (one txt per frame), COCO (one json per clip, `track_id` on each annotation), MOTChallenge
 (one txt per clip, with visibility), and `YoloDataset`: the folder layout ultralytics trains from
@@ -229,7 +231,6 @@ def generate_labels(checkpoint: str, clip_paths: Sequence[Path], seeds: Sequence
                     dataset: Optional[str] = None) -> List[Path]:
     """The labels of the clips `gan.sampling.generate_videos` wrote for `seeds` (same arguments, same clips),
     beside each clip; with `dataset`, also that folder in the ultralytics layout. Returns the written paths."""
-    from gan import video_io
     from gan.sampling import load_generator, resolve_class
     if fmt not in FORMATS:
         raise LabelError(f"unknown label format {fmt!r}: use one of {', '.join(FORMATS)}")
@@ -243,7 +244,6 @@ def generate_labels(checkpoint: str, clip_paths: Sequence[Path], seeds: Sequence
     kw = dict(time_step=data_fps / (data_fps if fps is None else float(fps)), truncation=truncation, chunk=chunk,
               device=device)
     ds = YoloDataset(dataset, names) if dataset else None
-    res = G.resolution
     written: List[Path] = []
     for i in range(0, len(seeds), batch):
         group = list(seeds[i:i + batch])
@@ -251,10 +251,22 @@ def generate_labels(checkpoint: str, clip_paths: Sequence[Path], seeds: Sequence
         out = layered_labels(G, group, frames, c=c, classes=[cls or 0] * len(group), threshold=threshold,
                              return_frames=ds is not None, **kw)
         labels, clips = out if ds is not None else (out, None)
-        for j, (seed, boxes) in enumerate(zip(group, labels)):
-            written.append(write_labels(fmt, Path(clip_paths[i + j]), boxes, frames, res, res, names))
-            if ds is not None:
-                ds.add_clip(f"seed{seed:04d}", video_io.to_uint8(clips[j].float().cpu()), boxes, split_of(i + j))
+        written += write_clip_labels(fmt, clip_paths[i:i + batch], group, labels, frames, G.resolution, names, ds,
+                                     clips, first=i)
     if ds is not None:
         written.append(ds.finish())
+    return written
+
+
+def write_clip_labels(fmt: str, clip_paths: Sequence[Path], seeds: Sequence[int], labels: Sequence[List[ObjectBox]],
+                      frames: int, resolution: int, names: Sequence[str], ds: Optional[YoloDataset] = None,
+                      clips: Optional[torch.Tensor] = None, first: int = 0) -> List[Path]:
+    """Labels beside each clip and, with `ds`, the clips' frames ([S, T, C, H, W] in [-1, 1]) into the dataset
+    folder (clip number first + j decides train / val)."""
+    from gan import video_io
+    written = []
+    for j, (seed, boxes) in enumerate(zip(seeds, labels)):
+        written.append(write_labels(fmt, Path(clip_paths[j]), boxes, frames, resolution, resolution, names))
+        if ds is not None:
+            ds.add_clip(f"seed{seed:04d}", video_io.to_uint8(clips[j].float().cpu()), boxes, split_of(first + j))
     return written

@@ -164,3 +164,58 @@ def test_builtin_digits_boxes_cover_the_rendered_objects():
         union = (min(r[2] for r in row), min(r[3] for r in row), max(r[4] for r in row), max(r[5] for r in row))
         assert union == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
     assert [r[1] for r in boxes[0]] == [o["class_id"] for o in ds.factors(2)["objects"]]
+
+
+def _i2v_G():
+    from gan.conditioning.encoders import build_conditional_generator
+    cfg = load_config(str(ROOT / "configs" / "i2v.yaml"))
+    torch.manual_seed(0)
+    return cfg, build_conditional_generator(cfg).eval()
+
+
+def _still():
+    still = torch.full((3, 16, 16), -1.0)
+    still[:, 2:6, 3:8] = 1.0                                   # a white 5x4 box
+    still[:, 9:14, 10:13] = 1.0                                # a white 3x5 box
+    return still
+
+
+def test_layered_image_to_video_labels_match_its_pixels():
+    from gan.conditioning.sampling import prepare_conditioned
+    from gan.labels import conditional_labels
+    _, G = _i2v_G()
+    seeds, times = [0, 1], torch.arange(12, dtype=torch.float64) * 2
+    state = prepare_conditioned(G, seeds, _still()[None], torch.zeros(1), float(times.max()))
+    t = times.float()[None].expand(len(seeds), -1)
+    labels = conditional_labels(G, state, t)
+    first = sorted(b.box for b in labels[0] if b.frame == 0)
+    assert first == [(3, 2, 8, 6), (10, 9, 13, 14)]            # frame 0 is the still: its objects' own boxes
+    for k in range(G.objects):                                 # object k alone, white over black
+        alone = dict(state, alphas=state["alphas"].clone(), layers=state["layers"].clone())
+        alone["alphas"][:, [j for j in range(G.objects) if j != k]] = 0
+        alone["layers"][:, [j for j in range(G.objects) if j != k]] = 0
+        clip = G.render_prepared(alone, t)
+        for i in range(len(seeds)):
+            for b in (b for b in labels[i] if b.track == k + 1):
+                ys, xs = np.nonzero(((clip[i, b.frame, 0] + 1) / 2 > 0.5).numpy())
+                assert _iou(b.box, (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)) >= 0.9
+
+
+def test_generate_image_labels_and_refusals(tmp_path):
+    import generate
+    from PIL import Image
+    cfg, G = _i2v_G()
+    _save_G(G, cfg, tmp_path / "i2v.pt")
+    Image.fromarray(((_still().permute(1, 2, 0).numpy() + 1) * 127.5).astype(np.uint8)).save(tmp_path / "still.png")
+    base = ["--checkpoint", str(tmp_path / "i2v.pt"), "--outdir", str(tmp_path / "o"), "--seeds", "0-1",
+            "--frames", "5"]
+    res = CliRunner().invoke(generate.cli, base + ["--image", str(tmp_path / "still.png"), "--labels", "mot"])
+    assert res.exit_code == 0, res.output
+    rows = [r.split(",") for r in (tmp_path / "o" / "seed0001.mot.txt").read_text().splitlines()]
+    assert {r[0] for r in rows} == {"1", "2", "3", "4", "5"} and {r[1] for r in rows} == {"1", "2"}
+    from gan.conditioning.encoders import build_conditional_generator
+    cont = load_config(str(ROOT / "configs" / "continue.yaml"))
+    _save_G(build_conditional_generator(cont), cont, tmp_path / "cont.pt")
+    base[1] = str(tmp_path / "cont.pt")
+    res = CliRunner().invoke(generate.cli, base + ["--video", str(tmp_path / "still.png"), "--labels", "mot"])
+    assert res.exit_code == 1 and "not --video" in res.output
