@@ -86,6 +86,8 @@ def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_valu
         if image is not None or video is not None or prompt is not None:
             raise click.UsageError("--stream renders unconditional and class-conditional models only "
                                    "(not --image/--video/--prompt)")
+        if labels is not None or dataset is not None:
+            raise click.UsageError("--labels / --dataset write files beside clips: not with --stream")
         explicit = ctx.get_parameter_source("frames") is not click.core.ParameterSource.DEFAULT
         try:
             stream_video(checkpoint, parse_seeds(seeds)[0], frames if explicit else None, fps, outdir=outdir,
