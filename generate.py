@@ -6,6 +6,7 @@ Examples:
   python generate.py --checkpoint G.pt --outdir out --seeds 3 --frames 1024 --fps 30
   python generate.py --checkpoint G.pt --outdir out --seeds 0-15 --format grid --truncation 0.7
   python generate.py --checkpoint G.pt --outdir out --seeds 1 --class 7 --format gif
+  python generate.py --checkpoint G.pt --outdir out --seeds 0-99 --labels yolo --dataset out/dataset
 
 \b
 Conditional models (configs/i2v.yaml, continue.yaml, t2v.yaml):
@@ -76,10 +77,19 @@ from gan.cli_utils import Command
                    "watermark.key, else the public key that anyone can check].")
 @click.option("--watermark-user", type=click.IntRange(0, 65535), default=None,
               help="16-bit user id carried in the watermark payload [default: the config's watermark.user_id].")
+@click.option("--labels", type=click.Choice(["yolo", "coco", "mot"]), default=None,
+              help="Layered models: write each object's box, track id and class in every frame beside each clip "
+                   "(taken from the generator's own sprite placement and alpha).")
+@click.option("--label-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
+              show_default=True, help="--labels: a pixel belongs to an object's box where its visible alpha "
+                                      "exceeds this.")
+@click.option("--dataset", type=click.Path(file_okay=False), default=None,
+              help="--labels: also write this folder in the ultralytics layout (images/, labels/, data.yaml; "
+                   "every 5th clip in val).")
 @click.pass_context
 def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_value, device, chunk, batch,
         stream, stream_to, precision, compile_, image, video, context_stride, prompt, no_watermark, watermark_key,
-        watermark_user):
+        watermark_user, labels, label_threshold, dataset):
     from gan.cli_utils import pick_device
     from gan.sampling import generate_videos, parse_seeds
     log = lambda m: click.echo(m, err=True)  # noqa: E731
@@ -89,6 +99,8 @@ def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_valu
         if image is not None or video is not None or prompt is not None:
             raise click.UsageError("--stream renders unconditional and class-conditional models only "
                                    "(not --image/--video/--prompt)")
+        if labels is not None or dataset is not None:
+            raise click.UsageError("--labels / --dataset write files beside clips: not with --stream")
         explicit = ctx.get_parameter_source("frames") is not click.core.ParameterSource.DEFAULT
         stream_video(checkpoint, parse_seeds(seeds)[0], frames if explicit else None, fps, outdir=outdir,
                      stream_to=stream_to, precision=precision, compile=compile_, chunk=chunk,
@@ -99,6 +111,10 @@ def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_valu
         raise click.UsageError("--stream-to, --precision and --compile apply to --stream only")
     if outdir is None:
         raise click.UsageError("Missing option '--outdir'.")
+    if dataset is not None and labels is None:
+        raise click.UsageError("--dataset needs --labels (e.g. --labels yolo)")
+    if labels is not None and fmt == "grid":
+        raise click.UsageError("--labels are written per clip: use --format mp4, gif or png, not grid")
     # ---- conditional generation (gan/conditioning): --image / --video / --prompt ----
     from gan.conditioning.inputs import ConditionError
     from gan.conditioning.sampling import check_mode, checkpoint_mode, generate_conditional
@@ -109,14 +125,24 @@ def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_valu
         paths = generate_conditional(checkpoint, outdir, seed_list, frames=frames, fps=fps, fmt=fmt,
                                      truncation=truncation, image=image, video=video, prompt=prompt,
                                      context_stride=context_stride, device=pick_device(device), chunk=chunk,
-                                     log=log, watermark=mark)
+                                     log=log, watermark=mark, labels=labels, label_threshold=label_threshold,
+                                     dataset=dataset)
         for p in paths:
             click.echo(str(p))
         return
     check_mode(checkpoint_mode(checkpoint), "none")
+    if labels is not None:                     # check before rendering: the synthesis G has no objects
+        from gan.labels import require_layered
+        from gan.sampling import load_generator
+        require_layered(load_generator(checkpoint)[0])
     paths = generate_videos(checkpoint, outdir, seed_list, frames=frames, fps=fps, fmt=fmt,
                             truncation=truncation, class_value=class_value, device=pick_device(device),
                             chunk=chunk, batch=batch, watermark=mark)
+    if labels is not None:
+        from gan.labels import generate_labels
+        paths += generate_labels(checkpoint, paths, seed_list, labels, frames=frames, fps=fps,
+                                 truncation=truncation, class_value=class_value, device=pick_device(device),
+                                 chunk=chunk, batch=batch, threshold=label_threshold, dataset=dataset)
     for p in paths:
         click.echo(str(p))
 

@@ -10,6 +10,12 @@ Examples:
   python -m gan.export runs/default/checkpoints/latest.pt G.pt
   python -m gan.export runs/default/checkpoints/latest.pt G_half.pt --dtype bf16
   reelgan-export runs/default/checkpoints/latest.pt G.pt
+  reelgan-export runs/default/checkpoints/latest.pt G.safetensors --format safetensors
+
+\b
+safetensors: the same weights and fields, the config as JSON in the file's metadata; generate.py and every
+other reelgan command read it like the .pt file. For the Hugging Face Hub layout (a folder with a model card):
+gan.hub.ReelganGenerator.from_checkpoint(CKPT).save_pretrained(DIR).
 """
 from __future__ import annotations
 
@@ -28,11 +34,16 @@ KIND = "reelgan-generator"
 STORE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+FORMATS = ("pt", "safetensors")
+
+
 def export_generator(checkpoint: Union[str, Path], out: Union[str, Path], dtype: str = "fp32",
-                     overwrite: bool = False) -> Dict:
-    """Write the generator-only file `out` from `checkpoint` (a training checkpoint or an exported file).
-    dtype 'bf16'/'fp16' stores floating-point weights at half the size (they load back into float32).
-    Returns a summary: path, bytes, params, step."""
+                     overwrite: bool = False, fmt: str = "pt") -> Dict:
+    """Write the generator-only file `out` from `checkpoint` (a training checkpoint or an exported file),
+    as torch .pt or safetensors (fmt). dtype 'bf16'/'fp16' stores floating-point weights at half the size
+    (they load back into float32). Returns a summary: path, bytes, params, step."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     checkpoint, out = Path(checkpoint), Path(out)
     if dtype not in STORE_DTYPES:
         raise ValueError(f"dtype must be one of {sorted(STORE_DTYPES)}, got {dtype!r}")
@@ -61,7 +72,10 @@ def export_generator(checkpoint: Union[str, Path], out: Union[str, Path], dtype:
         "weights_dtype": dtype,
         "G_ema": state,
     }
-    ckpt_io.save_atomic(payload, out)
+    if fmt == "safetensors":
+        ckpt_io.save_safetensors(payload, out)
+    else:
+        ckpt_io.save_atomic(payload, out)
     return {"path": str(out), "bytes": out.stat().st_size, "params": sum(v.numel() for v in state.values()),
             "step": ckpt.get("step"), "source_bytes": checkpoint.stat().st_size}
 
@@ -71,9 +85,12 @@ def export_generator(checkpoint: Union[str, Path], out: Union[str, Path], dtype:
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--dtype", type=click.Choice(sorted(STORE_DTYPES)), default="fp32", show_default=True,
               help="Storage precision of the weights (bf16/fp16 halve the file; they load as float32).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+              help="File format [default: safetensors when OUT ends in .safetensors, else pt].")
 @click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
-def cli(checkpoint, out, dtype, force):
-    info = export_generator(checkpoint, out, dtype=dtype, overwrite=force)
+def cli(checkpoint, out, dtype, fmt, force):
+    fmt = fmt or ("safetensors" if str(out).endswith(".safetensors") else "pt")
+    info = export_generator(checkpoint, out, dtype=dtype, overwrite=force, fmt=fmt)
     click.echo(f"{info['path']}: {info['params'] / 1e6:.2f}M values, {info['bytes'] / 2**20:.2f} MiB "
                f"(from {info['source_bytes'] / 2**20:.2f} MiB), step {info['step']}")
 

@@ -72,6 +72,16 @@ def render_chunks(G: Generator, seeds: Sequence[int], num_frames: Optional[int],
                   chunk: int = 16, device="cpu", fused: bool = True) -> Iterator[torch.Tensor]:
     """Yield [B, t, C, H, W] float chunks in [-1, 1] of the clips of `seeds`; frame k is at time
     start + k * time_step (in training-data frames). num_frames None renders forever."""
+    for w, content, v in chunk_states(G, seeds, num_frames, time_step=time_step, start=start, c=c,
+                                      truncation=truncation, chunk=chunk, device=device, fused=fused):
+        yield G.frames(w, content, v, fused=fused).clamp(-1, 1)
+
+
+@torch.no_grad()
+def chunk_states(G: Generator, seeds: Sequence[int], num_frames: Optional[int], *, time_step: float = 1.0,
+                 start: float = 0.0, c: Optional[torch.Tensor] = None, truncation: float = 1.0,
+                 chunk: int = 16, device="cpu", fused: bool = True) -> Iterator[Tuple]:
+    """What `render_chunks` renders, before rendering: (w, content(w), motion state v [B, t, ...]) per chunk."""
     if chunk < 1:
         raise SamplingError("chunk must be >= 1")
     if time_step <= 0 or start < 0:
@@ -91,8 +101,7 @@ def render_chunks(G: Generator, seeds: Sequence[int], num_frames: Optional[int],
         k0, k1 = int(math.floor(float(t[0]) / period)), int(math.floor(float(t[-1]) / period)) + 2
         codes = seed_motion(G, seeds, k0, k1, device)
         tt = t.float().to(device)[None].expand(len(seeds), -1)
-        v = G.motion(codes, tt, anchor_offset=k0, w=w)
-        yield G.frames(w, content, v, fused=fused).clamp(-1, 1)
+        yield w, content, G.motion(codes, tt, anchor_offset=k0, w=w)
         k += n
 
 

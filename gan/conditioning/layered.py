@@ -145,14 +145,20 @@ def translate(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def composite(base: torch.Tensor, layers: torch.Tensor, alphas: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
-    """base [B, C, H, W], layers [B, K, C, H, W], alphas [B, K, 1, H, W], shifts [B, T, K, 2] (x, y in the [-1, 1]
-    frame coordinates) -> frames [B, T, C, H, W]: each layer moved by its shift, composited in order over base."""
+def move_layers(layers: torch.Tensor, alphas: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """layers [B, K, C, H, W], alphas [B, K, 1, H, W], shifts [B, T, K, 2] (x, y in the [-1, 1] frame coordinates)
+    -> each layer moved by its shift, [B, T, K, C + 1, H, W] (premultiplied colour, then alpha)."""
     b, k, c, h, w = layers.shape
     n = shifts.shape[1]
     src = torch.cat([layers, alphas], dim=2).float()[:, None].expand(-1, n, -1, -1, -1, -1)
-    moved = translate(src.reshape(b * n * k, c + 1, h, w), shifts).reshape(b, n, k, c + 1, h, w)
-    return alpha_over(base.float()[:, None].expand(-1, n, -1, -1, -1), moved)
+    return translate(src.reshape(b * n * k, c + 1, h, w), shifts).reshape(b, n, k, c + 1, h, w)
+
+
+def composite(base: torch.Tensor, layers: torch.Tensor, alphas: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """base [B, C, H, W], layers, alphas, shifts as `move_layers` -> frames [B, T, C, H, W]: each layer moved by
+    its shift, composited in order over base."""
+    moved = move_layers(layers, alphas, shifts)
+    return alpha_over(base.float()[:, None].expand(-1, shifts.shape[1], -1, -1, -1), moved)
 
 
 @torch.no_grad()
@@ -307,6 +313,11 @@ class LayeredConditionalGenerator(ConditionalGenerator):
 
     def render_prepared(self, state: Dict, t: torch.Tensor, fused: bool = False) -> torch.Tensor:
         return composite(state["base"], state["layers"], state["alphas"], self.shifts(state, t))
+
+    def placed_layers(self, state: Dict, t: torch.Tensor) -> torch.Tensor:
+        """The object layers in place at times t [B, T]: [B, T, K, C + 1, H, W] (colour, then alpha; layer 0 at
+        the back), what `render_prepared` composites over state['base'] (gan/labels.py reads the alpha)."""
+        return move_layers(state["layers"], state["alphas"], self.shifts(state, t))
 
     def extra_repr(self) -> str:
         return (f"resolution={self.resolution}, mode={self.mode}, objects={self.objects}, "

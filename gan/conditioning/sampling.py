@@ -14,6 +14,7 @@ from gan.conditioning.encoders import ConditionalGenerator, build_conditional_ge
 from gan.conditioning.inputs import ConditionError, last_frames, load_image, load_video
 from gan.conditioning.text import TextEncoder, build_text_encoder
 from gan.config import Config
+from gan.labels import YoloDataset, conditional_labels, layered_labels, require_layered, write_clip_labels
 from gan.networks import build_generator
 from gan.sampling import SamplingError, render_chunks, resolve_watermark, seed_motion, seed_z
 from gan.training.checkpoint import CheckpointError, generator_key, load, load_modules
@@ -77,6 +78,19 @@ def load_conditional(path: Union[str, Path], device="cpu", text_encoder: Optiona
 
 
 @torch.no_grad()
+def prepare_conditioned(G: ConditionalGenerator, seeds: Sequence[int], cond: torch.Tensor,
+                        context_times: torch.Tensor, t_max: float, truncation: float = 1.0, device="cpu") -> Dict:
+    """G.prepare for one condition `cond` [K, C, H, W] given at `context_times` [K], one clip per seed (seed -> z
+    and the random motion codes up to time t_max)."""
+    s = len(seeds)
+    z = seed_z(G, seeds, device)
+    motion = seed_motion(G, seeds, 0, G.motion.num_anchors(float(t_max)), device)
+    c = cond.to(device).unsqueeze(0).expand(s, *cond.shape)
+    ct = context_times.float().to(device)[None].expand(s, -1)
+    return G.prepare(z, c, ct, motion, truncation_psi=truncation)
+
+
+@torch.no_grad()
 def render_conditioned(G: ConditionalGenerator, seeds: Sequence[int], cond: torch.Tensor, context_times: torch.Tensor,
                        times: torch.Tensor, truncation: float = 1.0, chunk: int = 16, device="cpu") -> torch.Tensor:
     """Clips [S, T, C, H, W] at `times` [T] from one condition `cond` [K, C, H, W] given at
@@ -84,11 +98,7 @@ def render_conditioned(G: ConditionalGenerator, seeds: Sequence[int], cond: torc
     if chunk < 1:
         raise SamplingError("chunk must be >= 1")
     s = len(seeds)
-    z = seed_z(G, seeds, device)
-    motion = seed_motion(G, seeds, 0, G.motion.num_anchors(float(times.max())), device)
-    c = cond.to(device).unsqueeze(0).expand(s, *cond.shape)
-    ct = context_times.float().to(device)[None].expand(s, -1)
-    state = G.prepare(z, c, ct, motion, truncation_psi=truncation)
+    state = prepare_conditioned(G, seeds, cond, context_times, float(times.max()), truncation, device)
     out = []
     for i in range(0, len(times), chunk):
         t = times[i:i + chunk].float().to(device)[None].expand(s, -1)
@@ -159,13 +169,17 @@ def generate_conditional(checkpoint: str, outdir: str, seeds: Sequence[int], fra
                          fps: Optional[float] = None, fmt: str = "mp4", truncation: float = 1.0,
                          image: Optional[str] = None, video: Optional[str] = None, prompt: Optional[str] = None,
                          context_stride: int = 1, device: str = "cpu", chunk: int = 16,
-                         text_encoder: Optional[TextEncoder] = None, log=None, watermark="auto") -> List[Path]:
+                         text_encoder: Optional[TextEncoder] = None, log=None, watermark="auto",
+                         labels: Optional[str] = None, label_threshold: float = 0.5,
+                         dataset: Optional[str] = None) -> List[Path]:
     """The --image / --video / --prompt paths of generate.py. Exactly one condition must be given.
 
     --image: clips of `frames` frames whose frame 0 is the still. --video: the last K frames of the
     video (K = the model's context_frames, `context_stride` apart) followed by `frames` predicted ones.
     --prompt: `frames` frames following the sentence. `watermark`: see gan.sampling.resolve_watermark (the
-    whole written clip is marked, the context frames of --video included)."""
+    whole written clip is marked, the context frames of --video included). `labels` (yolo / coco / mot; layered
+    models, --image and --prompt) writes each clip's object boxes beside it, `dataset` the ultralytics folder
+    (gan/labels.py)."""
     given = {k: v for k, v in (("image", image), ("continue", video), ("text", prompt)) if v is not None}
     if len(given) != 1:
         raise ConditionError("give exactly one of --image, --video, --prompt")
@@ -174,6 +188,11 @@ def generate_conditional(checkpoint: str, outdir: str, seeds: Sequence[int], fra
         raise SamplingError("--frames and --context-stride must be >= 1 and --fps > 0")
     check_mode(checkpoint_mode(checkpoint), wanted)
     G, info = load_conditional(checkpoint, device, text_encoder=text_encoder)
+    if labels is not None:
+        if wanted == "continue":
+            raise ConditionError("--labels covers --image and --prompt, not --video (its first frames are the "
+                                 "input clip's)")
+        require_layered(G)
     cfg = info["config"]
     mark = resolve_watermark(watermark, G, info)
     data_fps = cfg.data.fps
@@ -181,7 +200,8 @@ def generate_conditional(checkpoint: str, outdir: str, seeds: Sequence[int], fra
     kw = dict(truncation=truncation, chunk=chunk, device=device)
     res, ch = cfg.data.resolution, cfg.data.channels
     if wanted == "image":
-        clips = animate(G, load_image(value, res, ch), seeds, frames, time_step=data_fps / fps, **kw)
+        still = load_image(value, res, ch)
+        clips = animate(G, still, seeds, frames, time_step=data_fps / fps, **kw)
     elif wanted == "continue":
         k = G.context_frames
         context = last_frames(load_video(value, res, ch), k, context_stride)
@@ -194,4 +214,21 @@ def generate_conditional(checkpoint: str, outdir: str, seeds: Sequence[int], fra
         if unknown and log is not None:
             log(f"warning: words the model never saw in a caption are ignored: {', '.join(unknown)}")
         clips = text_clips(G, enc, value, seeds, frames, time_step=data_fps / fps, **kw)
-    return write_clips(clips, outdir, seeds, fps, fmt, watermark=mark)
+    paths = write_clips(clips, outdir, seeds, fps, fmt, watermark=mark)
+    if labels is None:
+        return paths
+    if fmt == "grid":
+        raise ConditionError("--labels are written per clip: use --format mp4, gif or png, not grid")
+    times = torch.arange(frames, dtype=torch.float64) * (data_fps / fps)
+    if wanted == "image":
+        state = prepare_conditioned(G, seeds, still[None], torch.zeros(1), float(times.max()), truncation, device)
+        boxes = conditional_labels(G, state, times.float().to(device)[None].expand(len(seeds), -1), label_threshold)
+    else:
+        c = info["text_encoder"].encode([value]).to(device=device, dtype=torch.float32).expand(len(seeds), -1)
+        boxes = layered_labels(G, seeds, frames, c=c, threshold=label_threshold, time_step=data_fps / fps,
+                               truncation=truncation, chunk=chunk, device=device, fused=False)
+    ds = YoloDataset(dataset, ["object"]) if dataset else None
+    paths += write_clip_labels(labels, paths, seeds, boxes, frames, cfg.data.resolution, ["object"], ds, clips)
+    if ds is not None:
+        paths.append(ds.finish())
+    return paths

@@ -215,6 +215,30 @@ class _BouncingSprites:
             objects.append(info)
         return {"resolution": self.resolution, "video_frames": self.video_frames, "objects": objects}
 
+    def boxes(self, index: int, start: int = 0, frames: Optional[int] = None, stride: int = 1,
+              threshold: float = 0.5) -> List[List[tuple]]:
+        """Ground-truth boxes of the frames `render` draws: per frame, (object index, class_id, x0, y0, x1, y1) of
+        each object's pixels with coverage > threshold (x1/y1 exclusive; objects never leave the frame). Objects
+        are drawn alone, so an overlapped object keeps its whole box (digits combine with max: both show)."""
+        if frames is None:
+            frames = max(0, math.ceil((self.video_frames - start) / stride))
+        objects = self._objects(index)
+        times = start + stride * np.arange(frames, dtype=np.float64)
+        tracks = [self._positions(obj, times) for obj in objects]
+        r = self.resolution
+        out = []
+        for k in range(frames):
+            row = []
+            for i, (obj, track) in enumerate(zip(objects, tracks)):
+                canvas = np.zeros((r, r, 3), np.float32)
+                self._draw(canvas, dict(obj, rgb=np.full(3, 1.0, np.float32)), *track[k])
+                ys, xs = np.nonzero(canvas[..., 0] > threshold)
+                if len(xs):
+                    row.append((i, int(obj["class_id"]), int(xs.min()), int(ys.min()), int(xs.max()) + 1,
+                                int(ys.max()) + 1))
+            out.append(row)
+        return out
+
     def caption(self, index: int, frame: float = 0) -> str:
         """E.g. 'a 3 moving up-left and a 7 moving right quickly': the directions are those at `frame`
         (after any bounce before it), so a training clip starting at `frame` gets the words it shows."""

@@ -40,6 +40,7 @@ Examples:
   reelgan-analyze --checkpoint runs/default/checkpoints/latest.pt --num 64 --out analysis/
   reelgan-analyze --videos out/ --dataset digits --objects 2 --out analysis/
   reelgan-analyze --data digits --resolution 64 --num 32 --out analysis_real/     # real data: the ceiling
+  reelgan-analyze --videos out/ --detector ultralytics --weights best.pt --out analysis_yolo/   # reelgan[yolo]
 """
 
 
@@ -164,14 +165,29 @@ def metrics_cli(checkpoint, videos, data, data_seed, resolution, seed, device, q
                    "--videos; 0: do not score counts].")
 @click.option("--annotate", type=click.IntRange(min=0), default=16, show_default=True,
               help="Clips drawn into the annotated mp4 (0: none).")
+@click.option("--detector", "detector_name", type=click.Choice(["threshold", "ultralytics"]), default="threshold",
+              show_default=True, help="threshold: bright objects on dark (no weights); ultralytics: a YOLO model "
+                                      "(--weights) tracked by ultralytics' own tracker (pip install 'reelgan[yolo]').")
+@click.option("--weights", type=str, default=None, help="--detector ultralytics: the YOLO weights (.pt).")
+@click.option("--conf", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+              help="--detector ultralytics: lowest box confidence kept.")
+@click.option("--tracker", "tracker_cfg", type=str, default="bytetrack.yaml", show_default=True,
+              help="--detector ultralytics: ultralytics tracker config (bytetrack.yaml, botsort.yaml or a path).")
 def analyze_cli(checkpoint, videos, data, data_seed, resolution, seed, device, quiet, out, dataset, num, frames,
-                objects, annotate):
+                objects, annotate, detector_name, weights, conf, tracker_cfg):
     from gan.cli_utils import pick_device
     from gan.metrics.clips import DatasetClips, FolderClips, GeneratorClips
     from gan.metrics.run_analysis import run_analysis
     if sum(x is not None for x in (checkpoint, videos, data)) != 1:
         raise click.UsageError("pass exactly one of --checkpoint, --videos or --data (the clips to analyse)")
+    if (weights is not None) != (detector_name == "ultralytics"):
+        raise click.UsageError("--weights goes with --detector ultralytics, and that detector needs it")
     try:
+        detector = tracker = None
+        if detector_name == "ultralytics":
+            from gan.metrics.yolo import DetectorTracks, UltralyticsDetector
+            detector = UltralyticsDetector(weights, conf=conf, tracker=tracker_cfg, device=pick_device(device))
+            tracker = DetectorTracks()
         if checkpoint:
             source = GeneratorClips(checkpoint, pick_device(device))
             expected = source.config.data.num_objects if source.builtin else None
@@ -191,7 +207,8 @@ def analyze_cli(checkpoint, videos, data, data_seed, resolution, seed, device, q
                 raise click.UsageError("--resolution is required with --data")
         report = run_analysis(source, resolution, dataset=dataset or source.builtin, num=num, frames=frames,
                               seed=seed, expected_objects=expected if objects is None else (objects or None),
-                              outdir=out, annotate=annotate, progress=not quiet)
+                              outdir=out, annotate=annotate, progress=not quiet, detector=detector,
+                              tracker=tracker)
     except click.UsageError:
         raise
     except (ValueError, FileNotFoundError, RuntimeError) as e:

@@ -4,12 +4,12 @@ The built-in datasets draw bright objects on a black background, so thresholding
 connected components (scipy.ndimage.label) finds them with no weights at all. A stronger detector (e.g. a
 user-installed YOLO) plugs in by implementing `Detector.detect`; see `CallableDetector` for a thin adapter:
 
-    from ultralytics import YOLO                      # user-installed; not a reelgan dependency
-    yolo = YOLO("yolov8n.pt")
     def run(frame):                                    # uint8 [H, W, 3] -> [(x0, y0, x1, y1, score, label)]
-        r = yolo(frame, verbose=False)[0]
-        return [(*b.xyxy[0].tolist(), float(b.conf), r.names[int(b.cls)]) for b in r.boxes]
+        return [(x0, y0, x1, y1, score, name) for ... in my_model(frame)]
     detector = CallableDetector(run)
+
+YOLO through ultralytics (with its own tracker) ships as `gan.metrics.yolo.UltralyticsDetector`
+(`pip install "reelgan[yolo]"`, `reelgan-analyze --detector ultralytics --weights PATH`).
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ class Detection:
     score: float = 1.0                   # detector confidence in [0, 1]
     label: Optional[str] = None          # class name, for detectors that also classify
     confidence: Optional[float] = None   # that label's confidence
+    track_id: Optional[int] = None       # set by detectors that track too (gan/metrics/yolo.py)
 
     @property
     def size(self) -> Tuple[int, int]:

@@ -18,7 +18,7 @@ from gan.metrics.clips import ClipSource, ClipSpec
 def run_analysis(source: ClipSource, resolution: int, dataset: Optional[str] = None, num: int = 64,
                  frames: int = 16, seed: int = 0, expected_objects: Optional[int] = None, stride: int = 1,
                  outdir: Optional[str] = None, annotate: int = 16, progress: bool = True, detector=None,
-                 labeler=None, batch: int = 8) -> Dict:
+                 labeler=None, batch: int = 8, tracker=None) -> Dict:
     """Report dict with 'aggregate', 'clips' and a one-line 'summary'.
 
     dataset: 'digits' / 'shapes' selects the object classifier (None and no `labeler`: identity and
@@ -30,7 +30,7 @@ def run_analysis(source: ClipSource, resolution: int, dataset: Optional[str] = N
         from gan.metrics.classifier import ObjectLabeler
         labeler = ObjectLabeler(dataset)
     config = AnalysisConfig(expected_objects=expected_objects, stride=stride)
-    analyzer = ClipAnalyzer(labeler, detector, config=config)
+    analyzer = ClipAnalyzer(labeler, detector, tracker, config=config)
     spec = ClipSpec(frames=frames, resolution=resolution, stride=stride)
     reports, kept = [], []
     with tqdm(total=num, desc="analyse clips", unit="clip", disable=not progress, leave=False) as bar:
@@ -49,6 +49,7 @@ def run_analysis(source: ClipSource, resolution: int, dataset: Optional[str] = N
         "seed": seed,
         "config": asdict(config),
         "detector": repr(analyzer.detector),
+        "tracker": repr(analyzer.tracker),
         "classifier": labeler.describe() if hasattr(labeler, "describe") else None,
         "aggregate": agg,
         "clips": reports,

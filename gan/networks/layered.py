@@ -237,6 +237,12 @@ class LayeredGenerator(Generator):
 
     def frames(self, w, content, v, fused: bool = False):
         """Frames [B, T, C, H, W] (float32) from w, content(w) and the motion state v [B, T, motion_dim + 2K]."""
+        placed, bg = self.placed_layers(w, content, v)
+        return alpha_over(bg.unsqueeze(1).expand(-1, v.shape[1], -1, -1, -1), placed)   # slot 0 at the back
+
+    def placed_layers(self, w, content, v):
+        """The sprites in place: (layers [B, T, K, C + 1, H, W] (premultiplied colour, then alpha; slot 0 at the
+        back), background [B, C, H, W]), float32. `frames` composites them; gan/labels.py reads their alpha."""
         sprites, background = content
         b, n, _ = v.shape
         k, c, h, s = self.objects, self.img_channels, self.resolution, self.cfg.object_size
@@ -250,7 +256,7 @@ class LayeredGenerator(Generator):
         bg = background.float()
         if bg.shape[-1] != h:
             bg = F.interpolate(bg, size=(h, h), mode="bilinear", align_corners=False)
-        return alpha_over(bg.unsqueeze(1).expand(-1, n, -1, -1, -1), placed)     # slot 0 at the back
+        return placed, bg
 
     def extra_repr(self) -> str:
         return (f"resolution={self.resolution}, c_dim={self.c_dim}, objects={self.objects}, "

@@ -1,8 +1,10 @@
 """Checkpoints as plain data: state dicts of unwrapped, uncompiled modules, the config as plain
 types, counters, RNG states and a format version. Written atomically (temp file + fsync + rename),
-so a kill at any moment leaves the previous checkpoint intact. Loaded with weights_only=True."""
+so a kill at any moment leaves the previous checkpoint intact. Loaded with weights_only=True. Exported generators
+may also be safetensors files (the config as JSON in the header)."""
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import random
@@ -92,12 +94,56 @@ def save_atomic(obj: Dict[str, Any], path: Union[str, Path]) -> None:
         raise
 
 
+SAFETENSORS_META = ("format_version", "kind", "config", "c_dim", "class_names", "step", "weights_dtype")
+
+
+def save_safetensors(payload: Dict[str, Any], path: Union[str, Path]) -> None:
+    """A generator file as safetensors: payload['G_ema'] as the tensors, every other field of SAFETENSORS_META
+    as JSON text in the header metadata (safetensors metadata is str -> str). Written atomically."""
+    from safetensors.torch import save_file
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {k: json.dumps(payload[k]) for k in SAFETENSORS_META if k in payload}
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({k: v.contiguous() for k, v in payload["G_ema"].items()}, tmp, metadata=meta)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _load_safetensors(path: Path) -> Dict[str, Any]:
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:
+        raise CheckpointError(f"cannot read safetensors file {path}: {e}") from None
+    if "config" not in meta or "format_version" not in meta:
+        raise CheckpointError(f"{path} has no reelgan config in its metadata (export it with "
+                              f"`reelgan-export CKPT OUT --format safetensors`)")
+    ckpt = {k: json.loads(v) for k, v in meta.items() if k in SAFETENSORS_META}
+    ckpt["G_ema"] = state
+    return ckpt
+
+
 def load(path: Union[str, Path], map_location="cpu") -> Dict[str, Any]:
+    """A checkpoint or exported generator file (torch .pt, or .safetensors from reelgan-export) as a dict."""
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder; give a checkpoint file (e.g. {path}/checkpoints/latest.pt)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        ckpt = _load_safetensors(path)
+        if ckpt["format_version"] > FORMAT_VERSION:
+            raise CheckpointError(f"{path} has format {ckpt['format_version']}, newer than this reelgan "
+                                  f"({FORMAT_VERSION}); upgrade reelgan")
+        return ckpt
     if path.stat().st_size == 0:
         raise CheckpointError(f"cannot read checkpoint {path}: the file is empty (0 bytes); it was truncated "
                               f"or never finished writing: use another checkpoint")
