@@ -25,7 +25,7 @@ from gan.config import DataConfig
 from gan.errors import publish
 from gan.data.builtin import BouncingShapes, MovingDigits
 from gan.data.dataset import open_disk_source
-from gan.data.prepared import DATASET_FILE, open_prepared
+from gan.data.prepared import DATASET_FILE, explain, open_prepared
 from gan.data.prepared import prepare as prepare_dataset
 from gan.video_io import write_mp4, write_png_frames
 
@@ -195,12 +195,11 @@ def info(path, clip_frames, stride, resolution, cache):
 
 
 def _print_suggestions(source) -> None:
-    hint = source.suggestions()
-    flags = [f"--set {k}={v}" for k, v in hint.items() if k != "data.fps"]
+    """What training will read off this data (and `--set` it with, unless the config says otherwise)."""
+    for setting, why in explain(source.suggestions()).items():
+        click.echo(f"training will use {setting} ({why})")
     if source.has_captions:
-        flags.append("(text-to-video: --config configs/t2v.yaml --set data.captions=true)")
-    click.echo("training reads off these settings (G.objects: layered generator for separate objects on a flat "
-               "background): " + " ".join(flags))
+        click.echo("captions for every video: text-to-video trains on them (--config configs/t2v.yaml --data ...)")
 
 
 if __name__ == "__main__":

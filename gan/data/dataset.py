@@ -10,14 +10,14 @@ import dataclasses
 import logging
 import warnings
 import zipfile
-from typing import List
+from typing import Dict, List
 
 import numpy as np
 import torch
 
 from gan.config import DataConfig, resolved_channels
 from gan.data.builtin import BouncingShapes, MovingDigits
-from gan.data.prepared import PreparedDataset, cached_prepare, is_prepared, open_prepared
+from gan.data.prepared import PreparedDataset, cached_prepare, explain, is_prepared, open_prepared
 from gan.data.readers import DataError
 from gan.video_io import VideoReadError
 
@@ -204,22 +204,18 @@ def infer_settings(cfg, dataset: ClipDataset) -> List[str]:
     """Fill the config fields left to the data (data.channels 0, G.objects -1) in place; returns what was inferred
     as 'key=value (why)' lines, for the run's log. The config saved with the run then holds concrete values."""
     from gan.config import resolved_objects, validate_objects
-    said = []
-    if cfg.data.channels == 0:
-        cfg.data.channels = dataset.channels
-        said.append(f"data.channels={dataset.channels} ({'every frame is grey' if dataset.channels == 1 else 'colour'})")
     source = dataset.source
+    hint: Dict[str, object] = {}
+    if cfg.data.channels == 0:
+        cfg.data.channels = hint["data.channels"] = dataset.channels
     if cfg.G.objects == -1:
         if isinstance(source, PreparedDataset) and cfg.cond.mode in ("none", "text"):
-            hint = source.suggestions()
-            cfg.G.objects = int(hint["G.objects"])
+            found = source.suggestions()
+            cfg.G.objects = hint["G.objects"] = int(found["G.objects"])
             if cfg.G.objects > 0:
-                cfg.G.object_size = float(hint["G.object_size"])
-                said.append(f"G.objects={cfg.G.objects}, G.object_size={cfg.G.object_size} (separate objects over a "
-                            f"flat background: the layered generator)")
-            else:
-                said.append("G.objects=0 (no flat background: the synthesis generator)")
+                cfg.G.object_size = hint["G.object_size"] = float(found["G.object_size"])
         else:
             cfg.G.objects = resolved_objects(cfg)
+    said = [f"{k} ({why})" for k, why in explain(hint).items()]
     validate_objects(cfg)                                     # the inferred G meets the same checks as a set one
     return said

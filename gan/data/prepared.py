@@ -471,6 +471,19 @@ class PreparedDataset(_Source):
         return out
 
 
+def explain(hint: Dict[str, object]) -> Dict[str, str]:
+    """'key=value' -> why, for the settings of `PreparedDataset.suggestions()` (printed by info and training)."""
+    out = {}
+    if "data.channels" in hint:
+        out[f"data.channels={hint['data.channels']}"] = "every frame is grey" if hint["data.channels"] == 1 else "colour"
+    if hint.get("G.objects"):
+        out[f"G.objects={hint['G.objects']}, G.object_size={hint['G.object_size']}"] = \
+            "separate objects over a flat background: the layered generator"
+    elif "G.objects" in hint:
+        out["G.objects=0"] = "no flat background: the synthesis generator"
+    return out
+
+
 def is_prepared(path: str) -> bool:
     return os.path.isfile(os.path.join(path, INDEX))
 
