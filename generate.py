@@ -93,6 +93,10 @@ def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_valu
     from gan.cli_utils import pick_device
     from gan.sampling import generate_videos, parse_seeds
     log = lambda m: click.echo(m, err=True)  # noqa: E731
+    if labels is not None and image is None and video is None and prompt is None:
+        from gan.labels import require_layered     # before anything is said or rendered: the synthesis G has no objects
+        from gan.sampling import load_generator
+        require_layered(load_generator(checkpoint)[0])
     mark = _watermark(checkpoint, no_watermark, watermark_key, watermark_user, log)
     if stream:
         from gan.fast_sampler import stream_video
@@ -131,10 +135,6 @@ def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_valu
             click.echo(str(p))
         return
     check_mode(checkpoint_mode(checkpoint), "none")
-    if labels is not None:                     # check before rendering: the synthesis G has no objects
-        from gan.labels import require_layered
-        from gan.sampling import load_generator
-        require_layered(load_generator(checkpoint)[0])
     paths = generate_videos(checkpoint, outdir, seed_list, frames=frames, fps=fps, fmt=fmt,
                             truncation=truncation, class_value=class_value, device=pick_device(device),
                             chunk=chunk, batch=batch, watermark=mark)

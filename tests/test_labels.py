@@ -147,7 +147,7 @@ def test_generate_labels_on_the_synthesis_G_fails_in_one_line(tmp_path):
     _save_G(build_generator(cfg), cfg, tmp_path / "G.pt")
     res = CliRunner().invoke(generate.cli, ["--checkpoint", str(tmp_path / "G.pt"), "--outdir",
                                             str(tmp_path / "o"), "--labels", "yolo"])
-    assert res.exit_code == 1 and "labels need the layered generator" in res.output
+    assert res.exit_code == 2 and "labels need the layered generator" in res.output
     assert len(res.output.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
@@ -218,4 +218,4 @@ def test_generate_image_labels_and_refusals(tmp_path):
     _save_G(build_conditional_generator(cont), cont, tmp_path / "cont.pt")
     base[1] = str(tmp_path / "cont.pt")
     res = CliRunner().invoke(generate.cli, base + ["--video", str(tmp_path / "still.png"), "--labels", "mot"])
-    assert res.exit_code == 1 and "not --video" in res.output
+    assert res.exit_code == 2 and "not --video" in res.output

@@ -105,7 +105,7 @@ def test_missing_weights_fail_in_one_line_naming_the_file(tmp_path):
     missing = tmp_path / "nowhere" / "best.pt"
     res = CliRunner().invoke(analyze_cli, ["--data", "digits", "--resolution", "32", "--num", "1",
                                            "--detector", "ultralytics", "--weights", str(missing)])
-    assert res.exit_code == 1
+    assert res.exit_code == 2
     assert len(res.output.strip().splitlines()) == 1 and str(missing) in res.output
     res = CliRunner().invoke(analyze_cli, ["--data", "digits", "--resolution", "32", "--detector", "ultralytics"])
     assert res.exit_code == 2 and "--weights" in res.output
