@@ -93,6 +93,32 @@ def steps_per_s(source: str, steps: int, cache: Path, threads: int, workdir: Pat
     return statistics.median(rates[1:] or rates)
 
 
+def decoder_ms(folder: Path, clips: int, repeats: int) -> dict:
+    """Milliseconds to decode and resize one clip to 64 px: PyAV in-process (what prepare uses) against one
+    ffmpeg subprocess per clip (imageio-ffmpeg, the reader before) and torchcodec (where it loads)."""
+    from gan.data.prepared import _decode_video_file
+    from gan.video_io import read_video
+    files = sorted(folder.glob("*.mp4"))[:clips]
+    arms = {"pyav (in-process)": lambda p: _decode_video_file(str(p), 64),
+            "imageio-ffmpeg (subprocess)": lambda p: read_video(p, size=64)}
+    try:
+        from torchcodec.decoders import VideoDecoder
+        arms["torchcodec"] = lambda p: VideoDecoder(str(p)).get_frames_in_range(0, 16)
+    except Exception as e:  # noqa: BLE001 - reported, not fatal: it needs FFmpeg's shared libraries on the system
+        arms["torchcodec"] = str(e).strip().splitlines()[0][:120]
+    out = {}
+    for _ in range(repeats):
+        for name, fn in arms.items():
+            if isinstance(fn, str):
+                out[name] = fn
+                continue
+            t = time.perf_counter()
+            for p in files:
+                fn(p)
+            out.setdefault(name, []).append((time.perf_counter() - t) / len(files) * 1000)
+    return {k: (_stats(v) if isinstance(v, list) else {"unavailable": v}) for k, v in out.items()}
+
+
 def render_section(doc) -> str:
     r = doc["results"]
     ratio = r["steps_per_s_folder"]["median"] / r["steps_per_s_builtin"]["median"]
@@ -111,6 +137,12 @@ def render_section(doc) -> str:
         f"| preparing the folder, cold cache (s) | {fmt(r['prepare_s'], 1)} | <= 60 s |",
         f"| second start: data time before the first step (s) | {fmt(r['second_start_s'], 2)} | <= 5 s |",
     ]
+    dec = r.get("decoder_ms", {})
+    if dec:
+        lines += ["", "Decoding one clip (16 frames, 96 px -> 64 px), ms, same files, same run:", "",
+                  "| decoder | ms per clip |", "|---|---|"]
+        for name, st in dec.items():
+            lines.append(f"| {name} | {fmt(st, 1) if 'median' in st else 'not usable here: ' + st['unavailable']} |")
     if doc.get("note"):
         lines += ["", doc["note"]]
     return "\n".join(lines)
@@ -136,6 +168,7 @@ def main(clips, steps, repeats, threads, folder, note, markdown):
                             "--num", str(clips)], cwd=ROOT, check=True)
         n = len(list(src.glob("*.mp4")))
         cache = work / "cache"
+        decoders = decoder_ms(src, 100, repeats)
         prep = [prepare_seconds(src, cache, 64) for _ in range(repeats)]        # leaves a warm cache behind
         second = [second_start_seconds(src, cache) for _ in range(repeats)]
         builtin, own = [], []
@@ -147,7 +180,8 @@ def main(clips, steps, repeats, threads, folder, note, markdown):
             "cores": os.cpu_count(), "torch": torch.__version__, "clips": n, "steps": steps, "repeats": repeats,
             "command": "python bench/data_speed.py " + " ".join(sys.argv[1:]), "note": note,
             "results": {"prepare_s": _stats(prep), "second_start_s": _stats(second),
-                        "steps_per_s_builtin": _stats(builtin), "steps_per_s_folder": _stats(own)},
+                        "steps_per_s_builtin": _stats(builtin), "steps_per_s_folder": _stats(own),
+                        "decoder_ms": decoders},
         }
         out = ROOT / "bench" / "results" / f"data-{dt.date.today().isoformat()}.json"
         out.write_text(json.dumps(doc, indent=1))

@@ -66,7 +66,7 @@ def main(footage, held_out, own, builtin, num, analysis_num, note, markdown):
     rows = []
     real = DatasetClips(footage)
     rows.append(evaluate_row("(a) held-out real clips (floor)", DatasetClips(held_out), real, 64, "digits", num,
-                             analysis_num, 2, analyse_real=True))
+                             analysis_num, 2, analyse_real=True, offline_dataset="digits"))
     rows[-1]["dataset"] = "footage digits"
     docs = ROOT / "docs"
     strip(real, docs / "own_clips_real.png")
@@ -74,7 +74,8 @@ def main(footage, held_out, own, builtin, num, analysis_num, note, markdown):
         g = GeneratorClips(ckpt)
         cfg = g.config
         kind = f"layered G, {cfg.G.objects} sprites" if cfg.G.objects > 0 else "synthesis G"
-        rows.append(evaluate_row(f"(c) trained on the folder ({kind})", g, real, 64, "digits", num, analysis_num, 2))
+        rows.append(evaluate_row(f"(c) trained on the folder ({kind})", g, real, 64, "digits", num, analysis_num, 2,
+                                 offline_dataset="digits"))
         rows[-1].update(dataset="footage digits", step=g.info.get("step"), checkpoint=ckpt)
         strip(g, docs / f"own_clips_{Path(ckpt).parents[1].name}.png")
     for ckpt in builtin:

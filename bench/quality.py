@@ -32,12 +32,12 @@ COLUMNS = [("fvd-offline", "FVD-offline ↓"), ("kvd-offline", "KVD-offline ↓"
 
 
 def evaluate_row(label: str, fake, real, resolution: int, dataset: str, num: int, analysis_num: int,
-                 expected: int, analyse_real: bool = False) -> Dict:
+                 expected: int, analyse_real: bool = False, offline_dataset: Optional[str] = None) -> Dict:
     """Offline FVD/KVD of `fake` against `real`, and the analysis of `fake` (or of `real` for the floor)."""
     from gan.metrics.evaluate import MetricOptions, compute_metrics
     from gan.metrics.run_analysis import run_analysis
     t0 = time.time()
-    options = MetricOptions(num_real=num, num_fake=num, progress=True)
+    options = MetricOptions(num_real=num, num_fake=num, progress=True, offline_dataset=offline_dataset)
     metrics = compute_metrics(["fvd-offline", "kvd-offline"], fake, real, resolution, options)
     analysis = run_analysis(real if analyse_real else fake, resolution, dataset=dataset, num=analysis_num,
                             expected_objects=expected, annotate=0, progress=True)
