@@ -99,9 +99,17 @@ def perceptual(backbone: Optional[str]):
             return build_perceptual(random_backbone=True), "RANDOM-backbone LPIPS (not comparable to published LPIPS)"
 
 
+def builtin_of(cfg) -> str:
+    """The built-in dataset a model's data is: its source, or what `reelgan-dataset export` wrote a folder from."""
+    if cfg.data.source in ("shapes", "digits"):
+        return cfg.data.source
+    from gan.data.prepared import DATASET_FILE
+    return json.loads((Path(cfg.data.source) / DATASET_FILE).read_text())["source"]
+
+
 def test_set(cfg, clips: int):
     from gan.data import BouncingShapes, MovingDigits
-    cls = {"shapes": BouncingShapes, "digits": MovingDigits}[cfg.data.source]
+    cls = {"shapes": BouncingShapes, "digits": MovingDigits}[builtin_of(cfg)]
     return cls(resolution=cfg.data.resolution, num_videos=clips, video_frames=cfg.data.video_frames,
                num_objects=cfg.data.num_objects, seed=cfg.train.seed, split="test")
 
@@ -122,7 +130,7 @@ def eval_i2v(ckpt: Path, clips: int, lpips, frames: int = 8) -> Dict:
     from gan.metrics.classifier import ObjectLabeler
     from gan.video_io import to_uint8
     cfg = info["config"]
-    analyzer = ClipAnalyzer(ObjectLabeler(cfg.data.source),
+    analyzer = ClipAnalyzer(ObjectLabeler(builtin_of(cfg)),
                             config=AnalysisConfig(expected_objects=cfg.data.num_objects, stride=2))
     longer = {"generated": [], "real": []}
     for i in range(clips):
@@ -189,7 +197,7 @@ def eval_text(ckpt: Path, ckpt_uncond: Optional[Path], clips: int, frames: int =
     G, info = load_conditional(ckpt)
     cfg = info["config"]
     ds = test_set(cfg, clips)
-    analyzer = ClipAnalyzer(ObjectLabeler(cfg.data.source), config=AnalysisConfig(expected_objects=1))
+    analyzer = ClipAnalyzer(ObjectLabeler(builtin_of(cfg)), config=AnalysisConfig(expected_objects=1))
     Gu = load_generator(ckpt_uncond)[0] if ckpt_uncond is not None else None
     rows = {"text model": [], "unconditional model": [], "real clips": []}
     for i in range(clips):
@@ -201,7 +209,7 @@ def eval_text(ckpt: Path, ckpt_uncond: Optional[Path], clips: int, frames: int =
         for name, clip in clips_i.items():
             rows[name].append(prompt_agreement(analyzer.analyze(to_uint8(clip.float())), obj,
                                                named_colour=obj["color"] in ds.caption(i).split()))
-    out = {"clips": clips, "frames": frames, "example_caption": ds.caption(0), "dataset": cfg.data.source}
+    out = {"clips": clips, "frames": frames, "example_caption": ds.caption(0), "dataset": builtin_of(cfg)}
     if hasattr(G, "drift"):         # the layered G: where its w sends the sprite, read off G (no tracking)
         from gan.conditioning.measure import direction_matches
         from gan.sampling import seed_z
@@ -218,7 +226,7 @@ def eval_text(ckpt: Path, ckpt_uncond: Optional[Path], clips: int, frames: int =
                          for k in keys}
     from gan.data.builtin import PALETTE
     n_cls = len(ds.class_names)
-    colours = 1 / len(PALETTE) if cfg.data.source == "shapes" else None
+    colours = 1 / len(PALETTE) if builtin_of(cfg) == "shapes" else None
     out["chance"] = {"colour": colours, "class": 1 / n_cls, "direction": 0.25,
                      "all": 0.25 / n_cls * (colours or 1.0)}
     return out
@@ -253,7 +261,7 @@ def eval_text_discriminators(ckpt: Path, clips: int, stride: int = 2) -> Dict:
         return D_image(video[idx, 0], c).flatten(), D_video(video[idx], times[idx], c).flatten()
     right_i, right_v = logits(captions, torch.arange(clips))
     groups = type(ds).caption_word_groups()
-    names = {"shapes": ["colour", "shape"], "digits": ["digit"]}[cfg.data.source] + ["direction", "speed"]
+    names = {"shapes": ["colour", "shape"], "digits": ["digit"]}[builtin_of(cfg)] + ["direction", "speed"]
     out = {"clips": clips, "stride": stride}
     gen = torch.Generator().manual_seed(0)
     for name, group in zip(names, groups["appearance"] + groups["motion"]):
