@@ -64,12 +64,13 @@ def prepare_seconds(folder: Path, cache: Path, resolution: int) -> float:
 
 
 def second_start_seconds(folder: Path, cache: Path) -> float:
-    """What a restarted train.py spends on data before step 0: list and check the source against the cache,
-    open the prepared frames, infer the settings, and load the first batch of the default config."""
+    """What a restarted train.py spends on data before step 0 (after Python has imported torch): list and check
+    the source against the cache, open the prepared frames, infer the settings, load the default's first batch."""
     env = dict(os.environ, REELGAN_CACHE=str(cache))
-    code = ("import time; t=time.perf_counter()\n"
+    code = ("import time\n"
             "from gan.config import load_config\n"
             "from gan.data import build_dataset, infer_settings\n"
+            "t = time.perf_counter()\n"
             f"cfg = load_config('configs/default.yaml', {{'data': {{'source': {str(folder)!r}}}}})\n"
             "ds = build_dataset(cfg.data, seed=0); infer_settings(cfg, ds)\n"
             "import torch; batch = [ds[i] for i in range(cfg.train.batch)]\n"
