@@ -320,8 +320,8 @@ def test_discriminators_score_several_captions_per_clip_on_one_pass():
         many_i = D_image(batch.real[:, 0], c)
         assert many_v.shape == many_i.shape == (4, 3)
         for j in range(3):
-            assert torch.allclose(many_v[:, j:j + 1], D_video(batch.real, times, c[:, j]), atol=1e-5)
-            assert torch.allclose(many_i[:, j:j + 1], D_image(batch.real[:, 0], c[:, j]), atol=1e-5)
+            assert torch.allclose(many_v[:, j:j + 1], D_video(batch.real, times, c[:, j]), atol=1e-4, rtol=1e-4)
+            assert torch.allclose(many_i[:, j:j + 1], D_image(batch.real[:, 0], c[:, j]), atol=1e-4, rtol=1e-4)
         assert not torch.allclose(many_v[:, 0], many_v[:, 1])             # ... and the caption matters
     with pytest.raises(ValueError, match="N = 4"):
         D_video(batch.real, times, c[:2])

@@ -86,12 +86,12 @@ def test_fast_sampler_fp32_matches_reference_and_bf16_is_close(tiny_G):
     ref = render(tiny_G, [3, 5], 10, chunk=4)
     fast = FastSampler(tiny_G, chunk=4).render([3, 5], 10)
     assert fast.shape == ref.shape == (2, 10, 3, 16, 16)
-    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)    # fused vs unfused modconv only
+    torch.testing.assert_close(fast, ref, atol=1e-4, rtol=1e-4)    # fused vs unfused modconv only
     bf16 = FastSampler(tiny_G, precision="bf16", chunk=4).render([3, 5], 10)
     err = (bf16 - ref).abs()
     assert 0 < err.max() < 0.1 and err.mean() < 0.01               # it ran in bf16, and stayed close
     # The per-seed RNG holds in the fast sampler too: a seed renders the same alone or in a batch.
-    torch.testing.assert_close(FastSampler(tiny_G, chunk=3).render([5], 10)[0], fast[1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(FastSampler(tiny_G, chunk=3).render([5], 10)[0], fast[1], atol=1e-4, rtol=1e-4)
 
 
 def test_precision_errors(tiny_G):
