@@ -102,9 +102,8 @@ class DiscriminatorConfig:
     #                                 video at different places, which the per-pixel std misses
     resample_filter: List[int] = field(default_factory=lambda: [1, 1])  # downsampling FIR taps; [1, 1] is
     #                                 average pooling (cheap R1 on CPU), [1, 3, 3, 1] is StyleGAN2's
-    downsample: str = "filter"      # 'filter': resample_filter above; 'max': 2x2 max pooling, which keeps the corner
-    #                                 that tells a 4 px square from a circle where averaging blurs it away (the text
-    #                                 preset; BENCHMARKS.md, "shape, pooling and the discriminators' learning rate")
+    downsample: str = "filter"      # 'filter': resample_filter above; 'max': 2x2 max pooling, which keeps the
+    #                                 corners of small shapes (the text preset; docs/notes.md)
     conv_clamp: Optional[float] = 256.0
     impl: str = "ref"
 
@@ -113,11 +112,10 @@ class DiscriminatorConfig:
 class LossConfig:
     image_weight: float = 1.0       # weight of the image-D term in the G loss
     video_weight: float = 1.0       # weight of the video-D term in the G loss
-    r1_gamma: float = 2.0           # R1 weight for both Ds (0: off); 2 kept G and D balanced on the CPU default
+    r1_gamma: float = 2.0           # R1 weight for both Ds (0: off)
     r1_interval: int = 16           # lazy regularisation interval (the gain is the interval)
-    augment: List[str] = field(default_factory=lambda: ["translation", "cutout"])  # also 'color', 'flip'. No
-    #                                 colour jitter in the CPU default: at ADA's p -> 1 it leaked into G, whose grey
-    #                                 digits dimmed to dark washes in 150 steps (GPU presets keep it, with slow ADA)
+    augment: List[str] = field(default_factory=lambda: ["translation", "cutout"])  # also 'color', 'flip'
+    #                                 (no colour in the CPU default: it leaks into G; docs/notes.md)
     augment_prob: float = 0.0       # probability per clip of each augmentation (the start value when adaptive)
     augment_target: Optional[float] = 0.6  # adaptive (ADA): move augment_prob so that E[sign(D(real))] stays
     #                                 at this value (None: fixed augment_prob)

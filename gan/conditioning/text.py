@@ -152,7 +152,7 @@ class CaptionNegatives:
     (and the built-in text encoder that learns with them) must check every factor. Otherwise (or when no
     word of the caption is in a group) the negative is another clip's caption (GAN-CLS's choice), which
     differs mostly in whatever factor is easiest to see: with only those, D checks colour and ignores the rest
-    (measured: see BENCHMARKS.md, "Conditional").
+    (docs/notes.md, "Wrong captions").
 
     Groups are 'appearance' (what a single frame shows: colours, classes) or 'motion' (what only a clip shows:
     directions, speeds). For each negative it also reports whether it differs from the right caption at all,
@@ -206,9 +206,7 @@ class CaptionNegatives:
         speeds: what it alone can see), the image D over the swaps of appearance words plus the other clip's
         caption when it looks different. Each group of swaps weighs the same, whatever its size, and each
         clip's weights sum to 1 (0 where it has no negative of that kind). Without motion groups the video D
-        takes every negative. Measured on the built-in shapes (D-only, real 8-frame clips): asked about every
-        word, the video D did not learn direction in 2750 steps (0.5-0.6 right-over-swapped); asked about the
-        motion words alone, 0.87 by step 1500 (BENCHMARKS.md, "Conditional")."""
+        takes every negative. Why the video D is asked about motion words only: docs/notes.md, "Wrong captions"."""
         captions = list(captions)
         b = len(captions)
         rows, motion = [], {i for i, g in enumerate(self.groups) if g[0] in self.motion}

@@ -6,10 +6,8 @@
   gap of the clip (StyleGAN-V's time-difference conditioning), so it can tell motion speeds apart;
   optionally (`D.video_diffs`) each frame comes with its difference to the next, as in two-stream
   action recognition: the direction of motion is then visible to the first layer.
-Downsampling is the box filter (average pooling) by default, or 2x2 max pooling (`D.downsample: max`):
-at 16 px the built-in shapes are 4-5 px, and averaging after one conv blurs away the corner that tells a
-square from a circle (a D alone on real frames told the right shape from a wrong one 0.77 -> 0.88 of the time
-after 2000 steps; BENCHMARKS.md).
+Downsampling is the box filter (average pooling) by default, or 2x2 max pooling (`D.downsample: max`),
+which keeps the corners of small shapes that averaging blurs away (docs/notes.md).
 Both take an optional condition c (class ids or vectors) through the projection discriminator of
 Miyato & Koyama 2018: logit = f(x) + <embed(c), h(x)>. Only the projection depends on c, so several
 conditions per sample (c [N, K, c_dim] -> logits [N, K]) cost one pass: the matching-aware loss scores a

@@ -276,13 +276,9 @@ class Generator(nn.Module):
             in_ch = out_ch
         self.blocks = nn.ModuleList(blocks)
         if cfg.warp_grid > 0:
-            # Small random init (displacements ~2% of the frame) and a faster learning rate: the
-            # generator moves content from the first step, so the video D never faces only static
-            # fakes (a zero-initialised flow left it winning on motion alone and G collapsing).
-            # No bias, and the motion embedding is centred on its running mean (v_avg, tracked in
-            # training like w_avg): the flow can only move content, never park it. With a bias (or an
-            # uncentred input) the flow drifted within ~100 steps to a constant shift at its bound, the
-            # same for every video and frame: motion died and all videos came out alike.
+            # Small random init and a faster learning rate: content moves from the first step, so the video
+            # D never faces only static fakes. No bias, and v centred on its running mean (v_avg, tracked
+            # like w_avg): the flow can only move content, never park it (docs/notes.md, "The warp flow").
             self.flow = FullyConnectedLayer(cfg.motion_dim, 2 * cfg.warp_grid ** 2, bias=False, weight_init=0.02,
                                             lr_multiplier=4.0, impl=cfg.impl)
             self.register_buffer("v_avg", torch.zeros(cfg.motion_dim))
@@ -326,8 +322,7 @@ class Generator(nn.Module):
         # x [N, C, r, r] content repeated per frame, v [N, motion_dim] -> warped x [N, C, r, r]
         n, _, r, _ = x.shape
         g = self.cfg.warp_grid
-        # Soft bound (tanh) on the displacement: unbounded, the flow drifted to a large constant shift that
-        # pulled every frame's content from the border, and all videos came out alike (mode collapse).
+        # Soft bound (tanh) on the displacement: unbounded, it drifts to one constant shift (mode collapse).
         m = self.cfg.warp_max
         if self.center_flow:
             v = v - self.v_avg.to(v.dtype)

@@ -36,9 +36,8 @@ from gan.networks.generator import Generator, MotionNetwork, SynthesisBlock, _ba
 from gan.networks.layers import FullyConnectedLayer, MappingNetwork
 
 
-# Sprites start mostly transparent (alpha ~ 0.12 where the raw output is 0): an object is grown where the
-# discriminators want one. Started at alpha 0.5, the G covered whole boxes opaquely (black squares that hide
-# the objects behind them) and did not undo it in 650 steps.
+# Sprites start mostly transparent (alpha ~ 0.12 at a zero raw output): an object is grown where the
+# discriminators want one, not painted over its whole box (docs/notes.md, "Layered G").
 ALPHA_OFFSET = -2.0
 
 
