@@ -90,14 +90,16 @@ from gan.cli_utils import Command
 def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_value, device, chunk, batch,
         stream, stream_to, precision, compile_, image, video, context_stride, prompt, no_watermark, watermark_key,
         watermark_user, labels, label_threshold, dataset):
+    from gan.checkpoint import load
     from gan.cli_utils import pick_device
     from gan.sampling import generate_videos, parse_seeds
     log = lambda m: click.echo(m, err=True)  # noqa: E731
+    state = load(checkpoint, map_location="cpu")                    # the one read of the file
     if labels is not None and image is None and video is None and prompt is None:
         from gan.labels import require_layered     # before anything is said or rendered: the synthesis G has no objects
         from gan.sampling import load_generator
-        require_layered(load_generator(checkpoint)[0])
-    mark = _watermark(checkpoint, no_watermark, watermark_key, watermark_user, log)
+        require_layered(load_generator(checkpoint, state=state)[0])
+    mark = _watermark(checkpoint, state, no_watermark, watermark_key, watermark_user, log)
     if stream:
         from gan.fast_sampler import stream_video
         if image is not None or video is not None or prompt is not None:
@@ -109,7 +111,7 @@ def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_valu
         stream_video(checkpoint, parse_seeds(seeds)[0], frames if explicit else None, fps, outdir=outdir,
                      stream_to=stream_to, precision=precision, compile=compile_, chunk=chunk,
                      device=pick_device(device), truncation=truncation, class_value=class_value,
-                     stdout=click.get_binary_stream("stdout"), log=log, watermark=mark)
+                     stdout=click.get_binary_stream("stdout"), log=log, watermark=mark, state=state)
         return
     if stream_to is not None or compile_ or precision != "fp32":
         raise click.UsageError("--stream-to, --precision and --compile apply to --stream only")
@@ -130,14 +132,14 @@ def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_valu
                                      truncation=truncation, image=image, video=video, prompt=prompt,
                                      context_stride=context_stride, device=pick_device(device), chunk=chunk,
                                      log=log, watermark=mark, labels=labels, label_threshold=label_threshold,
-                                     dataset=dataset)
+                                     dataset=dataset, state=state)
         for p in paths:
             click.echo(str(p))
         return
-    check_mode(checkpoint_mode(checkpoint), "none")
+    check_mode(checkpoint_mode(checkpoint, state), "none")
     paths = generate_videos(checkpoint, outdir, seed_list, frames=frames, fps=fps, fmt=fmt,
                             truncation=truncation, class_value=class_value, device=pick_device(device),
-                            chunk=chunk, batch=batch, watermark=mark)
+                            chunk=chunk, batch=batch, watermark=mark, state=state)
     if labels is not None:
         from gan.labels import generate_labels
         paths += generate_labels(checkpoint, paths, seed_list, labels, frames=frames, fps=fps,
@@ -147,7 +149,7 @@ def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_valu
         click.echo(str(p))
 
 
-def _watermark(checkpoint, off: bool, key_file, user_id, log):
+def _watermark(checkpoint, state, off: bool, key_file, user_id, log):
     """The Watermarker every writer gets (None with --no-watermark); its line goes to the log (stderr)."""
     if off:
         if key_file is not None or user_id is not None:
@@ -155,7 +157,7 @@ def _watermark(checkpoint, off: bool, key_file, user_id, log):
         log("watermark OFF (--no-watermark): these clips carry no invisible watermark")
         return None
     from gan.sampling import checkpoint_watermarker
-    mark = checkpoint_watermarker(checkpoint, key_file=key_file, user_id=user_id)
+    mark = checkpoint_watermarker(checkpoint, key_file=key_file, user_id=user_id, state=state)
     log(mark.describe())
     return mark
 

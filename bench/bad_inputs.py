@@ -105,7 +105,7 @@ def main(root, skip):
     lost = not (snaps / "step_0000004.pt").exists()             # the newest good snapshot (rotation keeps 2)
     relogged = len({line for line in (run2 / "log.jsonl").read_text().splitlines()}) != \
         len({__import__("json").loads(x)["step"] for x in (run2 / "log.jsonl").read_text().splitlines()})
-    from gan.training.checkpoint import load
+    from gan.checkpoint import load
     step = load(snaps / "latest.pt")["step"] if (snaps / "latest.pt").stat().st_size else -1
     verdict = "data lost" if lost else "wrong result" if relogged or step != 6 else "handled"
     results.append((verdict, "resume-empty-latest", 0, f"latest step {step}, snapshots kept: {not lost}"))

@@ -241,7 +241,7 @@ def eval_text_discriminators(ckpt: Path, clips: int, stride: int = 2) -> Dict:
     from gan.conditioning.sampling import load_conditional
     from gan.conditioning.text import CaptionNegatives
     from gan.networks import build_discriminators
-    from gan.training.checkpoint import load
+    from gan.checkpoint import load
     raw = load(ckpt, map_location="cpu")
     _, info = load_conditional(ckpt)                               # for the saved text encoder
     cfg, enc = info["config"], info["text_encoder"]

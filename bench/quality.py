@@ -130,7 +130,7 @@ def write_section(text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
 @click.option("--write/--no-write", default=True, show_default=True, help="Update BENCHMARKS.md.")
 def main(checkpoints, datasets, num, analysis_num, write):
     import torch
-    from gan.training.checkpoint import load
+    from gan.checkpoint import load
     t0 = time.time()
     by_dataset: Dict[str, str] = {}
     for path in checkpoints:

@@ -167,7 +167,7 @@ def write_section(text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
 def main(checkpoint, real, generated, few, test, frames, stride, epochs, imgsz, batch, fvd_num, write):
     import torch
     import ultralytics
-    from gan.training.checkpoint import load
+    from gan.checkpoint import load
     t0 = time.time()
     cfg = load(checkpoint)
     if cfg["config"]["data"]["source"] != "digits":

@@ -28,7 +28,7 @@ import torch
 from gan.cli_utils import Command
 from gan.config import Config
 from gan.networks import build_generator
-from gan.training import checkpoint as ckpt_io
+from gan import checkpoint as ckpt_io
 
 KIND = "reelgan-generator"
 STORE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -261,7 +261,8 @@ def stream_video(checkpoint, seed: int = 0, frames: Optional[int] = None, fps: O
                  outdir: Optional[str] = None, stream_to: Optional[str] = None, precision: str = "fp32",
                  compile: bool = False, chunk: int = 8, device: str = "cpu", truncation: float = 1.0,
                  class_value: Optional[str] = None, stdout=None,
-                 log: Optional[Callable[[str], None]] = None, watermark="auto") -> Dict[str, float]:
+                 log: Optional[Callable[[str], None]] = None, watermark="auto",
+                 state: Optional[Dict] = None) -> Dict[str, float]:
     """Real-time mode of generate.py: one clip of `seed` (endless when frames is None) written chunk by
     chunk to `stream_to` ('-': raw rgb24 frames on `stdout`; a path: .mp4 encoded, anything else raw)
     or to OUTDIR/seedNNNN_stream.mp4, marked by `watermark` (gan.sampling.resolve_watermark; None: unmarked).
@@ -270,7 +271,7 @@ def stream_video(checkpoint, seed: int = 0, frames: Optional[int] = None, fps: O
 
     from gan import video_io
     from gan.sampling import load_generator, resolve_class, resolve_watermark
-    G, info = load_generator(checkpoint, device)
+    G, info = load_generator(checkpoint, device, state)
     mark = resolve_watermark(watermark, G, info)
     data_fps = info["config"].data.fps
     fps = data_fps if fps is None else float(fps)

@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from gan.config import Config, resolved_objects
 from gan.networks import build_generator
-from gan.training.checkpoint import load
+from gan.checkpoint import load
 
 INSTALL_HINT = 'pip install "reelgan[hub]"'
 try:

@@ -129,7 +129,7 @@ def project(G: Generator, target: torch.Tensor, times: Optional[torch.Tensor] = 
 
 def save_projection(path, proj: Dict, checkpoint: str, source: str, fps: float, lpips_kind: str, seed: int) -> None:
     """Plain tensors / numbers / strings only, so torch.load(..., weights_only=True) reads it."""
-    from gan.training.checkpoint import save_atomic
+    from gan.checkpoint import save_atomic
     res = proj["residual"]
     save_atomic({
         "format": FORMAT, "format_version": VERSION, "checkpoint": str(checkpoint), "source": str(source),

@@ -18,16 +18,17 @@ from gan import watermark as wm
 from gan.config import Config
 from gan.errors import ReelganError
 from gan.networks import Generator, build_generator, motion_codes_for_seed
-from gan.training.checkpoint import CheckpointError, generator_key, load, load_modules
+from gan.checkpoint import CheckpointError, generator_key, load, load_modules
 
 
 class SamplingError(ReelganError, ValueError):
     pass
 
 
-def load_generator(path: Union[str, Path], device="cpu") -> Tuple[Generator, Dict]:
-    """The EMA generator of a checkpoint (or of an exported G file), rebuilt from its own config."""
-    ckpt = load(path, map_location="cpu")
+def load_generator(path: Union[str, Path], device="cpu", state: Optional[Dict] = None) -> Tuple[Generator, Dict]:
+    """The EMA generator of a checkpoint (or of an exported G file), rebuilt from its own config.
+    `state`: the file's contents when the caller has read it already (gan.checkpoint.load)."""
+    ckpt = load(path, map_location="cpu") if state is None else state
     key = generator_key(ckpt, path)
     cfg = Config.from_saved(ckpt["config"])
     G = build_generator(cfg, ckpt.get("c_dim", 0))
@@ -49,9 +50,9 @@ def resolve_watermark(watermark, G: Generator, info: Dict) -> Optional[wm.Waterm
 
 
 def checkpoint_watermarker(path: Union[str, Path], key_file: Optional[str] = None,
-                           user_id: Optional[int] = None) -> wm.Watermarker:
+                           user_id: Optional[int] = None, state: Optional[Dict] = None) -> wm.Watermarker:
     """The mark the samplers put on a checkpoint's outputs (wm.for_generator), without building the model."""
-    ckpt = load(path, map_location="cpu")
+    ckpt = load(path, map_location="cpu") if state is None else state
     key = "G_ema" if "G_ema" in ckpt else "G"
     if key not in ckpt:
         raise CheckpointError(f"{path} holds no generator weights")
@@ -179,11 +180,11 @@ def resolve_class(value: Optional[str], info: Dict) -> Optional[int]:
 def generate_videos(checkpoint: str, outdir: str, seeds: Sequence[int], frames: int = 64,
                     fps: Optional[float] = None, fmt: str = "mp4", truncation: float = 1.0,
                     class_value: Optional[str] = None, device: str = "cpu", chunk: int = 16,
-                    batch: int = 4, watermark=wm.AUTO) -> List[Path]:
+                    batch: int = 4, watermark=wm.AUTO, state: Optional[Dict] = None) -> List[Path]:
     """Render one file per seed (mp4, gif, png folder) or one grid file; returns the written paths.
-    `watermark`: see resolve_watermark (None writes unmarked clips)."""
+    `watermark`: see resolve_watermark (None writes unmarked clips); `state`: as in load_generator."""
     from gan import video_io
-    G, info = load_generator(checkpoint, device)
+    G, info = load_generator(checkpoint, device, state)
     mark = resolve_watermark(watermark, G, info)
     data_fps = info["config"].data.fps
     fps = data_fps if fps is None else float(fps)

@@ -219,7 +219,7 @@ def test_run_analysis_writes_report_and_annotated_mp4(tmp_path, labeler):
 def test_analyze_cli_on_checkpoint_and_folder_is_deterministic(tmp_path, tiny_cfg, tiny_G):
     from gan.metrics.cli import analyze_cli
     from gan.sampling import generate_videos
-    from gan.training.checkpoint import FORMAT_VERSION, save_atomic
+    from gan.checkpoint import FORMAT_VERSION, save_atomic
     ckpt = tmp_path / "tiny.pt"
     save_atomic({"format_version": FORMAT_VERSION, "config": tiny_cfg.to_dict(), "G_ema": tiny_G.state_dict(),
                  "c_dim": 0}, ckpt)

@@ -547,7 +547,7 @@ def test_generate_cli_image_video_prompt(still_and_clip):
 
 def test_project_cli_bad_path_and_mse_run(tmp_path, still_and_clip):
     from gan.projector import cli
-    from gan.training.checkpoint import save_atomic
+    from gan.checkpoint import save_atomic
     from gan.networks import build_generator
     cfg = load_config(str(ROOT / "configs" / "tiny.yaml"))
     torch.manual_seed(0)
@@ -584,7 +584,7 @@ def test_dataset_items_carry_captions_only_when_asked(tmp_path):
 @pytest.mark.parametrize("mode", ["image", "continue", "text"])
 def test_each_mode_trains_from_its_config(tmp_path, mode):
     from gan.training import train
-    from gan.training.checkpoint import load
+    from gan.checkpoint import load
     cfg = _cfg(mode, train={"steps": 1, "batch": 2, "checkpoint_every": 100, "log_every": 1, "sample_seeds": 2},
                loss={"r1_interval": 1})
     with warnings.catch_warnings():

@@ -3,7 +3,7 @@ import json
 import subprocess
 import sys
 
-from gan.training.checkpoint import load
+from gan.checkpoint import load
 from tests.conftest import ROOT
 
 

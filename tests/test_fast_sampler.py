@@ -16,7 +16,7 @@ from gan.export import export_generator
 from gan.fast_sampler import FastSampler, flops_per_frame, param_count, stream_clip
 from gan.networks import build_discriminators, build_generator
 from gan.sampling import load_generator, render
-from gan.training import checkpoint as ckpt_io
+from gan import checkpoint as ckpt_io
 from gan.video_io import RawWriter, to_uint8
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ from gan.export import cli as export_cli
 from gan.hub import ReelganGenerator
 from gan.networks import build_generator
 from gan.sampling import load_generator, render
-from gan.training import checkpoint as ckpt_io
+from gan import checkpoint as ckpt_io
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ from gan.export import KIND
 from gan.labels import LabelError, boxes_from_alpha, layered_labels, require_layered, visible_alpha
 from gan.networks import LayeredGenerator, build_generator
 from gan.sampling import render
-from gan.training import checkpoint as ckpt_io
+from gan import checkpoint as ckpt_io
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -280,7 +280,7 @@ def test_offline_metric_floor_and_sensitivity():
 
 
 def _tiny_checkpoint(tmp_path, cfg, G):
-    from gan.training.checkpoint import FORMAT_VERSION, save_atomic
+    from gan.checkpoint import FORMAT_VERSION, save_atomic
     path = tmp_path / "tiny.pt"
     save_atomic({"format_version": FORMAT_VERSION, "config": cfg.to_dict(), "G_ema": G.state_dict(), "c_dim": 0,
                  "step": 0}, path)

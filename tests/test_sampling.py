@@ -85,3 +85,17 @@ def test_bad_requests_fail_clearly(checkpoint, tmp_path):
         generate_videos(checkpoint, str(tmp_path), [0], frames=2, class_value="1")
     with pytest.raises(SamplingError, match="format"):
         generate_videos(checkpoint, str(tmp_path), [0], frames=2, fmt="avi")
+
+
+@pytest.mark.parametrize("extra", [[], ["--format", "gif", "--no-watermark"]])
+def test_generate_reads_the_checkpoint_file_once(checkpoint, tmp_path, monkeypatch, extra):
+    from click.testing import CliRunner
+
+    import generate
+    reads = []
+    real = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    res = CliRunner().invoke(generate.cli, ["--checkpoint", checkpoint, "--outdir", str(tmp_path), "--seeds", "0",
+                                            "--frames", "2", *extra])
+    assert res.exit_code == 0, res.output
+    assert len(reads) == 1

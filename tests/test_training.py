@@ -10,7 +10,7 @@ import torch
 
 from gan.config import load_config
 from gan.training import TrainingError, train
-from gan.training.checkpoint import load
+from gan.checkpoint import load
 from tests.conftest import ROOT
 
 TINY = str(ROOT / "configs" / "tiny.yaml")

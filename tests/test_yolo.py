@@ -33,7 +33,7 @@ def exported(tmp_path_factory):
     nano YOLO trained on that folder for one epoch on CPU."""
     import generate
     from gan.export import KIND
-    from gan.training import checkpoint as ckpt_io
+    from gan import checkpoint as ckpt_io
     tmp = tmp_path_factory.mktemp("yolo")
     cfg = load_config(str(ROOT / "configs" / "tiny.yaml"), {"G": {"objects": 2}, "data": {"channels": 1}})
     torch.manual_seed(0)

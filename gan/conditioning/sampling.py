@@ -17,16 +17,16 @@ from gan.config import Config
 from gan.labels import YoloDataset, conditional_labels, layered_labels, require_layered, write_clip_labels
 from gan.networks import build_generator
 from gan.sampling import SamplingError, render_chunks, resolve_watermark, seed_motion, seed_z
-from gan.training.checkpoint import CheckpointError, generator_key, load, load_modules
+from gan.checkpoint import CheckpointError, generator_key, load, load_modules
 
 OPTION_FOR_MODE = {"image": "--image", "continue": "--video", "text": "--prompt"}
 MODE_WORDS = {"image": "image-to-video", "continue": "video continuation", "text": "text-to-video",
               "none": "unconditional generation"}
 
 
-def checkpoint_mode(path: Union[str, Path]) -> str:
+def checkpoint_mode(path: Union[str, Path], state: Optional[Dict] = None) -> str:
     """cond.mode of a checkpoint's config ('none' for unconditional and pre-conditioning checkpoints)."""
-    ckpt = load(path, map_location="cpu")
+    ckpt = load(path, map_location="cpu") if state is None else state
     return str(ckpt.get("config", {}).get("cond", {}).get("mode", "none"))
 
 
@@ -41,11 +41,12 @@ def check_mode(mode: str, wanted: str) -> None:
     raise ConditionError(f"{trained}, not {MODE_WORDS[wanted]} ({OPTION_FOR_MODE[wanted]}): {hint}")
 
 
-def load_conditional(path: Union[str, Path], device="cpu", text_encoder: Optional[TextEncoder] = None
-                     ) -> Tuple[torch.nn.Module, Dict]:
+def load_conditional(path: Union[str, Path], device="cpu", text_encoder: Optional[TextEncoder] = None,
+                     state: Optional[Dict] = None) -> Tuple[torch.nn.Module, Dict]:
     """The EMA generator of a conditional checkpoint, rebuilt from its config, plus info
-    (config, mode, c_dim and, for 'text', the text encoder: the saved built-in one or `text_encoder`)."""
-    ckpt = load(path, map_location="cpu")
+    (config, mode, c_dim and, for 'text', the text encoder: the saved built-in one or `text_encoder`).
+    `state`: the file's contents when the caller has read it already."""
+    ckpt = load(path, map_location="cpu") if state is None else state
     key = generator_key(ckpt, path)
     cfg = Config.from_saved(ckpt["config"])
     mode = cfg.cond.mode
@@ -171,7 +172,7 @@ def generate_conditional(checkpoint: str, outdir: str, seeds: Sequence[int], fra
                          context_stride: int = 1, device: str = "cpu", chunk: int = 16,
                          text_encoder: Optional[TextEncoder] = None, log=None, watermark="auto",
                          labels: Optional[str] = None, label_threshold: float = 0.5,
-                         dataset: Optional[str] = None) -> List[Path]:
+                         dataset: Optional[str] = None, state: Optional[Dict] = None) -> List[Path]:
     """The --image / --video / --prompt paths of generate.py. Exactly one condition must be given.
 
     --image: clips of `frames` frames whose frame 0 is the still. --video: the last K frames of the
@@ -186,8 +187,9 @@ def generate_conditional(checkpoint: str, outdir: str, seeds: Sequence[int], fra
     (wanted, value), = given.items()
     if frames < 1 or (fps is not None and fps <= 0) or context_stride < 1:
         raise SamplingError("--frames and --context-stride must be >= 1 and --fps > 0")
-    check_mode(checkpoint_mode(checkpoint), wanted)
-    G, info = load_conditional(checkpoint, device, text_encoder=text_encoder)
+    ckpt = load(checkpoint, map_location="cpu") if state is None else state     # read once
+    check_mode(checkpoint_mode(checkpoint, ckpt), wanted)
+    G, info = load_conditional(checkpoint, device, text_encoder=text_encoder, state=ckpt)
     if labels is not None:
         if wanted == "continue":
             raise ConditionError("--labels covers --image and --prompt, not --video (its first frames are the "

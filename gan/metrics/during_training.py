@@ -97,7 +97,7 @@ class TrainingMetrics:
         return value < self.best_value if lower else value > self.best_value
 
     def _save_best(self, step: int, seen: int, G_ema, values: Dict[str, float]) -> None:
-        from gan.training import checkpoint as ckpt_io
+        from gan import checkpoint as ckpt_io
         state = {"format_version": ckpt_io.FORMAT_VERSION, "config": self.cfg.to_dict(), "step": step,
                  "seen": seen, "c_dim": self.c_dim, "class_names": self.class_names,
                  "G_ema": ckpt_io.unwrap(G_ema).state_dict(), "metrics": dict(values),

@@ -25,7 +25,7 @@ import torch
 from gan.errors import ReelganError
 
 from gan.metrics.weights import cache_root
-from gan.training.checkpoint import save_atomic
+from gan.checkpoint import save_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import torch
 from gan.config import Config, is_builtin
 from gan.errors import ReelganError
 from gan.networks import build_discriminators, build_generator
-from gan.training import checkpoint as ckpt_io
+from gan import checkpoint as ckpt_io
 from gan.training import distributed as dist_utils
 from gan.training.logger import RunLogger
 from losses import AdaptiveAugment, Batch, ClipAugment, VideoGANLoss
