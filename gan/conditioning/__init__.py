@@ -4,8 +4,8 @@
 - image / continue: the frames themselves, encoded inside `ConditionalGenerator`.
 Training hooks live in `training.py`, sampling in `sampling.py`, projection in `gan/projector.py`.
 """
-from gan.conditioning.encoders import (ConditionalGenerator, ContentEncoder, MotionEncoder,
-                                       build_conditional_generator)
+from gan.conditioning.build import build_conditional_generator
+from gan.conditioning.encoders import ConditionalGenerator, ContentEncoder, MotionEncoder
 from gan.conditioning.inputs import ConditionError, load_image, load_video
 from gan.conditioning.text import LearnedTextEncoder, TextEncoder, WordTokenizer, build_text_encoder
 

@@ -197,12 +197,3 @@ class ConditionalGenerator(Generator):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", mode={self.mode}, context_frames={self.context_frames}"
-
-
-def build_conditional_generator(cfg) -> ConditionalGenerator:
-    """From a full Config whose cond.mode is 'image' or 'continue': G.objects > 0 gives the layered one
-    (gan/conditioning/layered.py: the reference frame's objects move rigidly), 0 the synthesis one above."""
-    if cfg.G.objects > 0:
-        from gan.conditioning.layered import LayeredConditionalGenerator
-        return LayeredConditionalGenerator(cfg.G, cfg.data.resolution, cfg.data.channels, cfg.cond, cfg.G.objects)
-    return ConditionalGenerator(cfg.G, cfg.data.resolution, cfg.data.channels, cfg.cond)

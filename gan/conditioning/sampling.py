@@ -10,7 +10,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from gan.conditioning.encoders import ConditionalGenerator, build_conditional_generator
+from gan.conditioning.build import build_conditional_generator
+from gan.conditioning.encoders import ConditionalGenerator
 from gan.conditioning.inputs import ConditionError, last_frames, load_image, load_video
 from gan.conditioning.text import TextEncoder, build_text_encoder
 from gan.config import Config

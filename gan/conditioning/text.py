@@ -21,18 +21,18 @@ is saved in the checkpoint with its vocabulary.
 """
 from __future__ import annotations
 
-import re
 from collections import Counter
 from typing import Iterable, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 import torch
 import torch.nn as nn
 
+from gan.config import CAPTION_WORD
 from gan.data.builtin import indefinite_article
 from gan.networks.layers import normalize_2nd_moment
 
 PAD, UNK = "<pad>", "<unk>"
-_WORD = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")   # keeps 'up-left' as one word
+_WORD = CAPTION_WORD                                # the rule config.py checks word groups with
 
 
 @runtime_checkable

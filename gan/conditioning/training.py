@@ -9,7 +9,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import torch
 
-from gan.conditioning.encoders import build_conditional_generator
+from gan.conditioning.build import build_conditional_generator
 from gan.conditioning.text import CaptionNegatives, LearnedTextEncoder, TextEncoder, build_text_encoder
 from gan.config import Config
 from gan.networks import build_discriminators, build_generator

@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from gan import checkpoint as ckpt_io
 from gan.metrics.evaluate import METRICS, MetricOptions, compute_metrics
 
 TRAINING_CLIPS = 256                   # clips per side for distances during training
@@ -97,7 +98,6 @@ class TrainingMetrics:
         return value < self.best_value if lower else value > self.best_value
 
     def _save_best(self, step: int, seen: int, G_ema, values: Dict[str, float]) -> None:
-        from gan import checkpoint as ckpt_io
         state = {"format_version": ckpt_io.FORMAT_VERSION, "config": self.cfg.to_dict(), "step": step,
                  "seen": seen, "c_dim": self.c_dim, "class_names": self.class_names,
                  "G_ema": ckpt_io.unwrap(G_ema).state_dict(), "metrics": dict(values),

@@ -15,10 +15,14 @@ from typing import Dict, Iterator, List, Optional
 import numpy as np
 import torch
 
-from gan.config import Config, is_builtin
-from gan.errors import ReelganError
-from gan.networks import build_discriminators, build_generator
 from gan import checkpoint as ckpt_io
+from gan.conditioning.training import ConditionalTraining
+from gan.config import Config, is_builtin
+from gan.data import build_dataset, infer_settings
+from gan.errors import ReelganError
+from gan.metrics.during_training import TrainingMetrics
+from gan.networks import build_discriminators, build_generator
+from gan.sampling import render_grid_video
 from gan.training import distributed as dist_utils
 from gan.training.logger import RunLogger
 from losses import AdaptiveAugment, Batch, ClipAugment, VideoGANLoss
@@ -115,8 +119,6 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
 
     `text_encoder`: for cond.mode 'text', an external encoder following gan.conditioning.TextEncoder
     (kept frozen) instead of the built-in one."""
-    from gan.data import build_dataset, infer_settings
-    from gan.sampling import render_grid_video
 
     device = torch.device(device)
     rank, world = dist_utils.init_from_env(device)
@@ -149,7 +151,6 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
     # ---- conditional-generation hook (gan/conditioning): None keeps the unconditional path as it was ----
     cond = None
     if cfg.cond.mode != "none":
-        from gan.conditioning.training import ConditionalTraining
         cond = ConditionalTraining(cfg, dataset, device, text_encoder=text_encoder)
         c_dim = cond.c_dim
         for m in cond.synced_modules():
@@ -230,7 +231,6 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
 
     sample_seeds = list(range(cfg.train.sample_seeds))
     # ---- quality-metrics hook (gan/metrics/during_training.py): off unless train.metrics_every > 0 ----
-    from gan.metrics.during_training import TrainingMetrics
     quality = TrainingMetrics(cfg, ckpt_dir, device, rank, c_dim, dataset.class_names)
 
     def sample_grid():
