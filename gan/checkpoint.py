@@ -220,3 +220,48 @@ def generator_key(ckpt: Dict[str, Any], path: Union[str, Path]) -> str:
     check_finite(ckpt[key], f"{path} (its generator weights; the run diverged: sample from an earlier "
                             f"checkpoint)")
     return key
+
+
+# ---- a training run: what the loop saves and restores -------------------------------------------
+
+
+def run_state(config: Dict[str, Any], step: int, seen: int, modules: Dict[str, torch.nn.Module],
+              optimizers: Dict[str, torch.optim.Optimizer], **extra: Any) -> Dict[str, Any]:
+    """A training checkpoint as plain data: the unwrapped modules' and optimizers' state dicts, the config,
+    counters, this process's RNG states, a format version, and `extra` (c_dim, class_names, augment, ...)."""
+    state = {"format_version": FORMAT_VERSION, "config": config, "step": step, "seen": seen, **extra}
+    state.update({k: unwrap(m).state_dict() for k, m in modules.items()})
+    state.update({k: opt.state_dict() for k, opt in optimizers.items()})
+    state["rng"] = rng_state()
+    return state
+
+
+def save_run(state: Dict[str, Any], ckpt_dir: Union[str, Path], keep: int) -> Path:
+    """Write `state` as latest.pt and as the snapshot step_NNNNNNN.pt; keep the `keep` newest snapshots
+    (0: all). Returns latest.pt's path."""
+    ckpt_dir = Path(ckpt_dir)
+    latest = ckpt_dir / "latest.pt"
+    save_atomic(state, latest)
+    save_atomic(state, ckpt_dir / f"step_{state['step']:07d}.pt")
+    for old in (sorted(ckpt_dir.glob("step_*.pt"))[:-keep] if keep > 0 else []):
+        old.unlink(missing_ok=True)
+    return latest
+
+
+def restore_run(state: Dict[str, Any], modules: Dict[str, torch.nn.Module],
+                optimizers: Dict[str, torch.optim.Optimizer], path: Union[str, Path]) -> Tuple[int, int]:
+    """Load a training checkpoint into the modules and optimizers and restore the RNG states; returns
+    (step, seen). Optimizer moments come from the checkpoint, lr and betas from the optimizers as built
+    (the config in force), so a resumed run can change them."""
+    load_modules(state, modules, path)
+    fresh = [(g["lr"], g["betas"]) for opt in optimizers.values() for g in opt.param_groups]
+    try:
+        for key, opt in optimizers.items():
+            opt.load_state_dict(state[key])
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"{path}: its optimizer state does not fit this model ({e}); use the config the "
+                              f"run was trained with") from None
+    for g, (lr, betas) in zip([g for opt in optimizers.values() for g in opt.param_groups], fresh):
+        g["lr"], g["betas"] = lr, betas
+    set_rng_state(state["rng"])
+    return state["step"], state["seen"]

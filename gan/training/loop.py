@@ -167,21 +167,13 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
         cond.add_to_optimizer(opt_D)                                   # the built-in text encoder learns with D
     d_params = list(D_image.parameters()) + list(D_video.parameters()) + (cond.d_parameters() if cond else [])
     start_step, seen = 0, 0
+    modules = {"G": G, "G_ema": G_ema, "D_image": D_image, "D_video": D_video}
+    optimizers = {"opt_G": opt_G, "opt_D": opt_D}
     if state is not None:
-        ckpt_io.load_modules(state, {"G": G, "G_ema": G_ema, "D_image": D_image, "D_video": D_video}, resumed_from)
-        # Optimizer moments come from the checkpoint; lr and betas from the config in force, so a
-        # resumed run can change them.
-        fresh = [dict(g) for opt in (opt_G, opt_D) for g in opt.param_groups]
         try:
-            opt_G.load_state_dict(state["opt_G"])
-            opt_D.load_state_dict(state["opt_D"])
-        except (KeyError, ValueError) as e:
-            raise TrainingError(f"{resumed_from}: its optimizer state does not fit this model ({e}); use the "
-                                f"config the run was trained with") from None
-        for g, f in zip([g for opt in (opt_G, opt_D) for g in opt.param_groups], fresh):
-            g["lr"], g["betas"] = f["lr"], f["betas"]
-        start_step, seen = state["step"], state["seen"]
-        ckpt_io.set_rng_state(state["rng"])
+            start_step, seen = ckpt_io.restore_run(state, modules, optimizers, resumed_from)
+        except ckpt_io.CheckpointError as e:
+            raise TrainingError(str(e)) from None
         if cond and "cond" in state:
             cond.load_state_dict(state["cond"])
 
@@ -304,8 +296,8 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
             if rank == 0 and cfg.train.sample_every and done % cfg.train.sample_every == 0 and done < cfg.train.steps:
                 logger.video(done, sample_grid(), fps=cfg.data.fps)
             if done % cfg.train.checkpoint_every == 0 and done < cfg.train.steps:
-                last_ckpt = _save(cfg, ckpt_dir, done, seen, G, G_ema, D_image, D_video, opt_G, opt_D, c_dim,
-                                  dataset, rank, cond, _augment_state(augment, ada))
+                last_ckpt = _save(cfg, ckpt_dir, done, seen, modules, optimizers, c_dim, dataset, rank, cond,
+                                  _augment_state(augment, ada))
             if quality.due(done):                                      # logs metrics/*, keeps checkpoints/best.pt
                 quality.run(done, seen, G_ema, logger)
             if budget_s is not None and done < cfg.train.steps and \
@@ -316,8 +308,8 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
                 break
         final = stopped_at or cfg.train.steps
         if start_step < final or not latest.exists():
-            last_ckpt = _save(cfg, ckpt_dir, final, seen, G, G_ema, D_image, D_video, opt_G, opt_D, c_dim, dataset,
-                              rank, cond, _augment_state(augment, ada))
+            last_ckpt = _save(cfg, ckpt_dir, final, seen, modules, optimizers, c_dim, dataset, rank, cond,
+                              _augment_state(augment, ada))
     except (FloatingPointError, ckpt_io.NonFiniteError) as e:
         # Nothing non-finite is ever written: latest.pt and the snapshots stay as they were.
         where = f"the last good checkpoint is {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
@@ -380,28 +372,16 @@ def _make_batch(G, data: Dict, c_dim: int, cfg: Config, device, step: int, rank:
     return Batch(real=real, times=times, real_c=real_c, z=z, gen_c=gen_c, gen_times=gen_times, motion=motion)
 
 
-def _save(cfg, ckpt_dir: Path, step, seen, G, G_ema, D_image, D_video, opt_G, opt_D, c_dim, dataset, rank, cond=None,
+def _save(cfg, ckpt_dir: Path, step, seen, modules, optimizers, c_dim, dataset, rank, cond=None,
           augment_state: Optional[Dict] = None):
-    path = ckpt_dir / "latest.pt"
     if rank == 0:
-        state = {
-            "format_version": ckpt_io.FORMAT_VERSION, "config": cfg.to_dict(), "step": step, "seen": seen,
-            "c_dim": c_dim, "class_names": list(dataset.class_names),
-            "G": ckpt_io.unwrap(G).state_dict(), "G_ema": ckpt_io.unwrap(G_ema).state_dict(),
-            "D_image": ckpt_io.unwrap(D_image).state_dict(), "D_video": ckpt_io.unwrap(D_video).state_dict(),
-            "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(), "rng": ckpt_io.rng_state(),
-            "augment": augment_state,
-        }
+        extra = {"c_dim": c_dim, "class_names": list(dataset.class_names), "augment": augment_state}
         if cond:                                                       # conditional hook: text encoder + vocab
-            state["cond"] = cond.state_dict()
-        ckpt_io.save_atomic(state, path)
-        snap = ckpt_dir / f"step_{step:07d}.pt"
-        ckpt_io.save_atomic(state, snap)
-        old = sorted(ckpt_dir.glob("step_*.pt"))[:-cfg.train.keep_checkpoints] if cfg.train.keep_checkpoints > 0 else []
-        for p in old:
-            p.unlink(missing_ok=True)
+            extra["cond"] = cond.state_dict()
+        state = ckpt_io.run_state(cfg.to_dict(), step, seen, modules, optimizers, **extra)
+        ckpt_io.save_run(state, ckpt_dir, cfg.train.keep_checkpoints)
     dist_utils.barrier()
-    return path
+    return ckpt_dir / "latest.pt"
 
 
 class _NullBar:
