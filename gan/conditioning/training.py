@@ -77,6 +77,9 @@ class ConditionalTraining:
         if lp is not None and lp.random_backbone:
             log("WARNING: " + RANDOM_BACKBONE_WARNING)
 
+    def condition_words(self) -> str:
+        return f"{self.c_dim}-d {self.mode} condition"
+
     # ---- networks ------------------------------------------------------------------------------
     @property
     def c_dim(self) -> int:
@@ -179,6 +182,14 @@ class ConditionalTraining:
         return make_grid(to_uint8(torch.cat([real, fake]).float().cpu()), nrow=count)
 
     # ---- checkpoint state ----------------------------------------------------------------------
+    def checkpoint_extra(self) -> Dict:
+        """The checkpoint's 'cond' entry: text encoder weights and vocabulary."""
+        return {"cond": self.state_dict()}
+
+    def restore(self, state: Dict) -> None:
+        if "cond" in state:
+            self.load_state_dict(state["cond"])
+
     def state_dict(self) -> Dict:
         """Plain data for the checkpoint's 'cond' entry (weights_only-loadable)."""
         out = {"mode": self.mode, "text_encoder": None, "text_vocab": None, "external_text_encoder": None}

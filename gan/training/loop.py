@@ -21,19 +21,14 @@ from gan.config import Config, is_builtin
 from gan.data import build_dataset, infer_settings
 from gan.errors import ReelganError
 from gan.metrics.during_training import TrainingMetrics
-from gan.networks import build_discriminators, build_generator
-from gan.sampling import render_grid_video
 from gan.training import distributed as dist_utils
 from gan.training.logger import RunLogger
-from losses import AdaptiveAugment, Batch, ClipAugment, VideoGANLoss
+from gan.training.modes import PlainMode, step_seed
+from losses import AdaptiveAugment, ClipAugment, VideoGANLoss
 
 
 class TrainingError(ReelganError, RuntimeError):
     pass
-
-
-def step_seed(seed: int, rank: int, step: int, stream: int = 0) -> int:
-    return int(np.random.SeedSequence([seed, rank, step, stream]).generate_state(1)[0])
 
 
 class StepBatchSampler(torch.utils.data.Sampler):
@@ -148,24 +143,23 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
     inferred = infer_settings(cfg, dataset)                  # data.channels / G.objects left to the data
     c_dim = dataset.num_classes if cfg.data.labels else 0
 
-    # ---- conditional-generation hook (gan/conditioning): None keeps the unconditional path as it was ----
-    cond = None
+    # ---- the mode's hooks: plain (unconditional / classes) or a conditional mode (gan/conditioning) ----
     if cfg.cond.mode != "none":
-        cond = ConditionalTraining(cfg, dataset, device, text_encoder=text_encoder)
-        c_dim = cond.c_dim
-        for m in cond.synced_modules():
-            dist_utils.broadcast_module(m)
-    G = (cond.build_generator() if cond else build_generator(cfg, c_dim)).to(device)
-    D_image, D_video = (d.to(device) for d in (cond.build_discriminators() if cond else
-                                               build_discriminators(cfg, c_dim)))
+        mode = ConditionalTraining(cfg, dataset, device, text_encoder=text_encoder)
+    else:
+        mode = PlainMode(cfg, device, c_dim)
+    c_dim = mode.c_dim
+    for m in mode.synced_modules():
+        dist_utils.broadcast_module(m)
+    G = mode.build_generator().to(device)
+    D_image, D_video = (d.to(device) for d in mode.build_discriminators())
     for m in (G, D_image, D_video):
         m.to(memory_format=torch.channels_last)
         dist_utils.broadcast_module(m)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     opt_G, opt_D = make_optimizers(cfg, G, D_image, D_video)
-    if cond:
-        cond.add_to_optimizer(opt_D)                                   # the built-in text encoder learns with D
-    d_params = list(D_image.parameters()) + list(D_video.parameters()) + (cond.d_parameters() if cond else [])
+    mode.add_to_optimizer(opt_D)                                       # the built-in text encoder learns with D
+    d_params = list(D_image.parameters()) + list(D_video.parameters()) + mode.d_parameters()
     start_step, seen = 0, 0
     modules = {"G": G, "G_ema": G_ema, "D_image": D_image, "D_video": D_video}
     optimizers = {"opt_G": opt_G, "opt_D": opt_D}
@@ -174,8 +168,7 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
             start_step, seen = ckpt_io.restore_run(state, modules, optimizers, resumed_from)
         except ckpt_io.CheckpointError as e:
             raise TrainingError(str(e)) from None
-        if cond and "cond" in state:
-            cond.load_state_dict(state["cond"])
+        mode.restore(state)
 
     logger = RunLogger(out, enabled=rank == 0, resume=resume, resume_step=start_step)
     if resumed_from is not None:
@@ -183,15 +176,14 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
             logger.text(f"--resume: skipped {path.name}: {reason}")
         logger.text(f"--resume: continuing from {resumed_from} (step {start_step})")
     logger.save_config(cfg, extra={"c_dim": c_dim, "class_names": list(dataset.class_names), "world_size": world})
-    condition = f"{c_dim}-d {cfg.cond.mode} condition" if cond else f"{c_dim} classes"
+    condition = mode.condition_words()
     logger.text(f"reelgan: {cfg.name} on {device} x{world}, data {cfg.data.source} ({len(dataset)} videos, "
                 f"{condition}), G {_count(G) / 1e6:.2f}M params, D {(_count(D_image) + _count(D_video)) / 1e6:.2f}M, "
                 f"precision {cfg.train.precision}, "
                 f"{'compiled main phases (R1 eager)' if cfg.train.compile else 'eager'}, start step {start_step}")
     for line in notes + [f"inferred from the data: {x}" for x in inferred]:
         logger.text(line)
-    if cond:
-        cond.announce(logger.text)                                     # mode, encoders, LPIPS backbone kind
+    mode.announce(logger.text)                                         # mode, encoders, LPIPS backbone kind
 
     compiled = (lambda m: torch.compile(m)) if cfg.train.compile else (lambda m: m)
     autocast = autocast_for(cfg.train.precision, device)
@@ -211,8 +203,7 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
     main_D = VideoGANLoss(main_G.G, main_G.D_image, main_G.D_video, augment, cfg.D.image_frames,
                           cfg.loss.image_weight, cfg.loss.video_weight, cfg.loss.r1_gamma, autocast, scaler_D.scale)
     reg_loss = VideoGANLoss(G, D_image, D_video, augment, cfg.D.image_frames, r1_gamma=cfg.loss.r1_gamma)
-    if cond:                                                           # + reconstruction / matching-aware terms
-        main_G, main_D, reg_loss = cond.loss(main_G), cond.loss(main_D), cond.loss(reg_loss)
+    main_G, main_D, reg_loss = mode.loss(main_G), mode.loss(main_D), mode.loss(reg_loss)   # + conditional terms
 
     per_rank = cfg.train.batch // world
     workers = cfg.data.workers if cfg.data.workers >= 0 else auto_workers(cfg.data.source, device)
@@ -221,14 +212,11 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
         batch_sampler=StepBatchSampler(len(dataset), per_rank, cfg.train.seed, rank, start_step, cfg.train.steps),
         persistent_workers=False, prefetch_factor=4 if workers > 0 else None)
 
-    sample_seeds = list(range(cfg.train.sample_seeds))
     # ---- quality-metrics hook (gan/metrics/during_training.py): off unless train.metrics_every > 0 ----
     quality = TrainingMetrics(cfg, ckpt_dir, device, rank, c_dim, dataset.class_names)
 
     def sample_grid():
-        if cond:
-            return cond.sample_grid(G_ema, dataset, cfg.train.sample_seeds, cfg.train.sample_frames)
-        return render_grid_video(G_ema, sample_seeds, cfg.train.sample_frames, device, c_dim=c_dim)
+        return mode.sample_grid(G_ema, dataset, cfg.train.sample_seeds, cfg.train.sample_frames)
     bar = _progress(progress and rank == 0, start_step, cfg.train.steps)
     acc: Dict[str, List[float]] = {}
     t_last, step = time.time(), start_step
@@ -238,11 +226,8 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
     try:
         for step, data in enumerate(loader, start=start_step):
             torch.manual_seed(step_seed(cfg.train.seed, rank, step, 2))
-            if cond:
-                gen = torch.Generator().manual_seed(step_seed(cfg.train.seed, rank, step, 3))
-                batch = cond.make_batch(G, _to_device(data, device), device, gen)
-            else:
-                batch = _make_batch(G, _to_device(data, device), c_dim, cfg, device, step, rank)
+            gen = torch.Generator().manual_seed(step_seed(cfg.train.seed, rank, step, 3))
+            batch = mode.make_batch(G, _to_device(data, device), device, gen)
             stats = {}
             # One G forward per step: the fakes D learns from are the ones G's loss is taken on (same z,
             # condition, motion and G weights), rendered once with the graph.
@@ -296,7 +281,7 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
             if rank == 0 and cfg.train.sample_every and done % cfg.train.sample_every == 0 and done < cfg.train.steps:
                 logger.video(done, sample_grid(), fps=cfg.data.fps)
             if done % cfg.train.checkpoint_every == 0 and done < cfg.train.steps:
-                last_ckpt = _save(cfg, ckpt_dir, done, seen, modules, optimizers, c_dim, dataset, rank, cond,
+                last_ckpt = _save(cfg, ckpt_dir, done, seen, modules, optimizers, c_dim, dataset, rank, mode,
                                   _augment_state(augment, ada))
             if quality.due(done):                                      # logs metrics/*, keeps checkpoints/best.pt
                 quality.run(done, seen, G_ema, logger)
@@ -308,7 +293,7 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
                 break
         final = stopped_at or cfg.train.steps
         if start_step < final or not latest.exists():
-            last_ckpt = _save(cfg, ckpt_dir, final, seen, modules, optimizers, c_dim, dataset, rank, cond,
+            last_ckpt = _save(cfg, ckpt_dir, final, seen, modules, optimizers, c_dim, dataset, rank, mode,
                               _augment_state(augment, ada))
     except (FloatingPointError, ckpt_io.NonFiniteError) as e:
         # Nothing non-finite is ever written: latest.pt and the snapshots stay as they were.
@@ -357,27 +342,11 @@ def _phase(module, on: bool):
     module.requires_grad_(on)
 
 
-def _make_batch(G, data: Dict, c_dim: int, cfg: Config, device, step: int, rank: int) -> Batch:
-    real = data["video"].to(memory_format=torch.contiguous_format)        # [B, T, C, H, W]
-    times = data["times"].float()                                          # [B, T]
-    b = real.shape[0]
-    gen = torch.Generator().manual_seed(step_seed(cfg.train.seed, rank, step, 3))
-    z = torch.randn(b, G.z_dim, generator=gen).to(device)
-    real_c = data["label"].long() if c_dim > 0 else None
-    gen_c = real_c[torch.randperm(b, generator=gen).to(device)] if real_c is not None else None
-    # Random time offset: G must render any stretch of time, not only clips that start at t=0.
-    offset = torch.rand(b, 1, generator=gen).to(device) * 2 * cfg.G.motion_period
-    gen_times = offset + (times - times[:, :1])
-    motion = G.sample_motion(b, float(gen_times.max()), generator=gen).to(device)
-    return Batch(real=real, times=times, real_c=real_c, z=z, gen_c=gen_c, gen_times=gen_times, motion=motion)
-
-
-def _save(cfg, ckpt_dir: Path, step, seen, modules, optimizers, c_dim, dataset, rank, cond=None,
+def _save(cfg, ckpt_dir: Path, step, seen, modules, optimizers, c_dim, dataset, rank, mode,
           augment_state: Optional[Dict] = None):
     if rank == 0:
-        extra = {"c_dim": c_dim, "class_names": list(dataset.class_names), "augment": augment_state}
-        if cond:                                                       # conditional hook: text encoder + vocab
-            extra["cond"] = cond.state_dict()
+        extra = {"c_dim": c_dim, "class_names": list(dataset.class_names), "augment": augment_state,
+                 **mode.checkpoint_extra()}                            # a conditional mode: text encoder + vocab
         state = ckpt_io.run_state(cfg.to_dict(), step, seen, modules, optimizers, **extra)
         ckpt_io.save_run(state, ckpt_dir, cfg.train.keep_checkpoints)
     dist_utils.barrier()
