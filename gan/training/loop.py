@@ -344,6 +344,13 @@ def _phase(module, on: bool):
 
 def _save(cfg, ckpt_dir: Path, step, seen, modules, optimizers, c_dim, dataset, rank, mode,
           augment_state: Optional[Dict] = None):
+    # Every process checks its own weights, so a non-finite state stops all ranks together (not rank 0 alone,
+    # which would leave the others waiting at the barrier below).
+    weights = {k: ckpt_io.unwrap(m).state_dict() for k, m in modules.items()}
+    device = next(modules["G"].parameters()).device
+    if dist_utils.all_reduce_mean(float(bool(ckpt_io.nonfinite(weights))), device) > 0:
+        ckpt_io.check_finite(weights, "the model")
+        raise ckpt_io.NonFiniteError("another process's model holds non-finite (NaN/Inf) values")
     if rank == 0:
         extra = {"c_dim": c_dim, "class_names": list(dataset.class_names), "augment": augment_state,
                  **mode.checkpoint_extra()}                            # a conditional mode: text encoder + vocab
