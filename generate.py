@@ -6,7 +6,6 @@ Examples:
   python generate.py --checkpoint G.pt --outdir out --seeds 3 --frames 1024 --fps 30
   python generate.py --checkpoint G.pt --outdir out --seeds 0-15 --format grid --truncation 0.7
   python generate.py --checkpoint G.pt --outdir out --seeds 1 --class 7 --format gif
-  python generate.py --checkpoint G.pt --outdir out --seeds 0-99 --labels yolo --dataset out/dataset
 
 \b
 Conditional models (configs/i2v.yaml, continue.yaml, t2v.yaml):
@@ -92,61 +91,38 @@ def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_valu
         watermark_user, labels, label_threshold, dataset):
     from gan.checkpoint import load
     from gan.cli_utils import pick_device
-    from gan.sampling import generate_videos, parse_seeds
+    from gan.sampling import generate, parse_seeds
     log = lambda m: click.echo(m, err=True)  # noqa: E731
+    conditioned = image is not None or video is not None or prompt is not None
+    if stream and conditioned:
+        raise click.UsageError("--stream renders unconditional and class-conditional models only "
+                               "(not --image/--video/--prompt)")
+    if not stream and (stream_to is not None or compile_ or precision != "fp32"):
+        raise click.UsageError("--stream-to, --precision and --compile apply to --stream only")
+    if not stream and outdir is None:
+        raise click.UsageError("Missing option '--outdir'.")
+    if conditioned and class_value is not None:
+        from gan.conditioning.inputs import ConditionError
+        raise ConditionError("--class does not combine with --image/--video/--prompt")
+    if stream and (labels is not None or dataset is not None):
+        raise click.UsageError("--labels / --dataset write files beside clips: not with --stream")
     state = load(checkpoint, map_location="cpu")                    # the one read of the file
-    if labels is not None and image is None and video is None and prompt is None:
+    if labels is not None and not conditioned:
         from gan.labels import require_layered     # before anything is said or rendered: the synthesis G has no objects
         from gan.sampling import load_generator
         require_layered(load_generator(checkpoint, state=state)[0])
     mark = _watermark(checkpoint, state, no_watermark, watermark_key, watermark_user, log)
-    if stream:
-        from gan.fast_sampler import stream_video
-        if image is not None or video is not None or prompt is not None:
-            raise click.UsageError("--stream renders unconditional and class-conditional models only "
-                                   "(not --image/--video/--prompt)")
-        if labels is not None or dataset is not None:
-            raise click.UsageError("--labels / --dataset write files beside clips: not with --stream")
-        explicit = ctx.get_parameter_source("frames") is not click.core.ParameterSource.DEFAULT
-        stream_video(checkpoint, parse_seeds(seeds)[0], frames if explicit else None, fps, outdir=outdir,
-                     stream_to=stream_to, precision=precision, compile=compile_, chunk=chunk,
-                     device=pick_device(device), truncation=truncation, class_value=class_value,
-                     stdout=click.get_binary_stream("stdout"), log=log, watermark=mark, state=state)
-        return
-    if stream_to is not None or compile_ or precision != "fp32":
-        raise click.UsageError("--stream-to, --precision and --compile apply to --stream only")
-    if outdir is None:
-        raise click.UsageError("Missing option '--outdir'.")
-    if dataset is not None and labels is None:
-        raise click.UsageError("--dataset needs --labels (e.g. --labels yolo)")
-    if labels is not None and fmt == "grid":
-        raise click.UsageError("--labels are written per clip: use --format mp4, gif or png, not grid")
-    # ---- conditional generation (gan/conditioning): --image / --video / --prompt ----
-    from gan.conditioning.inputs import ConditionError
-    from gan.conditioning.sampling import check_mode, checkpoint_mode, generate_conditional
-    seed_list = parse_seeds(seeds)
-    if image is not None or video is not None or prompt is not None:
-        if class_value is not None:
-            raise ConditionError("--class does not combine with --image/--video/--prompt")
-        paths = generate_conditional(checkpoint, outdir, seed_list, frames=frames, fps=fps, fmt=fmt,
-                                     truncation=truncation, image=image, video=video, prompt=prompt,
-                                     context_stride=context_stride, device=pick_device(device), chunk=chunk,
-                                     log=log, watermark=mark, labels=labels, label_threshold=label_threshold,
-                                     dataset=dataset, state=state)
-        for p in paths:
+    # --stream without an explicit --frames renders an endless clip
+    explicit = ctx.get_parameter_source("frames") is not click.core.ParameterSource.DEFAULT
+    result = generate(checkpoint, outdir, parse_seeds(seeds), frames if explicit or not stream else None, fps, fmt,
+                      truncation, class_value=class_value, image=image, video=video, prompt=prompt,
+                      context_stride=context_stride, device=pick_device(device), chunk=chunk, batch=batch,
+                      stream=stream, stream_to=stream_to, precision=precision, compile=compile_,
+                      stdout=click.get_binary_stream("stdout"), log=log, watermark=mark, state=state,
+                      labels=labels, label_threshold=label_threshold, dataset=dataset)
+    if not stream:
+        for p in result:
             click.echo(str(p))
-        return
-    check_mode(checkpoint_mode(checkpoint, state), "none")
-    paths = generate_videos(checkpoint, outdir, seed_list, frames=frames, fps=fps, fmt=fmt,
-                            truncation=truncation, class_value=class_value, device=pick_device(device),
-                            chunk=chunk, batch=batch, watermark=mark, state=state)
-    if labels is not None:
-        from gan.labels import generate_labels
-        paths += generate_labels(checkpoint, paths, seed_list, labels, frames=frames, fps=fps,
-                                 truncation=truncation, class_value=class_value, device=pick_device(device),
-                                 chunk=chunk, batch=batch, threshold=label_threshold, dataset=dataset)
-    for p in paths:
-        click.echo(str(p))
 
 
 def _watermark(checkpoint, state, off: bool, key_file, user_id, log):

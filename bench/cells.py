@@ -73,7 +73,7 @@ def cell_matmul(spec):
 
 
 def cell_sampler(spec):
-    from gan.fast_sampler import FastSampler, flops_per_frame, param_count
+    from gan.sampling import FastSampler, flops_per_frame, param_count
     G = build_G(spec["config"], spec["res"])
     cost = flops_per_frame(G, frames=1)
     batch = spec["batch"]
@@ -92,7 +92,7 @@ def cell_sampler(spec):
 
 
 def cell_stream(spec):
-    from gan.fast_sampler import FastSampler, flops_per_frame, stream_clip
+    from gan.sampling import FastSampler, flops_per_frame, stream_clip
     from gan.video_io import RawWriter
     G = build_G(spec["config"], spec["res"])
     cost = flops_per_frame(G, frames=1)

@@ -118,7 +118,7 @@ def test_set(cfg, clips: int):
 def eval_i2v(ckpt: Path, clips: int, lpips, frames: int = 8) -> Dict:
     from gan.conditioning.inputs import frames_to_tensor
     from gan.conditioning.measure import mean_speed, psnr
-    from gan.conditioning.sampling import animate, load_conditional
+    from gan.sampling import animate, load_conditional
     G, info = load_conditional(ckpt)
     ds = test_set(info["config"], clips)
     ch = info["config"].data.channels                   # the model's: 1 for the built-in digits' luma
@@ -162,7 +162,7 @@ def eval_i2v(ckpt: Path, clips: int, lpips, frames: int = 8) -> Dict:
 def eval_continue(ckpt: Path, clips: int, lpips, stride: int = 2, future: int = 8, near: int = 3) -> Dict:
     from gan.conditioning.inputs import frames_to_tensor
     from gan.conditioning.measure import psnr
-    from gan.conditioning.sampling import continue_clip, load_conditional
+    from gan.sampling import continue_clip, load_conditional
     G, info = load_conditional(ckpt)
     ds = test_set(info["config"], clips)
     k = G.context_frames
@@ -189,7 +189,7 @@ def eval_text(ckpt: Path, ckpt_uncond: Optional[Path], clips: int, frames: int =
     (gan.metrics.analysis); its main object's colour, class and tracked direction are compared with the caption."""
     from gan.conditioning.inputs import frames_to_tensor
     from gan.conditioning.measure import prompt_agreement
-    from gan.conditioning.sampling import load_conditional, text_clips
+    from gan.sampling import load_conditional, text_clips
     from gan.metrics.analysis import AnalysisConfig, ClipAnalyzer
     from gan.metrics.classifier import ObjectLabeler
     from gan.sampling import load_generator, render
@@ -238,7 +238,7 @@ def eval_text_discriminators(ckpt: Path, clips: int, stride: int = 2) -> Dict:
     `stride` apart from frame 0), the fraction whose logit with the right caption beats the logit with the
     caption's word of one group swapped for another word of that group (per Ds and factor; 0.5 is blind)."""
     from gan.conditioning.inputs import frames_to_tensor
-    from gan.conditioning.sampling import load_conditional
+    from gan.sampling import load_conditional
     from gan.conditioning.text import CaptionNegatives
     from gan.networks import build_discriminators
     from gan.checkpoint import load

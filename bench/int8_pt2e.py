@@ -38,7 +38,7 @@ def _fps(fn, args, frames, repeats, min_time):
 
 
 def measure_int8(G, batch: int = 1, repeats: int = 3, min_time: float = 0.5, calib_videos: int = 4):
-    from gan.fast_sampler import FastSampler
+    from gan.sampling import FastSampler
     out = {"stage": "import"}
     try:
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e

@@ -31,7 +31,8 @@ import torch
 
 from gan.conditioning.layered import LayeredConditionalGenerator
 from gan.networks.layered import LayeredGenerator
-from gan.sampling import SamplingError, chunk_states
+from gan.sampling.load import SamplingError
+from gan.sampling.render import chunk_states
 
 FORMATS = ("yolo", "coco", "mot")
 
@@ -228,7 +229,7 @@ def split_of(index: int, val_every: int = 5) -> str:
 def generate_labels(checkpoint: str, clip_paths: Sequence[Path], seeds: Sequence[int], fmt: str, frames: int = 64,
                     fps: Optional[float] = None, truncation: float = 1.0, class_value: Optional[str] = None,
                     device: str = "cpu", chunk: int = 16, batch: int = 4, threshold: float = 0.5,
-                    dataset: Optional[str] = None) -> List[Path]:
+                    dataset: Optional[str] = None, state: Optional[Dict] = None) -> List[Path]:
     """The labels of the clips `gan.sampling.generate_videos` wrote for `seeds` (same arguments, same clips),
     beside each clip; with `dataset`, also that folder in the ultralytics layout. Returns the written paths."""
     from gan.sampling import load_generator, resolve_class
@@ -236,7 +237,7 @@ def generate_labels(checkpoint: str, clip_paths: Sequence[Path], seeds: Sequence
         raise LabelError(f"unknown label format {fmt!r}: use one of {', '.join(FORMATS)}")
     if len(clip_paths) != len(seeds):
         raise LabelError("labels are written per clip: not with --format grid")
-    G, info = load_generator(checkpoint, device)
+    G, info = load_generator(checkpoint, device, state)
     require_layered(G)
     cls = resolve_class(class_value, info)
     names = info["class_names"] or ([str(i) for i in range(info["c_dim"])] if info["c_dim"] else ["object"])

@@ -167,12 +167,8 @@ def rerender(G: Generator, proj: Dict, num_frames: int, time_step: float = 1.0, 
 
 
 def _load_any_generator(checkpoint: str, device: str):
-    from gan.conditioning.sampling import checkpoint_mode, load_conditional
-    from gan.sampling import load_generator
-    if checkpoint_mode(checkpoint) in ("image", "continue"):
-        G, info = load_conditional(checkpoint, device)
-    else:
-        G, info = load_generator(checkpoint, device)
+    from gan.sampling import load_generator                    # every mode, one read of the file
+    G, info = load_generator(checkpoint, device)
     return G, info["config"]
 
 

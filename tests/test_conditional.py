@@ -186,7 +186,7 @@ def test_text_condition_reaches_G_and_both_Ds_with_gradients(objects):
 
 
 def test_external_text_encoder_is_used_frozen_and_required_at_sampling(tmp_path):
-    from gan.conditioning.sampling import load_conditional
+    from gan.sampling import load_conditional
     from gan.conditioning.training import ConditionalTraining
     from gan.data import build_dataset
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from gan.config import load_config
 from gan.export import cli as export_cli
 from gan.export import export_generator
-from gan.fast_sampler import FastSampler, flops_per_frame, param_count, stream_clip
+from gan.sampling import FastSampler, flops_per_frame, param_count, stream_clip
 from gan.networks import build_discriminators, build_generator
 from gan.sampling import load_generator, render
 from gan import checkpoint as ckpt_io

@@ -181,11 +181,11 @@ def _still():
 
 
 def test_layered_image_to_video_labels_match_its_pixels():
-    from gan.conditioning.sampling import prepare_conditioned
     from gan.labels import conditional_labels
+    from gan.sampling import ClipRenderer
     _, G = _i2v_G()
     seeds, times = [0, 1], torch.arange(12, dtype=torch.float64) * 2
-    state = prepare_conditioned(G, seeds, _still()[None], torch.zeros(1), float(times.max()))
+    state = ClipRenderer(G).prepare_conditioned(seeds, _still()[None], torch.zeros(1), float(times.max()))
     t = times.float()[None].expand(len(seeds), -1)
     labels = conditional_labels(G, state, t)
     first = sorted(b.box for b in labels[0] if b.frame == 0)

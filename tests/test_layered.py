@@ -120,7 +120,7 @@ def test_layered_G_streams_in_windows_like_a_whole_render(layered_G):
 
 
 def test_fast_sampler_renders_the_layered_G(layered_G):
-    from gan.fast_sampler import FastSampler
+    from gan.sampling import FastSampler
     from gan.sampling import render
     ref = render(layered_G, [1, 2], 8, fused=False)
     fast = torch.cat(list(FastSampler(layered_G, precision="fp32").render_chunks([1, 2], 8)), dim=1)

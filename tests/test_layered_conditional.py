@@ -136,7 +136,7 @@ def test_continuation_carries_the_context_motion_on():
 
 
 def test_layered_generator_is_chosen_by_config_and_checkpoints_round_trip(tmp_path):
-    from gan.conditioning.sampling import animate, load_conditional
+    from gan.sampling import animate, load_conditional
     from gan.projector import project
     from gan.training.loop import train
     cfg = _cfg("image", train={"steps": 2, "batch": 2, "checkpoint_every": 2, "log_every": 1, "sample_every": 0},

@@ -1,0 +1,121 @@
+"""The fast path of the one renderer (gan/sampling/render.py `ClipRenderer`): how a chunk's frames are
+computed, never which frames. Opt-in speed-ups for inference:
+
+- `torch.inference_mode` throughout; the modulated convs run unfused (one ordinary conv on a shared
+  weight), which is what lets the compiler fold and pre-pack the weights.
+- `precision='bf16'` (CPU with AMX / AVX512-BF16, or CUDA) or `'fp16'` (CUDA): the synthesis blocks
+  get their own low-precision copy of the weights once, instead of autocast casting every weight for
+  every chunk. Mapping, content and motion stay float32: motion phases at large t (endless clips)
+  need float32.
+- `compile=True`: torch.compile of the per-chunk frame rendering, with inductor freezing (weights
+  become constants: demodulation norms and casts are folded, conv weights pre-packed). Chunks are
+  padded to a fixed length so one graph serves the whole clip. The motion MLP stays eager: it is
+  <1% of the FLOPs and its anchor window moves every chunk.
+- int8 is not offered: see bench/int8_pt2e.py and BENCHMARKS.md.
+- CUDA only: CUDA graphs replay the fixed-shape chunk rendering (eager), or compile uses
+  mode='reduce-overhead' (which captures its own graphs). Nothing CUDA is touched on CPU.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Dict, Tuple
+
+import torch
+import torch.nn as nn
+
+from gan.networks import Generator
+from gan.networks.generator import _base_grid
+from gan.sampling.load import SamplingError
+
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def cpu_has_bf16() -> bool:
+    """True where oneDNN runs bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' -> bf16 on CPUs with native bf16 and on CUDA with bf16, fp16 on older CUDA, else fp32."""
+    if precision not in PRECISIONS:
+        raise SamplingError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if device.type == "cpu" and cpu_has_bf16() else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise SamplingError("precision 'fp16' needs a CUDA device; use 'bf16' on the CPU")
+    return precision
+
+
+class FrameRenderer(nn.Module):
+    """The per-chunk work: (w, content, motion embeddings) -> frames, as one module that torch.compile,
+    CUDA graphs and PT2E quantization can take whole. Holds its own copy of the synthesis weights in
+    the rendering precision (and memory format)."""
+
+    def __init__(self,
+                 G: Generator,                 # source generator (not modified)
+                 dtype: torch.dtype = torch.float32,  # precision of the per-frame synthesis
+                 channels_last: bool = True):  # conv weights and activations in NHWC
+        super().__init__()
+        G = copy.deepcopy(G).eval().requires_grad_(False)
+        G.mapping = None                     # per-video parts run on the float32 G
+        G.motion = None
+        G.blocks.to(dtype)
+        if G.flow is not None:
+            G.flow.to(dtype)
+        if channels_last:
+            G.blocks.to(memory_format=torch.channels_last)
+        self.G, self.dtype, self.channels_last = G, dtype, channels_last
+
+    def forward(self, w: torch.Tensor, x: torch.Tensor, img: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        # w [B, w_dim], x [B, C, r, r], img [B, 3, r, r] (content), v [B, T, motion_dim]
+        # -> [B, T, 3, H, W] float32 in [-1, 1]
+        dt = self.dtype
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        out = self.G.frames(w.to(dt), (x.to(dt), img.float()), v.to(dt), fused=False)
+        return out.float().clamp(-1, 1)
+
+    def extra_repr(self) -> str:
+        return f"dtype={self.dtype}, channels_last={self.channels_last}"
+
+
+def fill_grid_cache(G: Generator, device: torch.device) -> None:
+    """Fill the sampling-grid cache eagerly (the warp's grid at the content resolution, the layered G's at the
+    frame size): a miss inside a compiled graph would make dynamo recompile on the next chunk."""
+    dev = torch.empty(0, device=device).device          # as tensors name it ('cuda:0', not 'cuda')
+    for r in {G.content_res, G.resolution}:
+        _base_grid(r, dev)
+
+
+class ChunkGraphs:
+    """CUDA graphs of a renderer, one per input shape, replayed with copied-in inputs."""
+
+    def __init__(self, renderer: nn.Module):
+        self.renderer = renderer
+        self._graphs: Dict[Tuple, Tuple] = {}
+
+    def __call__(self, w, x, img, v) -> torch.Tensor:
+        key = tuple(tuple(a.shape) for a in (w, x, img, v))
+        if key not in self._graphs:
+            static = [a.clone() for a in (w, x, img, v)]
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):                      # warm-up outside the capture
+                for _ in range(2):
+                    self.renderer(*static)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                out = self.renderer(*static)
+            self._graphs[key] = (graph, static, out)
+        graph, static, out = self._graphs[key]
+        for dst, src in zip(static, (w, x, img, v)):
+            dst.copy_(src)
+        graph.replay()
+        return out.clone()                                     # the next replay overwrites `out`

@@ -1,0 +1,257 @@
+"""The one chunked renderer: clips of any length and frame rate, chunk by chunk (constant memory).
+
+One RNG per seed: the content code comes from `torch.Generator().manual_seed(seed)` and each motion
+anchor from its own (seed, k) stream, so a seed gives the same clip whatever the batch size, the clip
+length or the chunk size. `ClipRenderer` holds the per-clip work (mapping, content) once and renders
+frames per chunk; its options (precision, compile, CUDA graphs: gan/sampling/fast.py) only change how
+a chunk's frames are computed, never which frames.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+
+from gan.conditioning.inputs import ConditionError
+from gan.networks import Generator, motion_codes_for_seed
+from gan.sampling.fast import DTYPES, ChunkGraphs, FrameRenderer, fill_grid_cache, resolve_precision
+from gan.sampling.load import SamplingError
+
+
+def seed_z(G: Generator, seeds: Sequence[int], device) -> torch.Tensor:
+    z = [torch.randn(G.z_dim, generator=torch.Generator().manual_seed(int(s))) for s in seeds]
+    return torch.stack(z).to(device)
+
+
+def seed_motion(G: Generator, seeds: Sequence[int], k0: int, k1: int, device) -> torch.Tensor:
+    return torch.stack([motion_codes_for_seed(int(s), k0, k1, G.motion_dim) for s in seeds]).to(device)
+
+
+def frame_times(num_frames: Optional[int], chunk: int, time_step: float = 1.0, start: float = 0.0,
+                pad: bool = False) -> Iterator[tuple]:
+    """(times [m] float64, n) per chunk: frame k is at start + k * time_step; n frames of the m are kept
+    (pad=True renders a short last chunk at full length, for fixed-shape graphs). None: endless."""
+    if chunk < 1:
+        raise SamplingError("chunk must be >= 1")
+    if time_step <= 0 or start < 0:
+        raise SamplingError("time_step must be > 0 and start >= 0")
+    if num_frames is not None and num_frames < 1:
+        raise SamplingError("num_frames must be >= 1 (or None for an endless clip)")
+    k = 0
+    while num_frames is None or k < num_frames:
+        n = chunk if num_frames is None else min(chunk, num_frames - k)
+        m = chunk if pad else n
+        yield start + torch.arange(k, k + m, dtype=torch.float64) * time_step, n
+        k += n
+
+
+class ClipRenderer:
+    """Chunked clip rendering from a generator. precision None renders with G itself (`fused` selects the
+    modulated-conv kernel); 'fp32' / 'bf16' / 'fp16' / 'auto' render through a FrameRenderer copy of the
+    synthesis in that precision, optionally compiled (see gan/sampling/fast.py)."""
+
+    def __init__(self,
+                 G: Generator,                   # trained generator (G_ema), float32
+                 device="cpu",
+                 chunk: int = 16,                # frames per video per rendering step
+                 fused: bool = True,             # precision None: fused modulated convs (False: grouped reference)
+                 precision: Optional[str] = None,  # None: G as it is; 'fp32', 'bf16', 'fp16' (CUDA) or 'auto'
+                 compile: bool = False,          # torch.compile the chunk rendering (slow first chunk)
+                 channels_last: bool = True,     # FrameRenderer: NHWC convs
+                 cuda_graphs: bool = True,       # CUDA only: replay fixed-shape chunks as CUDA graphs
+                 static_shapes: Optional[bool] = None):  # pad the last chunk (None: when compiled/graphed)
+        if chunk < 1:
+            raise SamplingError("chunk must be >= 1")
+        self.device, self.chunk = torch.device(device), int(chunk)
+        self.precision = None if precision is None and not compile else resolve_precision(precision or "fp32",
+                                                                                          self.device)
+        self.compile = bool(compile)
+        self.cuda_graphs = bool(cuda_graphs) and self.device.type == "cuda" and not compile \
+            and self.precision is not None
+        self.grad_off: Callable = torch.no_grad                      # rendered clips may feed autograd later
+        self.renderer: Optional[FrameRenderer] = None
+        if self.precision is None:
+            self.G, self.fused = G, bool(fused)
+            self._frames: Callable = lambda w, x, img, v: G.frames(w, (x, img), v, fused=self.fused)
+        else:                                                        # the accelerated per-chunk call
+            self.G, self.fused, self.grad_off = G.to(self.device).eval().requires_grad_(False), False, \
+                torch.inference_mode
+            self.renderer = FrameRenderer(self.G, DTYPES[self.precision], channels_last).to(self.device)
+            self._fn: Callable = self.renderer
+            if self.compile:
+                fill_grid_cache(self.G, self.device)
+                self._fn = torch.compile(self.renderer, **({"mode": "reduce-overhead"} if self.device.type == "cuda"
+                                                           else {"options": {"freezing": True}}))
+            self._graphs = ChunkGraphs(self.renderer) if self.cuda_graphs else None
+            self._frames = self._render
+        self._fixed = (self.compile or self.cuda_graphs) if static_shapes is None else bool(static_shapes)
+
+    def describe(self) -> str:
+        parts = [self.precision or "fp32", "compiled" if self.compile else "eager"]
+        if self.cuda_graphs:
+            parts.append("cuda-graphs")
+        return "+".join(parts)
+
+    def _render(self, w, x, img, v) -> torch.Tensor:
+        if self._graphs is not None:
+            return self._graphs(w, x, img, v)
+        if self.compile and self.device.type == "cuda":
+            # reduce-overhead replays CUDA graphs whose outputs the next replay overwrites: copy out.
+            torch.compiler.cudagraph_mark_step_begin()
+            return self._fn(w, x, img, v).clone()
+        return self._fn(w, x, img, v)
+
+    # ---- per clip, then per chunk -----------------------------------------------------------------
+    def prepare(self, seeds: Sequence[int], c: Optional[torch.Tensor] = None, truncation: float = 1.0):
+        """Per-video work, once per clip: w [B, w_dim] and the content features (x, img)."""
+        if self.G.c_dim > 0 and c is None:
+            raise SamplingError("this generator is class-conditional: pass a class (e.g. --class 3)")
+        with self.grad_off():
+            z = seed_z(self.G, seeds, self.device)
+            w = self.G.mapping_forward(z, None if c is None else c.to(self.device), truncation_psi=truncation)
+            x, img = self.G.content(w, fused=self.fused)
+        return w, x, img
+
+    def motion(self, seeds: Sequence[int], t: torch.Tensor, w: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Motion embeddings [B, T, m] at frame times t [T] (float64), from each seed's anchor stream."""
+        period = self.G.motion.period
+        k0, k1 = int(math.floor(float(t[0]) / period)), int(math.floor(float(t[-1]) / period)) + 2
+        codes = seed_motion(self.G, seeds, k0, k1, self.device)
+        tt = t.float().to(self.device)[None].expand(len(seeds), -1)
+        return self.G.motion(codes, tt, anchor_offset=k0, w=w)
+
+    def render_chunks(self, seeds: Sequence[int], num_frames: Optional[int], *, time_step: float = 1.0,
+                      start: float = 0.0, c: Optional[torch.Tensor] = None,
+                      truncation: float = 1.0) -> Iterator[torch.Tensor]:
+        """Yield [B, t, C, H, W] float chunks in [-1, 1] (t <= chunk) of the clips of `seeds`; frame k is
+        at time start + k * time_step (in training-data frames). num_frames None renders forever."""
+        times = frame_times(num_frames, self.chunk, time_step, start, pad=self._fixed)
+        w, x, img = self.prepare(seeds, c, truncation)
+        for t, n in times:
+            with self.grad_off():
+                out = self._frames(w, x, img, self.motion(seeds, t, w)).clamp(-1, 1)
+            yield out[:, :n]
+
+    def chunk_states(self, seeds: Sequence[int], num_frames: Optional[int], *, time_step: float = 1.0,
+                     start: float = 0.0, c: Optional[torch.Tensor] = None,
+                     truncation: float = 1.0) -> Iterator[tuple]:
+        """What render_chunks renders, before rendering: (w, content (x, img), motion v [B, t, m]) per chunk;
+        object labels read the layered G's sprite placement from these (gan/labels.py)."""
+        w, x, img = self.prepare(seeds, c, truncation)
+        for t, n in frame_times(num_frames, self.chunk, time_step, start):
+            with self.grad_off():
+                yield w, (x, img), self.motion(seeds, t, w)[:, :n]
+
+    def prepare_conditioned(self, seeds: Sequence[int], cond: torch.Tensor, context_times: torch.Tensor,
+                            t_max: float, truncation: float = 1.0):
+        """Image / continue models: G.prepare for one condition `cond` [K, C, H, W] given at `context_times` [K],
+        one clip per seed (seed -> z and the random motion codes up to time t_max)."""
+        G, s = self.G, len(seeds)
+        with self.grad_off():
+            z = seed_z(G, seeds, self.device)
+            motion = seed_motion(G, seeds, 0, G.motion.num_anchors(float(t_max)), self.device)
+            c = cond.to(self.device).unsqueeze(0).expand(s, *cond.shape)
+            ct = context_times.float().to(self.device)[None].expand(s, -1)
+            return G.prepare(z, c, ct, motion, truncation_psi=truncation)
+
+    def render_conditioned(self, seeds: Sequence[int], cond: torch.Tensor, context_times: torch.Tensor,
+                           times: torch.Tensor, truncation: float = 1.0) -> Iterator[torch.Tensor]:
+        """Image / continue models: chunks of the clips at `times` [T] from one condition `cond` [K, C, H, W]
+        given at `context_times` [K], one clip per seed (seed -> z and the random motion codes)."""
+        G, s = self.G, len(seeds)
+        state = self.prepare_conditioned(seeds, cond, context_times, float(times.max()), truncation)
+        for i in range(0, len(times), self.chunk):
+            with self.grad_off():
+                t = times[i:i + self.chunk].float().to(self.device)[None].expand(s, -1)
+                yield G.render_prepared(state, t).clamp(-1, 1)
+
+    def render(self, seeds: Sequence[int], num_frames: int, **kwargs) -> torch.Tensor:
+        """Whole clips [B, T, C, H, W] (short clips; use render_chunks for long ones)."""
+        return torch.cat(list(self.render_chunks(seeds, num_frames, **kwargs)), dim=1)
+
+
+class FastSampler(ClipRenderer):
+    """The ClipRenderer with its inference path on (precision 'fp32' unless given): a name for benchmarks."""
+
+    def __init__(self, G: Generator, device="cpu", precision: str = "fp32", **kwargs):
+        super().__init__(G, device, precision=precision, **kwargs)
+
+
+def render_chunks(G: Generator, seeds: Sequence[int], num_frames: Optional[int], *, time_step: float = 1.0,
+                  start: float = 0.0, c: Optional[torch.Tensor] = None, truncation: float = 1.0,
+                  chunk: int = 16, device="cpu", fused: bool = True) -> Iterator[torch.Tensor]:
+    """ClipRenderer(G).render_chunks: [B, t, C, H, W] chunks rendered by G itself."""
+    return ClipRenderer(G, device, chunk, fused).render_chunks(seeds, num_frames, time_step=time_step, start=start,
+                                                               c=c, truncation=truncation)
+
+
+def chunk_states(G: Generator, seeds: Sequence[int], num_frames: Optional[int], *, time_step: float = 1.0,
+                 start: float = 0.0, c: Optional[torch.Tensor] = None, truncation: float = 1.0,
+                 chunk: int = 16, device="cpu", fused: bool = True) -> Iterator[tuple]:
+    """ClipRenderer(G).chunk_states: what render_chunks renders, per chunk, before rendering."""
+    return ClipRenderer(G, device, chunk, fused).chunk_states(seeds, num_frames, time_step=time_step, start=start,
+                                                              c=c, truncation=truncation)
+
+
+def render(G: Generator, seeds: Sequence[int], num_frames: int, **kwargs) -> torch.Tensor:
+    """Whole clips [B, T, C, H, W] (for short clips; use render_chunks for long ones)."""
+    return torch.cat(list(render_chunks(G, seeds, num_frames, **kwargs)), dim=1)
+
+
+def render_grid_video(G: Generator, seeds: Sequence[int], num_frames: int, device, c_dim: int = 0,
+                      nrow: Optional[int] = None) -> np.ndarray:
+    """A grid of clips as uint8 [T, H', W', 3]; conditional models cycle through the classes."""
+    from gan.video_io import make_grid, to_uint8
+    c = torch.arange(len(seeds)) % c_dim if c_dim > 0 else None
+    was_training = G.training
+    G.eval()
+    video = render(G, seeds, num_frames, c=c, device=device, fused=False)
+    G.train(was_training)
+    return make_grid(to_uint8(video.float().cpu()), nrow=nrow or min(4, len(seeds)))
+
+
+# ---- conditional models: a still, a clip to continue, a sentence ----------------------------------
+
+
+def render_conditioned(G, seeds: Sequence[int], cond: torch.Tensor, context_times: torch.Tensor, times: torch.Tensor,
+                       truncation: float = 1.0, chunk: int = 16, device="cpu") -> torch.Tensor:
+    """Clips [S, T, C, H, W] at `times` [T] from one condition `cond` [K, C, H, W] given at `context_times` [K]."""
+    chunks = ClipRenderer(G, device, chunk).render_conditioned(seeds, cond, context_times, times, truncation)
+    return torch.cat(list(chunks), dim=1)
+
+
+def animate(G, still: torch.Tensor, seeds: Sequence[int], num_frames: int, time_step: float = 1.0,
+            **kw) -> torch.Tensor:
+    """Image-to-video: [S, num_frames, C, H, W]; frame 0 renders the still, later frames move it."""
+    times = torch.arange(num_frames, dtype=torch.float64) * time_step
+    return render_conditioned(G, seeds, still.unsqueeze(0), torch.zeros(1), times, **kw)
+
+
+def continue_clip(G, context: torch.Tensor, seeds: Sequence[int], num_frames: int, context_stride: int = 1,
+                  time_step: float = 1.0, **kw) -> torch.Tensor:
+    """Continuation: `num_frames` predicted frames after the K context frames [K, C, H, W] (given
+    `context_stride` data frames apart), `time_step` apart -> [S, num_frames, C, H, W]."""
+    k = context.shape[0]
+    context_times = torch.arange(k, dtype=torch.float64) * context_stride
+    last = float(context_times[-1])
+    times = torch.cat([context_times, last + torch.arange(1, num_frames + 1, dtype=torch.float64) * time_step])
+    return render_conditioned(G, seeds, context, context_times, times, **kw)[:, k:]
+
+
+def prompt_condition(text_encoder, prompt: str, seeds: Sequence[int], device="cpu") -> torch.Tensor:
+    """A sentence -> the condition c [S, text_dim] of text-to-video models, one row per seed."""
+    if not prompt.strip():
+        raise ConditionError("--prompt is empty: describe the clip, e.g. 'a red circle moving left'")
+    with torch.no_grad():
+        emb = text_encoder.encode([prompt])
+    return emb.to(device=device, dtype=torch.float32).expand(len(seeds), -1)
+
+
+def text_clips(G, text_encoder, prompt: str, seeds: Sequence[int], num_frames: int, time_step: float = 1.0,
+               truncation: float = 1.0, chunk: int = 16, device="cpu") -> torch.Tensor:
+    """Text-to-video: [S, num_frames, C, H, W] for one prompt."""
+    c = prompt_condition(text_encoder, prompt, seeds, device)
+    return render(G, seeds, num_frames, time_step=time_step, c=c, truncation=truncation, chunk=chunk,
+                  device=device, fused=False)
