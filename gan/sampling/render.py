@@ -39,12 +39,15 @@ def frame_times(num_frames: Optional[int], chunk: int, time_step: float = 1.0, s
         raise SamplingError("time_step must be > 0 and start >= 0")
     if num_frames is not None and num_frames < 1:
         raise SamplingError("num_frames must be >= 1 (or None for an endless clip)")
-    k = 0
-    while num_frames is None or k < num_frames:
-        n = chunk if num_frames is None else min(chunk, num_frames - k)
-        m = chunk if pad else n
-        yield start + torch.arange(k, k + m, dtype=torch.float64) * time_step, n
-        k += n
+
+    def chunks():                                # checked above, when called; rendered lazily
+        k = 0
+        while num_frames is None or k < num_frames:
+            n = chunk if num_frames is None else min(chunk, num_frames - k)
+            m = chunk if pad else n
+            yield start + torch.arange(k, k + m, dtype=torch.float64) * time_step, n
+            k += n
+    return chunks()
 
 
 class ClipRenderer:
@@ -129,10 +132,7 @@ class ClipRenderer:
         at time start + k * time_step (in training-data frames). num_frames None renders forever."""
         times = frame_times(num_frames, self.chunk, time_step, start, pad=self._fixed)
         w, x, img = self.prepare(seeds, c, truncation)
-        for t, n in times:
-            with self.grad_off():
-                out = self._frames(w, x, img, self.motion(seeds, t, w)).clamp(-1, 1)
-            yield out[:, :n]
+        yield from self._chunks(times, lambda t: self._frames(w, x, img, self.motion(seeds, t, w)))
 
     def chunk_states(self, seeds: Sequence[int], num_frames: Optional[int], *, time_step: float = 1.0,
                      start: float = 0.0, c: Optional[torch.Tensor] = None,
@@ -162,10 +162,16 @@ class ClipRenderer:
         given at `context_times` [K], one clip per seed (seed -> z and the random motion codes)."""
         G, s = self.G, len(seeds)
         state = self.prepare_conditioned(seeds, cond, context_times, float(times.max()), truncation)
-        for i in range(0, len(times), self.chunk):
+        chunks = ((times[i:i + self.chunk], len(times[i:i + self.chunk])) for i in range(0, len(times), self.chunk))
+        at = lambda t: t.float().to(self.device)[None].expand(s, -1)          # noqa: E731  [T] -> [S, T]
+        yield from self._chunks(chunks, lambda t: G.render_prepared(state, at(t)))
+
+    def _chunks(self, times: Iterator[tuple], frames_at: Callable) -> Iterator[torch.Tensor]:
+        """The one chunk loop: frames_at(times [m]) -> [B, m, C, H, W]; keeps the first n of each chunk."""
+        for t, n in times:
             with self.grad_off():
-                t = times[i:i + self.chunk].float().to(self.device)[None].expand(s, -1)
-                yield G.render_prepared(state, t).clamp(-1, 1)
+                out = frames_at(t).clamp(-1, 1)
+            yield out[:, :n]
 
     def render(self, seeds: Sequence[int], num_frames: int, **kwargs) -> torch.Tensor:
         """Whole clips [B, T, C, H, W] (short clips; use render_chunks for long ones)."""
