@@ -31,7 +31,7 @@ import torch
 
 from gan.conditioning.layered import LayeredConditionalGenerator
 from gan.networks.layered import LayeredGenerator
-from gan.sampling.load import SamplingError
+from gan.sampling.load import SamplingError, load_generator, resolve_class
 from gan.sampling.render import chunk_states
 
 FORMATS = ("yolo", "coco", "mot")
@@ -232,7 +232,6 @@ def generate_labels(checkpoint: str, clip_paths: Sequence[Path], seeds: Sequence
                     dataset: Optional[str] = None, state: Optional[Dict] = None) -> List[Path]:
     """The labels of the clips `gan.sampling.generate_videos` wrote for `seeds` (same arguments, same clips),
     beside each clip; with `dataset`, also that folder in the ultralytics layout. Returns the written paths."""
-    from gan.sampling import load_generator, resolve_class
     if fmt not in FORMATS:
         raise LabelError(f"unknown label format {fmt!r}: use one of {', '.join(FORMATS)}")
     if len(clip_paths) != len(seeds):

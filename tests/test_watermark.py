@@ -166,7 +166,7 @@ def test_generate_cli_default_stream_no_watermark_and_private_key(ckpt64, tmp_pa
 
 
 def test_conditional_sampling_is_marked(tmp_path):
-    from gan.conditioning.sampling import generate_conditional
+    from gan.sampling import generate_conditional
     from gan.conditioning.text import build_text_encoder
     from gan.config import load_config
     with warnings.catch_warnings():
