@@ -108,14 +108,9 @@ def markdown(rows: List[Dict], meta: Dict) -> str:
 
 
 def write_section(text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
-    """Replace only what lies between the Quality markers (other sections belong to other benchmarks)."""
-    start, end = "<!-- quality:start -->", "<!-- quality:end -->"
-    doc = path.read_text() if path.exists() else "# reelgan benchmarks\n"
-    if start not in doc or end not in doc:
-        doc = doc.rstrip("\n") + f"\n\n## Quality\n{start}\n{end}\n"
-    head, rest = doc.split(start, 1)
-    _, tail = rest.split(end, 1)
-    path.write_text(f"{head}{start}\n{text}\n{end}{tail}")
+    """Replace only what lies between this benchmark's markers (other sections belong to other benchmarks)."""
+    from bench.report import replace_section
+    replace_section(path, "<!-- quality:start -->", "<!-- quality:end -->", "Quality", text)
 
 
 @click.command(help=__doc__)

@@ -139,13 +139,9 @@ def markdown(doc: Dict) -> str:
 
 
 def write_section(text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
-    start, end = "<!-- tstr:start -->", "<!-- tstr:end -->"
-    doc = path.read_text()
-    if start not in doc or end not in doc:
-        doc = doc.rstrip("\n") + f"\n\n## Train on synthetic, test on real\n{start}\n{end}\n"
-    head, rest = doc.split(start, 1)
-    _, tail = rest.split(end, 1)
-    path.write_text(f"{head}{start}\n{text}\n{end}{tail}")
+    """Replace only what lies between this benchmark's markers (other sections belong to other benchmarks)."""
+    from bench.report import replace_section
+    replace_section(path, "<!-- tstr:start -->", "<!-- tstr:end -->", "Train on synthetic, test on real", text)
 
 
 @click.command(help=__doc__)

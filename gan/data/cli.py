@@ -11,7 +11,6 @@ Examples:
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import warnings
 from pathlib import Path

@@ -23,13 +23,13 @@ import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 from gan.data.readers import (IMAGE_EXTENSIONS, DataError, _assign_class_labels, _decode_image, _frame_dirs,
-                              _is_hidden, _Source, _subfolders, _wrapper_prefix, find_video_files)
+                              _Source, _subfolders, find_video_files, relative_files, zip_videos)
 from gan.video_io import resize_square
 
 logger = logging.getLogger(__name__)
@@ -103,24 +103,15 @@ def list_source(path: str) -> _Listing:
                 names = z.namelist()
         except (zipfile.BadZipFile, OSError) as e:
             raise DataError(f"cannot open zip dataset {path}: {e}; expected a valid .zip of frame folders") from None
-        groups = _frame_dirs([n for n in names if not n.endswith("/")])
-        prefix = _wrapper_prefix(list(groups))
-        folders = {n[len(prefix):].split("/")[0] for n in names if n.startswith(prefix) and n.endswith("/")}
-        items = [(d[len(prefix):], frames) for d, frames in groups.items()]
+        items, folders = zip_videos(names)
         listing = _Listing("zip", root, items, [], [], [[p.name, p.stat().st_size, p.stat().st_mtime_ns]])
-        folders = [f for f in folders if f and not _is_hidden(f)]
     else:
         files = find_video_files(root)
         if files:
             items = [(os.path.relpath(f, root).replace(os.sep, "/"), f) for f in files]
             listing = _Listing("videos", root, items, [], [], [_stat_row(root, n) for n, _ in items])
         else:
-            names = []
-            for folder, dirs, fs in os.walk(root):
-                dirs[:] = [d for d in dirs if not _is_hidden(d)]
-                rel = os.path.relpath(folder, root).replace(os.sep, "/")
-                names += [f"{rel}/{f}" if rel != "." else f for f in fs]
-            groups = _frame_dirs(names)
+            groups = _frame_dirs(relative_files(root))
             items = list(groups.items())
             listing = _Listing("frames", root, items, [], [],
                                [_stat_row(root, n) for frames in groups.values() for n in frames])
@@ -316,7 +307,6 @@ def _write_shards(listing: _Listing, folder: Path, size: int, workers: Optional[
     shard, offset, handle = 0, 0, None
     first_error = None
     frame_bytes = size * size * 3
-    results: Iterator
     pool = ProcessPoolExecutor(workers) if workers > 1 and len(jobs) > 1 else None
     try:
         results = pool.map(_decode, jobs, chunksize=8) if pool else map(_decode, jobs)

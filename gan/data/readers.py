@@ -246,12 +246,7 @@ class FrameFolders(_Source):
         super().__init__(root, min_frames)
         if not os.path.isdir(root):
             raise DataError(f"frame folder tree {root} does not exist or is not a folder: {_EXPECTED}")
-        names = []
-        for folder, dirs, files in os.walk(root):
-            dirs[:] = [d for d in dirs if not _is_hidden(d)]
-            rel = os.path.relpath(folder, root).replace(os.sep, "/")
-            names += [f"{rel}/{f}" if rel != "." else f for f in files]
-        groups = _frame_dirs(names)
+        groups = _frame_dirs(relative_files(root))
         self._build(list(groups.items()), self._count, _subfolders(root))
 
     def _count(self, frames: List[str]) -> int:
@@ -284,11 +279,8 @@ class ZipFrameFolders(_Source):
         except (zipfile.BadZipFile, OSError) as e:
             raise DataError(f"cannot open zip dataset {path}: {e}; "
                             f"expected a valid .zip of frame folders") from None
-        groups = _frame_dirs([n for n in names if not n.endswith("/")])
-        prefix = _wrapper_prefix(list(groups))
-        folders = {n[len(prefix):].split("/")[0] for n in names if n.startswith(prefix) and n.endswith("/")}
-        folders = [f for f in folders if f and not _is_hidden(f)]  # empty class folders keep their ids
-        self._build([(d[len(prefix):], frames) for d, frames in groups.items()], self._count, folders)
+        videos, folders = zip_videos(names)
+        self._build(videos, self._count, folders)
 
     def _archive(self) -> zipfile.ZipFile:
         if self._zip is None or self._zip_pid != os.getpid():  # a forked worker needs its own handle
@@ -313,6 +305,26 @@ class ZipFrameFolders(_Source):
         archive = self._archive()
         names = self.videos[i].key[start:start + (count - 1) * stride + 1:stride]
         return _frames_from_images([_decode_image(io.BytesIO(archive.read(n))) for n in names], size)
+
+
+def relative_files(root: str) -> List[str]:
+    """Every file below `root` as a posix path relative to it (hidden folders skipped)."""
+    names = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not _is_hidden(d)]
+        rel = os.path.relpath(folder, root).replace(os.sep, "/")
+        names += [f"{rel}/{f}" if rel != "." else f for f in files]
+    return names
+
+
+def zip_videos(names: List[str]) -> Tuple[List[Tuple[str, List[str]]], List[str]]:
+    """A zip's member names -> ([(video folder, its frame names)], first-level folders): one wrapping top-level
+    folder is looked through; empty class folders are listed so that they keep their class ids."""
+    groups = _frame_dirs([n for n in names if not n.endswith("/")])
+    prefix = _wrapper_prefix(list(groups))
+    folders = {n[len(prefix):].split("/")[0] for n in names if n.startswith(prefix) and n.endswith("/")}
+    return ([(d[len(prefix):], frames) for d, frames in groups.items()],
+            [f for f in folders if f and not _is_hidden(f)])
 
 
 def _wrapper_prefix(dirs: List[str]) -> str:
