@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from gan.data.builtin import BouncingShapes, MovingDigits
 from gan.metrics import trained
-from gan.metrics.classifier import CROP, CropClassifier, crop_boxes, extract_crops
+from gan.metrics.classifier_net import CROP, CropClassifier, crop_boxes, extract_crops
 from gan.metrics.detect import ThresholdDetector
 
 _SOURCES = {"digits": MovingDigits, "shapes": BouncingShapes}

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from gan.data.builtin import PALETTE, SPEED_RANGE, BouncingShapes, MovingDigits
 from gan.metrics import trained
-from gan.metrics.offline import CLIP_FRAMES, INPUT_SIZE, OfflineVideoNet, num_targets
+from gan.metrics.offline_net import CLIP_FRAMES, INPUT_SIZE, OfflineVideoNet, num_targets
 
 logger = logging.getLogger(__name__)
 _COLOURS = list(PALETTE)
