@@ -111,13 +111,13 @@ def cell_stream(spec):
 
 
 def cell_train(spec):
-    """A minimal replica of one step of gan.training.loop.train: Dmain (+ D optimizer step), then Gmain
+    """A minimal replica of gan.training.loop.step: Dmain (+ D optimizer step), then Gmain
     (+ G optimizer step), with the loop's optimizers, autocast and (optionally) torch.compile'd modules.
     Data are random tensors of the real batch shape (the loop loads them in worker processes); lazy R1
     (every r1_interval steps, eager by design) and the EMA update are left out."""
     from gan.config import load_config
     from gan.networks import build_discriminators, build_generator
-    from gan.training.loop import autocast_for, make_optimizers
+    from gan.training.run import autocast_for, make_optimizers
     from losses import Batch, ClipAugment, VideoGANLoss
     cfg = load_config(str(ROOT / "configs" / f"{spec['config']}.yaml"))
     torch.manual_seed(0)

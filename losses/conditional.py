@@ -1,4 +1,4 @@
-"""Losses of the conditional modes: adversarial terms (as in losses/video_gan.py) plus
+"""The conditional modes' hooks into losses/video_gan.py's VideoGANLoss (its `condition` and `terms`):
 - 'image':    LPIPS + L1 of the first generated frame against the still it animates;
 - 'continue': LPIPS + L1 (+ temporal) of the rendered clip against the real one: the context frames
               (reconstruction) and the future frames (prediction);
@@ -21,9 +21,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from losses.adversarial import d_logistic, g_nonsaturating
+from losses.adversarial import d_logistic
 from losses.perceptual import ClipLPIPS, ReconstructionLoss
-from losses.video_gan import PHASES, Batch, VideoGANLoss, d_stats, finite_stats
+from losses.video_gan import Batch, LossTerm
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,12 @@ def weighted_mean(x: torch.Tensor, weights: Optional[torch.Tensor]) -> torch.Ten
     return (x.flatten() * w).sum() / w.sum().clamp(min=1e-8)
 
 
+def mismatch_penalty(mismatch_logits: torch.Tensor, mismatch_mask: Optional[torch.Tensor] = None,
+                     weight: float = 1.0) -> torch.Tensor:
+    """GAN-CLS's third term: weight * softplus(D(real, wrong c)), averaged with `mismatch_mask` (weighted_mean)."""
+    return weight * weighted_mean(F.softplus(mismatch_logits), mismatch_mask)
+
+
 def d_matching_aware(real_logits: torch.Tensor, fake_logits: torch.Tensor, mismatch_logits: torch.Tensor,
                      mismatch_mask: Optional[torch.Tensor] = None, weight: float = 1.0) -> torch.Tensor:
     """D loss with GAN-CLS's third pair: softplus(-D(real, c)) + softplus(D(fake, c)) + weight *
@@ -48,8 +54,7 @@ def d_matching_aware(real_logits: torch.Tensor, fake_logits: torch.Tensor, misma
     `mismatch_mask` of the same shape weighs them: 0 drops a pair (a "wrong" caption equal to the right one).
     The term is sum(weight * softplus) / sum(weights): the mean over counted pairs for 0/1 weights, the mean
     over clips for per-clip weights that sum to 1 (CaptionNegatives.table); 0 when nothing counts."""
-    return d_logistic(real_logits, fake_logits) + weight * weighted_mean(F.softplus(mismatch_logits), mismatch_mask)
-
+    return d_logistic(real_logits, fake_logits) + mismatch_penalty(mismatch_logits, mismatch_mask, weight)
 
 
 class ClipPerceptual(nn.Module):
@@ -112,104 +117,77 @@ class CondBatch(Batch):
     extra: Dict = field(default_factory=dict)
 
 
-class ConditionalVideoGANLoss(VideoGANLoss):
-    """VideoGANLoss with conditions, reconstruction terms and the matching-aware D loss."""
+def no_condition(batch: Batch, phase: str, side: str) -> None:
+    """The `condition` hook of 'image' / 'continue': unconditional Ds (the condition is inside the clip)."""
+    return None
 
-    def __init__(self, G, D_image, D_video, augment, *,
-                 mode: str,                                      # 'image', 'continue' or 'text'
-                 recon: Optional[ReconstructionLoss] = None,     # image/continue: target terms
-                 recon_weight: float = 1.0,
-                 text_encoder=None,                              # 'text': TextEncoder (built-in or external)
-                 text_trainable: bool = False,                   # built-in: learns in the D phase
-                 mismatch_weight: float = 1.0,
-                 **kwargs):                                      # the VideoGANLoss arguments
-        super().__init__(G, D_image, D_video, augment, **kwargs)
-        if mode not in ("image", "continue", "text"):
-            raise ValueError(f"mode must be 'image', 'continue' or 'text', got {mode!r}")
-        if mode == "text" and text_encoder is None:
-            raise ValueError("mode 'text' needs a text encoder")
-        self.mode, self.recon, self.recon_weight = mode, recon, recon_weight
-        self.text_encoder, self.text_trainable, self.mismatch_weight = text_encoder, text_trainable, mismatch_weight
 
-    @classmethod
-    def from_base(cls, base: VideoGANLoss, **extra) -> "ConditionalVideoGANLoss":
-        """Same networks, augmentation, weights, precision and scaling as `base`, plus the conditional parts."""
-        return cls(base.G, base.D_image, base.D_video, base.augment, image_frames=base.image_frames,
-                   image_weight=base.image_weight, video_weight=base.video_weight, r1_gamma=base.r1_gamma,
-                   autocast=base.autocast, grad_scale=base.grad_scale, **extra)
+class TextConditions:
+    """The `condition` hook of 'text': the Ds see sentence embeddings. In the D phase they are recomputed with
+    gradients (the built-in encoder learns with the Ds); G's phase uses the batch's detached ones; R1 none."""
 
-    # -- conditions ------------------------------------------------------------------------------
-    def embed(self, captions: Optional[List[str]], grad: bool, device) -> Optional[torch.Tensor]:
-        """Text embeddings [B, dim] for the Ds; gradients reach the built-in encoder only when `grad`."""
-        if self.mode != "text":
-            return None
-        with torch.set_grad_enabled(grad and self.text_trainable and torch.is_grad_enabled()):
-            return self.text_encoder.encode(captions).to(device=device, dtype=torch.float32)
+    def __init__(self,
+                 encoder,                             # TextEncoder (built-in or external)
+                 trainable: bool):                    # built-in: learns in the D phase
+        self.encoder, self.trainable = encoder, trainable
 
-    def recon_targets(self, fake: torch.Tensor, real: torch.Tensor):
-        """The frames that have a target: the first ('image') or all of them ('continue')."""
-        if self.mode == "image":
-            return fake[:, :1], real[:, :1]
-        return fake, real
+    def embed(self, captions: List[str], grad: bool, device) -> torch.Tensor:
+        """Text embeddings [B, dim]; gradients reach the built-in encoder only when `grad`."""
+        with torch.set_grad_enabled(grad and self.trainable and torch.is_grad_enabled()):
+            return self.encoder.encode(captions).to(device=device, dtype=torch.float32)
 
-    # -- phases ----------------------------------------------------------------------------------
-    def accumulate_gradients(self, phase: str, batch: CondBatch, gain: float = 1.0,
-                             fake: Optional[torch.Tensor] = None) -> Dict[str, float]:
-        """As VideoGANLoss.accumulate_gradients (`fake`: the clips G renders for `batch`, when the caller has them)."""
-        if phase not in PHASES:
-            raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES}")
-        stats: Dict[str, torch.Tensor] = {}
-        gap = batch.times - batch.times[:, :1]
-        dev = batch.real.device
+    def __call__(self, batch: CondBatch, phase: str, side: str) -> torch.Tensor:
         if phase == "Gmain":
-            with self.autocast():
-                fake = self.generate(batch) if fake is None else fake         # G(z, gen_c, gen_times, motion)
-                d_c = batch.gen_c if self.mode == "text" else None            # detached embeddings
-                li, lv = self.run_D(fake, gap, d_c)
-                loss_i, loss_v = g_nonsaturating(li).mean(), g_nonsaturating(lv).mean()
-                loss = self.image_weight * loss_i + self.video_weight * loss_v
-            if self.recon is not None and self.mode != "text" and self.recon_weight > 0:
-                with torch.autocast(dev.type, enabled=False):                 # LPIPS and L1 in float32
-                    out, target = self.recon_targets(fake.float(), batch.real.float())
-                    terms = self.recon(out, target)
-                loss = loss + self.recon_weight * terms["total"].mean()
-                stats.update({f"G/recon_{k}": v.mean() for k, v in terms.items()})
-            self.grad_scale(loss * gain).backward()
-            stats.update({"G/loss": loss, "G/loss_image": loss_i, "G/loss_video": loss_v,
-                          "fake/logit_image": li.mean(), "fake/logit_video": lv.mean()})
-        elif phase == "Dmain":
-            with self.autocast():
-                if fake is None:
-                    with torch.no_grad():
-                        fake = self.generate(batch)
-                c_fake = self.embed(batch.gen_captions, True, dev)
-                c_real = self.embed(batch.real_captions, True, dev)
-                fi, fv = self.run_D(fake.detach(), gap, c_fake)
-                if self.mode == "text" and self.mismatch_weight > 0:
-                    # The real clips with their caption and all K wrong ones, on ONE pass of each D: only the
-                    # projection term depends on the caption ([B, 1 + K] logits).
-                    b = batch.real.shape[0]
-                    c_wrong = self.embed(batch.wrong_captions, True, dev).reshape(b, -1, c_real.shape[1])
-                    li, lv = self.run_D(batch.real, gap, torch.cat([c_real[:, None], c_wrong], dim=1))
-                    ri, mi, rv, mv = li[:, :1], li[:, 1:], lv[:, :1], lv[:, 1:]
-                    mask = batch.mismatch_mask
-                    mask_i = self.frame_condition(batch.mismatch_mask_image if batch.mismatch_mask_image is not None
-                                                  else mask)                 # one row per frame the image D sees
-                    loss_i = d_matching_aware(ri, fi, mi, mask_i, self.mismatch_weight)
-                    loss_v = d_matching_aware(rv, fv, mv, mask, self.mismatch_weight)
-                    stats.update({"mismatch/logit_image": weighted_mean(mi, mask_i),
-                                  "mismatch/logit_video": weighted_mean(mv, mask)})  # what the loss weighs
-                else:
-                    ri, rv = self.run_D(batch.real, gap, c_real)
-                    loss_i, loss_v = d_logistic(ri, fi), d_logistic(rv, fv)
-                loss = loss_i + loss_v
-            self.grad_scale(loss * gain).backward()
-            stats.update(d_stats(loss, loss_i, loss_v, ri, rv, fi, fv))
-        else:  # Dreg: as in VideoGANLoss, with the real clips' conditions (no gradient into the text encoder)
-            if self.r1_gamma <= 0:
-                return {}
-            c_real = self.embed(batch.real_captions, False, dev)
-            if c_real is not None:
-                c_real = c_real.detach()
-            stats.update(self.r1(batch.real, gap, c_real, gain))
-        return finite_stats(phase, stats)
+            return batch.gen_c                                          # detached embeddings (make_batch)
+        captions = batch.gen_captions if side == "fake" else batch.real_captions
+        return self.embed(captions, phase == "Dmain", batch.real.device)
+
+
+class ReconstructionTerm(LossTerm):
+    """'image' / 'continue': LPIPS + L1 (+ temporal) of G's clip against the real one it was conditioned on,
+    on the frames that have a target (the first for 'image', all for 'continue'), in float32."""
+
+    def __init__(self,
+                 recon: ReconstructionLoss,
+                 weight: float = 1.0,                 # against the adversarial terms (0: off)
+                 first_frame_only: bool = False):     # 'image': only frame 0 has a target
+        self.recon, self.weight, self.first_frame_only = recon, weight, first_frame_only
+
+    def targets(self, fake: torch.Tensor, real: torch.Tensor):
+        """The frames that have a target: the first ('image') or all of them ('continue')."""
+        return (fake[:, :1], real[:, :1]) if self.first_frame_only else (fake, real)
+
+    def g_terms(self, loss, batch, fake):
+        if self.weight <= 0:
+            return None, {}
+        with torch.autocast(batch.real.device.type, enabled=False):    # LPIPS and L1 in float32
+            out, target = self.targets(fake.float(), batch.real.float())
+            terms = self.recon(out, target)
+        return self.weight * terms["total"].mean(), {f"G/recon_{k}": v.mean() for k, v in terms.items()}
+
+
+class MatchingAwareTerm(LossTerm):
+    """'text': GAN-CLS's third pair (Reed et al. 2016, eq. 3): the Ds score each real clip under its wrong
+    captions too, on the same pass as under its own, and pay `weight * softplus(D(real, wrong c))` (masked:
+    a "wrong" caption that fits the clip does not count; the image D has its own mask, it sees one frame)."""
+
+    def __init__(self,
+                 conditions: TextConditions,          # the embeddings of the wrong captions
+                 weight: float = 1.0):                # 0: off (the plain logistic loss)
+        self.conditions, self.weight = conditions, weight
+
+    def real_conditions(self, loss, batch: CondBatch):
+        if self.weight <= 0:
+            return None
+        e = self.conditions.embed(batch.wrong_captions, True, batch.real.device)
+        return e.reshape(batch.real.shape[0], -1, e.shape[-1])                  # [B, K, dim]
+
+    def masks(self, loss, batch: CondBatch) -> Dict[str, Optional[torch.Tensor]]:
+        image = batch.mismatch_mask_image if batch.mismatch_mask_image is not None else batch.mismatch_mask
+        return {"image": loss.frame_condition(image), "video": batch.mismatch_mask}  # one image row per frame
+
+    def d_terms(self, loss, batch, logits):
+        masks = self.masks(loss, batch)
+        added = {k: mismatch_penalty(v, masks[k], self.weight) for k, v in logits.items()}
+        stats = {f"mismatch/logit_{k}": weighted_mean(v, masks[k]) for k, v in logits.items()}  # what it weighs
+        return added, stats

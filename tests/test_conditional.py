@@ -138,7 +138,7 @@ def test_tokenizer_and_text_encoders_follow_the_protocol():
 
 
 def _text_setup(objects=None, **cond):
-    from gan.conditioning.training import ConditionalTraining
+    from gan.training.conditional import ConditionalTraining
     from gan.data import build_dataset
     from losses import ClipAugment, VideoGANLoss
     cfg = _cfg("text", cond=cond, **({"G": {"objects": objects}} if objects is not None else {}))
@@ -147,7 +147,7 @@ def _text_setup(objects=None, **cond):
     ct = ConditionalTraining(cfg, ds, "cpu")
     G = ct.build_generator()
     D_image, D_video = ct.build_discriminators()
-    loss = ct.loss(VideoGANLoss(G, D_image, D_video, ClipAugment([]), cfg.D.image_frames, r1_gamma=0.1))
+    loss = VideoGANLoss(G, D_image, D_video, ClipAugment([]), cfg.D.image_frames, r1_gamma=0.1, **ct.loss_hooks())
     data = torch.utils.data.default_collate([ds[i] for i in range(4)])
     batch = ct.make_batch(G, data, "cpu", torch.Generator().manual_seed(0))
     return ct, G, D_image, D_video, loss, batch
@@ -187,7 +187,7 @@ def test_text_condition_reaches_G_and_both_Ds_with_gradients(objects):
 
 def test_external_text_encoder_is_used_frozen_and_required_at_sampling(tmp_path):
     from gan.sampling import load_conditional
-    from gan.conditioning.training import ConditionalTraining
+    from gan.training.conditional import ConditionalTraining
     from gan.data import build_dataset
 
     class Hashing:                                          # any object with .dim and .encode fits the protocol
@@ -225,7 +225,7 @@ def test_matching_aware_loss_sign():
     _, _, _, _, loss, batch = _text_setup()
     torch.manual_seed(1)
     with_term = loss.accumulate_gradients("Dmain", batch)["D/loss"]
-    loss.mismatch_weight = 0.0
+    loss.terms[0].weight = 0.0
     torch.manual_seed(1)
     assert loss.accumulate_gradients("Dmain", batch)["D/loss"] < with_term
 
@@ -261,7 +261,7 @@ def test_caption_negatives_swap_one_factor_and_flag_what_a_frame_shows():
 
 
 def test_text_training_uses_the_datasets_word_groups_and_config_checks_them():
-    from gan.conditioning.training import caption_negatives
+    from gan.training.conditional import caption_negatives
     from gan.data import BouncingShapes, MovingDigits
     from gan.data.builtin import PALETTE
     cfg = _cfg("text")
@@ -296,7 +296,7 @@ def test_image_D_ignores_wrong_captions_that_differ_only_in_motion(negatives):
     assert (k > 10) == (negatives == "swaps")                   # every swap of a shapes caption, or one negative
 
     def d_losses(weight, mask_image):
-        loss.mismatch_weight = weight
+        loss.terms[0].weight = weight
         batch.mismatch_mask = torch.ones(4, k)
         batch.mismatch_mask_image = mask_image
         torch.manual_seed(1)
@@ -363,7 +363,7 @@ def test_every_one_word_swap_weighted_for_the_D_that_can_see_it():
 
 def _recon_setup(mode, lpips_model):
     """Like _text_setup for 'image' / 'continue', with the session's shared LPIPS model (fast)."""
-    from gan.conditioning.training import ConditionalTraining
+    from gan.training.conditional import ConditionalTraining
     from gan.data import build_dataset
     from losses import ClipAugment, VideoGANLoss
     from losses.perceptual import ReconstructionLoss
@@ -376,7 +376,7 @@ def _recon_setup(mode, lpips_model):
     torch.manual_seed(0)
     G = ct.build_generator()
     D_image, D_video = ct.build_discriminators()
-    loss = ct.loss(VideoGANLoss(G, D_image, D_video, ClipAugment([]), cfg.D.image_frames, r1_gamma=0.1))
+    loss = VideoGANLoss(G, D_image, D_video, ClipAugment([]), cfg.D.image_frames, r1_gamma=0.1, **ct.loss_hooks())
     data = torch.utils.data.default_collate([ds[i] for i in range(2)])
     batch = ct.make_batch(G, data, "cpu", torch.Generator().manual_seed(0))
     return ct, G, D_image, D_video, loss, batch
@@ -395,7 +395,7 @@ def test_conditional_loss_phases_with_reconstruction(mode, lpips_random):
     assert all(p.grad is not None for n, p in G.named_parameters() if n.startswith("encoder."))
     assert {"D/loss"} <= set(loss.accumulate_gradients("Dmain", batch))
     assert loss.accumulate_gradients("Dreg", batch)["D/loss_r1"] >= 0
-    out, target = loss.recon_targets(batch.real + 1, batch.real)
+    out, target = loss.terms[0].targets(batch.real + 1, batch.real)
     assert out.shape[1] == (1 if mode == "image" else batch.real.shape[1])
 
 

@@ -14,7 +14,7 @@ from gan.data import build_dataset, infer_settings
 from gan.data.cli import main as dataset_cli
 from gan.data.prepared import PreparedDataset, is_grey, open_prepared, prepare
 from gan.data.readers import DataError
-from gan.training.loop import KeyedDataset, StepBatchSampler
+from gan.training.run import KeyedDataset, StepBatchSampler
 from gan.video_io import write_mp4, write_png_frames
 
 

@@ -2,8 +2,8 @@
 ('text'). Conditions reach the networks as their one optional argument `c` (DESIGN.md):
 - text: a sentence embedding [B, dim] from a `TextEncoder` (built-in, trained with the Ds, or your own);
 - image / continue: the frames themselves, encoded inside `ConditionalGenerator`.
-The generators a config asks for come from `build.py`, training hooks from `training.py`; sampling lives in
-`gan/sampling/`, projection in `gan/projector.py`.
+The generators a config asks for come from `build.py`; the training mode lives in gan/training/conditional.py,
+sampling in `gan/sampling/`, projection in `gan/projector.py`.
 """
 from gan.conditioning.build import build_conditional_generator
 from gan.conditioning.encoders import ConditionalGenerator, ContentEncoder, MotionEncoder

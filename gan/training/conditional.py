@@ -1,6 +1,7 @@
-"""What the training loop needs for a conditional mode (cfg.cond.mode != 'none'), in one object, so the
-loop only gains a few clearly marked hooks: build the networks, extend the batch and the loss, add the
-text encoder to the discriminator side, draw sample grids, and save/restore the extra state.
+"""The conditional training mode (cfg.cond.mode != 'none'): one object with the hooks the loop calls (as
+gan/training/modes.py's PlainMode): build the networks, extend the batch, plug the mode's condition and terms
+into the one loss (losses/conditional.py), add the text encoder to the discriminator side, draw sample grids,
+and save/restore the extra state.
 """
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from gan.conditioning.build import build_conditional_generator
 from gan.conditioning.text import CaptionNegatives, LearnedTextEncoder, TextEncoder, build_text_encoder
 from gan.config import Config
 from gan.networks import build_discriminators, build_generator
-from losses.conditional import RANDOM_BACKBONE_WARNING, CondBatch, ConditionalVideoGANLoss, build_reconstruction
+from gan.video_io import make_grid, to_uint8
+from losses.conditional import (RANDOM_BACKBONE_WARNING, CondBatch, MatchingAwareTerm, ReconstructionTerm,
+                                TextConditions, build_reconstruction, no_condition)
 
 
 def caption_negatives(cond_cfg, source) -> CaptionNegatives:
@@ -111,12 +114,14 @@ class ConditionalTraining:
         if params:
             opt_D.add_param_group({"params": params})
 
-    def loss(self, base) -> ConditionalVideoGANLoss:
-        """The conditional version of one of the loop's VideoGANLoss objects."""
-        return ConditionalVideoGANLoss.from_base(
-            base, mode=self.mode, recon=self.recon, recon_weight=self.cfg.cond.recon_weight,
-            text_encoder=self.text_encoder, text_trainable=not self.external_text,
-            mismatch_weight=self.cfg.cond.mismatch_weight)
+    def loss_hooks(self) -> Dict:
+        """VideoGANLoss's `condition` and `terms` for this mode. Text: the Ds see the caption embeddings and the
+        matching-aware term; image/continue: unconditional Ds and the reconstruction term."""
+        if self.mode == "text":
+            conditions = TextConditions(self.text_encoder, trainable=not self.external_text)
+            return {"condition": conditions, "terms": [MatchingAwareTerm(conditions, self.cfg.cond.mismatch_weight)]}
+        return {"condition": no_condition,
+                "terms": [ReconstructionTerm(self.recon, self.cfg.cond.recon_weight, self.mode == "image")]}
 
     # ---- batches -------------------------------------------------------------------------------
     def make_batch(self, G, data: Dict, device, gen: torch.Generator) -> CondBatch:
@@ -163,7 +168,6 @@ class ConditionalTraining:
     def sample_grid(self, G_ema, dataset, count: int, num_frames: int) -> np.ndarray:
         """uint8 [T, H', W', 3]. Text: one clip per caption (captions of the first videos), `num_frames`
         long. Image/continue: a row of real clips over a row of generated ones at the same times."""
-        from gan.video_io import make_grid, to_uint8
         items = self._sample_items(dataset, count)
         dev = next(G_ema.parameters()).device
         gen = torch.Generator().manual_seed(12345)

@@ -1,5 +1,5 @@
 """Training modes: what differs between unconditional / class-conditional training and a conditional mode
-(gan/conditioning/training.py `ConditionalTraining`), as one object the loop calls at fixed hook points:
+(gan/training/conditional.py `ConditionalTraining`), as one object the loop calls at fixed hook points:
 build the networks, extend the optimizer, the loss and the batch, draw sample grids, save/restore state."""
 from __future__ import annotations
 
@@ -45,8 +45,9 @@ class PlainMode:
     def announce(self, log: Callable[[str], None]) -> None:
         pass
 
-    def loss(self, base):
-        return base
+    def loss_hooks(self) -> Dict:
+        """VideoGANLoss's `condition` and `terms`: the defaults (the batch's class ids, no extra terms)."""
+        return {}
 
     def make_batch(self, G, data: Dict, device, gen: torch.Generator) -> Batch:
         """Real clips [B, T, C, H, W] and times, and G's inputs drawn from `gen` (the step's stream)."""
