@@ -98,7 +98,8 @@ class AdaptiveAugment:
         self.rt = None                                      # the last interval's heuristic (for logging)
 
     def observe(self, stats) -> None:
-        self.signs.append([float(stats["real/sign_image"]), float(stats["real/sign_video"])])
+        image = float(stats["real/sign_image"])
+        self.signs.append([image, float(stats.get("real/sign_video", image))])   # video D off: the image D's
 
     def adjust(self, reduce: Callable[[float], float] = lambda v: v) -> None:
         """Call every `interval` steps; `reduce` averages over ranks so every rank keeps the same p."""

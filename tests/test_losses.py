@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from gan.networks import build_discriminators, build_generator
-from losses import AdaptiveAugment, Batch, ClipAugment, VideoGANLoss, d_logistic, g_nonsaturating, r1_penalty
+from losses import (AdaptiveAugment, Batch, ClipAugment, LossTerm, VideoGANLoss, d_logistic, g_nonsaturating,
+                    r1_penalty)
 
 
 def test_loss_signs():
@@ -143,3 +144,38 @@ def test_adaptive_augmentation_follows_the_real_sign_heuristic():
     ada.adjust()
     assert ada.rt == pytest.approx(0.85) and aug.prob == pytest.approx(0.5)
 
+
+
+def test_a_loss_term_joins_its_phase_through_the_hook_points(tiny_cfg):
+    # One VideoGANLoss, extra terms plugged in: a G term adds to G's loss and logs its value (the D-side hooks
+    # carry the text mode's matching-aware term: tests/test_conditional.py).
+    class Extra(LossTerm):
+        def g_terms(self, loss, batch, fake):
+            extra = 0.5 * fake.square().mean()
+            return extra, {"G/extra": extra}
+
+    G, Di, Dv, plain, batch = _setup(tiny_cfg)
+    hooked = VideoGANLoss(G, Di, Dv, plain.augment, tiny_cfg.D.image_frames, r1_gamma=1.0, terms=[Extra()])
+    fake = plain.generate(batch).detach()
+    torch.manual_seed(3)
+    base = plain.accumulate_gradients("Gmain", batch, fake=fake.clone().requires_grad_(True))
+    torch.manual_seed(3)
+    stats = hooked.accumulate_gradients("Gmain", batch, fake=fake.clone().requires_grad_(True))
+    assert stats["G/extra"] == pytest.approx(0.5 * float(fake.square().mean()))
+    assert stats["G/loss"] == pytest.approx(base["G/loss"] + stats["G/extra"], rel=1e-6)
+    assert stats["G/loss_image"] == pytest.approx(base["G/loss_image"], rel=1e-6)
+
+
+def test_video_weight_zero_turns_the_video_D_off(tiny_cfg):
+    G, Di, Dv, loss, batch = _setup(tiny_cfg)
+    loss.video_weight = 0.0
+    G.requires_grad_(False), Di.requires_grad_(True), Dv.requires_grad_(True)
+    d_main, d_reg = loss.accumulate_gradients("Dmain", batch), loss.accumulate_gradients("Dreg", batch)
+    assert not any("video" in k for k in {**d_main, **d_reg}) and d_reg["D/r1_image"] > 0
+    assert all(p.grad is None for p in Dv.parameters()) and Di.fromrgb.weight.grad.abs().sum() > 0
+    ada = AdaptiveAugment(loss.augment, target=0.6, speed_kimg=1.0, interval=1, batch=4)
+    ada.observe(d_main)
+    assert ada.signs[0][0] == ada.signs[0][1]                          # the image D's sign stands for both
+    G.requires_grad_(True), Di.requires_grad_(False), Dv.requires_grad_(False)
+    stats = loss.accumulate_gradients("Gmain", batch)
+    assert stats["G/loss"] == stats["G/loss_image"] and "G/loss_video" not in stats
