@@ -65,6 +65,9 @@ class LossTerm:
 
 
 class VideoGANLoss:
+    """The one loss object of a run: both Ds, the augmentation, the weights, and a mode's hooks (`condition`,
+    `terms`). `main` holds the networks the main phases call (compiled or not); R1 calls the eager ones."""
+
     def __init__(self,
                  G: nn.Module,                  # generator
                  D_image: nn.Module,            # frames [N, C, H, W] -> [N, 1]
@@ -75,7 +78,8 @@ class VideoGANLoss:
                  video_weight: float = 1.0,     # ... 0: the video D is off (not trained, not asked)
                  r1_gamma: float = 0.1,         # R1 weight (0: off)
                  autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-                 grad_scale: Optional[Mapping[str, Callable[[Tensor], Tensor]]] = None,  # fp16: {'G': , 'D': }
+                 grad_scale: Optional[Mapping[str, Callable[[Tensor], Tensor]]] = None,  # fp16 loss scaling of
+                 # the G and the D phase: {'G': scaler_G.scale, 'D': scaler_D.scale}; None: unscaled
                  compile: bool = False,         # main phases through torch.compile (R1 stays eager)
                  condition: Optional[Callable[[Batch, str, str], Optional[Tensor]]] = None,  # (batch, phase,
                  # 'real'/'fake') -> what the Ds see with those clips; None: batch_condition
