@@ -81,7 +81,7 @@ def test_knobs_change_the_optimizers_the_loss_and_the_augmentation(tmp_path):
             run.set_knob(name, value)
     with pytest.raises(KnobError, match="unknown knob 'lr'.*g_lr"):
         run.set_knob("lr", 1e-3)
-    # A checkpoint records the knobs' values: --resume continues with them.
+    # A checkpoint's config records the knobs' values; the log says when they changed.
     saved = load(run.save())["config"]
     assert saved["train"]["g_lr"] == 1e-3 and saved["loss"]["r1_gamma"] == 0 and saved["loss"]["video_weight"] == 0.5
     assert "g_lr 0.0025 -> 0.001" in (tmp_path / "log.txt").read_text()

@@ -59,13 +59,17 @@ class Run:
       'fake/logit_image_d', 'fake/logit_video_d' (D phase) and 'fake/logit_image', 'fake/logit_video' (G phase);
       'real/sign_*'; on lazy-R1 steps 'D/r1_image', 'D/r1_video', 'D/loss_r1'; with ADA on 'augment/p'; a
       conditional mode adds 'G/recon_*' or 'mismatch/*'. With the video D off its '*video*' keys are absent.
-      `run.window` holds each stat's values since the log hook last wrote.
+      `run.window` holds each stat's values since the log hook last wrote (a driver without it clears it).
+      A diverged step raises FloatingPointError (train() turns it into a TrainingError naming the last good
+      checkpoint); the networks may then hold part of that step, so reload a checkpoint or stop.
     - Hooks (gan/training/hooks.py) are objects with `every` and `__call__(run, stats)`; `call_hooks(run, stats,
-      hooks)` runs the ones due after a step. Pass extra ones to `train(..., hooks=[...])`.
+      hooks)` runs the ones due after a step; `default_hooks(run)` are train()'s (log, sample, checkpoint,
+      metrics, time budget). Pass extra ones to `train(..., hooks=[...])`.
     - `run.set_knob(name, value)` changes one of KNOBS between steps (from any thread: it waits for a running
       step to finish); it updates the optimizers / loss / augmentation and `run.cfg`, so later checkpoints
-      record it and `--resume` continues with it; `run.knobs()` reads them all. One process only: under
-      torchrun every rank would have to make the same change at the same step.
+      record it in their config and log.txt says when it changed (a resume takes the config it is given);
+      `run.knobs()` reads them all. One process only: under torchrun every rank would have to make the same
+      change at the same step.
     - `run.save()` writes a checkpoint of the current step; `run.sample_grid()` renders G_ema's sample grid
       (uint8 [T, H, W, 3]); `run.close()` stops the data workers and the logger.
     """
