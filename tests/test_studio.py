@@ -156,10 +156,12 @@ def test_reverse_playback_is_forward_reversed(model):
 
 def test_scrub_pause_and_speed(model):
     scene = Scene(model, _settings(model, fps=model.data_fps, speed=2.0))
-    assert scene.plan().times == [0.0, 2.0, 4.0, 6.0]
+    assert scene.plan().times == [0.0]                               # one frame first: a change shows soon
+    assert scene.plan().times == [2.0, 4.0, 6.0, 8.0]
     scene.jump(100.5)
     scene.restart()
-    assert scene.plan().times[0] == 100.5
+    assert scene.plan().times == [100.5]
+    assert scene.plan().times == [102.5, 104.5, 106.5, 108.5]
     scene.shown(100.5)
     scene.update(_settings(model, fps=model.data_fps, speed=0.0))
     scene.restart()
@@ -178,7 +180,8 @@ def test_interpolation_runs_from_one_seed_to_the_other(model):
     assert torch.allclose(slerp(x, y, torch.zeros(3, 1)), x, atol=1e-5)
     assert torch.allclose(mid.norm(dim=-1), (x.norm(dim=-1) + y.norm(dim=-1)) / 2, rtol=0.35)   # not through 0
     scene = Scene(model, s)
-    scene.interpolate(2, seconds=4 / s.fps)                          # four frames: one chunk
+    scene.interpolate(2, seconds=5 / s.fps)                          # five frames: the first chunk and the next
+    scene.plan()
     plan = scene.plan()
     assert plan.blend[0] == 2 and plan.blend[1][-1] == pytest.approx(1.0) and plan.blend[1][0] < 0.5
 

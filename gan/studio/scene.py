@@ -299,6 +299,7 @@ class Scene:
         self.t_next: Optional[float] = max(0.0, float(t))   # next time to render (None: nothing until a change)
         self._jump: Optional[float] = None
         self._blend: Optional[dict] = None       # an interpolation in progress: from_seed, frames, planned, shown
+        self._first = True                       # the next chunk is the first after a change
 
     @property
     def fps(self) -> float:
@@ -334,6 +335,12 @@ class Scene:
             self.t_next = 0.0
         if self._blend is not None:
             self._blend["planned"] = self._blend["shown"]
+        self._first = True
+
+    @property
+    def _chunk(self) -> int:
+        """Frames in the next chunk: one right after a change, so the change shows after one frame's render."""
+        return 1 if self._first else self.model.chunk
 
     # ---- the stream's calls -------------------------------------------------------------------------------------
     def shown(self, t: float) -> None:
@@ -349,7 +356,8 @@ class Scene:
         if self.t_next is None:
             return None
         step, times, t = self.step, [], self.t_next
-        while len(times) < self.model.chunk and t is not None:
+        n, self._first = self._chunk, False
+        while len(times) < n and t is not None:
             times.append(t)
             if step == 0 or (step < 0 and t == 0.0):
                 t = None
