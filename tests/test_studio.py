@@ -136,6 +136,36 @@ def test_seed_change_is_the_next_frame_and_keeps_time(model):
     assert frames[first_new][2] == pytest.approx(t_shown + model.data_fps / 60, abs=1e-6)
 
 
+def test_tabs_share_streams_by_settings(model, tmp_path):
+    """Equal settings share a stream; one tab's change never changes another's picture; a tab alone changes its
+    stream in place; a stream nobody watches stops."""
+    from gan.studio.player import PlayerRoom, Session
+
+    async def main():
+        room = PlayerRoom(model, tmp_path, model.defaults({"precision": "fp32"}))
+        await room.startup()
+
+        async def nothing(_):
+            pass
+        a, b = (Session(Viewer(nothing, nothing), room.defaults) for _ in range(2))
+        for s in (a, b):
+            room._join(s, room._stream_for(s.settings))
+        shared = a.stream
+        assert b.stream is shared and len(room.streams) == 1
+        room._change(a, model.validate(a.settings, {"seed": 5}))            # a leaves; b keeps seed 0
+        assert a.stream is not shared and b.stream is shared and shared.source.settings.seed == 0
+        room._change(b, model.validate(b.settings, {"seed": 5}))            # b joins a's stream; seed 0 stops
+        assert b.stream is a.stream and len(room.streams) == 1 and shared.closed
+        room._change(a, model.validate(a.settings, {"truncation": 0.5}))    # shared: a forks
+        alone = a.stream
+        assert alone is not b.stream
+        room._change(a, model.validate(a.settings, {"truncation": 0.7}))    # alone: in place, new version
+        assert a.stream is alone and alone.source.settings.truncation == 0.7 and len(room.streams) == 2
+        await room.shutdown()
+        assert not room.streams and not alone.alive and not shared.alive     # threads joined
+    asyncio.run(main())
+
+
 def test_seed_changes_the_frame(model):
     a = model.render(_settings(model, seed=0), [3.0])
     b = model.render(_settings(model, seed=1), [3.0])
@@ -206,6 +236,40 @@ def test_class_conditional_controls(tmp_path):
     assert np.abs(m.render(s, [2.0]).astype(int) - m.render(m.validate(s, {"class_id": 0}), [2.0])).mean() > 0.5
     with pytest.raises(StudioError, match="0..2"):
         m.validate(s, {"class_id": 3})
+
+
+def test_text_and_image_models(tmp_path):
+    """A prompt changes a text model's frames; a still uploaded to an image model is animated; each model
+    offers only its own controls."""
+    import io
+
+    from PIL import Image
+
+    from tests.test_bad_input import _conditional_checkpoint
+    from tests.test_conditional import _text_setup
+    ct, G, *_ = _text_setup()
+    torch.save({"format_version": 1, "config": ct.cfg.to_dict(), "step": 0, "c_dim": G.c_dim, "G_ema": G.state_dict(),
+                **ct.checkpoint_extra()}, tmp_path / "t2v.pt")
+    m = Model(tmp_path / "t2v.pt")
+    assert m.capabilities()["text"] and not m.capabilities()["classes"]
+    s = m.defaults({"precision": "fp32"})
+    other = m.validate(s, {"prompt": "a red circle moving left"})
+    assert np.abs(m.render(s, [1.0]).astype(int) - m.render(other, [1.0])).mean() > 0.5
+    with pytest.raises(StudioError, match="empty"):
+        m.validate(s, {"prompt": "  "})
+
+    _conditional_checkpoint(tmp_path / "i2v.pt", "image")
+    m = Model(tmp_path / "i2v.pt")
+    caps = m.capabilities()
+    assert caps["image"] and caps["precisions"] == [] and not caps["interpolate"]
+    with pytest.raises(StudioError, match="upload a still"):
+        m.render(m.defaults(), [0.0])
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(buf, "PNG")
+    s = m.validate(m.defaults(), {"image": m.add_still(buf.getvalue())})
+    assert m.render(s, [0.0, 3.0, 300.0]).shape == (3, m.G.resolution, m.G.resolution, 3)   # motion codes grow
+    with pytest.raises(StudioError, match="the uploaded file: not an image"):
+        m.add_still(b"not an image")
 
 
 # ---- recording ----------------------------------------------------------------------------------------------------
@@ -350,10 +414,18 @@ def test_page_plays_steers_and_records(ckpt, tmp_path):
         html = driver.execute_script("return document.getElementById('recordings').innerHTML")
         assert rec["name"] in html
         download = urllib.request.urlopen(url + rec["url"].lstrip("/"), timeout=30).read()
+        # Stopped while the page watches and records: exit 0, and the recording in progress is kept.
+        driver.execute_script("document.getElementById('record').click()")
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0 and "Traceback" not in err, err
+        _wait(driver, "return window.studio.status.startsWith('disconnected')")
     finally:
         driver.quit()
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
+        proc.kill()
+    kept = [p for p in tmp_path.glob("studio_*.mp4") if p.name != rec["name"]]
+    assert len(kept) == 1 and len(read_video(kept[0])) >= 10
     path = tmp_path / rec["name"]
     assert path.read_bytes() == download
     video = read_video(path)

@@ -155,6 +155,13 @@ class Stream:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    @property
+    def closed(self) -> bool:
+        return not self._state.running
+
+    def join(self, timeout: float = 10.0) -> None:
+        self._thread.join(timeout)
+
     def subscribe(self, viewer: Viewer) -> None:
         self.viewers.append(viewer)
 

@@ -56,6 +56,7 @@ class PlayerRoom:
         self.ahead = ahead or 2 * model.chunk
         self.quality = quality
         self.streams: Dict[Settings, Stream] = {}
+        self._closing: List[Stream] = []                   # streams stopped, threads finishing their chunk
         self.sessions: List[Session] = []
         self.recordings: Dict[str, Path] = {}
         self.loop: Optional[asyncio.AbstractEventLoop] = None
@@ -77,7 +78,9 @@ class PlayerRoom:
         for s in list(self.sessions):
             await self._stop_recording(s, announce=False)
         for stream in list(self.streams.values()):
-            stream.close()
+            stream.close(join=0)
+        for stream in list(self.streams.values()) + self._closing:
+            stream.join()                                  # no render thread outlives the server
         self.streams.clear()
 
     # ---- streams ------------------------------------------------------------------------------------------------
@@ -104,6 +107,7 @@ class PlayerRoom:
             if s is stream:
                 del self.streams[key]
         stream.close(join=0)                               # never wait on the event loop; the thread ends itself
+        self._closing = [s for s in self._closing if s.alive] + [stream]
 
     def _render_failed(self, stream: Stream, e: BaseException) -> None:
         message = one_line(e) if isinstance(e, ReelganError) else f"rendering failed: {type(e).__name__}: " \

@@ -199,7 +199,10 @@ class Model:
             with tempfile.TemporaryDirectory() as tmp:        # load_image reads files; Pillow reads the format
                 path = Path(tmp) / "upload"
                 path.write_bytes(data)
-                still = load_image(path, self.G.resolution, self.G.img_channels)
+                try:
+                    still = load_image(path, self.G.resolution, self.G.img_channels)
+                except ReelganError as e:                   # its message names our temp file: name the upload
+                    raise StudioError(str(e).replace(repr(str(path)), "the uploaded file")) from None
             self._stills[key] = still
         return key
 
