@@ -234,7 +234,7 @@ def run_one(name: str, python: str, frames_dir: Path, fps: float, warmup: float,
     try:
         wait_for_port(port, proc)
         driver = open_browser(600, 600)
-        if name.startswith("gradio"):                                 # the counter must be in place before the page loads
+        if name.startswith("gradio"):                        # the counter must be in place before the page loads
             driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": GRADIO_COUNTER})
         driver.get(f"http://127.0.0.1:{port}/")
         result = measure(driver, proc.pid, driver.service.process.pid, warmup, window, repeats)

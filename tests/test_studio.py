@@ -364,7 +364,8 @@ def _wait(driver, script, timeout=30.0):
         if value:
             return value
         time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for: {script}; status: {driver.execute_script('return window.studio.status')}")
+    status = driver.execute_script("return window.studio.status")
+    raise AssertionError(f"timed out waiting for: {script}; status: {status}")
 
 
 def _pixels(driver) -> np.ndarray:
@@ -414,6 +415,10 @@ def test_page_plays_steers_and_records(ckpt, tmp_path):
         html = driver.execute_script("return document.getElementById('recordings').innerHTML")
         assert rec["name"] in html
         download = urllib.request.urlopen(url + rec["url"].lstrip("/"), timeout=30).read()
+        driver.execute_script("const s = document.getElementById('seed'); s.value = -3;"
+                              "s.dispatchEvent(new Event('change'));")             # a bad value: one line, shown
+        assert "seed must be in" in _wait(driver, "return document.querySelector('#status.error')?.textContent")
+        assert driver.execute_script("return document.getElementById('seed').value") == "0"   # put back
         # Stopped while the page watches and records: exit 0, and the recording in progress is kept.
         driver.execute_script("document.getElementById('record').click()")
         time.sleep(1.0)

@@ -59,7 +59,8 @@ def build_app(rooms: List[Room]) -> Starlette:
     async def no_icon(request):
         return Response(status_code=204)
 
-    routes = [Route("/", home), Route("/favicon.ico", no_icon), Mount("/static", app=StaticFiles(directory=STATIC), name="static")]
+    routes = [Route("/", home), Route("/favicon.ico", no_icon),
+              Mount("/static", app=StaticFiles(directory=STATIC), name="static")]
     for room in rooms:
         routes += room.routes()
     return Starlette(routes=routes, lifespan=lifespan)

@@ -172,7 +172,9 @@
   $('resolution').addEventListener('change', () => set({ resolution: Number($('resolution').value) }));
   $('reverse').addEventListener('click', () => set({ speed: -(studio.settings.speed || lastSpeed) }));
   $('pause').addEventListener('click', () => {
-    if (studio.settings.speed !== 0) { lastSpeed = studio.settings.speed; set({ speed: 0 }); } else set({ speed: lastSpeed });
+    if (studio.settings.speed === 0) { set({ speed: lastSpeed }); return; }
+    lastSpeed = studio.settings.speed;
+    set({ speed: 0 });
   });
   $('glide').addEventListener('click', () => send({ type: 'interpolate', seed: Number($('glide-seed').value),
                                                     seconds: Number($('glide-seconds').value) }));
