@@ -301,7 +301,8 @@ def main(window, repeats, changes, gap, chunk, precisions, compile_, only, shot,
 
 def rerender(json_path: str) -> None:
     """The BENCHMARKS.md section again from a results file: python -c 'from bench.studio import rerender; ...'."""
-    replace_section(ROOT / "BENCHMARKS.md", START, END, "Studio", render_section(json.loads(Path(json_path).read_text())))
+    doc = json.loads(Path(json_path).read_text())
+    replace_section(ROOT / "BENCHMARKS.md", START, END, "Studio", render_section(doc))
 
 
 if __name__ == "__main__":
