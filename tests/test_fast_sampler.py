@@ -101,6 +101,40 @@ def test_precision_errors(tiny_G):
         FastSampler(tiny_G, precision="int4")
 
 
+def test_preview_resolution_is_the_skip_sum_at_that_block(tiny_G):
+    """A preview renders the blocks up to its size: exactly the RGB sum that the full render has at that block."""
+    from gan.sampling import ClipRenderer
+    from gan.sampling.fast import preview_resolutions
+    assert preview_resolutions(tiny_G) == (16,)                        # tiny: content at 8 px, one block above
+    cfg = load_config(str(ROOT / "configs" / "tiny.yaml"), {"data": {"resolution": 32}})
+    torch.manual_seed(0)
+    G = build_generator(cfg).eval()
+    assert preview_resolutions(G) == (16, 32)
+    seen = {}
+    block16 = next(b for b in G.blocks if b.resolution == 16)
+    hook = block16.register_forward_hook(lambda m, i, out: seen.update(img=out[1].clone()))
+    full = ClipRenderer(G, chunk=5, precision="fp32").render([2], 5)
+    hook.remove()
+    preview = ClipRenderer(G, chunk=5, precision="fp32", resolution=16).render([2], 5)
+    assert full.shape[-1] == 32 and preview.shape == (1, 5, 3, 16, 16)
+    torch.testing.assert_close(preview[0], seen["img"].float().clamp(-1, 1), atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="16, 32"):
+        ClipRenderer(G, precision="fp32", resolution=8)
+    with pytest.raises(ValueError, match="fast path"):
+        ClipRenderer(G, resolution=16)
+
+
+def test_motion_window_matches_the_networks_float32_times(tiny_G):
+    """Times just below an anchor boundary in float64 round onto it in float32, as the motion network sees them."""
+    from gan.sampling import ClipRenderer
+    r = ClipRenderer(tiny_G)
+    t = torch.tensor([6.4, 7.0, 7.5, 2 * tiny_G.motion.period - 1e-9], dtype=torch.float64)
+    w = r.prepare([0])[0]
+    assert r.motion([0], t, w).shape == (1, 4, tiny_G.motion_dim)
+    back = r.motion([0], t.flip(0), w)                                 # any order: the window covers min..max
+    torch.testing.assert_close(back, r.motion([0], t, w).flip(1))
+
+
 class SpyWriter(RawWriter):
     def __init__(self, fileobj, stop_after=None):
         super().__init__(fileobj)

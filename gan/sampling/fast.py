@@ -18,7 +18,7 @@ computed, never which frames. Opt-in speed-ups for inference:
 from __future__ import annotations
 
 import copy
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -60,17 +60,21 @@ class FrameRenderer(nn.Module):
     def __init__(self,
                  G: Generator,                 # source generator (not modified)
                  dtype: torch.dtype = torch.float32,  # precision of the per-frame synthesis
-                 channels_last: bool = True):  # conv weights and activations in NHWC
+                 channels_last: bool = True,   # conv weights and activations in NHWC
+                 resolution: Optional[int] = None):  # preview: stop at this block's size (None: G's own)
         super().__init__()
+        res = check_preview(G, resolution)
         G = copy.deepcopy(G).eval().requires_grad_(False)
         G.mapping = None                     # per-video parts run on the float32 G
         G.motion = None
+        if res != G.resolution:              # the skip sum of the RGB outputs up to `res` (StyleGAN2, fig. 7)
+            G.blocks = nn.ModuleList([b for b in G.blocks if b.resolution <= res])
         G.blocks.to(dtype)
         if G.flow is not None:
             G.flow.to(dtype)
         if channels_last:
             G.blocks.to(memory_format=torch.channels_last)
-        self.G, self.dtype, self.channels_last = G, dtype, channels_last
+        self.G, self.dtype, self.channels_last, self.resolution = G, dtype, channels_last, res
 
     def forward(self, w: torch.Tensor, x: torch.Tensor, img: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         # w [B, w_dim], x [B, C, r, r], img [B, 3, r, r] (content), v [B, T, motion_dim]
@@ -82,7 +86,25 @@ class FrameRenderer(nn.Module):
         return out.float().clamp(-1, 1)
 
     def extra_repr(self) -> str:
-        return f"dtype={self.dtype}, channels_last={self.channels_last}"
+        return f"dtype={self.dtype}, channels_last={self.channels_last}, resolution={self.resolution}"
+
+
+def preview_resolutions(G: Generator) -> Tuple[int, ...]:
+    """Sizes a FrameRenderer can render G's frames at: the synthesis G's block sizes above its content resolution
+    (each block adds its RGB output to the upsampled sum, so any block ends in a whole, coarser frame); only G's
+    own size for generators that draw otherwise (the layered G places sprites on a frame-sized grid)."""
+    if type(G) is not Generator:
+        return (G.resolution,)
+    return tuple(r for r in G.resolutions if r > G.content_res)
+
+
+def check_preview(G: Generator, resolution: Optional[int]) -> int:
+    sizes = preview_resolutions(G)
+    if resolution is None or resolution == G.resolution:
+        return G.resolution
+    if resolution not in sizes:
+        raise SamplingError(f"this generator renders at {', '.join(map(str, sizes))} px, not {resolution}")
+    return int(resolution)
 
 
 def fill_grid_cache(G: Generator, device: torch.device) -> None:

@@ -8,7 +8,6 @@ a chunk's frames are computed, never which frames.
 """
 from __future__ import annotations
 
-import math
 from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
@@ -64,9 +63,12 @@ class ClipRenderer:
                  compile: bool = False,          # torch.compile the chunk rendering (slow first chunk)
                  channels_last: bool = True,     # FrameRenderer: NHWC convs
                  cuda_graphs: bool = True,       # CUDA only: replay fixed-shape chunks as CUDA graphs
-                 static_shapes: Optional[bool] = None):  # pad the last chunk (None: when compiled/graphed)
+                 static_shapes: Optional[bool] = None,  # pad the last chunk (None: when compiled/graphed)
+                 resolution: Optional[int] = None):  # a precision given: preview at a smaller block size
         if chunk < 1:
             raise SamplingError("chunk must be >= 1")
+        if resolution not in (None, G.resolution) and precision is None and not compile:
+            raise SamplingError("a preview resolution renders through the fast path: give a precision")
         self.device, self.chunk = torch.device(device), int(chunk)
         self.precision = None if precision is None and not compile else resolve_precision(precision or "fp32",
                                                                                           self.device)
@@ -81,7 +83,7 @@ class ClipRenderer:
         else:                                                        # the accelerated per-chunk call
             self.G, self.fused, self.grad_off = G.to(self.device).eval().requires_grad_(False), False, \
                 torch.inference_mode
-            self.renderer = FrameRenderer(self.G, DTYPES[self.precision], channels_last).to(self.device)
+            self.renderer = FrameRenderer(self.G, DTYPES[self.precision], channels_last, resolution).to(self.device)
             self._fn: Callable = self.renderer
             if self.compile:
                 fill_grid_cache(self.G, self.device)
@@ -93,6 +95,8 @@ class ClipRenderer:
 
     def describe(self) -> str:
         parts = [self.precision or "fp32", "compiled" if self.compile else "eager"]
+        if self.renderer is not None and self.renderer.resolution != self.G.resolution:
+            parts.append(f"preview {self.renderer.resolution}px")
         if self.cuda_graphs:
             parts.append("cuda-graphs")
         return "+".join(parts)
@@ -109,21 +113,43 @@ class ClipRenderer:
     # ---- per clip, then per chunk -----------------------------------------------------------------
     def prepare(self, seeds: Sequence[int], c: Optional[torch.Tensor] = None, truncation: float = 1.0):
         """Per-video work, once per clip: w [B, w_dim] and the content features (x, img)."""
+        return self.prepare_latents(seed_z(self.G, seeds, self.device), c, truncation)
+
+    def prepare_latents(self, z: torch.Tensor, c: Optional[torch.Tensor] = None, truncation: float = 1.0):
+        """prepare() from content codes z [B, z_dim] given directly (e.g. a point between two seeds' codes)."""
         if self.G.c_dim > 0 and c is None:
             raise SamplingError("this generator is class-conditional: pass a class (e.g. --class 3)")
         with self.grad_off():
-            z = seed_z(self.G, seeds, self.device)
-            w = self.G.mapping_forward(z, None if c is None else c.to(self.device), truncation_psi=truncation)
+            w = self.G.mapping_forward(z.to(self.device), None if c is None else c.to(self.device),
+                                       truncation_psi=truncation)
             x, img = self.G.content(w, fused=self.fused)
         return w, x, img
 
+    def anchor_window(self, t: torch.Tensor) -> tuple:
+        """(k0, k1): the motion anchors k0..k1-1 that frame times t (any order, >= 0) need."""
+        pos = t.float() / self.G.motion.period               # as the motion network rounds it (float32)
+        return int(pos.min().floor()), int(pos.max().floor()) + 2
+
     def motion(self, seeds: Sequence[int], t: torch.Tensor, w: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Motion embeddings [B, T, m] at frame times t [T] (float64), from each seed's anchor stream."""
-        period = self.G.motion.period
-        k0, k1 = int(math.floor(float(t[0]) / period)), int(math.floor(float(t[-1]) / period)) + 2
-        codes = seed_motion(self.G, seeds, k0, k1, self.device)
-        tt = t.float().to(self.device)[None].expand(len(seeds), -1)
-        return self.G.motion(codes, tt, anchor_offset=k0, w=w)
+        k0, k1 = self.anchor_window(t)
+        return self.motion_from_codes(seed_motion(self.G, seeds, k0, k1, self.device), k0, t, w)
+
+    def motion_from_codes(self, codes: torch.Tensor, k0: int, t: torch.Tensor,
+                          w: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Motion embeddings [B, T, m] at times t ([T] for every video, or [B, T]) from anchor codes
+        [B, k1 - k0, m] given directly, the first one being anchor k0 (see anchor_window)."""
+        tt = t.float().to(self.device)
+        tt = tt[None].expand(codes.shape[0], -1) if tt.dim() == 1 else tt
+        with self.grad_off():
+            return self.G.motion(codes.to(self.device), tt, anchor_offset=k0, w=w)
+
+    def frames(self, prepared: tuple, v: torch.Tensor) -> torch.Tensor:
+        """Frames [B, T, C, H, W] in [-1, 1] from prepare()'s (w, x, img) and motion embeddings v [B, T, m]:
+        the per-chunk call of render_chunks, for callers that choose their own times (the studio's player)."""
+        w, x, img = prepared
+        with self.grad_off():
+            return self._frames(w, x, img, v).clamp(-1, 1)
 
     def render_chunks(self, seeds: Sequence[int], num_frames: Optional[int], *, time_step: float = 1.0,
                       start: float = 0.0, c: Optional[torch.Tensor] = None,

@@ -1,0 +1,57 @@
+"""Headless Chromium for the studio's browser tests and benchmarks, driven by selenium.
+
+Only Debian's packaged browser is used (`apt-get install chromium chromium-driver`; .ci/run does it): selenium
+gets the driver's path, so its manager never downloads a browser (SE_OFFLINE=1 as well). selenium is a test
+extra, imported when a browser is opened.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from typing import Optional
+
+from gan.errors import ReelganError
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser")
+DRIVER_NAMES = ("chromedriver",)
+
+
+class BrowserMissing(ReelganError):
+    pass
+
+
+def _which(names) -> Optional[str]:
+    for name in names:
+        path = shutil.which(name) or (f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}") else None)
+        if path:
+            return path
+    return None
+
+
+def missing_reason() -> Optional[str]:
+    """Why no browser test can run here (None: Chromium, its driver and selenium are all present)."""
+    if _which(CHROMIUM_NAMES) is None or _which(DRIVER_NAMES) is None:
+        return "Chromium is not installed (Debian: apt-get install chromium chromium-driver; .ci/run does it)"
+    if importlib.util.find_spec("selenium") is None:
+        return "selenium is not installed (pip install -e '.[test]')"
+    return None
+
+
+def open_browser(width: int = 900, height: int = 800):
+    """A headless Chromium (selenium WebDriver) with a window of width x height CSS px; quit() it when done."""
+    reason = missing_reason()
+    if reason is not None:
+        raise BrowserMissing(reason)
+    os.environ.setdefault("SE_OFFLINE", "1")             # never let selenium-manager fetch a browser or driver
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = _which(CHROMIUM_NAMES)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+                "--disable-backgrounding-occluded-windows", "--no-first-run", "--mute-audio",
+                f"--window-size={width},{height}"):
+        opts.add_argument(arg)
+    return webdriver.Chrome(service=Service(executable_path=_which(DRIVER_NAMES)), options=opts)
+
