@@ -1,5 +1,5 @@
 """What the training loop needs for a conditional mode (cfg.cond.mode != 'none'), in one object, so the
-loop only gains a few clearly marked hooks: build the networks, extend the batch and the loss, add the
+loop only gains a few clearly marked hooks: build the discriminators, extend the batch and the loss, add the
 text encoder to the discriminator side, draw sample grids, and save/restore the extra state.
 """
 from __future__ import annotations
@@ -9,10 +9,9 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import torch
 
-from gan.conditioning.build import build_conditional_generator
 from gan.conditioning.text import CaptionNegatives, LearnedTextEncoder, TextEncoder, build_text_encoder
 from gan.config import Config
-from gan.networks import build_discriminators, build_generator
+from gan.networks import build_discriminators
 from losses.conditional import RANDOM_BACKBONE_WARNING, CondBatch, ConditionalVideoGANLoss, build_reconstruction
 
 
@@ -87,9 +86,6 @@ class ConditionalTraining:
         if self.mode == "text":
             return self.cfg.cond.text_dim
         return self.cfg.cond.encoder_channels if self.cfg.G.objects > 0 else self.cfg.cond.encoder_dim
-
-    def build_generator(self):
-        return build_generator(self.cfg, self.c_dim) if self.mode == "text" else build_conditional_generator(self.cfg)
 
     def build_discriminators(self):
         """Text: projection on the sentence embedding in both Ds. Image/continue: unconditional Ds (the

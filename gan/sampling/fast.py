@@ -23,7 +23,7 @@ from typing import Dict, Tuple
 import torch
 import torch.nn as nn
 
-from gan.networks import Generator
+from gan.networks import VideoGenerator
 from gan.networks.generator import _base_grid
 from gan.sampling.load import SamplingError
 
@@ -58,18 +58,18 @@ class FrameRenderer(nn.Module):
     the rendering precision (and memory format)."""
 
     def __init__(self,
-                 G: Generator,                 # source generator (not modified)
+                 G: VideoGenerator,            # source generator (context_frames 0; not modified)
                  dtype: torch.dtype = torch.float32,  # precision of the per-frame synthesis
                  channels_last: bool = True):  # conv weights and activations in NHWC
         super().__init__()
-        G = copy.deepcopy(G).eval().requires_grad_(False)
-        G.mapping = None                     # per-video parts run on the float32 G
-        G.motion = None
-        G.blocks.to(dtype)
-        if G.flow is not None:
-            G.flow.to(dtype)
-        if channels_last:
-            G.blocks.to(memory_format=torch.channels_last)
+        # The copy holds what `frames` runs; the per-video parts (mapping, motion, content) run on the float32 G,
+        # so the deep copy maps them to None (deepcopy's memo: an entry is returned instead of copying).
+        keep = {id(m) for m in G.frame_modules()}
+        G = copy.deepcopy(G, {id(m): None for m in G.children() if id(m) not in keep}).eval().requires_grad_(False)
+        for m in G.frame_modules():
+            m.to(dtype)
+            if channels_last:
+                m.to(memory_format=torch.channels_last)
         self.G, self.dtype, self.channels_last = G, dtype, channels_last
 
     def forward(self, w: torch.Tensor, x: torch.Tensor, img: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -85,11 +85,11 @@ class FrameRenderer(nn.Module):
         return f"dtype={self.dtype}, channels_last={self.channels_last}"
 
 
-def fill_grid_cache(G: Generator, device: torch.device) -> None:
+def fill_grid_cache(G: VideoGenerator, device: torch.device) -> None:
     """Fill the sampling-grid cache eagerly (the warp's grid at the content resolution, the layered G's at the
     frame size): a miss inside a compiled graph would make dynamo recompile on the next chunk."""
     dev = torch.empty(0, device=device).device          # as tensors name it ('cuda:0', not 'cuda')
-    for r in {G.content_res, G.resolution}:
+    for r in G.frame_grid_sizes():
         _base_grid(r, dev)
 
 

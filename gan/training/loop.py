@@ -20,6 +20,7 @@ from gan.conditioning.training import ConditionalTraining
 from gan.config import Config, is_builtin
 from gan.data import build_dataset, infer_settings
 from gan.errors import ReelganError
+from gan.networks import build_generator
 from gan.metrics.during_training import TrainingMetrics
 from gan.training import distributed as dist_utils
 from gan.training.logger import RunLogger
@@ -151,7 +152,7 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
     c_dim = mode.c_dim
     for m in mode.synced_modules():
         dist_utils.broadcast_module(m)
-    G = mode.build_generator().to(device)
+    G = build_generator(cfg, c_dim).to(device)
     D_image, D_video = (d.to(device) for d in mode.build_discriminators())
     for m in (G, D_image, D_video):
         m.to(memory_format=torch.channels_last)
@@ -256,8 +257,7 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
             scaler_G.step(opt_G)
             scaler_G.update()
             with torch.no_grad():
-                w = G.mapping_forward(batch.z, batch.gen_c, update_w_avg=True)
-                G.update_v_avg(batch.motion, batch.gen_times, w)     # no-op for relative-motion (image/continue) G
+                G.update_avg(batch.z, batch.gen_c, batch.motion, batch.gen_times)   # w_avg and what G centres on
             seen += cfg.train.batch
             update_ema(G_ema, G, ema_beta(cfg, seen))
             if ada is not None:
