@@ -210,7 +210,7 @@ def eval_text(ckpt: Path, ckpt_uncond: Optional[Path], clips: int, frames: int =
             rows[name].append(prompt_agreement(analyzer.analyze(to_uint8(clip.float())), obj,
                                                named_colour=obj["color"] in ds.caption(i).split()))
     out = {"clips": clips, "frames": frames, "example_caption": ds.caption(0), "dataset": builtin_of(cfg)}
-    if hasattr(G, "drift"):         # the layered G: where its w sends the sprite, read off G (no tracking)
+    if G.objects > 0:               # the layered G: where its w sends the sprite, read off G (no tracking)
         from gan.conditioning.measure import direction_matches
         from gan.sampling import seed_z
         hits = []

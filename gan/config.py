@@ -316,7 +316,7 @@ def resolved_channels(data: DataConfig) -> int:
 def resolved_objects(cfg: "Config") -> int:
     """G.objects with -1 (auto) resolved: the layered G with one sprite per object for the built-in 'digits'
     (separate objects on black), the synthesis G for everything else. Image/continue conditioning picks the
-    synthesis G unless a config asks for layers (gan/conditioning/layered.py: objects split off a flat background)."""
+    synthesis G unless a config asks for layers (gan/networks/conditional.py: objects split off a flat background)."""
     if cfg.G.objects == -1:
         if cfg.data.source == "digits" and cfg.cond.mode in ("none", "text"):
             return cfg.data.num_objects

@@ -1,7 +1,7 @@
 """Object labels for generated clips, free from the layered generators: boxes, track ids and classes.
 
 The layered G (gan/networks/layered.py) places every object's sprite itself and composites the sprites in slot
-order, and the layered image-to-video G (gan/conditioning/layered.py) moves object layers the same way, so the
+order, and the layered image-to-video G (gan/networks/conditional.py) moves object layers the same way, so the
 boxes need no detector: object k's visible alpha in a frame is its own alpha times the transparency of every
 layer in front of it,
 
@@ -29,8 +29,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from gan.conditioning.layered import LayeredConditionalGenerator
-from gan.networks.layered import LayeredGenerator
+from gan.networks import VideoGenerator
 from gan.sampling.load import SamplingError, load_generator, resolve_class
 from gan.sampling.render import chunk_states
 
@@ -52,7 +51,7 @@ class ObjectBox:
 
 def require_layered(G) -> None:
     """Labels come from the layered generators' own placement; the synthesis G has no objects to read."""
-    if not isinstance(G, (LayeredGenerator, LayeredConditionalGenerator)):
+    if G.objects == 0:
         raise LabelError("labels need the layered generator (G.objects > 0); this model is the synthesis "
                          "generator, which has no objects to label")
 
@@ -94,7 +93,7 @@ def clip_boxes(alphas: torch.Tensor, cls: int = 0, first_frame: int = 0, thresho
 
 
 @torch.no_grad()
-def layered_labels(G: LayeredGenerator, seeds: Sequence[int], num_frames: int, *, c: Optional[torch.Tensor] = None,
+def layered_labels(G: VideoGenerator, seeds: Sequence[int], num_frames: int, *, c: Optional[torch.Tensor] = None,
                    classes: Optional[Sequence[int]] = None, threshold: float = 0.5, return_frames: bool = False,
                    **render_kw):
     """Labels of the clips that `gan.sampling.render_chunks(G, seeds, num_frames, c=c, **render_kw)` renders:
@@ -115,7 +114,7 @@ def layered_labels(G: LayeredGenerator, seeds: Sequence[int], num_frames: int, *
 
 
 @torch.no_grad()
-def conditional_labels(G: LayeredConditionalGenerator, state: Dict, times: torch.Tensor,
+def conditional_labels(G: VideoGenerator, state: Dict, times: torch.Tensor,
                        threshold: float = 0.5) -> List[List[ObjectBox]]:
     """Labels of the clips that `G.render_prepared(state, times)` renders (times [B, T]), one list per clip."""
     require_layered(G)

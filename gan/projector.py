@@ -25,7 +25,7 @@ import torch
 
 from gan.cli_utils import Command, fail
 from gan.errors import ReelganError
-from gan.networks.generator import Generator, motion_codes_for_seed
+from gan.networks import VideoGenerator, motion_codes_for_seed
 
 
 class ProjectionError(ReelganError, ValueError):
@@ -36,34 +36,36 @@ FORMAT = "reelgan-projection"
 VERSION = 1
 
 
-def _content(G: Generator, w: torch.Tensor, residual):
+def _content(G: VideoGenerator, w: torch.Tensor, residual):
     x, img = G.content(w)
     if residual is not None:
         x, img = (x if residual[0] is None else x + residual[0]), img + residual[1]
     return x, img
 
 
-def render_codes(G: Generator, w: torch.Tensor, motion: torch.Tensor, times: torch.Tensor,
+def render_codes(G: VideoGenerator, w: torch.Tensor, motion: torch.Tensor, times: torch.Tensor,
                  residual=None, relative: bool = False) -> torch.Tensor:
-    """Frames [1, T, C, H, W] from w [1, w_dim] and motion codes [1, A, m] at times [T] (from 0)."""
-    v = G.motion(motion, times.float()[None], w=w)
-    if relative:                      # ConditionalGenerator: motion is relative to the reference frame at t = 0
-        v = v - G.motion(motion, torch.zeros(1, 1, device=times.device), w=w)
+    """Frames [1, T, C, H, W] from w [1, w_dim] and motion codes [1, A, m] at times [T] (from 0), rendered by
+    G's latent generator (itself, or an image/continue G's inner synthesis G)."""
+    G = G.latent_generator
+    v = G.motion_embedding(motion, times.float()[None], w=w)
+    if relative:                      # image/continue G: motion is relative to the reference frame at t = 0
+        v = v - G.motion_embedding(motion, torch.zeros(1, 1, device=times.device), w=w)
     return G.frames(w, _content(G, w, residual), v)
 
 
-def initial_w(G: Generator, samples: int = 256, seed: int = 0) -> torch.Tensor:
+def initial_w(G: VideoGenerator, samples: int = 256, seed: int = 0) -> torch.Tensor:
     """G's tracked mean w, or (untrained/unconditional-free) the mean over random z when it is unset."""
-    if float(G.mapping.w_avg.abs().sum()) > 0:
-        return G.mapping.w_avg.detach().clone()[None]
+    if float(G.w_avg.abs().sum()) > 0:
+        return G.w_avg.detach().clone()[None]
     if G.c_dim > 0:
         raise ProjectionError("this conditional generator has no tracked mean w to start from")
-    z = torch.randn(samples, G.z_dim, generator=torch.Generator().manual_seed(seed)).to(G.mapping.w_avg.device)
+    z = torch.randn(samples, G.z_dim, generator=torch.Generator().manual_seed(seed)).to(G.w_avg.device)
     with torch.no_grad():
-        return G.mapping(z).mean(0, keepdim=True)
+        return G.mapping_forward(z).mean(0, keepdim=True)
 
 
-def project(G: Generator, target: torch.Tensor, times: Optional[torch.Tensor] = None, *, steps: int = 300,
+def project(G: VideoGenerator, target: torch.Tensor, times: Optional[torch.Tensor] = None, *, steps: int = 300,
             lr: float = 0.05, lpips_model: Optional[Callable] = None, lpips_weight: float = 1.0,
             mse_weight: float = 1.0, prior_weight: float = 1e-3, noise: float = 0.05, noise_ramp: float = 0.75,
             seed: int = 0, log: Optional[Callable[[int, float], None]] = None) -> Dict:
@@ -72,8 +74,7 @@ def project(G: Generator, target: torch.Tensor, times: Optional[torch.Tensor] = 
 
     For image/continue generators (their content comes partly from an encoder), the encoder's content
     residual of the first target frame is kept fixed and w and the motion codes are optimised."""
-    from gan.conditioning.layered import LayeredConditionalGenerator
-    if isinstance(G, LayeredConditionalGenerator):
+    if G.latent_generator is None:
         raise ProjectionError("this checkpoint's generator is the layered image/continuation one (G.objects > 0): its "
                          "content is the clip's own first frame, split into objects, not a latent code to project. "
                          "Animate or continue the clip with generate.py --image / --video instead")
@@ -86,16 +87,15 @@ def project(G: Generator, target: torch.Tensor, times: Optional[torch.Tensor] = 
     if times.shape != (t_count,):
         raise ValueError(f"times must be [{t_count}], got {tuple(times.shape)}")
     G = G.eval().requires_grad_(False)
-    residual, relative = None, hasattr(G, "encoder")
+    residual, relative = None, G.context_frames > 0
     with torch.no_grad():
         w0 = initial_w(G, seed=seed) if not relative else None
         if relative:                                        # start from the encoder's reading of frame 0
-            vec, feat, rgb = G.encoder(target[:1])
-            residual = (feat, rgb)
-            w0 = G.mapping(torch.zeros(1, G.z_dim, device=dev), vec)
+            vec, residual = G.encode_reference(target[:1])
+            w0 = G.latent_generator.mapping_forward(torch.zeros(1, G.z_dim, device=dev), vec)
     gen = torch.Generator().manual_seed(seed)
     w = w0.clone().to(dev).requires_grad_(True)
-    anchors = G.motion.num_anchors(float(times.max()))
+    anchors = G.num_anchors(float(times.max()))
     motion = (torch.randn(1, anchors, G.motion_dim, generator=gen) * 0.5).to(dev).requires_grad_(True)
     opt = torch.optim.Adam([w, motion], lr=lr, betas=(0.9, 0.999))
     w_std = float(torch.randn(64, G.z_dim, generator=gen).std())   # scale of the noise (w's are O(1))
@@ -150,13 +150,13 @@ def load_projection(path) -> Dict:
 
 
 @torch.no_grad()
-def rerender(G: Generator, proj: Dict, num_frames: int, time_step: float = 1.0, seed: int = 0) -> torch.Tensor:
+def rerender(G: VideoGenerator, proj: Dict, num_frames: int, time_step: float = 1.0, seed: int = 0) -> torch.Tensor:
     """A saved projection at other times: frame k at k * time_step (data frames) -> [T, C, H, W].
     Past the projected span, motion anchors come from `seed`'s own streams (the clip goes on plausibly)."""
     dev = next(G.parameters()).device
     times = torch.arange(num_frames, dtype=torch.float32, device=dev) * time_step
     motion = proj["motion"].to(dev)
-    need = G.motion.num_anchors(float(times.max()))
+    need = G.num_anchors(float(times.max()))
     if need > motion.shape[0]:
         extra = motion_codes_for_seed(seed, motion.shape[0], need, G.motion_dim).to(dev)
         motion = torch.cat([motion, extra])

@@ -58,11 +58,11 @@ def _train(outdir, *extra):
 def _conditional_checkpoint(path, mode):
     """What train() writes for an untrained image/continue model (no training needed to test inputs)."""
     from gan.config import load_config
-    from gan.conditioning import build_conditional_generator
+    from gan.networks import build_generator
     cfg = load_config(str(ROOT / "configs" / ("i2v.yaml" if mode == "image" else "continue.yaml")),
                       {"cond": {"lpips_random_backbone": True}, "data": {"num_videos": 16}})
     torch.manual_seed(0)
-    G = build_conditional_generator(cfg)
+    G = build_generator(cfg)
     torch.save({"format_version": 1, "config": cfg.to_dict(), "step": 0, "c_dim": cfg.cond.encoder_dim,
                 "G_ema": G.state_dict()}, path)
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from gan.conditioning import (ConditionalGenerator, ConditionError, LearnedTextEncoder, TextEncoder, WordTokenizer,
-                              build_conditional_generator, load_image, load_video)
+from gan.conditioning import ConditionError, LearnedTextEncoder, TextEncoder, WordTokenizer, load_image, load_video
 from gan.config import Config, ConfigError, load_config
+from gan.networks import ConditionalGenerator, build_generator
 from losses.adversarial import d_logistic
 from losses.conditional import d_matching_aware
 from tests.conftest import ROOT
@@ -28,11 +28,11 @@ def _cfg(mode, **over):
 
 def _G(mode, seed=0):
     torch.manual_seed(seed)
-    G = build_conditional_generator(_cfg(mode, G={"objects": 0})).eval()   # the synthesis G (the presets' is layered:
+    G = build_generator(_cfg(mode, G={"objects": 0})).eval()   # the synthesis G (the presets' is layered:
     # tests/test_layered_conditional.py). At 16 px it draws content once and moves it by the flow, which starts at
     # zero (static); give it random weights, as training would, so that motion codes act.
     with torch.no_grad():
-        G.flow.weight.normal_()
+        G.G.flow.weight.normal_()                                    # the composed synthesis G's flow
     return G
 
 
@@ -145,7 +145,7 @@ def _text_setup(objects=None, **cond):
     torch.manual_seed(0)
     ds = build_dataset(cfg.data, seed=0)
     ct = ConditionalTraining(cfg, ds, "cpu")
-    G = ct.build_generator()
+    G = build_generator(cfg, ct.c_dim)
     D_image, D_video = ct.build_discriminators()
     loss = VideoGANLoss(G, D_image, D_video, ClipAugment([]), cfg.D.image_frames, r1_gamma=0.1, **ct.loss_hooks())
     data = torch.utils.data.default_collate([ds[i] for i in range(4)])
@@ -156,7 +156,7 @@ def _text_setup(objects=None, **cond):
 @pytest.mark.parametrize("objects", [1, 0])        # the preset's layered G, and the synthesis G
 def test_text_condition_reaches_G_and_both_Ds_with_gradients(objects):
     ct, G, D_image, D_video, loss, batch = _text_setup(objects=objects)
-    assert G.objects == objects if objects else not hasattr(G, "objects")
+    assert G.objects == objects and G.context_frames == 0
     assert G.c_dim == D_image.c_dim == D_video.c_dim == ct.cfg.cond.text_dim
     assert len(batch.real_captions) == 4 and batch.gen_c.shape == (4, ct.cfg.cond.text_dim)
     enc = ct.text_encoder
@@ -202,7 +202,7 @@ def test_external_text_encoder_is_used_frozen_and_required_at_sampling(tmp_path)
     with pytest.raises(ValueError, match="text_dim"):
         ConditionalTraining(_cfg("text", cond={"text_dim": 16}), build_dataset(cfg.data, seed=0), "cpu",
                             text_encoder=Hashing())
-    torch.save({"format_version": 1, "config": cfg.to_dict(), "G_ema": ct.build_generator().state_dict(),
+    torch.save({"format_version": 1, "config": cfg.to_dict(), "G_ema": build_generator(cfg, ct.c_dim).state_dict(),
                 "c_dim": 32, "cond": ct.state_dict()}, tmp_path / "ext.pt")
     with pytest.raises(ConditionError, match="external text encoder"):
         load_conditional(tmp_path / "ext.pt")
@@ -374,7 +374,7 @@ def _recon_setup(mode, lpips_model):
         None, False, None
     ct.recon = ReconstructionLoss(lpips_model, 1.0, 1.0, cfg.cond.temporal_weight)
     torch.manual_seed(0)
-    G = ct.build_generator()
+    G = build_generator(cfg)
     D_image, D_video = ct.build_discriminators()
     loss = VideoGANLoss(G, D_image, D_video, ClipAugment([]), cfg.D.image_frames, r1_gamma=0.1, **ct.loss_hooks())
     data = torch.utils.data.default_collate([ds[i] for i in range(2)])
@@ -483,7 +483,7 @@ def _fake_checkpoint(path, mode):
                          "external_text_encoder": None}
         state["c_dim"] = cfg.cond.text_dim
     else:
-        G = build_conditional_generator(cfg)
+        G = build_generator(cfg)
         state["c_dim"] = cfg.cond.encoder_dim
     state["G_ema"] = G.state_dict()
     torch.save(state, path)

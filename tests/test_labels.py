@@ -167,10 +167,9 @@ def test_builtin_digits_boxes_cover_the_rendered_objects():
 
 
 def _i2v_G():
-    from gan.conditioning.build import build_conditional_generator
     cfg = load_config(str(ROOT / "configs" / "i2v.yaml"))
     torch.manual_seed(0)
-    return cfg, build_conditional_generator(cfg).eval()
+    return cfg, build_generator(cfg).eval()
 
 
 def _still():
@@ -213,9 +212,8 @@ def test_generate_image_labels_and_refusals(tmp_path):
     assert res.exit_code == 0, res.output
     rows = [r.split(",") for r in (tmp_path / "o" / "seed0001.mot.txt").read_text().splitlines()]
     assert {r[0] for r in rows} == {"1", "2", "3", "4", "5"} and {r[1] for r in rows} == {"1", "2"}
-    from gan.conditioning.build import build_conditional_generator
     cont = load_config(str(ROOT / "configs" / "continue.yaml"))
-    _save_G(build_conditional_generator(cont), cont, tmp_path / "cont.pt")
+    _save_G(build_generator(cont), cont, tmp_path / "cont.pt")
     base[1] = str(tmp_path / "cont.pt")
     res = CliRunner().invoke(generate.cli, base + ["--video", str(tmp_path / "still.png"), "--labels", "mot"])
     assert res.exit_code == 2 and "not --video" in res.output

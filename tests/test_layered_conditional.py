@@ -1,14 +1,15 @@
-"""The layered image-to-video / continuation generator (gan/conditioning/layered.py): objects split off the
+"""The layered image-to-video / continuation generator (gan/networks/conditional.py): objects split off the
 reference frame, exact layers, rigid moves, measured context velocity."""
 import warnings
 
 import pytest
 import torch
 
-from gan.conditioning import build_conditional_generator
 from gan.conditioning.inputs import frames_to_tensor
-from gan.conditioning.layered import (LayeredConditionalGenerator, ObjectSplitter, composite, connected_components,
-                                      match_shifts, peel_layers)
+from gan.networks import LayeredConditionalGenerator, ObjectSplitter, build_generator
+from gan.networks.conditional import match_shifts
+from gan.networks.encoders import connected_components
+from gan.networks.layered import composite, peel_layers
 from gan.conditioning.measure import psnr
 from gan.data import BouncingShapes
 from tests.test_conditional import _cfg   # the mode's preset (the layered G), small data, random LPIPS
@@ -90,7 +91,7 @@ def _clip(index, frames, stride, objects=2):
 
 def test_image_to_video_first_frame_exact_objects_rigid_and_gradients():
     torch.manual_seed(0)
-    G = build_conditional_generator(_cfg("image"))
+    G = build_generator(_cfg("image"))
     assert isinstance(G, LayeredConditionalGenerator) and G.context_frames == 1
     stills = torch.stack([_clip(i, 1, 1, objects=1 + i % 2)[0] for i in range(8)])
     z, t = torch.randn(8, G.z_dim), torch.arange(6.0)[None].expand(8, -1) * 3
@@ -111,18 +112,18 @@ def test_image_to_video_first_frame_exact_objects_rigid_and_gradients():
     assert inside.sum() >= 8
     torch.testing.assert_close(ink[inside], ink[:, :1].expand_as(ink)[inside], rtol=0.01, atol=0)
     out.square().mean().backward()
-    for prefix in ("encoder.", "mapping.", "velocity.", "jitter.", "motion."):
+    for prefix in ("encoder.", "mapping.", "motion.kinematics.", "motion.jitter.", "motion.net."):
         grads = [p.grad for n, p in G.named_parameters() if n.startswith(prefix)]
         assert grads and all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads), prefix
 
 
 def test_continuation_carries_the_context_motion_on():
     torch.manual_seed(0)
-    G = build_conditional_generator(_cfg("continue"))
+    G = build_generator(_cfg("continue"))
     assert isinstance(G, LayeredConditionalGenerator) and G.context_frames == 2
     with torch.no_grad():
-        G.jitter.weight.zero_()                                       # no wobble: the measured drift alone
-        G.jitter.bias.zero_()
+        G.motion.jitter.weight.zero_()                                # no wobble: the measured drift alone
+        G.motion.jitter.bias.zero_()
     clips = torch.stack([_clip(i, 8, 2) for i in range(8)])          # 2 context frames + 6 to predict, 2 apart
     t = torch.arange(8.0)[None].expand(8, -1) * 2
     with torch.no_grad():
@@ -132,7 +133,7 @@ def test_continuation_carries_the_context_motion_on():
     copy = psnr(clips[:, 1:2].expand(-1, 3, -1, -1, -1), clips[:, 2:5]).mean()
     assert model > copy + 3, (float(model), float(copy))              # untrained: measured, not learned
     # The velocity head is not used: the context decides.
-    assert all(p.grad is None for p in G.velocity.parameters())
+    assert all(p.grad is None for p in G.motion.kinematics.parameters())
 
 
 def test_layered_generator_is_chosen_by_config_and_checkpoints_round_trip(tmp_path):
@@ -141,7 +142,7 @@ def test_layered_generator_is_chosen_by_config_and_checkpoints_round_trip(tmp_pa
     from gan.training.loop import train
     cfg = _cfg("image", train={"steps": 2, "batch": 2, "checkpoint_every": 2, "log_every": 1, "sample_every": 0},
                data={"num_videos": 8, "workers": 0})
-    assert not isinstance(build_conditional_generator(_cfg("image", G={"objects": 0})), LayeredConditionalGenerator)
+    assert not isinstance(build_generator(_cfg("image", G={"objects": 0})), LayeredConditionalGenerator)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         train(cfg, str(tmp_path), progress=False)

@@ -133,9 +133,10 @@ def test_flow_is_centred_on_the_tracked_mean_motion(tiny_G):
     torch.testing.assert_close(tiny_G(z, None, t, codes), before)   # rendering does not touch v_avg
     assert torch.count_nonzero(tiny_G.v_avg) == 0
     w = tiny_G.mapping_forward(z)
-    tiny_G.update_v_avg(codes, t, w)
+    tiny_G.update_avg(z, None, codes, t)
     expected = tiny_G.motion(codes, t, w=w).mean(dim=(0, 1)) * (1 - tiny_G.v_avg_beta)
     torch.testing.assert_close(tiny_G.v_avg, expected.detach())
+    torch.testing.assert_close(tiny_G.w_avg, w.mean(0) * (1 - tiny_G.mapping.w_avg_beta))   # and the truncation centre
 
 
 def test_latent_input_makes_the_layout_depend_on_w(tiny_cfg):

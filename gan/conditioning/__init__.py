@@ -1,15 +1,13 @@
 """Conditional generation: animate a still ('image'), continue a clip ('continue'), render a sentence
 ('text'). Conditions reach the networks as their one optional argument `c` (DESIGN.md):
 - text: a sentence embedding [B, dim] from a `TextEncoder` (built-in, trained with the Ds, or your own);
-- image / continue: the frames themselves, encoded inside `ConditionalGenerator`.
-The generators a config asks for come from `build.py`; the training mode lives in gan/training/conditional.py,
-sampling in `gan/sampling/`, projection in `gan/projector.py`.
+- image / continue: the frames themselves, encoded inside the frame-conditioned generators (gan/networks/
+  conditional.py; `gan.networks.build_generator` builds the one a config asks for).
+Here: the text encoders (text.py), reading stills and clips (inputs.py) and measuring motion (measure.py); the
+training mode lives in gan/training/conditional.py, sampling in `gan/sampling/`, projection in `gan/projector.py`.
 """
-from gan.conditioning.build import build_conditional_generator
-from gan.conditioning.encoders import ConditionalGenerator, ContentEncoder, MotionEncoder
 from gan.conditioning.inputs import ConditionError, load_image, load_video
 from gan.conditioning.text import LearnedTextEncoder, TextEncoder, WordTokenizer, build_text_encoder
 
-__all__ = ["ConditionalGenerator", "ContentEncoder", "MotionEncoder", "build_conditional_generator",
-           "ConditionError", "load_image", "load_video", "LearnedTextEncoder", "TextEncoder", "WordTokenizer",
+__all__ = ["ConditionError", "load_image", "load_video", "LearnedTextEncoder", "TextEncoder", "WordTokenizer",
            "build_text_encoder"]

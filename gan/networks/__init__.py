@@ -1,14 +1,26 @@
-"""Networks: the temporally aware generator and the image / video discriminators."""
+"""Networks: the generator family (one interface, interface.py: the synthesis G, the layered G and their
+frame-conditioned forms), their encoders, and the image / video discriminators."""
+from gan.networks.conditional import ConditionalGenerator, LayeredConditionalGenerator
 from gan.networks.discriminator import ImageDiscriminator, VideoDiscriminator
+from gan.networks.encoders import ContentEncoder, MotionEncoder, ObjectEncoder, ObjectSplitter
 from gan.networks.generator import Generator, MotionNetwork, condition_vector, motion_codes_for_seed
+from gan.networks.interface import VideoGenerator
 from gan.networks.layered import LayeredGenerator
 
 
-def build_generator(cfg, c_dim: int = 0) -> Generator:
-    """G from a full Config (gan.config.Config) and the condition size (0: unconditional): the layered G when
-    G.objects > 0 (or auto resolves to objects), else the synthesis G."""
+def build_generator(cfg, c_dim: int = 0) -> VideoGenerator:
+    """The generator a full Config (gan.config.Config) asks for. cond.mode 'image' / 'continue': the frame-
+    conditioned G (conditional.py); otherwise c_dim is the condition size (0: unconditional; the number of classes;
+    'text': cfg.cond.text_dim when 0). Either way the layered form when G.objects > 0 (or auto resolves to objects),
+    else the synthesis one."""
     from gan.config import resolved_channels, resolved_objects
     channels, objects = resolved_channels(cfg.data), resolved_objects(cfg)
+    if cfg.cond.mode in ("image", "continue"):
+        if objects > 0:
+            return LayeredConditionalGenerator(cfg.G, cfg.data.resolution, channels, cfg.cond, objects)
+        return ConditionalGenerator(cfg.G, cfg.data.resolution, channels, cfg.cond)
+    if cfg.cond.mode == "text":
+        c_dim = c_dim or cfg.cond.text_dim
     if objects > 0:
         return LayeredGenerator(cfg.G, cfg.data.resolution, channels, c_dim, objects=objects)
     return Generator(cfg.G, cfg.data.resolution, channels, c_dim)
@@ -20,5 +32,7 @@ def build_discriminators(cfg, c_dim: int = 0):
             VideoDiscriminator(cfg.D, cfg.data.resolution, cfg.data.channels, c_dim))
 
 
-__all__ = ["Generator", "LayeredGenerator", "MotionNetwork", "ImageDiscriminator", "VideoDiscriminator",
-           "build_generator", "build_discriminators", "condition_vector", "motion_codes_for_seed"]
+__all__ = ["VideoGenerator", "Generator", "LayeredGenerator", "ConditionalGenerator", "LayeredConditionalGenerator",
+           "ContentEncoder", "MotionEncoder", "ObjectEncoder", "ObjectSplitter", "MotionNetwork",
+           "ImageDiscriminator", "VideoDiscriminator", "build_generator", "build_discriminators", "condition_vector",
+           "motion_codes_for_seed"]

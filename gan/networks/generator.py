@@ -15,7 +15,7 @@ Shape of the model (why it learns motion quickly and keeps objects intact):
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from gan.config import GeneratorConfig
+from gan.networks.interface import VideoGenerator
 from gan.networks.layers import FullyConnectedLayer, MappingNetwork
 from gan.ops import bias_act, modulated_conv2d, setup_filter, upsample2d
 
@@ -253,13 +254,20 @@ class SynthesisBlock(nn.Module):
         return f"resolution={self.resolution}, architecture={self.architecture}"
 
 
-class Generator(nn.Module):
-    """G(z, c, t, motion) -> frames [B, T, C, H, W] rendered at the continuous times t [B, T]."""
+class Generator(VideoGenerator):
+    """The synthesis G: G(z, c, t, motion) -> frames [B, T, C, H, W] rendered at the continuous times t [B, T]."""
 
-    def __init__(self, cfg: GeneratorConfig, resolution: int, img_channels: int = 3, c_dim: int = 0):
+    def __init__(self,
+                 cfg: GeneratorConfig,
+                 resolution: int,
+                 img_channels: int = 3,
+                 c_dim: int = 0,                 # condition vector size (classes, a caption embedding); 0: none
+                 center_flow: bool = True):      # False: the caller makes motion relative (v = 0 at a reference
+        #                                          frame; gan/networks/conditional.py), so the flow needs no v_avg
         super().__init__()
         self.cfg, self.resolution, self.img_channels, self.c_dim = cfg, resolution, img_channels, c_dim
         self.z_dim, self.motion_dim = cfg.z_dim, cfg.motion_dim
+        self.context_frames, self.objects = 0, 0
         self.mapping = MappingNetwork(cfg.z_dim, c_dim, cfg.w_dim, cfg.mapping_layers, impl=cfg.impl)
         self.motion = MotionNetwork(cfg.motion_dim, cfg.motion_period, cfg.time_features,
                                     w_dim=cfg.w_dim if cfg.motion_from_w else 0, drift=cfg.motion_drift,
@@ -275,38 +283,40 @@ class Generator(nn.Module):
                                          cfg.conv_clamp, cfg.impl, input_kind=cfg.input))
             in_ch = out_ch
         self.blocks = nn.ModuleList(blocks)
+        self.flow, self.center_flow = None, bool(center_flow and cfg.warp_grid > 0)
         if cfg.warp_grid > 0:
             # Small random init and a faster learning rate: content moves from the first step, so the video
             # D never faces only static fakes. No bias, and v centred on its running mean (v_avg, tracked
             # like w_avg): the flow can only move content, never park it (docs/notes.md, "The warp flow").
             self.flow = FullyConnectedLayer(cfg.motion_dim, 2 * cfg.warp_grid ** 2, bias=False, weight_init=0.02,
                                             lr_multiplier=4.0, impl=cfg.impl)
+        if self.center_flow:
             self.register_buffer("v_avg", torch.zeros(cfg.motion_dim))
-        else:
-            self.flow = None
-        # Relative motion (conditional generators: v = 0 at the reference frame) is anchored there instead.
-        self.center_flow = True
         self.v_avg_beta = 0.995
 
     # ---- latents -------------------------------------------------------------------------------
-    def sample_motion(self, batch: int, t_max: float, generator: Optional[torch.Generator] = None,
-                      device=None) -> torch.Tensor:
-        """Random motion codes [B, K, motion_dim] covering times [0, t_max]."""
-        k = self.motion.num_anchors(t_max)
-        return torch.randn(batch, k, self.motion_dim, generator=generator, device=device)
+    @property
+    def motion_period(self) -> float:
+        return self.motion.period
+
+    @property
+    def w_avg(self) -> torch.Tensor:
+        return self.mapping.w_avg
 
     def mapping_forward(self, z, c=None, truncation_psi: float = 1.0, update_w_avg: bool = False):
         return self.mapping(z, condition_vector(c, self.c_dim, z.dtype), truncation_psi, update_w_avg)
 
     @torch.no_grad()
-    def update_v_avg(self, motion: torch.Tensor, t: torch.Tensor, w: Optional[torch.Tensor] = None) -> None:
-        """Track the mean motion embedding that the flow is centred on (the loop calls it after each G step,
-        as it does for w_avg, so rendering itself stays a pure function of the weights and buffers).
-        w: the videos' latents (needed when motion depends on w)."""
-        if self.flow is None or not self.center_flow:
-            return
-        v = self.motion(motion, t, w=w).float().mean(dim=(0, 1))
-        self.v_avg.copy_(v.lerp(self.v_avg, self.v_avg_beta))
+    def update_avg(self, z: torch.Tensor, c: Optional[torch.Tensor], motion: torch.Tensor, t: torch.Tensor) -> None:
+        """w_avg, and the mean motion embedding v_avg that the flow is centred on."""
+        w = self.mapping_forward(z, c, update_w_avg=True)
+        if self.center_flow:
+            v = self.motion(motion, t, w=w).float().mean(dim=(0, 1))
+            self.v_avg.copy_(v.lerp(self.v_avg, self.v_avg_beta))
+
+    def motion_embedding(self, codes: torch.Tensor, t: torch.Tensor, anchor_offset: int = 0,
+                         w: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.motion(codes, t, anchor_offset, w=w)
 
     # ---- synthesis -----------------------------------------------------------------------------
     def content(self, w: torch.Tensor, fused: bool = False):
@@ -317,6 +327,20 @@ class Generator(nn.Module):
                 break
             x, img = block(x, img, w, fused)
         return x, img
+
+    def frame_modules(self) -> List[nn.Module]:
+        return [self.blocks] + ([self.flow] if self.flow is not None else [])
+
+    def frame_grid_sizes(self) -> Tuple[int, ...]:
+        return (self.content_res,) if self.flow is not None else ()
+
+    def preview_resolutions(self) -> Tuple[int, ...]:
+        # each block adds its RGB output to the upsampled sum, so any block ends in a whole, coarser frame
+        return tuple(r for r in self.resolutions if self.content_res < r < self.resolution)
+
+    def keep_up_to(self, resolution: int) -> None:
+        # the skip sum of the RGB outputs up to `resolution` (StyleGAN2, fig. 7)
+        self.blocks = nn.ModuleList([b for b in self.blocks if b.resolution <= resolution])
 
     def warp(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         # x [N, C, r, r] content repeated per frame, v [N, motion_dim] -> warped x [N, C, r, r]
@@ -347,17 +371,6 @@ class Generator(nn.Module):
             if block.resolution > self.content_res:
                 x, img = block(x, img, style, fused)
         return img.reshape(b, t, *img.shape[1:])
-
-    def forward(self, z: torch.Tensor, c: Optional[torch.Tensor], t: torch.Tensor,
-                motion: Optional[torch.Tensor] = None, truncation_psi: float = 1.0,
-                update_w_avg: bool = False, fused: bool = False) -> torch.Tensor:
-        # z [B, z_dim], c None | [B] | [B, c_dim], t [B, T] frames, motion [B, K, motion_dim] -> [B, T, C, H, W]
-        assert t.ndim == 2 and t.shape[0] == z.shape[0], f"t must be [B, T], got {tuple(t.shape)}"
-        if motion is None:
-            motion = self.sample_motion(z.shape[0], float(t.max()), device=z.device)
-        w = self.mapping_forward(z, c, truncation_psi, update_w_avg)
-        v = self.motion(motion, t, w=w)
-        return self.frames(w, self.content(w, fused), v, fused)
 
     def extra_repr(self) -> str:
         return (f"resolution={self.resolution}, c_dim={self.c_dim}, content_res={self.content_res}, "

@@ -6,11 +6,11 @@ from typing import Dict
 
 import torch
 
-from gan.networks import Generator
+from gan.networks import VideoGenerator
 from gan.sampling.render import FastSampler
 
 
-def flops_per_frame(G: Generator, frames: int = 4) -> Dict[str, float]:
+def flops_per_frame(G: VideoGenerator, frames: int = 4) -> Dict[str, float]:
     """FLOPs (torch.utils.flop_counter: 2 per multiply-add of convs and matmuls) of rendering: 'frame'
     per frame (motion + synthesis above the content resolution) and 'content' once per video. The
     synthesis is counted on the meta device (shapes only, no arithmetic), so this is instant at any size."""
@@ -39,5 +39,5 @@ def flops_per_frame(G: Generator, frames: int = 4) -> Dict[str, float]:
             "content": float(per_video.get_total_flops())}
 
 
-def param_count(G: Generator) -> int:
+def param_count(G: VideoGenerator) -> int:
     return sum(p.numel() for p in G.parameters())

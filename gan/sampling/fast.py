@@ -23,7 +23,7 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from gan.networks import Generator
+from gan.networks import VideoGenerator
 from gan.networks.generator import _base_grid
 from gan.sampling.load import SamplingError
 
@@ -58,22 +58,22 @@ class FrameRenderer(nn.Module):
     the rendering precision (and memory format)."""
 
     def __init__(self,
-                 G: Generator,                 # source generator (not modified)
+                 G: VideoGenerator,            # source generator (context_frames 0; not modified)
                  dtype: torch.dtype = torch.float32,  # precision of the per-frame synthesis
                  channels_last: bool = True,   # conv weights and activations in NHWC
                  resolution: Optional[int] = None):  # preview: stop at this block's size (None: G's own)
         super().__init__()
+        # The copy holds what `frames` runs; the per-video parts (mapping, motion, content) run on the float32 G,
+        # so the deep copy maps them to None (deepcopy's memo: an entry is returned instead of copying).
+        keep = {id(m) for m in G.frame_modules()}
         res = check_preview(G, resolution)
-        G = copy.deepcopy(G).eval().requires_grad_(False)
-        G.mapping = None                     # per-video parts run on the float32 G
-        G.motion = None
-        if res != G.resolution:              # the skip sum of the RGB outputs up to `res` (StyleGAN2, fig. 7)
-            G.blocks = nn.ModuleList([b for b in G.blocks if b.resolution <= res])
-        G.blocks.to(dtype)
-        if G.flow is not None:
-            G.flow.to(dtype)
-        if channels_last:
-            G.blocks.to(memory_format=torch.channels_last)
+        G = copy.deepcopy(G, {id(m): None for m in G.children() if id(m) not in keep}).eval().requires_grad_(False)
+        if res != G.resolution:
+            G.keep_up_to(res)
+        for m in G.frame_modules():
+            m.to(dtype)
+            if channels_last:
+                m.to(memory_format=torch.channels_last)
         self.G, self.dtype, self.channels_last, self.resolution = G, dtype, channels_last, res
 
     def forward(self, w: torch.Tensor, x: torch.Tensor, img: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -89,16 +89,12 @@ class FrameRenderer(nn.Module):
         return f"dtype={self.dtype}, channels_last={self.channels_last}, resolution={self.resolution}"
 
 
-def preview_resolutions(G: Generator) -> Tuple[int, ...]:
-    """Sizes a FrameRenderer can render G's frames at: the synthesis G's block sizes above its content resolution
-    (each block adds its RGB output to the upsampled sum, so any block ends in a whole, coarser frame); only G's
-    own size for generators that draw otherwise (the layered G places sprites on a frame-sized grid)."""
-    if type(G) is not Generator:
-        return (G.resolution,)
-    return tuple(r for r in G.resolutions if r > G.content_res)
+def preview_resolutions(G: VideoGenerator) -> Tuple[int, ...]:
+    """Sizes a FrameRenderer can render G's frames at: its own and the smaller ones its family can stop at."""
+    return tuple(sorted(set(G.preview_resolutions()) | {G.resolution}))
 
 
-def check_preview(G: Generator, resolution: Optional[int]) -> int:
+def check_preview(G: VideoGenerator, resolution: Optional[int]) -> int:
     sizes = preview_resolutions(G)
     if resolution is None or resolution == G.resolution:
         return G.resolution
@@ -107,11 +103,11 @@ def check_preview(G: Generator, resolution: Optional[int]) -> int:
     return int(resolution)
 
 
-def fill_grid_cache(G: Generator, device: torch.device) -> None:
+def fill_grid_cache(G: VideoGenerator, device: torch.device) -> None:
     """Fill the sampling-grid cache eagerly (the warp's grid at the content resolution, the layered G's at the
     frame size): a miss inside a compiled graph would make dynamo recompile on the next chunk."""
     dev = torch.empty(0, device=device).device          # as tensors name it ('cuda:0', not 'cuda')
-    for r in {G.content_res, G.resolution}:
+    for r in G.frame_grid_sizes():
         _base_grid(r, dev)
 
 

@@ -9,7 +9,6 @@ import torch
 
 from gan import watermark as wm
 from gan.checkpoint import CheckpointError, generator_key, load, load_modules
-from gan.conditioning.build import build_conditional_generator
 from gan.conditioning.inputs import ConditionError
 from gan.conditioning.text import TextEncoder, build_text_encoder
 from gan.config import Config
@@ -54,10 +53,7 @@ def load_generator(path: Union[str, Path], device="cpu", state: Optional[Dict] =
     key = generator_key(ckpt, path)
     cfg = Config.from_saved(ckpt["config"])
     mode = cfg.cond.mode
-    if mode in ("image", "continue"):
-        G = build_conditional_generator(cfg)
-    else:
-        G = build_generator(cfg, ckpt.get("c_dim", cfg.cond.text_dim if mode == "text" else 0))
+    G = build_generator(cfg, int(ckpt.get("c_dim", 0)))
     load_modules(ckpt, {key: G}, path)
     G = G.to(device).eval().requires_grad_(False)
     info = {"config": cfg, "mode": mode, "c_dim": ckpt.get("c_dim", 0), "step": ckpt.get("step"),

@@ -14,17 +14,17 @@ import numpy as np
 import torch
 
 from gan.conditioning.inputs import ConditionError
-from gan.networks import Generator, motion_codes_for_seed
+from gan.networks import VideoGenerator, motion_codes_for_seed
 from gan.sampling.fast import DTYPES, ChunkGraphs, FrameRenderer, fill_grid_cache, resolve_precision
 from gan.sampling.load import SamplingError
 
 
-def seed_z(G: Generator, seeds: Sequence[int], device) -> torch.Tensor:
+def seed_z(G: VideoGenerator, seeds: Sequence[int], device) -> torch.Tensor:
     z = [torch.randn(G.z_dim, generator=torch.Generator().manual_seed(int(s))) for s in seeds]
     return torch.stack(z).to(device)
 
 
-def seed_motion(G: Generator, seeds: Sequence[int], k0: int, k1: int, device) -> torch.Tensor:
+def seed_motion(G: VideoGenerator, seeds: Sequence[int], k0: int, k1: int, device) -> torch.Tensor:
     return torch.stack([motion_codes_for_seed(int(s), k0, k1, G.motion_dim) for s in seeds]).to(device)
 
 
@@ -55,7 +55,7 @@ class ClipRenderer:
     synthesis in that precision, optionally compiled (see gan/sampling/fast.py)."""
 
     def __init__(self,
-                 G: Generator,                   # trained generator (G_ema), float32
+                 G: VideoGenerator,              # trained generator (G_ema), float32
                  device="cpu",
                  chunk: int = 16,                # frames per video per rendering step
                  fused: bool = True,             # precision None: fused modulated convs (False: grouped reference)
@@ -72,6 +72,9 @@ class ClipRenderer:
         self.device, self.chunk = torch.device(device), int(chunk)
         self.precision = None if precision is None and not compile else resolve_precision(precision or "fp32",
                                                                                           self.device)
+        if self.precision is not None and G.context_frames > 0:
+            raise SamplingError("precision / compile speed up the per-chunk path of unconditional, class and text "
+                                "models; an image/continue model renders with its generator: leave them unset")
         self.compile = bool(compile)
         self.cuda_graphs = bool(cuda_graphs) and self.device.type == "cuda" and not compile \
             and self.precision is not None
@@ -127,7 +130,7 @@ class ClipRenderer:
 
     def anchor_window(self, t: torch.Tensor) -> tuple:
         """(k0, k1): the motion anchors k0..k1-1 that frame times t (any order, >= 0) need."""
-        pos = t.float() / self.G.motion.period               # as the motion network rounds it (float32)
+        pos = t.float() / self.G.motion_period               # as the motion network rounds it (float32)
         return int(pos.min().floor()), int(pos.max().floor()) + 2
 
     def motion(self, seeds: Sequence[int], t: torch.Tensor, w: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -142,7 +145,7 @@ class ClipRenderer:
         tt = t.float().to(self.device)
         tt = tt[None].expand(codes.shape[0], -1) if tt.dim() == 1 else tt
         with self.grad_off():
-            return self.G.motion(codes.to(self.device), tt, anchor_offset=k0, w=w)
+            return self.G.motion_embedding(codes.to(self.device), tt, anchor_offset=k0, w=w)
 
     def frames(self, prepared: tuple, v: torch.Tensor) -> torch.Tensor:
         """Frames [B, T, C, H, W] in [-1, 1] from prepare()'s (w, x, img) and motion embeddings v [B, T, m]:
@@ -177,7 +180,7 @@ class ClipRenderer:
         G, s = self.G, len(seeds)
         with self.grad_off():
             z = seed_z(G, seeds, self.device)
-            motion = seed_motion(G, seeds, 0, G.motion.num_anchors(float(t_max)), self.device)
+            motion = seed_motion(G, seeds, 0, G.num_anchors(float(t_max)), self.device)
             c = cond.to(self.device).unsqueeze(0).expand(s, *cond.shape)
             ct = context_times.float().to(self.device)[None].expand(s, -1)
             return G.prepare(z, c, ct, motion, truncation_psi=truncation)
@@ -207,11 +210,11 @@ class ClipRenderer:
 class FastSampler(ClipRenderer):
     """The ClipRenderer with its inference path on (precision 'fp32' unless given): a name for benchmarks."""
 
-    def __init__(self, G: Generator, device="cpu", precision: str = "fp32", **kwargs):
+    def __init__(self, G: VideoGenerator, device="cpu", precision: str = "fp32", **kwargs):
         super().__init__(G, device, precision=precision, **kwargs)
 
 
-def render_chunks(G: Generator, seeds: Sequence[int], num_frames: Optional[int], *, time_step: float = 1.0,
+def render_chunks(G: VideoGenerator, seeds: Sequence[int], num_frames: Optional[int], *, time_step: float = 1.0,
                   start: float = 0.0, c: Optional[torch.Tensor] = None, truncation: float = 1.0,
                   chunk: int = 16, device="cpu", fused: bool = True) -> Iterator[torch.Tensor]:
     """ClipRenderer(G).render_chunks: [B, t, C, H, W] chunks rendered by G itself."""
@@ -219,7 +222,7 @@ def render_chunks(G: Generator, seeds: Sequence[int], num_frames: Optional[int],
                                                                c=c, truncation=truncation)
 
 
-def chunk_states(G: Generator, seeds: Sequence[int], num_frames: Optional[int], *, time_step: float = 1.0,
+def chunk_states(G: VideoGenerator, seeds: Sequence[int], num_frames: Optional[int], *, time_step: float = 1.0,
                  start: float = 0.0, c: Optional[torch.Tensor] = None, truncation: float = 1.0,
                  chunk: int = 16, device="cpu", fused: bool = True) -> Iterator[tuple]:
     """ClipRenderer(G).chunk_states: what render_chunks renders, per chunk, before rendering."""
@@ -227,12 +230,12 @@ def chunk_states(G: Generator, seeds: Sequence[int], num_frames: Optional[int], 
                                                               c=c, truncation=truncation)
 
 
-def render(G: Generator, seeds: Sequence[int], num_frames: int, **kwargs) -> torch.Tensor:
+def render(G: VideoGenerator, seeds: Sequence[int], num_frames: int, **kwargs) -> torch.Tensor:
     """Whole clips [B, T, C, H, W] (for short clips; use render_chunks for long ones)."""
     return torch.cat(list(render_chunks(G, seeds, num_frames, **kwargs)), dim=1)
 
 
-def render_grid_video(G: Generator, seeds: Sequence[int], num_frames: int, device, c_dim: int = 0,
+def render_grid_video(G: VideoGenerator, seeds: Sequence[int], num_frames: int, device, c_dim: int = 0,
                       nrow: Optional[int] = None) -> np.ndarray:
     """A grid of clips as uint8 [T, H', W', 3]; conditional models cycle through the classes."""
     from gan.video_io import make_grid, to_uint8

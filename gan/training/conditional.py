@@ -1,5 +1,5 @@
 """The conditional training mode (cfg.cond.mode != 'none'): one object with the hooks the loop calls (as
-gan/training/modes.py's PlainMode): build the networks, extend the batch, plug the mode's condition and terms
+gan/training/modes.py's PlainMode): build the discriminators, extend the batch, plug the mode's condition and terms
 into the one loss (losses/conditional.py), add the text encoder to the discriminator side, draw sample grids,
 and save/restore the extra state.
 """
@@ -10,10 +10,9 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import torch
 
-from gan.conditioning.build import build_conditional_generator
 from gan.conditioning.text import CaptionNegatives, LearnedTextEncoder, TextEncoder, build_text_encoder
 from gan.config import Config
-from gan.networks import build_discriminators, build_generator
+from gan.networks import build_discriminators
 from gan.video_io import make_grid, to_uint8
 from losses.conditional import (RANDOM_BACKBONE_WARNING, CondBatch, MatchingAwareTerm, ReconstructionTerm,
                                 TextConditions, build_reconstruction, no_condition)
@@ -90,9 +89,6 @@ class ConditionalTraining:
         if self.mode == "text":
             return self.cfg.cond.text_dim
         return self.cfg.cond.encoder_channels if self.cfg.G.objects > 0 else self.cfg.cond.encoder_dim
-
-    def build_generator(self):
-        return build_generator(self.cfg, self.c_dim) if self.mode == "text" else build_conditional_generator(self.cfg)
 
     def build_discriminators(self):
         """Text: projection on the sentence embedding in both Ds. Image/continue: unconditional Ds (the

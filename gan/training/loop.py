@@ -71,8 +71,7 @@ def step(run: Run) -> Dict[str, float]:
         run.scaler_G.step(run.opt_G)
         run.scaler_G.update()
         with torch.no_grad():
-            w = run.G.mapping_forward(batch.z, batch.gen_c, update_w_avg=True)
-            run.G.update_v_avg(batch.motion, batch.gen_times, w)     # no-op for relative-motion (image/continue) G
+            run.G.update_avg(batch.z, batch.gen_c, batch.motion, batch.gen_times)   # w_avg and what G centres on
         run.seen += cfg.train.batch
         update_ema(run.G_ema, run.G, ema_beta(cfg, run.seen))
         if run.ada is not None:

@@ -1,6 +1,6 @@
 """Training modes: what differs between unconditional / class-conditional training and a conditional mode
 (gan/training/conditional.py `ConditionalTraining`), as one object the loop calls at fixed hook points:
-build the networks, extend the optimizer, the loss and the batch, draw sample grids, save/restore state."""
+build the discriminators, extend the optimizer, the loss and the batch, draw sample grids, save/restore state."""
 from __future__ import annotations
 
 from typing import Callable, Dict, List
@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from gan.config import Config
-from gan.networks import build_discriminators, build_generator
+from gan.networks import build_discriminators
 from gan.sampling import render_grid_video
 from losses import Batch
 
@@ -29,9 +29,6 @@ class PlainMode:
 
     def synced_modules(self) -> List[torch.nn.Module]:
         return []
-
-    def build_generator(self):
-        return build_generator(self.cfg, self.c_dim)
 
     def build_discriminators(self):
         return build_discriminators(self.cfg, self.c_dim)

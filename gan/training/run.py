@@ -21,6 +21,7 @@ from gan import checkpoint as ckpt_io
 from gan.config import Config, is_builtin
 from gan.data import build_dataset, infer_settings
 from gan.errors import ReelganError
+from gan.networks import build_generator
 from gan.training import distributed as dist_utils
 from gan.training.conditional import ConditionalTraining
 from gan.training.logger import RunLogger
@@ -321,7 +322,7 @@ def setup(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
     c_dim = mode.c_dim
     for m in mode.synced_modules():
         dist_utils.broadcast_module(m)
-    G = mode.build_generator().to(device)
+    G = build_generator(cfg, c_dim).to(device)
     D_image, D_video = (d.to(device) for d in mode.build_discriminators())
     for m in (G, D_image, D_video):
         m.to(memory_format=torch.channels_last)
