@@ -54,3 +54,14 @@ def test_auto_channels_grey_for_digits_colour_otherwise(tmp_path):
     assert load_config(overrides={"data": {"source": "shapes"}}).data.channels == 3
     assert load_config(overrides={"data": {"source": str(tmp_path)}}).data.channels == 0   # users' clips: read off
     assert load_config(overrides={"data": {"channels": 3}}).data.channels == 3             # the data; explicit wins
+
+
+def test_package_version_and_checkpoint_formats_agree():
+    import configparser
+
+    import gan
+    from gan import checkpoint as ckpt_io
+    setup = configparser.ConfigParser()
+    setup.read(ROOT / "setup.cfg")
+    assert setup["metadata"]["version"] == gan.__version__
+    assert set(ckpt_io.LAST_RELEASE_READING) == set(range(1, ckpt_io.FORMAT_VERSION))   # each older format

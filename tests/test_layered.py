@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gan.config import Config, ConfigError, load_config
+from gan.config import ConfigError, load_config
 from gan.networks import LayeredGenerator, build_generator
 from gan.networks.layered import reflect_unit
 
@@ -42,12 +42,6 @@ def test_layered_config_errors_name_the_field():
         load_config(None, {"G": {"objects": 4, "z_dim": 3}})
     with pytest.raises(ConfigError, match="G.background"):
         load_config(None, {"G": {"background": "video"}})
-
-
-def test_checkpoints_from_before_the_layered_G_rebuild_the_synthesis_G():
-    d = load_config(None).to_dict()
-    del d["G"]["objects"]
-    assert Config.from_saved(d).G.objects == 0
 
 
 def test_reflect_unit_bounces_between_the_walls():

@@ -10,7 +10,7 @@ import torch
 
 from gan.config import load_config
 from gan.training import TrainingError, train
-from gan.checkpoint import load
+from gan.checkpoint import FORMAT_VERSION, load
 from tests.conftest import ROOT
 
 TINY = str(ROOT / "configs" / "tiny.yaml")
@@ -25,7 +25,7 @@ def test_tiny_run_writes_checkpoint_logs_and_samples(tmp_path):
     summary = train(_cfg(), str(out), progress=False)
     assert summary["step"] == 4
     ckpt = load(out / "checkpoints" / "latest.pt")
-    assert ckpt["step"] == 4 and ckpt["seen"] == 16 and ckpt["format_version"] == 1
+    assert ckpt["step"] == 4 and ckpt["seen"] == 16 and ckpt["format_version"] == FORMAT_VERSION
     assert set(ckpt) >= {"G", "G_ema", "D_image", "D_video", "opt_G", "opt_D", "config", "rng"}
     assert ckpt["config"]["data"]["resolution"] == 16                 # config stored as plain types
     assert json.loads((out / "config.json").read_text())["name"] == "tiny"

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from gan import video_io
 from gan import watermark as wm
+from gan.checkpoint import FORMAT_VERSION
 from gan.data import BouncingShapes
 from gan.watermark_cli import cli as wm_cli, read_frames
 from tests.conftest import ROOT
@@ -32,7 +33,7 @@ def _ckpt(path: Path, cfg, c_dim=0, extra=None) -> Path:
     from gan.networks import build_generator
     torch.manual_seed(0)
     G = build_generator(cfg, c_dim)
-    torch.save({"format_version": 1, "config": cfg.to_dict(), "step": 0, "c_dim": c_dim, "G_ema": G.state_dict(),
+    torch.save({"format_version": FORMAT_VERSION, "config": cfg.to_dict(), "step": 0, "c_dim": c_dim, "G_ema": G.state_dict(),
                 **(extra or {})}, path)
     return path
 

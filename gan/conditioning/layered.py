@@ -228,7 +228,7 @@ class LayeredConditionalGenerator(ConditionalGenerator):
         self.slice = cfg.z_dim // objects
         self.mapping = MappingNetwork(self.slice, cond.encoder_channels, cfg.w_dim, cfg.mapping_layers, impl=cfg.impl)
         self.motion = MotionNetwork(cfg.motion_dim, cfg.motion_period, cfg.time_features,
-                                    w_dim=objects * cfg.w_dim if cfg.motion_from_w else 0, impl=cfg.impl)
+                                    w_dim=objects * cfg.w_dim, impl=cfg.impl)
         self.velocity = FullyConnectedLayer(cfg.w_dim, 2, impl=cfg.impl)   # drift of each object from its w_k
         self.jitter = FullyConnectedLayer(cfg.motion_dim, 2 * objects, weight_init=0.1, impl=cfg.impl)
         self.speed, self.jitter_max = float(cfg.object_speed), float(cfg.object_jitter)
