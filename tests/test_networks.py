@@ -94,18 +94,24 @@ def test_motion_codes_per_seed_are_random_access():
     assert not torch.equal(a, motion_codes_for_seed(6, 0, 10, 16))
 
 
-def test_flow_displacement_is_bounded(tiny_G):
-    # However large the flow layer's output, the displacement stays within warp_max half-frames: the flow
-    # can move content, never pull the whole frame in from the border.
-    v = torch.randn(6, tiny_G.motion_dim) * 100
-    torch.nn.init.normal_(tiny_G.flow.weight, std=100.0)
-    m = tiny_G.cfg.warp_max
-    raw = tiny_G.flow(v)
-    assert raw.abs().max() > 10 * m
-    x = torch.zeros(6, 1, 16, 16)
+@pytest.mark.parametrize("warp_max", [0.1, 0.4])
+def test_flow_displacement_is_bounded_by_warp_max(tiny_cfg, warp_max):
+    # However large the flow layer's output, the displacement stays within G.warp_max half-frames: the flow
+    # can move content, never pull the whole frame in from the border. Warping a ramp that holds each pixel's
+    # own x coordinate (grid units: half-frames) reads the horizontal displacement off every pixel.
+    import dataclasses
+    torch.manual_seed(0)
+    G = build_generator(dataclasses.replace(tiny_cfg, G=dataclasses.replace(tiny_cfg.G, warp_max=warp_max)))
+    v = torch.randn(6, G.motion_dim) * 100
+    torch.nn.init.normal_(G.flow.weight, std=100.0)
+    assert G.flow(v).abs().max() > 10 * warp_max
+    r = tiny_cfg.data.resolution
+    ramp = torch.linspace(-1 + 1 / r, 1 - 1 / r, r).expand(6, 1, r, r)      # pixel centres (align_corners=False)
+    shift = (G.warp(ramp, v) - ramp).abs()
+    assert shift.max() <= warp_max + 1e-5 and shift.max() > 0.5 * warp_max
+    x = torch.zeros(6, 1, r, r)
     x[:, :, 6:10, 6:10] = 1.0                                       # a square in the middle
-    warped = tiny_G.warp(x, v)
-    assert warped.sum(dim=[1, 2, 3]).min() > 0                      # the square is moved, not lost
+    assert G.warp(x, v).sum(dim=[1, 2, 3]).min() > 0                # the square is moved, not lost
 
 
 def test_flow_is_centred_on_the_tracked_mean_motion(tiny_G):
@@ -308,3 +314,51 @@ def test_max_pool_downsampling_keeps_a_corner_that_averaging_blurs(tiny_cfg):
     assert Di.fromrgb.weight.grad is not None and torch.isfinite(Di.fromrgb.weight.grad).all()
     with pytest.raises(ConfigError, match="D.downsample"):
         load_config(str(ROOT / "configs" / "tiny.yaml"), {"D": {"downsample": "median"}})
+
+
+def _replace(cfg, **sections):
+    """cfg with fields of its sections replaced: _replace(cfg, G={"impl": "compiled"})."""
+    import dataclasses
+    return dataclasses.replace(cfg, **{k: dataclasses.replace(getattr(cfg, k), **v) for k, v in sections.items()})
+
+
+@pytest.mark.parametrize("objects", [0, 2])
+def test_conv_clamp_bounds_every_clamped_layer_of_G_and_both_Ds(tiny_cfg, objects):
+    # G.conv_clamp / D.conv_clamp (the fp16/bf16 overflow guard) reach every modulated conv and RGB layer of G and
+    # every 3x3 conv of the Ds (their fromRGB, 1x1 skip and temporal convs are never clamped), and bound what
+    # each one outputs; off (null), the same untrained layers go past the bound.
+    def peaks(cfg, names=None):
+        torch.manual_seed(0)
+        nets = dict(zip(("G", "Di", "Dv"), (build_generator(cfg).eval(), *build_discriminators(cfg))))
+        layers = {f"{n}.{k}": m for n, net in nets.items() for k, m in net.named_modules() if hasattr(m, "conv_clamp")
+                  and (m.conv_clamp is not None if names is None else f"{n}.{k}" in names)}
+        for name, m in layers.items():
+            assert m.conv_clamp == getattr(cfg, name[0]).conv_clamp, name
+        peak = {}
+        hooks = [m.register_forward_hook(lambda m, i, out, name=name: peak.update({name: out.abs().max().item()}))
+                 for name, m in layers.items()]
+        times = torch.tensor([[0.0, 1.0, 2.0]] * 4)
+        with torch.no_grad():
+            clip = nets["G"](torch.randn(4, cfg.G.z_dim), None, times)
+            nets["Di"](clip[:, 0])
+            nets["Dv"](clip, times)
+        for h in hooks:
+            h.remove()
+        assert set(peak) == set(layers) and len(peak) > 10
+        return peak
+    base = _replace(tiny_cfg, G={"objects": objects})
+    clamped = peaks(_replace(base, G={"conv_clamp": 0.05}, D={"conv_clamp": 0.05}))
+    assert max(clamped.values()) <= 0.05 + 1e-6
+    free = peaks(_replace(base, G={"conv_clamp": None}, D={"conv_clamp": None}), names=set(clamped))
+    assert max(free.values()) > 0.5
+
+
+def test_impl_selects_the_op_path_of_every_layer(tiny_cfg):
+    # G.impl / D.impl: 'compiled' reaches every layer that calls a fused op (tests/test_ops.py checks each op's
+    # compiled path against its reference); the networks choose independently. Building compiles nothing.
+    for objects in (0, 2):
+        for g, d in (("ref", "ref"), ("compiled", "ref"), ("ref", "compiled")):
+            cfg = _replace(tiny_cfg, G={"objects": objects, "impl": g}, D={"impl": d})
+            G, (Di, Dv) = build_generator(cfg), build_discriminators(cfg)
+            assert {m.impl for m in G.modules() if hasattr(m, "impl")} == {g}
+            assert {m.impl for net in (Di, Dv) for m in net.modules() if hasattr(m, "impl")} == {d}
