@@ -33,6 +33,7 @@ import click
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.report import replace_section  # noqa: E402
+from gan.checkpoint import FORMAT_VERSION  # noqa: E402
 from bench.studio_framework import cpu_seconds, machine, process_tree  # noqa: E402
 
 START, END = "<!-- studio:start -->", "<!-- studio:end -->"
@@ -53,7 +54,7 @@ def make_checkpoint(config: str, res: int, path: Path) -> Path:
     cfg = load_config(str(ROOT / "configs" / f"{config}.yaml"), {"data": {"resolution": res}})
     torch.manual_seed(0)
     G = build_generator(cfg)
-    torch.save({"format_version": 1, "config": cfg.to_dict(), "step": 0, "c_dim": 0, "G_ema": G.state_dict()}, path)
+    torch.save({"format_version": FORMAT_VERSION, "config": cfg.to_dict(), "step": 0, "c_dim": 0, "G_ema": G.state_dict()}, path)
     return path
 
 

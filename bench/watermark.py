@@ -161,6 +161,7 @@ def embed_rate(mark, repeats):
 
 def stream_rates(frames, repeats, log):
     """generate.py --stream with an untrained configs/lite.yaml checkpoint, with and without the mark."""
+    from gan.checkpoint import FORMAT_VERSION
     from gan.config import load_config
     from gan.networks import build_generator
     cfg = load_config(str(ROOT / "configs" / "lite.yaml"))
@@ -169,7 +170,8 @@ def stream_rates(frames, repeats, log):
     out = {"on": [], "off": []}
     with tempfile.TemporaryDirectory() as d:
         ckpt = Path(d) / "lite.pt"
-        torch.save({"format_version": 1, "config": cfg.to_dict(), "step": 0, "c_dim": 0, "G_ema": G.state_dict()}, ckpt)
+        torch.save({"format_version": FORMAT_VERSION, "config": cfg.to_dict(), "step": 0, "c_dim": 0,
+                    "G_ema": G.state_dict()}, ckpt)
         for r in range(repeats):
             for mode in ("on", "off"):
                 cmd = [sys.executable, str(ROOT / "generate.py"), "--checkpoint", str(ckpt), "--stream", "--frames",

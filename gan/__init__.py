@@ -1,2 +1,2 @@
 """reelgan: GAN-based video synthesis."""
-__version__ = "0.1.0"
+__version__ = "0.2.0"

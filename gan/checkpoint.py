@@ -16,13 +16,37 @@ from typing import Any, Dict, List, Tuple, Union
 import numpy as np
 import torch
 
+from gan import __version__
 from gan.errors import ReelganError, publish
 
-FORMAT_VERSION = 1
+# The checkpoint format. 2 (reelgan 0.2.0): the config holds every field of gan/config.py as it is, and nothing
+# fills in keys a file lacks with older behaviours. Files of an older format are refused (check_format).
+FORMAT_VERSION = 2
+LAST_RELEASE_READING = {1: "0.1.0"}      # older format -> the last reelgan release that reads it
 
 
 class CheckpointError(ReelganError, RuntimeError):
     pass
+
+
+class OldFormatError(CheckpointError):
+    """A checkpoint of an older format, which this release no longer reads."""
+
+
+def check_format(version: Any, what: Union[str, Path]) -> None:
+    """Raise a one-line CheckpointError unless `version` is FORMAT_VERSION: an older format names the last
+    release that reads it, a newer one asks for an upgrade."""
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{what} has no valid format_version ({version!r}): not a reelgan checkpoint")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{what} has format {version}, newer than this reelgan {__version__} "
+                              f"(format {FORMAT_VERSION}); upgrade reelgan")
+    if version < FORMAT_VERSION:
+        release = LAST_RELEASE_READING[version]
+        raise OldFormatError(f"{what} has checkpoint format {version}, which reelgan {__version__} no longer reads "
+                             f"(it reads format {FORMAT_VERSION}); the last release that reads it is reelgan "
+                             f"{release}: use the file there (`pip install reelgan=={release}` in another environment) "
+                             f"or train the model again with this release")
 
 
 class NonFiniteError(CheckpointError):
@@ -140,9 +164,7 @@ def load(path: Union[str, Path], map_location="cpu") -> Dict[str, Any]:
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
         ckpt = _load_safetensors(path)
-        if ckpt["format_version"] > FORMAT_VERSION:
-            raise CheckpointError(f"{path} has format {ckpt['format_version']}, newer than this reelgan "
-                                  f"({FORMAT_VERSION}); upgrade reelgan")
+        check_format(ckpt["format_version"], path)
         return ckpt
     if path.stat().st_size == 0:
         raise CheckpointError(f"cannot read checkpoint {path}: the file is empty (0 bytes); it was truncated "
@@ -160,9 +182,7 @@ def load(path: Union[str, Path], map_location="cpu") -> Dict[str, Any]:
         raise CheckpointError(f"cannot read checkpoint {path}: truncated, corrupt or not a PyTorch file") from None
     if not isinstance(ckpt, dict) or "format_version" not in ckpt:
         raise CheckpointError(f"{path} is not a reelgan checkpoint (no format_version)")
-    if ckpt["format_version"] > FORMAT_VERSION:
-        raise CheckpointError(f"{path} has format {ckpt['format_version']}, newer than this reelgan "
-                              f"({FORMAT_VERSION}); upgrade reelgan")
+    check_format(ckpt["format_version"], path)
     return ckpt
 
 
@@ -188,6 +208,8 @@ def find_resumable(ckpt_dir: Union[str, Path], map_location="cpu"):
             if "step" not in state or "G" not in state:
                 raise CheckpointError(f"{path} is not a training checkpoint (no step / G)")
             check_finite(state, str(path))
+        except OldFormatError:                # not damage: the run's older snapshots are of that format too
+            raise
         except CheckpointError as e:
             skipped.append((path, str(e)))
             continue

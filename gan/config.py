@@ -56,18 +56,15 @@ class GeneratorConfig:
     mapping_layers: int = 2         # MLP depth of the mapping network
     motion_dim: int = 64            # motion code size (one code per anchor, anchors every motion_period)
     motion_period: float = 16.0     # frames between motion anchors; longer = slower changes of motion
-    motion_from_w: bool = True      # motion anchors also see w, so motion fits the content and a condition
-    #                                 (class, caption) steers it; False: StyleGAN-V's content-blind motion
     time_features: int = 32         # sinusoidal time features (fixed learnable frequencies)
     motion_drift: int = 0           # drift features: per-video constant-velocity coordinates folded like a ball
-    #                                 bouncing between walls (speed and phase from w; needs motion_from_w). The
+    #                                 bouncing between walls (speed and phase from w). The
     #                                 sinusoids alone cannot make steady motion longer than their periods
     channel_base: int = 1024        # channels at resolution r: min(channel_base // r, channel_max)
     channel_max: int = 128
     content_resolution: int = 32    # blocks up to here run once per video; later blocks once per frame
     warp_grid: int = 8              # motion flow field size; 0 disables warping (StyleGAN-V-like G)
     warp_max: float = 0.5           # largest flow displacement, in half-frames (0.5: a quarter of the frame)
-    architecture: str = "skip"      # 'skip' (RGB at every block, summed) or 'resnet'
     input: str = "latent"           # 4x4 input: 'const' (StyleGAN2: layout only through modulation) or
     #                                 'latent' (const + a map projected from w: the latent places objects
     #                                 directly, which unaligned scenes with objects anywhere need early on)
@@ -101,9 +98,8 @@ class DiscriminatorConfig:
     video_diffs: bool = False       # video D input also carries each frame's difference to the next frame: which
     #                                 way things move reads off the sign at their edges in one 2D conv, where the
     #                                 (2+1)D blocks alone must find it across fused features (text: "moving left")
-    mbstd_group: int = 4            # minibatch-stddev group size (0: off)
-    mbstd_pooled: bool = True       # also the std of spatially pooled features: catches one object drawn in every
-    #                                 video at different places, which the per-pixel std misses
+    mbstd_group: int = 4            # minibatch-stddev group size (0: off); two statistics, the per-pixel std and the
+    #                                 std of spatially pooled features (one object drawn at different places)
     resample_filter: List[int] = field(default_factory=lambda: [1, 1])  # downsampling FIR taps; [1, 1] is
     #                                 average pooling (cheap R1 on CPU), [1, 3, 3, 1] is StyleGAN2's
     downsample: str = "filter"      # 'filter': resample_filter above; 'max': 2x2 max pooling, which keeps the
@@ -164,7 +160,6 @@ class CondConfig:
     text_encoder: str = "transformer"  # 'text': 'transformer' (1-2 layers over word tokens) or 'bag' (mean embedding)
     text_layers: int = 1            # 'text': transformer layers
     text_max_tokens: int = 24       # 'text': captions are cut to this many words
-    text_vocab_captions: int = 2000  # 'text': dataset captions read to build the word vocabulary
     mismatch_weight: float = 1.0    # 'text': matching-aware D loss, real clip + wrong caption counted as fake (0: off)
     mismatch_negatives: str = "swaps"  # 'text': the wrong captions of each real clip. 'swaps': EVERY one-word swap of
                                     # its caption (a word of a group replaced by another of the group: hard negatives,
@@ -214,23 +209,6 @@ class Config:
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "Config":
         return _build(cls, d, "")
-
-    @classmethod
-    def from_saved(cls, d: Dict[str, Any]) -> "Config":
-        """A config saved in a checkpoint: keys that did not exist when it was written take the value that
-        matched the behaviour of that time (not today's default), so older checkpoints rebuild the same model."""
-        d = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
-        for (section, key), value in LEGACY_VALUES.items():
-            if isinstance(d.get(section), dict):
-                d[section].setdefault(key, value)
-        return cls.from_dict(d)
-
-
-# Fields added after checkpoints were first written, with the value that reproduces the older models.
-LEGACY_VALUES = {("G", "motion_from_w"): False, ("D", "video_resolution"): 0, ("G", "objects"): 0,
-                 ("D", "mbstd_pooled"): False, ("cond", "mismatch_swap"): 0.0,
-                 ("cond", "mismatch_negatives"): "sampled",
-                 ("D", "video_diffs"): False, ("G", "motion_drift"): 0}
 
 
 def _build(cls, d: Dict[str, Any], prefix: str):
@@ -431,14 +409,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"G.input must be 'const', 'latent' or 'projected', got '{cfg.G.input}'")
     if cfg.G.motion_drift < 0:
         raise ConfigError(f"G.motion_drift must be >= 0 (0: off), got {cfg.G.motion_drift}")
-    if cfg.G.motion_drift > 0 and not cfg.G.motion_from_w:
-        raise ConfigError("G.motion_drift > 0 needs G.motion_from_w: true (each video's drift comes from its w)")
     if cfg.G.motion_drift > 0 and cfg.G.objects > 0:
         raise ConfigError("G.motion_drift is for the synthesis generator (G.objects: 0); the layered generator's "
                           "objects already drift and bounce (G.object_speed)")
     validate_objects(cfg)
-    if cfg.G.architecture not in ("skip", "resnet"):
-        raise ConfigError(f"G.architecture must be 'skip' or 'resnet', got '{cfg.G.architecture}'")
     for impl in (cfg.G.impl, cfg.D.impl):
         if impl not in ("ref", "compiled"):
             raise ConfigError(f"impl must be 'ref' or 'compiled', got '{impl}'")

@@ -53,7 +53,7 @@ def export_generator(checkpoint: Union[str, Path], out: Union[str, Path], dtype:
         raise ckpt_io.CheckpointError(f"{out} exists; pass --force to overwrite it")
     ckpt = ckpt_io.load(checkpoint, map_location="cpu")
     key = ckpt_io.generator_key(ckpt, checkpoint)
-    cfg = Config.from_saved(ckpt["config"])
+    cfg = Config.from_dict(ckpt["config"])
     c_dim = int(ckpt.get("c_dim", 0))
     # Rebuild G from the checkpoint's own config and load strictly: a file that would not load later
     # is never written.

@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from gan.config import Config, resolved_objects
 from gan.networks import build_generator
-from gan.checkpoint import load
+from gan.checkpoint import FORMAT_VERSION, check_format, load
 
 INSTALL_HINT = 'pip install "reelgan[hub]"'
 try:
@@ -113,11 +113,13 @@ class ReelganGenerator(nn.Module, PyTorchModelHubMixin, library_name="reelgan",
                  c_dim: int = 0,                        # condition size (classes); 0: unconditional
                  class_names: Optional[List[str]] = None,
                  step: Optional[int] = None,            # training steps behind these weights
-                 metrics: Optional[Dict[str, float]] = None):   # measured numbers for the card
+                 metrics: Optional[Dict[str, float]] = None,    # measured numbers for the card
+                 format_version: int = FORMAT_VERSION):  # the checkpoint format of reelgan_config and weights
         super().__init__()
+        check_format(format_version, "this reelgan generator")
         self.config, self.c_dim = dict(reelgan_config), int(c_dim)
         self.class_names, self.step, self.metrics = list(class_names or []), step, dict(metrics or {})
-        self.cfg = Config.from_saved(self.config)
+        self.cfg = Config.from_dict(self.config)
         if self.cfg.cond.mode not in ("none",):
             raise ValueError(f"the hub wrapper holds unconditional and class-conditional generators; this one is "
                              f"cond.mode={self.cfg.cond.mode!r}")
@@ -130,9 +132,16 @@ class ReelganGenerator(nn.Module, PyTorchModelHubMixin, library_name="reelgan",
         ckpt = load(checkpoint)
         key = "G_ema" if "G_ema" in ckpt else "G"
         model = cls(ckpt["config"], ckpt.get("c_dim", 0), [str(n) for n in ckpt.get("class_names", [])],
-                    ckpt.get("step"), run_metrics(checkpoint))
+                    ckpt.get("step"), run_metrics(checkpoint), ckpt["format_version"])
         model.G.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt[key].items()})
         return model
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, **kwargs):
+        # The mixin passes config.json's fields as kwargs; folders written by reelgan 0.1.0 (format 1) carry
+        # no format_version, and their config would not build.
+        check_format(kwargs.get("format_version", 1), f"the hub model {model_id}")
+        return super()._from_pretrained(model_id=model_id, **kwargs)
 
     @torch.no_grad()
     def render(self, seeds: Sequence[int], frames: int = 32, c: Optional[torch.Tensor] = None,

@@ -15,6 +15,7 @@ from PIL import Image
 
 import generate
 import train
+from gan.checkpoint import FORMAT_VERSION, save_atomic, save_safetensors
 from gan.data.cli import main as dataset_cli
 from gan.export import cli as export_cli
 from gan.metrics.cli import analyze_cli, metrics_cli
@@ -63,8 +64,20 @@ def _conditional_checkpoint(path, mode):
                       {"cond": {"lpips_random_backbone": True}, "data": {"num_videos": 16}})
     torch.manual_seed(0)
     G = build_generator(cfg)
-    torch.save({"format_version": 1, "config": cfg.to_dict(), "step": 0, "c_dim": cfg.cond.encoder_dim,
+    torch.save({"format_version": FORMAT_VERSION, "config": cfg.to_dict(), "step": 0, "c_dim": cfg.cond.encoder_dim,
                 "G_ema": G.state_dict()}, path)
+
+
+def _old_format(state):
+    """`state` as reelgan 0.1.0 wrote it: checkpoint format 1, a config with the fields that release had."""
+    config = {k: dict(v) if isinstance(v, dict) else v for k, v in state["config"].items()}
+    config["G"].update(architecture="skip", motion_from_w=True)
+    config["D"]["mbstd_pooled"] = True
+    config["cond"]["text_vocab_captions"] = 2000
+    return {**state, "format_version": 1, "config": config}
+
+
+OLD = ["format 1", "the last release that reads it is reelgan 0.1.0", "pip install reelgan==0.1.0"]
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +101,10 @@ def build_world(user):
     torch.save(state, user / "nan.pt")
     for mode in ("image", "continue"):
         _conditional_checkpoint(user / f"{mode}.pt", mode)
+    old = _old_format(torch.load(good, weights_only=True))
+    for name in ("latest.pt", "step_0000004.pt"):
+        save_atomic(old, user / "old" / "checkpoints" / name)
+    save_safetensors(old, user / "old.safetensors")
     from gan.video_io import write_mp4
     rng = np.random.default_rng(1)
     clip = rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
@@ -149,6 +166,16 @@ CASES = [
                                        "{u}/trunc.mp4"], ["truncated"]),
     ("video-half", generate.cli, ["--checkpoint", "{u}/continue.pt", "--outdir", "{u}/o", "--video",
                                   "{u}/half.mp4"], ["truncated"]),
+    ("ckpt-old-format", generate.cli, ["--checkpoint", "{u}/old/checkpoints/latest.pt", "--outdir", "{u}/o"], OLD),
+    ("ckpt-old-safetensors", generate.cli, ["--checkpoint", "{u}/old.safetensors", "--outdir", "{u}/o"], OLD),
+    ("resume-old-format", train.cli, ["--config", TINY, "--outdir", "{u}/old", "--resume", "--steps", "6"],
+     ["--resume", *OLD]),
+    ("export-old-format", export_cli, ["{u}/old/checkpoints/latest.pt", "{u}/o/G.pt"], OLD),
+    ("project-old-format", project_cli, ["{u}/clips/seed0000.mp4", "--checkpoint", "{u}/old/checkpoints/latest.pt",
+                                         "--outdir", "{u}/o", "--lpips-weight", "0"], OLD),
+    ("metrics-old-format", metrics_cli, ["--checkpoint", "{u}/old/checkpoints/latest.pt", "--data", "digits",
+                                         "--resolution", "16", "--metrics", "fvd-offline", "--num", "4",
+                                         "--quiet"], OLD),
     ("export-nonfinite", export_cli, ["{u}/nan.pt", "{u}/o/G.pt"], ["non-finite"]),
     ("export-onto-existing", export_cli, ["{u}/run/checkpoints/latest.pt", "{u}/still.png"], ["--force"]),
     ("export-random", export_cli, ["{u}/random.pt", "{u}/o/G.pt"], ["corrupt"]),
@@ -171,6 +198,15 @@ def test_bad_input_is_one_clear_line(world, name, cmd, args, words):
     res = _invoke(cmd, [a.replace("{u}", str(world)) for a in args])
     _assert_clear(res, words)
     assert _hashes(world) == before
+
+
+def test_an_old_format_is_not_damage_resume_stops_at_it(world):
+    # A damaged latest.pt sends --resume to the previous snapshot; an older format does not (every snapshot of
+    # that run has it): the format error itself, not "nothing to resume".
+    from gan.checkpoint import OldFormatError, find_resumable
+    with pytest.raises(OldFormatError) as e:
+        find_resumable(world / "old" / "checkpoints")
+    assert "latest.pt has checkpoint format 1" in str(e.value) and "nothing to resume" not in str(e.value)
 
 
 def test_decompression_bombs_are_one_line(world, monkeypatch):

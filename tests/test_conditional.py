@@ -6,6 +6,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from gan.checkpoint import FORMAT_VERSION
 from gan.conditioning import ConditionError, LearnedTextEncoder, TextEncoder, WordTokenizer, load_image, load_video
 from gan.config import Config, ConfigError, load_config
 from gan.networks import ConditionalGenerator, build_generator
@@ -60,6 +61,7 @@ def test_config_defaults_stay_unconditional_and_bad_keys_fail():
     for mode, path in CONFIGS.items():
         cfg = load_config(path)
         assert cfg.cond.mode == mode and cfg.data.resolution == 16 and not cfg.cond.lpips_random_backbone
+
 
 
 # ---- image-to-video ---------------------------------------------------------------------------------------
@@ -202,7 +204,7 @@ def test_external_text_encoder_is_used_frozen_and_required_at_sampling(tmp_path)
     with pytest.raises(ValueError, match="text_dim"):
         ConditionalTraining(_cfg("text", cond={"text_dim": 16}), build_dataset(cfg.data, seed=0), "cpu",
                             text_encoder=Hashing())
-    torch.save({"format_version": 1, "config": cfg.to_dict(), "G_ema": build_generator(cfg, ct.c_dim).state_dict(),
+    torch.save({"format_version": FORMAT_VERSION, "config": cfg.to_dict(), "G_ema": build_generator(cfg, ct.c_dim).state_dict(),
                 "c_dim": 32, "cond": ct.state_dict()}, tmp_path / "ext.pt")
     with pytest.raises(ConditionError, match="external text encoder"):
         load_conditional(tmp_path / "ext.pt")
@@ -281,11 +283,6 @@ def test_text_training_uses_the_datasets_word_groups_and_config_checks_them():
         _cfg("text", cond={"mismatch_swap": 1.5})
     with pytest.raises(ConfigError, match="mismatch_negatives must be 'swaps'.*got 'all'"):
         _cfg("text", cond={"mismatch_negatives": "all"})
-    # Text checkpoints from before the swap negatives resume with other clips' captions only, as trained.
-    old = _cfg("text").to_dict()
-    del old["cond"]["mismatch_swap"], old["cond"]["mismatch_negatives"]
-    saved = Config.from_saved(old).cond
-    assert saved.mismatch_swap == 0.0 and saved.mismatch_negatives == "sampled"
 
 
 @pytest.mark.parametrize("negatives", ["swaps", "sampled"])
@@ -475,7 +472,7 @@ def _fake_checkpoint(path, mode):
     from gan.networks import build_generator
     cfg = _cfg(mode)
     torch.manual_seed(0)
-    state = {"format_version": 1, "config": cfg.to_dict(), "step": 0}
+    state = {"format_version": FORMAT_VERSION, "config": cfg.to_dict(), "step": 0}
     if mode == "text":
         G = build_generator(cfg, cfg.cond.text_dim)
         enc = build_text_encoder(cfg.cond, ["a red circle moving left"])
@@ -552,7 +549,7 @@ def test_project_cli_bad_path_and_mse_run(tmp_path, still_and_clip):
     cfg = load_config(str(ROOT / "configs" / "tiny.yaml"))
     torch.manual_seed(0)
     G = build_generator(cfg)
-    save_atomic({"format_version": 1, "config": cfg.to_dict(), "G_ema": G.state_dict(), "c_dim": 0},
+    save_atomic({"format_version": FORMAT_VERSION, "config": cfg.to_dict(), "G_ema": G.state_dict(), "c_dim": 0},
                 tmp_path / "g.pt")
     r = CliRunner().invoke(cli, [str(tmp_path / "nope.mp4"), "--checkpoint", str(tmp_path / "g.pt"),
                                  "--outdir", str(tmp_path / "p")])

@@ -1,5 +1,5 @@
 """The generator family: every generator build_generator makes answers the one interface (gan/networks/interface.py)
-the same way, and checkpoints of the layout before composition still load."""
+the same way."""
 import warnings
 
 import pytest
@@ -74,47 +74,6 @@ def test_every_generator_answers_the_one_interface(preset, over, c_dim, name, k,
     latent = G.latent_generator
     assert (latent is None) == (k > 0 and objects > 0)
     assert latent is None or (latent.context_frames == 0 and (latent is G) == (k == 0))
-
-
-def _old_layout(state, objects):
-    """Today's state dict of an image/continue G in the layout it had before composition (what old checkpoints
-    hold): the synthesis G's parts at the top level with an unused v_avg; the layered one's motion parts loose."""
-    if objects == 0:
-        old = {k[2:] if k.startswith("G.") else k: v for k, v in state.items()}
-        old["v_avg"] = torch.zeros(state["G.flow.weight"].shape[1])       # [motion_dim]
-        return old
-    renames = [("mapping.net.", "mapping."), ("motion.net.", "motion."), ("motion.kinematics.", "velocity."),
-               ("motion.jitter.", "jitter."), ("motion.w_mean", "w_mean")]
-    old = {}
-    for k, v in state.items():
-        for new, was in renames:
-            if k.startswith(new):
-                k = was + k[len(new):]
-                break
-        old[k] = v
-    return old
-
-
-@pytest.mark.parametrize("preset,objects", [("i2v", 0), ("continue", 0), ("i2v", 2), ("continue", 2)])
-def test_checkpoints_of_the_layout_before_composition_load_and_render_the_same(preset, objects):
-    cfg = _cfg(preset, {"G": {"objects": objects}})
-    torch.manual_seed(0)
-    G = build_generator(cfg).eval()
-    with torch.no_grad():
-        G.update_avg(torch.randn(2, G.z_dim), _condition(G, cfg, 2), G.sample_motion(2, 4.0),
-                     torch.arange(3.0)[None].repeat(2, 1))                  # non-zero buffers
-    old = _old_layout(G.state_dict(), objects)
-    assert set(old) != set(G.state_dict())
-    torch.manual_seed(1)
-    loaded = build_generator(cfg).eval()
-    loaded.load_state_dict(old)                                             # strict: every key placed
-    for (k, a), b in zip(G.state_dict().items(), loaded.state_dict().values()):
-        assert torch.equal(a, b), k
-    loaded.load_state_dict(G.state_dict())                                  # today's layout is left alone
-    c, t = _condition(G, cfg, 2), torch.arange(4.0)[None].repeat(2, 1) * 2
-    z, motion = torch.randn(2, G.z_dim), G.sample_motion(2, 6.0)
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(z, c, t, motion), G(z, c, t, motion), rtol=0, atol=0)
 
 
 def test_the_fast_path_refuses_frame_conditioned_generators():

@@ -109,3 +109,16 @@ def test_hub_wrapper_refuses_conditional_modes(run):
     cfg = load_config(str(ROOT / "configs" / "i2v.yaml"))
     with pytest.raises(ValueError, match="cond.mode='image'"):
         ReelganGenerator(cfg.to_dict())
+
+
+def test_hub_folders_of_the_old_format_are_refused_with_the_last_release(run, tmp_path):
+    # A folder saved by reelgan 0.1.0 has no format_version in config.json (this release writes it): one clear
+    # error naming the last release that reads it, as for a checkpoint file.
+    folder = tmp_path / "hub"
+    ReelganGenerator.from_checkpoint(run).save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["format_version"] == ckpt_io.FORMAT_VERSION
+    del config["format_version"]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ckpt_io.OldFormatError, match="format 1.*the last release that reads it is reelgan 0.1.0"):
+        ReelganGenerator.from_pretrained(folder)

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gan.config import Config, ConfigError, load_config
+from gan.config import ConfigError, load_config
 from gan.networks import LayeredGenerator, build_generator
 from gan.networks.layered import reflect_unit
 
@@ -44,12 +44,6 @@ def test_layered_config_errors_name_the_field():
         load_config(None, {"G": {"background": "video"}})
 
 
-def test_checkpoints_from_before_the_layered_G_rebuild_the_synthesis_G():
-    d = load_config(None).to_dict()
-    del d["G"]["objects"]
-    assert Config.from_saved(d).G.objects == 0
-
-
 def test_reflect_unit_bounces_between_the_walls():
     p = torch.tensor([0.3, 1.2, -0.2, 2.3, -1.7, 0.0, 1.0])
     torch.testing.assert_close(reflect_unit(p), torch.tensor([0.3, 0.8, 0.2, 0.3, 0.3, 0.0, 1.0]))
@@ -69,6 +63,35 @@ def test_positions_stay_in_frame_and_drift_at_bounded_speed(layered_G):
     step = (pos[:, 1:] - pos[:, :-1]).abs().max()
     assert step <= g.cfg.object_speed * 0.5 + 2 * g.cfg.object_jitter
     assert step > 0
+
+
+def test_object_speed_and_jitter_set_how_far_objects_move(layered_cfg):
+    # G.object_speed scales every object's drift and G.object_jitter bounds the motion embedding's offset: with
+    # both 0 the objects stand still; without jitter no step exceeds speed * dt, and a 4x speed moves ~4x as far.
+    def largest_step(speed, jitter):
+        g = layered_cfg.G
+        torch.manual_seed(0)
+        G = build_generator(load_config(str(ROOT / "configs" / "tiny.yaml"), {
+            "data": {"channels": 1}, "G": {"objects": g.objects, "object_speed": speed, "object_jitter": jitter}}))
+        t = torch.arange(0, 100, 0.5)[None].expand(3, -1)
+        w = G.mapping_forward(torch.randn(3, G.z_dim))
+        pos = G.motion(G.sample_motion(3, 100.0), t, w=w)[..., G.motion_dim:]
+        return (pos[:, 1:] - pos[:, :-1]).abs().max().item()
+    assert largest_step(0.0, 0.0) == 0
+    slow = largest_step(0.02, 0.0)
+    assert 0 < slow <= 0.02 * 0.5 + 1e-6 and largest_step(0.08, 0.0) > 3 * slow
+    assert largest_step(0.0, 0.05) > 0                              # the jitter alone moves them a little
+
+
+def test_object_resolution_sets_the_sprite_size(layered_cfg):
+    # G.object_resolution: the sprites' render size (0: the box's size in pixels, 8 at 16 px with size 0.5).
+    auto = build_generator(layered_cfg)
+    layered_cfg.G.object_resolution = 4
+    small = build_generator(layered_cfg)
+    assert (auto.sprite_res, small.sprite_res) == (8, 4)
+    assert [b.resolution for b in small.sprite_blocks] == [4]
+    clip = small(torch.randn(2, small.z_dim), None, torch.tensor([[0.0, 2.0]] * 2))
+    assert clip.shape == (2, 2, 1, 16, 16) and torch.isfinite(clip).all()
 
 
 def test_a_sprite_moves_rigidly(layered_G, layered_cfg):

@@ -17,6 +17,7 @@ LAYERS = [
     ("gan.sampling", "gan.labels", "gan.hub", "gan.export", "gan.projector", "gan.watermark_cli"),
     ("gan.metrics",),
     ("gan.training",),                                               # the loop: setup, step, hooks, modes
+    ("gan.studio",),                                                 # the browser app over sampling and the loop
 ]
 
 

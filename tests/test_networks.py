@@ -52,17 +52,6 @@ def test_motion_depends_on_the_videos_latent(tiny_G):
         tiny_G.motion(codes, t)
 
 
-def test_saved_configs_without_new_keys_rebuild_the_older_model(tiny_cfg):
-    # A checkpoint written before G.motion_from_w existed rebuilds content-blind motion (its weights fit that).
-    from gan.config import Config
-    d = tiny_cfg.to_dict()
-    del d["G"]["motion_from_w"]
-    old = Config.from_saved(d)
-    assert old.G.motion_from_w is False and tiny_cfg.G.motion_from_w is True
-    assert build_generator(old).motion.w_embed is None
-    assert Config.from_saved(tiny_cfg.to_dict()).G.motion_from_w is True
-
-
 def test_motion_drift_is_steady_bouncing_and_set_by_w(tiny_cfg):
     # G.motion_drift: reflect(phase + speed * t) features with speed and phase from w. Between bounces each
     # moves by the same step every frame (steady motion the sinusoids cannot make over a long clip).
@@ -93,15 +82,9 @@ def test_motion_drift_is_steady_bouncing_and_set_by_w(tiny_cfg):
     torch.nn.init.normal_(G.flow.weight)
     torch.testing.assert_close(render(G, [3], 20, chunk=3), render(G, [3], 20, chunk=20), rtol=1e-4, atol=1e-4)
     assert "drift=2" in repr(G.motion)
-    for over, match in (({"motion_drift": -1}, "motion_drift"), ({"motion_drift": 2, "motion_from_w": False},
-                                                                "motion_from_w"),
-                        ({"motion_drift": 2, "objects": 1}, "layered")):
+    for over, match in (({"motion_drift": -1}, "motion_drift"), ({"motion_drift": 2, "objects": 1}, "layered")):
         with pytest.raises(ConfigError, match=match):
             load_config(str(ROOT / "configs" / "tiny.yaml"), {"G": over})
-    d = cfg.to_dict()
-    del d["G"]["motion_drift"]
-    from gan.config import Config
-    assert Config.from_saved(d).G.motion_drift == 0                        # older checkpoints: no drift
 
 
 def test_motion_codes_per_seed_are_random_access():
@@ -111,18 +94,24 @@ def test_motion_codes_per_seed_are_random_access():
     assert not torch.equal(a, motion_codes_for_seed(6, 0, 10, 16))
 
 
-def test_flow_displacement_is_bounded(tiny_G):
-    # However large the flow layer's output, the displacement stays within warp_max half-frames: the flow
-    # can move content, never pull the whole frame in from the border.
-    v = torch.randn(6, tiny_G.motion_dim) * 100
-    torch.nn.init.normal_(tiny_G.flow.weight, std=100.0)
-    m = tiny_G.cfg.warp_max
-    raw = tiny_G.flow(v)
-    assert raw.abs().max() > 10 * m
-    x = torch.zeros(6, 1, 16, 16)
+@pytest.mark.parametrize("warp_max", [0.1, 0.4])
+def test_flow_displacement_is_bounded_by_warp_max(tiny_cfg, warp_max):
+    # However large the flow layer's output, the displacement stays within G.warp_max half-frames: the flow
+    # can move content, never pull the whole frame in from the border. Warping a ramp that holds each pixel's
+    # own x coordinate (grid units: half-frames) reads the horizontal displacement off every pixel.
+    import dataclasses
+    torch.manual_seed(0)
+    G = build_generator(dataclasses.replace(tiny_cfg, G=dataclasses.replace(tiny_cfg.G, warp_max=warp_max)))
+    v = torch.randn(6, G.motion_dim) * 100
+    torch.nn.init.normal_(G.flow.weight, std=100.0)
+    assert G.flow(v).abs().max() > 10 * warp_max
+    r = tiny_cfg.data.resolution
+    ramp = torch.linspace(-1 + 1 / r, 1 - 1 / r, r).expand(6, 1, r, r)      # pixel centres (align_corners=False)
+    shift = (G.warp(ramp, v) - ramp).abs()
+    assert shift.max() <= warp_max + 1e-5 and shift.max() > 0.5 * warp_max
+    x = torch.zeros(6, 1, r, r)
     x[:, :, 6:10, 6:10] = 1.0                                       # a square in the middle
-    warped = tiny_G.warp(x, v)
-    assert warped.sum(dim=[1, 2, 3]).min() > 0                      # the square is moved, not lost
+    assert G.warp(x, v).sum(dim=[1, 2, 3]).min() > 0                # the square is moved, not lost
 
 
 def test_flow_is_centred_on_the_tracked_mean_motion(tiny_G):
@@ -281,13 +270,12 @@ def test_pooled_minibatch_std_sees_one_object_drawn_at_different_places():
     torch.manual_seed(0)
     pattern = torch.randn(1, 6, 8, 8)
     moved = torch.cat([pattern.roll(shifts=(i, 2 * i), dims=(2, 3)) for i in range(8)])
-    out = MinibatchStd(4, pooled=True)(moved)
+    out = MinibatchStd(4)(moved)
     assert out.shape == (8, 8, 8, 8)
     pixel, pooled = out[:, 6], out[:, 7]
     assert pixel.min() > 0.5 and pooled.max() < 1e-3
-    varied = MinibatchStd(4, pooled=True)(torch.randn(8, 6, 8, 8))
+    varied = MinibatchStd(4)(torch.randn(8, 6, 8, 8))
     assert varied[:, 7].min() > 0.05
-    assert MinibatchStd(4)(moved).shape == (8, 7, 8, 8)              # the StyleGAN statistic alone
 
 
 def test_max_pool_downsampling_keeps_a_corner_that_averaging_blurs(tiny_cfg):
@@ -327,3 +315,51 @@ def test_max_pool_downsampling_keeps_a_corner_that_averaging_blurs(tiny_cfg):
     assert Di.fromrgb.weight.grad is not None and torch.isfinite(Di.fromrgb.weight.grad).all()
     with pytest.raises(ConfigError, match="D.downsample"):
         load_config(str(ROOT / "configs" / "tiny.yaml"), {"D": {"downsample": "median"}})
+
+
+def _replace(cfg, **sections):
+    """cfg with fields of its sections replaced: _replace(cfg, G={"impl": "compiled"})."""
+    import dataclasses
+    return dataclasses.replace(cfg, **{k: dataclasses.replace(getattr(cfg, k), **v) for k, v in sections.items()})
+
+
+@pytest.mark.parametrize("objects", [0, 2])
+def test_conv_clamp_bounds_every_clamped_layer_of_G_and_both_Ds(tiny_cfg, objects):
+    # G.conv_clamp / D.conv_clamp (the fp16/bf16 overflow guard) reach every modulated conv and RGB layer of G and
+    # every 3x3 conv of the Ds (their fromRGB, 1x1 skip and temporal convs are never clamped), and bound what
+    # each one outputs; off (null), the same untrained layers go past the bound.
+    def peaks(cfg, names=None):
+        torch.manual_seed(0)
+        nets = dict(zip(("G", "Di", "Dv"), (build_generator(cfg).eval(), *build_discriminators(cfg))))
+        layers = {f"{n}.{k}": m for n, net in nets.items() for k, m in net.named_modules() if hasattr(m, "conv_clamp")
+                  and (m.conv_clamp is not None if names is None else f"{n}.{k}" in names)}
+        for name, m in layers.items():
+            assert m.conv_clamp == getattr(cfg, name[0]).conv_clamp, name
+        peak = {}
+        hooks = [m.register_forward_hook(lambda m, i, out, name=name: peak.update({name: out.abs().max().item()}))
+                 for name, m in layers.items()]
+        times = torch.tensor([[0.0, 1.0, 2.0]] * 4)
+        with torch.no_grad():
+            clip = nets["G"](torch.randn(4, cfg.G.z_dim), None, times)
+            nets["Di"](clip[:, 0])
+            nets["Dv"](clip, times)
+        for h in hooks:
+            h.remove()
+        assert set(peak) == set(layers) and len(peak) > 10
+        return peak
+    base = _replace(tiny_cfg, G={"objects": objects})
+    clamped = peaks(_replace(base, G={"conv_clamp": 0.05}, D={"conv_clamp": 0.05}))
+    assert max(clamped.values()) <= 0.05 + 1e-6
+    free = peaks(_replace(base, G={"conv_clamp": None}, D={"conv_clamp": None}), names=set(clamped))
+    assert max(free.values()) > 0.5
+
+
+def test_impl_selects_the_op_path_of_every_layer(tiny_cfg):
+    # G.impl / D.impl: 'compiled' reaches every layer that calls a fused op (tests/test_ops.py checks each op's
+    # compiled path against its reference); the networks choose independently. Building compiles nothing.
+    for objects in (0, 2):
+        for g, d in (("ref", "ref"), ("compiled", "ref"), ("ref", "compiled")):
+            cfg = _replace(tiny_cfg, G={"objects": objects, "impl": g}, D={"impl": d})
+            G, (Di, Dv) = build_generator(cfg), build_discriminators(cfg)
+            assert {m.impl for m in G.modules() if hasattr(m, "impl")} == {g}
+            assert {m.impl for net in (Di, Dv) for m in net.modules() if hasattr(m, "impl")} == {d}

@@ -67,3 +67,24 @@ def test_reconstruction_loss_terms_and_gradient():
     torch.testing.assert_close(same["total"], torch.zeros(2), atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="needs an LPIPS model"):
         ReconstructionLoss(None, lpips_weight=1.0)
+
+
+def test_lpips_net_picks_the_backbone(tmp_path, monkeypatch):
+    # cond.lpips_net: which backbone LPIPS runs on (and so which published weights it asks for).
+    import warnings
+
+    from gan.config import load_config
+    from losses.conditional import build_reconstruction
+    from tests.conftest import ROOT
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    for net, weights, backbone in (("vgg", "vgg16-397923af.pth", "vgg16"),
+                                   ("squeeze", "squeezenet1_1-b8a52dc0.pth", "squeezenet")):
+        cond = load_config(str(ROOT / "configs" / "i2v.yaml"), {"cond": {"lpips_net": net}}).cond
+        with pytest.raises(MissingWeightsError, match=weights):
+            build_reconstruction(cond)
+        cond.lpips_random_backbone = True
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            recon = build_reconstruction(cond)
+        lp = next(m for m in recon.modules() if isinstance(m, ClipLPIPS))
+        assert lp.net_name == net and type(lp.model.net).__name__ == backbone

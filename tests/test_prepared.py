@@ -64,6 +64,16 @@ def test_cache_is_reused_and_rebuilt_when_the_source_or_resolution_changes(tmp_p
     assert other[0]["video"].shape[-1] == 16 and len(cache_entries()) == 2
 
 
+def test_data_cache_names_where_a_source_is_prepared(tmp_path):
+    # data.cache: the prepared copy goes there, not to $REELGAN_CACHE (the default); a second use finds it there.
+    root, mine = folder(tmp_path, n=2), tmp_path / "my-cache"
+    ds = build_dataset(cfg(source=str(root), cache=str(mine)))
+    assert Path(ds.source.root).parent == mine and cache_entries() == []
+    again = build_dataset(cfg(source=str(root), cache=str(mine)))
+    assert again.source.root == ds.source.root
+    assert Path(build_dataset(cfg(source=str(root))).source.root).parent == Path(os.environ["REELGAN_CACHE"])
+
+
 def test_grey_footage_trains_a_grey_model_and_colour_a_colour_one(tmp_path):
     grey, colour = folder(tmp_path, name="grey"), folder(tmp_path, colour=(220, 60, 40), name="colour")
     assert is_grey(clip()) and not is_grey(clip(colour=(220, 60, 40)))

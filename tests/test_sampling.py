@@ -99,3 +99,25 @@ def test_generate_reads_the_checkpoint_file_once(checkpoint, tmp_path, monkeypat
                                             "--frames", "2", *extra])
     assert res.exit_code == 0, res.output
     assert len(reads) == 1
+
+
+def test_data_fps_sets_the_default_rate_and_the_time_step(checkpoint, tmp_path):
+    # data.fps, the training data's frame rate: clips play at it unless --fps says otherwise, and --fps F renders
+    # frames data.fps / F training frames apart (8 fps data at 16 fps: half-frame steps, every other one new).
+    import numpy as np
+    from PIL import Image
+
+    from gan import checkpoint as ckpt_io
+    state = ckpt_io.load(checkpoint)
+    state["config"]["data"]["fps"] = 8.0
+    eight = tmp_path / "eight.pt"
+    ckpt_io.save_atomic(state, eight)
+    assert probe_video(generate_videos(str(eight), str(tmp_path / "mp4"), [2], frames=4)[0])["fps"] == 8
+
+    def frames(fps):
+        folder = generate_videos(str(eight), str(tmp_path / f"png{fps}"), [2], frames=6, fps=fps, fmt="png",
+                                 watermark=None)[0]
+        return np.stack([np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))])
+    at_8, at_16 = frames(None), frames(16)
+    np.testing.assert_array_equal(at_16[::2], at_8[:3])
+    assert np.abs(at_16[1].astype(int) - at_8[1]).max() > 0

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from gan import watermark as wm
+from gan.checkpoint import FORMAT_VERSION
 from gan.studio import browser
 from gan.studio.broadcast import HEADER, Stream, Viewer
 from gan.studio.record import Recorder, reserve
@@ -32,7 +33,7 @@ def _checkpoint(path: Path, c_dim: int = 0) -> Path:
     cfg = load_config(str(ROOT / "configs" / "tiny.yaml"), {"data": {"resolution": 64}})
     torch.manual_seed(0)
     G = build_generator(cfg, c_dim)
-    torch.save({"format_version": 1, "config": cfg.to_dict(), "step": 0, "c_dim": c_dim,
+    torch.save({"format_version": FORMAT_VERSION, "config": cfg.to_dict(), "step": 0, "c_dim": c_dim,
                 "class_names": [f"k{i}" for i in range(c_dim)], "G_ema": G.state_dict()}, path)
     return path
 
@@ -248,7 +249,7 @@ def test_text_and_image_models(tmp_path):
     from tests.test_bad_input import _conditional_checkpoint
     from tests.test_conditional import _text_setup
     ct, G, *_ = _text_setup()
-    torch.save({"format_version": 1, "config": ct.cfg.to_dict(), "step": 0, "c_dim": G.c_dim, "G_ema": G.state_dict(),
+    torch.save({"format_version": FORMAT_VERSION, "config": ct.cfg.to_dict(), "step": 0, "c_dim": G.c_dim, "G_ema": G.state_dict(),
                 **ct.checkpoint_extra()}, tmp_path / "t2v.pt")
     m = Model(tmp_path / "t2v.pt")
     assert m.capabilities()["text"] and not m.capabilities()["classes"]

@@ -10,7 +10,7 @@ import torch
 
 from gan.config import load_config
 from gan.training import TrainingError, train
-from gan.checkpoint import load
+from gan.checkpoint import FORMAT_VERSION, load
 from tests.conftest import ROOT
 
 TINY = str(ROOT / "configs" / "tiny.yaml")
@@ -25,7 +25,7 @@ def test_tiny_run_writes_checkpoint_logs_and_samples(tmp_path):
     summary = train(_cfg(), str(out), progress=False)
     assert summary["step"] == 4
     ckpt = load(out / "checkpoints" / "latest.pt")
-    assert ckpt["step"] == 4 and ckpt["seen"] == 16 and ckpt["format_version"] == 1
+    assert ckpt["step"] == 4 and ckpt["seen"] == 16 and ckpt["format_version"] == FORMAT_VERSION
     assert set(ckpt) >= {"G", "G_ema", "D_image", "D_video", "opt_G", "opt_D", "config", "rng"}
     assert ckpt["config"]["data"]["resolution"] == 16                 # config stored as plain types
     assert json.loads((out / "config.json").read_text())["name"] == "tiny"
@@ -123,3 +123,70 @@ def test_time_budget_stops_with_a_checkpoint_and_resume_finishes(tmp_path):
     assert "time budget" in (out / "log.txt").read_text()
     summary = train(_cfg(steps=4), str(out), resume=True, progress=False)
     assert summary["step"] == 4 and load(out / "checkpoints" / "latest.pt")["step"] == 4
+
+
+def test_loss_weights_betas_and_checkpoint_pruning_follow_the_config(tmp_path):
+    # loss.image_weight / loss.video_weight weigh the two D terms of G's loss (video_weight 0: only the image D
+    # trains G); train.betas reach both Adam optimizers (D's adjusted for lazy R1, StyleGAN2 appendix B);
+    # train.keep_checkpoints keeps that many step snapshots.
+    out = tmp_path / "run"
+    cfg = load_config(TINY, {"loss": {"image_weight": 0.5, "video_weight": 0.0},
+                             "train": {"betas": [0.5, 0.9], "keep_checkpoints": 1, "checkpoint_every": 1}})
+    train(cfg, str(out), progress=False)
+    logs = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
+    assert len(logs) == 2
+    for r in logs:
+        assert r["G/loss"] == pytest.approx(0.5 * r["G/loss_image"], rel=1e-5) and r["G/loss_video"] > 0
+    ckpt = load(out / "checkpoints" / "latest.pt")
+    c = cfg.loss.r1_interval / (cfg.loss.r1_interval + 1)
+    assert list(ckpt["opt_G"]["param_groups"][0]["betas"]) == pytest.approx([0.5, 0.9])
+    assert list(ckpt["opt_D"]["param_groups"][0]["betas"]) == pytest.approx([0.5 ** c, 0.9 ** c])
+    assert [p.name for p in (out / "checkpoints").glob("step_*.pt")] == ["step_0000004.pt"]
+
+
+def test_seed_sets_the_initial_weights(tmp_path):
+    # train.seed: the same seed builds the same networks, another seed other ones (exact resume of a seeded run:
+    # test_resume_continues_exactly).
+    sums = [train(_cfg(steps=0, seed=seed), str(tmp_path / f"{k}"), progress=False)["g_checksum"]
+            for k, seed in enumerate((0, 0, 1))]
+    assert sums[0] == sums[1] != sums[2]
+
+
+def test_ema_rampup_shortens_the_early_half_life():
+    # train.ema_rampup: the EMA half-life is at most ema_rampup x the clips seen so far (the average does not
+    # hold on to the random init early on); null: train.ema_kimg from the first step.
+    from gan.training.loop import ema_beta
+    cfg = _cfg()                                                       # batch 4, ema_kimg 2, ema_rampup 0.05
+    assert ema_beta(cfg, seen=100) == pytest.approx(0.5 ** (4 / 5))            # half-life 0.05 x 100 clips
+    assert ema_beta(cfg, seen=10 ** 6) == pytest.approx(0.5 ** (4 / 2000))     # later: 2 kimg
+    cfg.train.ema_rampup = None
+    assert ema_beta(cfg, seen=100) == pytest.approx(0.5 ** (4 / 2000))
+
+
+def test_compile_trains_through_torch_compile_with_the_eager_losses(tmp_path, monkeypatch):
+    # train.compile: the loop runs G and both Ds through torch.compile, and the losses equal an eager run's. The
+    # test compiles with dynamo's 'eager' backend (graph capture without C++ code generation: seconds, where
+    # inductor needs minutes on a CPU); inductor's compiled step is measured in bench/run.py.
+    import functools
+
+    import torch._dynamo
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    logs = {}
+    try:
+        for compiled in (False, True):
+            out = tmp_path / f"compiled_{compiled}"
+            train(_cfg(steps=2, log_every=1, compile=compiled), str(out), progress=False)
+            logs[compiled] = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
+            if not compiled:
+                assert not torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0
+    finally:
+        torch._dynamo.reset()
+    assert len(logs[True]) == len(logs[False]) == 2
+    for eager, comp in zip(logs[False], logs[True]):
+        assert set(comp) == set(eager)
+        for key in ("G/loss", "D/loss", "fake/logit_video", "real/logit_image"):
+            assert comp[key] == pytest.approx(eager[key], rel=1e-4, abs=1e-5), key
+    assert "compiled main phases" in (tmp_path / "compiled_True" / "log.txt").read_text()

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from gan import video_io
 from gan import watermark as wm
+from gan.checkpoint import FORMAT_VERSION
 from gan.data import BouncingShapes
 from gan.watermark_cli import cli as wm_cli, read_frames
 from tests.conftest import ROOT
@@ -32,7 +33,7 @@ def _ckpt(path: Path, cfg, c_dim=0, extra=None) -> Path:
     from gan.networks import build_generator
     torch.manual_seed(0)
     G = build_generator(cfg, c_dim)
-    torch.save({"format_version": 1, "config": cfg.to_dict(), "step": 0, "c_dim": c_dim, "G_ema": G.state_dict(),
+    torch.save({"format_version": FORMAT_VERSION, "config": cfg.to_dict(), "step": 0, "c_dim": c_dim, "G_ema": G.state_dict(),
                 **(extra or {})}, path)
     return path
 
@@ -214,3 +215,20 @@ def test_watermark_cli_embed_and_detect(clip, tmp_path):
     out = json.loads(res.output)
     assert res.exit_code == 0 and out["detected"] is True and out["payload"] == "1234abcd0007"
     assert out["p_false"] < 1e-6 and 0.5 < out["bit_confidence"] <= 1
+
+
+def test_config_watermark_section_sets_the_key_and_the_user_id(tmp_path, monkeypatch):
+    # watermark.key / watermark.user_id: a model whose config names a key file and a user id is marked with them
+    # (unless --watermark-key / $REELGAN_WATERMARK_KEY / --watermark-user say otherwise); the model id does not
+    # depend on the section.
+    from gan.config import load_config
+    from gan.sampling import checkpoint_watermarker
+    monkeypatch.delenv(wm.KEY_ENV, raising=False)
+    key = tmp_path / "wm.key"
+    key.write_bytes(bytes(range(32)))
+    tiny = str(ROOT / "configs" / "tiny.yaml")
+    plain = checkpoint_watermarker(_ckpt(tmp_path / "plain.pt", load_config(tiny)))
+    own = checkpoint_watermarker(_ckpt(tmp_path / "own.pt", load_config(
+        tiny, {"watermark": {"key": str(key), "user_id": 9}})))
+    assert (plain.payload & 0xFFFF, own.payload & 0xFFFF) == (0, 9) and own.payload >> 16 == plain.payload >> 16
+    assert plain.keys.key == wm.PUBLIC_KEY and own.keys.key == key.read_bytes() and "config" in own.origin

@@ -41,7 +41,7 @@ the background and moves each layer as one piece, so objects keep their exact pi
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
@@ -76,30 +76,10 @@ def check_context(G: VideoGenerator, mode: str, c: Optional[torch.Tensor]) -> to
     return c
 
 
-def rename_legacy_keys(state: Dict, prefix: str, marker: str, renames: Sequence[Tuple[str, Optional[str]]]) -> None:
-    """Checkpoints from before the generators were composed (the image/continue Gs subclassed the synthesis G and
-    kept their motion parts loose) load into today's: when `marker` (an old-only key) is there, each key under
-    `prefix` that starts with an old name is renamed in place to the new one (None: dropped, an unused buffer)."""
-    if prefix + marker not in state:
-        return
-    for key in [k for k in state if k.startswith(prefix)]:
-        rest = key[len(prefix):]
-        for old, new in renames:
-            if rest == old or rest.startswith(old + "."):
-                value = state.pop(key)
-                if new is not None:
-                    state[prefix + new + rest[len(old):]] = value
-                break
-
-
 class ConditionalGenerator(VideoGenerator):
     """G(z, c, t, motion) with c = a still [B, C, H, W] or context frames [B, K, C, H, W] -> [B, T, C, H, W]: the
     synthesis G (self.G) driven by the encoders (see the module doc). For 'continue', the context frames sit at
     t[:, :K]; t[:, K:] are the times to predict."""
-
-    # The layout before composition: G's parts at the top level, and a v_avg that relative motion never used.
-    LEGACY_KEYS = ("mapping.w_avg", (("mapping", "G.mapping"), ("motion", "G.motion"), ("blocks", "G.blocks"),
-                                     ("flow", "G.flow"), ("v_avg", None)))
 
     def __init__(self, cfg: GeneratorConfig, resolution: int, img_channels: int, cond: CondConfig):
         super().__init__()
@@ -116,10 +96,6 @@ class ConditionalGenerator(VideoGenerator):
                                                 cond.motion_anchors, cfg.motion_dim, cfg.impl)
         else:
             self.motion_encoder = None
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        rename_legacy_keys(state_dict, prefix, *self.LEGACY_KEYS)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ---- condition handling ----------------------------------------------------------------------
     def context_of(self, c: Optional[torch.Tensor]) -> torch.Tensor:
@@ -185,11 +161,6 @@ class LayeredConditionalGenerator(VideoGenerator):
     """G(z, c, t, motion) with c = a still [B, C, H, W] or context frames [B, K, C, H, W] -> [B, T, C, H, W]:
     the reference frame's objects as layers moving rigidly over its background (see the module doc)."""
 
-    # The layout before composition: the mapping, motion network, velocity head, jitter head and w_mean loose.
-    LEGACY_KEYS = ("velocity.weight", (("mapping", "mapping.net"), ("motion", "motion.net"),
-                                       ("velocity", "motion.kinematics"), ("jitter", "motion.jitter"),
-                                       ("w_mean", "motion.w_mean")))
-
     def __init__(self, cfg: GeneratorConfig, resolution: int, img_channels: int, cond: CondConfig, objects: int):
         super().__init__()
         if objects < 1:
@@ -203,16 +174,12 @@ class LayeredConditionalGenerator(VideoGenerator):
         self.mapping = ObjectMapping(cfg.z_dim, cond.encoder_channels, cfg.w_dim, cfg.mapping_layers, objects,
                                      impl=cfg.impl)
         net = MotionNetwork(cfg.motion_dim, cfg.motion_period, cfg.time_features,
-                            w_dim=objects * cfg.w_dim if cfg.motion_from_w else 0, impl=cfg.impl)
+                            w_dim=objects * cfg.w_dim, impl=cfg.impl)
         # Starts come from the frame: the kinematics head gives each object's drift from its w_k only.
         self.motion = ObjectMotion(net, cfg.w_dim, objects, cfg.object_speed, cfg.object_jitter, impl=cfg.impl,
                                    starts=False)
         self.speed = float(cfg.object_speed)
         self.w_mean_beta = 0.99
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        rename_legacy_keys(state_dict, prefix, *self.LEGACY_KEYS)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def context_of(self, c: Optional[torch.Tensor]) -> torch.Tensor:
         return check_context(self, self.mode, c)

@@ -68,14 +68,15 @@ class TemporalBlock(nn.Module):
 class MinibatchStd(nn.Module):
     """Appends the std over groups of samples (StyleGAN): a batch of fakes too alike reads as fake.
 
-    pooled=True appends a second statistic, the std of the spatially averaged features: it is blind to where
-    things are. Without it a G that draws the same object in every video at different places passes the
-    per-pixel statistic (the places vary as much as in real data); found with the layered G's sprites."""
+    A second statistic, the std of the spatially averaged features, is blind to where things are. Without it a
+    G that draws the same object in every video at different places passes the per-pixel statistic (the places
+    vary as much as in real data); found with the layered G's sprites."""
 
-    def __init__(self, group_size: int, pooled: bool = False):
+    num_channels = 2                                  # the per-pixel std and the pooled std
+
+    def __init__(self, group_size: int):
         super().__init__()
-        self.group_size, self.pooled = group_size, pooled
-        self.num_channels = 2 if pooled else 1
+        self.group_size = group_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
@@ -88,23 +89,21 @@ class MinibatchStd(nn.Module):
             return torch.cat([x, torch.zeros_like(x[:, :self.num_channels])], dim=1)
         y = x.float().reshape(g, -1, c, h, w)
         stats = [(y - y.mean(0)).square().mean(0).add(1e-8).sqrt().mean(dim=[1, 2, 3])]  # [n/g]
-        if self.pooled:
-            p = y.mean(dim=[3, 4])                                                       # [g, n/g, c]
-            stats.append((p - p.mean(0)).square().mean(0).add(1e-8).sqrt().mean(dim=1))
+        p = y.mean(dim=[3, 4])                                                           # [g, n/g, c]
+        stats.append((p - p.mean(0)).square().mean(0).add(1e-8).sqrt().mean(dim=1))
         y = torch.stack(stats, dim=1).reshape(-1, self.num_channels, 1, 1).repeat(g, 1, h, w).to(x.dtype)
         return torch.cat([x, y], dim=1)
 
     def extra_repr(self) -> str:
-        return f"group_size={self.group_size}, pooled={self.pooled}"
+        return f"group_size={self.group_size}, std per pixel and pooled"
 
 
 class Epilogue(nn.Module):
     """4x4 features -> logit, with projection conditioning when c_dim > 0."""
 
-    def __init__(self, channels: int, c_dim: int, mbstd_group: int, conv_clamp=None, impl: str = "ref",
-                 mbstd_pooled: bool = False):
+    def __init__(self, channels: int, c_dim: int, mbstd_group: int, conv_clamp=None, impl: str = "ref"):
         super().__init__()
-        self.mbstd = MinibatchStd(mbstd_group, mbstd_pooled) if mbstd_group > 0 else None
+        self.mbstd = MinibatchStd(mbstd_group) if mbstd_group > 0 else None
         extra = self.mbstd.num_channels if self.mbstd else 0
         self.conv = Conv2dLayer(channels + extra, channels, 3, activation="lrelu",
                                 conv_clamp=conv_clamp, impl=impl)
@@ -145,7 +144,7 @@ class ImageDiscriminator(nn.Module):
         res = [2 ** i for i in range(int(math.log2(resolution)), 2, -1)]
         down = (cfg.conv_clamp, cfg.impl, cfg.resample_filter, cfg.downsample)
         self.blocks = nn.Sequential(*[DiscriminatorBlock(ch(r), ch(r // 2), *down) for r in res])
-        self.epilogue = Epilogue(ch(4), c_dim, cfg.mbstd_group, cfg.conv_clamp, cfg.impl, cfg.mbstd_pooled)
+        self.epilogue = Epilogue(ch(4), c_dim, cfg.mbstd_group, cfg.conv_clamp, cfg.impl)
 
     def forward(self, img: torch.Tensor, c: Optional[torch.Tensor] = None) -> torch.Tensor:
         assert img.ndim == 4 and img.shape[-1] == self.resolution, f"expected [N, C, {self.resolution}, " \
@@ -181,7 +180,7 @@ class VideoDiscriminator(nn.Module):
         # Frame gap -> per-channel bias at the fusion point (Fourier features of log gap).
         self.register_buffer("gap_freqs", torch.arange(1, 9, dtype=torch.float32) * math.pi / 2, persistent=False)
         self.gap_embed = FullyConnectedLayer(16, ch(fuse), impl=cfg.impl)
-        self.epilogue = Epilogue(ch(4), c_dim, cfg.mbstd_group, cfg.conv_clamp, cfg.impl, cfg.mbstd_pooled)
+        self.epilogue = Epilogue(ch(4), c_dim, cfg.mbstd_group, cfg.conv_clamp, cfg.impl)
 
     def forward(self, video: torch.Tensor, times: torch.Tensor, c: Optional[torch.Tensor] = None) -> torch.Tensor:
         b, t, ch, h, w = video.shape

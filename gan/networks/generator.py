@@ -199,7 +199,8 @@ class ToRGBLayer(nn.Module):
 
 
 class SynthesisBlock(nn.Module):
-    """One resolution: (upsample +) two modulated convs, and an RGB output (skip or resnet)."""
+    """One resolution: (upsample +) two modulated convs, and an RGB output summed over blocks (StyleGAN2's skip
+    architecture)."""
 
     def __init__(self,
                  in_channels: int,          # 0 for the first block (starts from a learned constant)
@@ -207,13 +208,12 @@ class SynthesisBlock(nn.Module):
                  resolution: int,           # output resolution of this block
                  style_dim: int,
                  img_channels: int,
-                 architecture: str = "skip",
                  conv_clamp: Optional[float] = None,
                  impl: str = "ref",
                  input_kind: str = "const"):  # first block: 'const', 'latent' (const + map from w), 'projected'
         #                                             (the map from w alone, as DCGAN's input layer)
         super().__init__()
-        self.in_channels, self.resolution, self.architecture, self.impl = in_channels, resolution, architecture, impl
+        self.in_channels, self.resolution, self.impl = in_channels, resolution, impl
         self.input_fc = None
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution)) \
@@ -225,8 +225,6 @@ class SynthesisBlock(nn.Module):
             self.conv0 = SynthesisLayer(in_channels, out_channels, style_dim, up=2, conv_clamp=conv_clamp, impl=impl)
         self.conv1 = SynthesisLayer(out_channels, out_channels, style_dim, conv_clamp=conv_clamp, impl=impl)
         self.torgb = ToRGBLayer(out_channels, img_channels, style_dim, conv_clamp=conv_clamp, impl=impl)
-        if architecture == "resnet" and in_channels != 0:
-            self.skip = nn.Conv2d(in_channels, out_channels, 1, bias=False)
         self.register_buffer("resample_filter", setup_filter(), persistent=False)
 
     def forward(self, x, img, style, fused: bool = False):
@@ -238,10 +236,6 @@ class SynthesisBlock(nn.Module):
                 y = self.input_fc(style).reshape(shape).to(style.dtype)
                 x = y if x is None else x + y
             x = self.conv1(x, style, fused)
-        elif self.architecture == "resnet":
-            y = upsample2d(self.skip(x), self.resample_filter, impl=self.impl)
-            x = self.conv1(self.conv0(x, style, fused), style, fused)
-            x = (x + y) * math.sqrt(0.5)
         else:
             x = self.conv1(self.conv0(x, style, fused), style, fused)
         if img is not None:
@@ -251,7 +245,7 @@ class SynthesisBlock(nn.Module):
         return x, img
 
     def extra_repr(self) -> str:
-        return f"resolution={self.resolution}, architecture={self.architecture}"
+        return f"resolution={self.resolution}"
 
 
 class Generator(VideoGenerator):
@@ -270,7 +264,7 @@ class Generator(VideoGenerator):
         self.context_frames, self.objects = 0, 0
         self.mapping = MappingNetwork(cfg.z_dim, c_dim, cfg.w_dim, cfg.mapping_layers, impl=cfg.impl)
         self.motion = MotionNetwork(cfg.motion_dim, cfg.motion_period, cfg.time_features,
-                                    w_dim=cfg.w_dim if cfg.motion_from_w else 0, drift=cfg.motion_drift,
+                                    w_dim=cfg.w_dim, drift=cfg.motion_drift,
                                     impl=cfg.impl)
         log2 = int(math.log2(resolution))
         self.resolutions = [2 ** i for i in range(2, log2 + 1)]
@@ -279,7 +273,7 @@ class Generator(VideoGenerator):
         for res in self.resolutions:
             out_ch = channels_at(res, cfg.channel_base, cfg.channel_max)
             style_dim = cfg.w_dim if res <= self.content_res else cfg.w_dim + cfg.motion_dim
-            blocks.append(SynthesisBlock(in_ch, out_ch, res, style_dim, img_channels, cfg.architecture,
+            blocks.append(SynthesisBlock(in_ch, out_ch, res, style_dim, img_channels,
                                          cfg.conv_clamp, cfg.impl, input_kind=cfg.input))
             in_ch = out_ch
         self.blocks = nn.ModuleList(blocks)

@@ -221,7 +221,7 @@ class LayeredGenerator(VideoGenerator):
         self.mapping = ObjectMapping(cfg.z_dim, c_dim, cfg.w_dim, cfg.mapping_layers, objects, impl=cfg.impl)
         wk = self.mapping.w_dim                # the video's w: its objects' w_k side by side
         net = MotionNetwork(cfg.motion_dim, cfg.motion_period, cfg.time_features,
-                            w_dim=wk if cfg.motion_from_w else 0, impl=cfg.impl)
+                            w_dim=wk, impl=cfg.impl)
         self.motion = ObjectMotion(net, cfg.w_dim, objects, cfg.object_speed, cfg.object_jitter, impl=cfg.impl)
         self.sprite_res = cfg.object_resolution or sprite_resolution(cfg.object_size, resolution)
         self.sprite_blocks = self._synthesis(self.sprite_res, img_channels + 1, cfg)   # colour + alpha logit
@@ -271,7 +271,7 @@ class LayeredGenerator(VideoGenerator):
         blocks, in_ch = [], 0
         for r in [2 ** i for i in range(2, int(math.log2(res)) + 1)]:
             ch = channels_at(r, cfg.channel_base, cfg.channel_max)
-            blocks.append(SynthesisBlock(in_ch, ch, r, cfg.w_dim, out_channels, cfg.architecture, cfg.conv_clamp,
+            blocks.append(SynthesisBlock(in_ch, ch, r, cfg.w_dim, out_channels, cfg.conv_clamp,
                                          cfg.impl, input_kind=cfg.input))
             in_ch = ch
         return nn.ModuleList(blocks)

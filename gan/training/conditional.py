@@ -17,6 +17,8 @@ from gan.video_io import make_grid, to_uint8
 from losses.conditional import (RANDOM_BACKBONE_WARNING, CondBatch, MatchingAwareTerm, ReconstructionTerm,
                                 TextConditions, build_reconstruction, no_condition)
 
+VOCAB_CAPTIONS = 2000     # 'text': dataset captions read to build the built-in encoder's word vocabulary
+
 
 def caption_negatives(cond_cfg, source) -> CaptionNegatives:
     """The matching-aware loss's wrong-caption sampler: cfg.cond's word groups, or (both empty) the built-in
@@ -52,7 +54,7 @@ class ConditionalTraining:
                 if isinstance(text_encoder, torch.nn.Module):
                     text_encoder.requires_grad_(False)
             else:
-                n = min(len(dataset), cfg.cond.text_vocab_captions)
+                n = min(len(dataset), VOCAB_CAPTIONS)
                 captions = (dataset.source.caption(i) for i in range(n))
                 self.text_encoder = build_text_encoder(cfg.cond, captions).to(self.device)
             self.negatives = caption_negatives(cfg.cond, dataset.source)
