@@ -111,7 +111,7 @@ class DiscriminatorConfig:
 @dataclass
 class LossConfig:
     image_weight: float = 1.0       # weight of the image-D term in the G loss
-    video_weight: float = 1.0       # weight of the video-D term in the G loss
+    video_weight: float = 1.0       # weight of the video-D term in the G loss (0: the video D is off)
     r1_gamma: float = 2.0           # R1 weight for both Ds (0: off)
     r1_interval: int = 16           # lazy regularisation interval (the gain is the interval)
     augment: List[str] = field(default_factory=lambda: ["translation", "cutout"])  # also 'color', 'flip'
