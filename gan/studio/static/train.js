@@ -76,7 +76,8 @@
     img.onload = () => {
       const c = $("diffs");
       c.width = img.width; c.height = img.height;
-      c.style.width = (img.width * 3) + "px"; c.style.height = (img.height * 3) + "px";
+      const k = Math.min(3, 200 / img.height);                 // at most 200 px high
+      c.style.width = (img.width * k) + "px"; c.style.height = (img.height * k) + "px";
       c.getContext("2d").drawImage(img, 0, 0);
     };
     img.src = v.diffs;
@@ -115,7 +116,9 @@
     g.fillStyle = "#0c0f12"; g.fillRect(0, 0, W, H);
     const pts = state.points;
     let lo = Infinity, hi = -Infinity, plotted = 0;
-    for (const [key] of spec.series) for (const p of pts) if (key in p) { lo = Math.min(lo, p[key]); hi = Math.max(hi, p[key]); }
+    for (const [key] of spec.series) {
+      for (const p of pts) if (key in p) { lo = Math.min(lo, p[key]); hi = Math.max(hi, p[key]); }
+    }
     g.fillStyle = "#8a94a3"; g.font = "11px system-ui";
     g.fillText(spec.title, 4, 12);
     if (!pts.length || lo === Infinity) return 0;
@@ -124,8 +127,10 @@
     const X = (s) => pad + (W - pad - 4) * (s - s0) / (s1 - s0), Y = (y) => H - 14 - (H - 30) * (y - lo) / (hi - lo);
     g.fillText(hi.toPrecision(3), 2, 24); g.fillText(lo.toPrecision(3), 2, H - 14);
     g.fillText("step " + s1, W - 60, H - 2);
-    if (lo < 0 && hi > 0) { g.strokeStyle = "#2d3440"; g.beginPath(); g.moveTo(pad, Y(0)); g.lineTo(W, Y(0)); g.stroke(); }
-    let lx = 60;
+    if (lo < 0 && hi > 0) {                                   // the zero line: a logit's real / fake boundary
+      g.strokeStyle = "#2d3440"; g.beginPath(); g.moveTo(pad, Y(0)); g.lineTo(W, Y(0)); g.stroke();
+    }
+    let lx = 10 + g.measureText(spec.title).width + 10;
     const every = Math.max(1, Math.floor(pts.length / (2 * W)));
     for (const [key, label, color] of spec.series) {
       g.strokeStyle = color; g.beginPath();
@@ -165,7 +170,10 @@
       const s = await r.json();
       state.warn = s.diversity_warn;
       if (s.since === state.points.length) state.points.push(...s.history);
-      if (s.visual) { state.visualVersion = s.visual_version; studio.visualVersion = s.visual_version; showVisual(s.visual); }
+      if (s.visual) {
+        state.visualVersion = studio.visualVersion = s.visual_version;
+        showVisual(s.visual);
+      }
       if (s.knobs) showKnobs(s.knobs);
       $("run").textContent = s.outdir;
       $("progress").textContent = "step " + s.step + " of " + s.steps + " · " + s.status +
