@@ -88,6 +88,21 @@ def test_trainer_steps_pauses_single_steps_and_turns_knobs(tmp_path):
     assert state["step"] == t.run.step == t.history[-1]["step"]
     assert state["config"]["loss"]["video_weight"] == 0
 
+    # --resume continues that run and, at train.steps, ends as train() does (last samples and checkpoint)
+    done = state["step"] + 1
+    cfg2 = load_config(str(TINY), {"train": {"steps": done, "checkpoint_every": 1000}})
+    t2 = Trainer(cfg2, tmp_path / "run", resume=True).prepare()
+    assert t2.run.step == state["step"]
+    t2.start()
+    try:
+        _until(lambda: t2.status == "finished", what="the end of train.steps")
+    finally:
+        t2.stop()
+        t2.join(30)
+    assert t2.status == "stopped" and len(t2.history) == 1
+    assert torch.load(tmp_path / "run" / "checkpoints" / "latest.pt", weights_only=False)["step"] == done
+    assert any((tmp_path / "run" / "samples").iterdir())
+
 
 def _start(tmp_path, *extra):
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
