@@ -45,7 +45,16 @@ def test_sheet_and_measures():
     assert mean_pairwise_distance(same) == 0.0 and mean_pairwise_distance(video) > 0
 
 
-def test_trainer_steps_pauses_single_steps_and_turns_knobs(tmp_path):
+@pytest.fixture
+def one_thread():
+    """One torch thread: the trainer's thread shares the 2 cores with the test's and any other process here."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_trainer_steps_pauses_single_steps_and_turns_knobs(tmp_path, one_thread):
     cfg = load_config(str(TINY), {"train": {"steps": 1000, "checkpoint_every": 1000}})
     t = Trainer(cfg, tmp_path / "run", visual_every=1)
     with pytest.raises(StudioError, match="starting"):

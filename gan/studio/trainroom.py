@@ -219,8 +219,8 @@ class Trainer:
                 run.close()
             return
         latest = run.ckpt_dir / "latest.pt"
-        if run.start_step < run.step or not latest.exists():
-            run.save()
+        if not self._finished and (run.start_step < run.step or not latest.exists()):
+            run.save()                                      # (a finished run saved its last step already)
         run.logger.text(f"training room stopped at step {run.step}; checkpoint {latest}")
         run.close()
         self.status, self.message = "stopped", f"stopped at step {run.step}; checkpoint {latest}"
