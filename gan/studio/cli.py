@@ -1,14 +1,21 @@
-"""Watch and steer a generator live in the browser (works offline; several tabs share one render).
+"""Watch and steer a generator live in the browser, or train one live (works offline; tabs share one render).
 
 \b
 Examples:
   reelgan-studio --checkpoint runs/default/checkpoints/latest.pt              # then open the printed URL
   reelgan-studio --checkpoint G.pt --port 8765 --precision bf16 --fps 30
   reelgan-studio --checkpoint G.pt --outdir my_clips --watermark-key wm.key   # where the record button writes
+  reelgan-studio --train --config configs/tiny.yaml --outdir runs/room         # the training room
+  reelgan-studio --train --outdir runs/room --resume                          # continue that run
 
 The page's controls act within a frame or two: seed, truncation, speed and direction, scrub, a glide to
 another seed, class / prompt / still (models that take them), precision, compile and preview size of the
 renderer, fps. Recordings are watermarked mp4s (check with `reelgan-watermark detect FILE`). Ctrl-C stops.
+
+With --train the page is a training room: the same loop as train.py into an ordinary run folder (--outdir),
+real and fake clips with each D's score, frame differences, a diversity gauge, the curves, pause / one step /
+slow motion and knobs (learning rates, R1, the video D's weight, augmentation). Ctrl-C stops after the current
+step and writes a checkpoint.
 """
 from __future__ import annotations
 
@@ -18,14 +25,22 @@ from gan.cli_utils import Command
 
 
 @click.command(cls=Command, help=__doc__)
-@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), required=True,
-              help="Training checkpoint or exported generator file.")
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Training checkpoint or exported generator file (the player).")
+@click.option("--train", "train_", is_flag=True, help="Open the training room instead of the player.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="--train: YAML preset (configs/*.yaml); defaults: the CPU-sized digits config.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="--train: override a config field, e.g. --set train.steps=2000 (repeatable).")
+@click.option("--resume", is_flag=True, help="--train: continue the run in --outdir from its newest checkpoint.")
+@click.option("--paused", is_flag=True, help="--train: start paused (the page's button starts it).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
               help="Port to serve on (0: any free one).")
 @click.option("--host", type=str, default="127.0.0.1", show_default=True,
               help="Address to listen on (127.0.0.1: this machine only).")
-@click.option("--outdir", type=click.Path(file_okay=False), default="studio_recordings", show_default=True,
-              help="Where the record button writes its mp4s (never replacing a file).")
+@click.option("--outdir", type=click.Path(file_okay=False), default=None,
+              help="Where the record button writes its mp4s (never replacing a file) [default: studio_recordings]; "
+                   "--train: the run folder [default: runs/<config name>].")
 @click.option("--device", type=str, default="cpu", show_default=True, help="cpu, cuda or auto.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
               help="A new tab's renderer precision (the page can change it): auto picks bf16 where the CPU/GPU "
@@ -44,12 +59,19 @@ from gan.cli_utils import Command
                    "config's, else the public key].")
 @click.option("--watermark-user", type=click.IntRange(0, 65535), default=None,
               help="16-bit user id carried in the recordings' watermark.")
-def cli(checkpoint, port, host, outdir, device, precision, compile_, fps, seed, chunk, quality, watermark_key,
-        watermark_user):
+def cli(checkpoint, train_, config_path, overrides, resume, paused, port, host, outdir, device, precision, compile_,
+        fps, seed, chunk, quality, watermark_key, watermark_user):
     from pathlib import Path
 
-    from gan.cli_utils import pick_device
+    from gan.cli_utils import fail, pick_device
     from gan.studio.app import bind, build_app, serve, url_of
+    if train_ == (checkpoint is not None):
+        fail("choose one: --checkpoint CKPT (the player) or --train (the training room)")
+    if train_:
+        return _train_room(config_path, overrides, resume, paused, outdir, pick_device(device), host, port)
+    if config_path is not None or overrides or resume or paused:
+        fail("--config, --set, --resume and --paused belong to --train")
+    outdir = outdir or "studio_recordings"
     from gan.studio.player import PlayerRoom
     from gan.studio.scene import Model
     model = Model(checkpoint, pick_device(device), chunk)
@@ -69,6 +91,33 @@ def cli(checkpoint, port, host, outdir, device, precision, compile_, fps, seed, 
                    f"(recordings -> {outdir}; Ctrl-C stops)")
 
     serve(build_app([room]), sock, on_ready=ready)
+
+
+def _train_room(config_path, overrides, resume, paused, outdir, device, host, port):
+    from gan.cli_utils import parse_overrides
+    from gan.config import load_config
+    from gan.studio.app import bind, build_app, serve, url_of
+    from gan.studio.trainroom import Trainer, TrainRoom
+    cfg = load_config(config_path, parse_overrides(overrides))
+    outdir = outdir or f"runs/{cfg.name}"
+    trainer = Trainer(cfg, outdir, resume=resume, device=device, paused=paused)
+    sock = bind(host, port)
+    try:
+        trainer.prepare()                 # a bad config or run folder is one line here, before serving
+    except BaseException:
+        sock.close()
+        raise
+    url = url_of(sock)
+
+    def ready():
+        click.echo(f"reelgan studio: training room, {cfg.name} into {outdir} at {url} (Ctrl-C stops after the "
+                   f"current step and writes a checkpoint)")
+
+    serve(build_app([TrainRoom(trainer)]), sock, on_ready=ready)
+    if trainer.status == "error":
+        from gan.studio.scene import StudioError
+        raise StudioError(trainer.message)
+    click.echo(trainer.message)
 
 
 def main():
