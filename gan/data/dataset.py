@@ -107,10 +107,13 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def _load(self, index: int) -> dict:
         start, stride = self.clip_position(index)
-        frames = self.source.read(index, start, self.clip_frames, stride, self._read_size)  # [T, H, W, 3 or 1]
-        if frames.shape[:3] != (self.clip_frames, self.resolution, self.resolution) or frames.shape[3] not in (1, 3):
+        return self._item(index, start, self.clip_frames, stride)
+
+    def _item(self, index: int, start: int, count: int, stride: int) -> dict:
+        frames = self.source.read(index, start, count, stride, self._read_size)  # [T, H, W, 3 or 1]
+        if frames.shape[:3] != (count, self.resolution, self.resolution) or frames.shape[3] not in (1, 3):
             raise ValueError(f"video {index} gave frames of shape {frames.shape}, expected "
-                             f"{(self.clip_frames, self.resolution, self.resolution, 3)}")
+                             f"{(count, self.resolution, self.resolution, 3)}")
         video = frames.astype(np.float32)
         if self.channels == 1 and video.shape[-1] == 3:
             video = video @ _LUMA[:, None]                    # [T, H, W, 1]
@@ -120,13 +123,19 @@ class ClipDataset(torch.utils.data.Dataset):
         label = self.source.label(index) if self.cfg.labels else 0
         item = {
             "video": video.contiguous(),
-            "times": torch.arange(self.clip_frames, dtype=torch.float32) * stride,  # [T]
+            "times": torch.arange(count, dtype=torch.float32) * stride,  # [T]
             "label": torch.tensor(label, dtype=torch.int64),
             "index": int(index),
         }
         if self.cfg.captions:                                 # conditional hook: str (collates to a list)
             item["caption"] = self.source.caption(index, start)   # motion words as of the clip's first frame
         return item
+
+    def preview(self, index: int, frames: int) -> dict:
+        """Video `index` from its first frame at stride 1, `frames` long (less for a shorter video), as an item
+        (no clip sampling): the real clips shown beside the samples."""
+        count = max(1, min(int(frames), self.source.num_frames(index)))
+        return self._item(index, 0, count, 1)
 
     def __getitem__(self, index: int) -> dict:
         n = len(self)
