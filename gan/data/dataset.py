@@ -16,14 +16,14 @@ import numpy as np
 import torch
 
 from gan.config import DataConfig, resolved_channels
-from gan.data.builtin import BouncingShapes, MovingDigits
+from gan.data.builtin import BouncingShapes, MovingDigits, MovingDots
 from gan.data.prepared import PreparedDataset, cached_prepare, explain, is_prepared, open_prepared
 from gan.data.readers import DataError
 from gan.video_io import VideoReadError
 
 logger = logging.getLogger(__name__)
 
-BUILTIN_SOURCES = {"digits": MovingDigits, "shapes": BouncingShapes}
+BUILTIN_SOURCES = {"digits": MovingDigits, "shapes": BouncingShapes, "dots": MovingDots}
 MAX_CONSECUTIVE_FAILURES = 10         # a broken disk or dataset should stop training, not loop forever
 _READ_ERRORS = (VideoReadError, OSError, ValueError, zipfile.BadZipFile, EOFError)
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # RGB -> grey for channels=1
@@ -71,7 +71,8 @@ class ClipDataset(torch.utils.data.Dataset):
                         "failed_reads": []}                   # filled at train time (per worker process)
         self._bad = set()                                     # indices that failed to read in this process
         # Built-ins render at the target size directly; disk videos are resized and centre-cropped.
-        self._read_size = None if isinstance(source, (MovingDigits, BouncingShapes, PreparedDataset)) else cfg.resolution
+        direct = (MovingDigits, BouncingShapes, MovingDots, PreparedDataset)
+        self._read_size = None if isinstance(source, direct) else cfg.resolution
 
     def __len__(self) -> int:
         return len(self.source)
@@ -173,7 +174,7 @@ class ClipDataset(torch.utils.data.Dataset):
 
 def build_dataset(cfg: DataConfig, seed: int = 0, split: str = "train", progress: bool = False,
                   say=logger.info) -> ClipDataset:
-    """Clip dataset for `cfg.source`: 'digits', 'shapes', or a path (video folder, frame folders, .zip).
+    """Clip dataset for `cfg.source`: 'digits', 'shapes', 'dots', or a path (video folder, frame folders, .zip).
 
     `seed` drives both the clip sampling and, for built-ins, the video content; `split` ('train'/'test')
     only applies to built-ins (disk datasets are used as they are). Disk data is read through its prepared form
