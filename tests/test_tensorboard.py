@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.util import img_mime_type_detector
 
 from gan.config import load_config
 from gan.data import build_dataset
@@ -22,6 +23,7 @@ def _events(run):
 
 
 def _gif(event) -> Image.Image:
+    assert img_mime_type_detector.from_bytes(event.encoded_image_string) == "image/gif"   # what TensorBoard serves
     im = Image.open(io.BytesIO(event.encoded_image_string))
     assert im.format == "GIF"
     assert (im.width, im.height) == (event.width, event.height)
