@@ -20,7 +20,8 @@ from gan.cli_utils import Command
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="YAML preset (configs/*.yaml); defaults: the CPU-sized digits config.")
 @click.option("--data", type=str, default=None, show_default=True,
-              help="'digits', 'shapes', a folder of videos or frame folders, or a .zip (overrides data.source).")
+              help="'digits', 'shapes', 'dots', a folder of videos or frame folders, or a .zip "
+                   "(overrides data.source).")
 @click.option("--outdir", type=click.Path(file_okay=False), default=None,
               help="Run folder [default: runs/<config name>].")
 @click.option("--steps", type=click.IntRange(min=0), default=None, help="Generator updates (overrides train.steps).")

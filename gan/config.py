@@ -28,7 +28,7 @@ class ConfigError(ReelganError, ValueError):
 
 @dataclass
 class DataConfig:
-    source: str = "digits"          # 'digits', 'shapes', or a path: video folder, frame-folder tree, .zip
+    source: str = "digits"          # 'digits', 'shapes', 'dots', or a path: video folder, frame folders, .zip
     resolution: int = 64            # square output size; videos are resized and centre-cropped
     channels: int = 0               # 3 (RGB), 1 (grey) or 0: auto, read off the data: 1 for 'digits' and for footage
     #                                 whose every frame is grey (a grey G need not learn R = G = B, a tint the Ds spot
@@ -281,13 +281,13 @@ def _merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def is_builtin(source: str) -> bool:
-    return source in ("digits", "shapes")
+    return source in ("digits", "shapes", "dots")
 
 
 def resolved_channels(data: DataConfig) -> int:
-    """data.channels with 0 (auto) resolved: grey for the grey built-in 'digits', colour for everything else."""
+    """data.channels with 0 (auto) resolved: grey for the grey built-ins ('digits', 'dots'), colour for the rest."""
     if data.channels == 0:
-        return 1 if data.source == "digits" else 3
+        return 1 if data.source in ("digits", "dots") else 3
     return data.channels
 
 

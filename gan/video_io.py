@@ -8,6 +8,7 @@ None for no mark) and marks each frame on its way out; the samplers pass one by 
 """
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -351,20 +352,28 @@ def write_mp4(path: PathLike, frames, fps: float, crf: int = 18, watermark: "Opt
         writer.write(frames)
 
 
-def write_gif(path: PathLike, frames, fps: float, watermark: "Optional[Watermarker]" = None) -> None:
-    """Write uint8 `[T, H, W, 3]` as a looping GIF (Pillow), atomically. GIF delays are in 10 ms steps.
+def encode_gif(frames, fps: float, watermark: "Optional[Watermarker]" = None) -> bytes:
+    """uint8 `[T, H, W, 3]` -> the bytes of a looping GIF (Pillow). GIF delays are in 10 ms steps.
 
     Pillow merges identical consecutive frames (their delays add up, so playback timing is unchanged).
     """
     frames = _check_frames(frames)
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    path = Path(path)
     images = [Image.fromarray(f) for f in _mark(frames, watermark)]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
+                   duration=max(10, round(1000.0 / fps)), loop=0, disposal=1)
+    return buf.getvalue()
+
+
+def write_gif(path: PathLike, frames, fps: float, watermark: "Optional[Watermarker]" = None) -> None:
+    """Write uint8 `[T, H, W, 3]` as a looping GIF (`encode_gif`), atomically."""
+    data = encode_gif(frames, fps, watermark)
+    path = Path(path)
     tmp = _temp_path(path, ".gif")
     try:
-        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
-                       duration=max(10, round(1000.0 / fps)), loop=0, disposal=1)
+        tmp.write_bytes(data)
         publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

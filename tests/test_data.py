@@ -12,14 +12,14 @@ import torch
 from click.testing import CliRunner
 
 from gan.config import DataConfig
-from gan.data import BouncingShapes, ClipDataset, DataError, MovingDigits, build_dataset
+from gan.data import BouncingShapes, ClipDataset, DataError, MovingDigits, MovingDots, build_dataset
 from gan.data.builtin import PALETTE, _digits
 from gan.data.cli import main as cli
 from gan.data.prepared import PreparedDataset, open_prepared
 from gan.data.readers import FrameFolders, VideoFolder, ZipFrameFolders, open_source
 from gan.video_io import write_gif, write_mp4, write_png_frames
 
-BUILTINS = [MovingDigits, BouncingShapes]
+BUILTINS = [MovingDigits, BouncingShapes, MovingDots]
 
 
 def cfg(**kw):
@@ -141,6 +141,23 @@ def test_shape_captions_name_colour_and_shape():
         for obj in ds.factors(index)["objects"]:
             assert obj["color"] in PALETTE
             assert f"{obj['color']} {obj['class_name']} moving {obj['direction']}" in caption
+
+
+def test_dots_are_grey_discs_of_one_size_and_train_as_a_grey_source():
+    ds = MovingDots(resolution=32, num_videos=6, video_frames=4, num_objects=1)
+    assert ds.class_names == ["dot"] and ds.caption(0).startswith("a dot moving ")
+    for index in range(6):
+        frame = ds.render(index, frames=1)[0].astype(np.float64)             # [32, 32, 3]
+        assert np.array_equal(frame[..., 0], frame[..., 1]) and np.array_equal(frame[..., 0], frame[..., 2])
+        (obj,) = ds.factors(index)["objects"]
+        assert obj["size"] == 8
+        np.testing.assert_allclose(frame[..., 0].sum() / 255, np.pi * 4 ** 2, rtol=0.03)   # a disc, anti-aliased
+        x, y = obj["position"][0]
+        ys, xs = np.mgrid[:32, :32] + 0.5
+        cx, cy = (frame[..., 0] * xs).sum() / frame[..., 0].sum(), (frame[..., 0] * ys).sum() / frame[..., 0].sum()
+        np.testing.assert_allclose([cx, cy], [x + 4, y + 4], atol=0.05)              # centred in its box
+    item = build_dataset(cfg(source="dots", channels=0))[0]                      # channels auto: grey
+    assert item["video"].shape == (4, 1, 32, 32)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Video data: built-in synthetic datasets, disk sources, and the training clip dataset."""
-from gan.data.builtin import BouncingShapes, MovingDigits
+from gan.data.builtin import BouncingShapes, MovingDigits, MovingDots
 from gan.data.dataset import ClipDataset, build_dataset, infer_settings, open_disk_source
 from gan.data.prepared import PreparedDataset, cached_prepare, open_prepared, prepare
 from gan.data.readers import DataError, FrameFolders, VideoFolder, ZipFrameFolders, open_source
@@ -16,6 +16,7 @@ __all__ = [
     "DataError",
     "MovingDigits",
     "BouncingShapes",
+    "MovingDots",
     "VideoFolder",
     "FrameFolders",
     "ZipFrameFolders",

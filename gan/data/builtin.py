@@ -1,4 +1,4 @@
-"""Built-in synthetic video datasets that need no download: Moving Digits and Bouncing Shapes.
+"""Built-in synthetic video datasets that need no download: Moving Digits, Bouncing Shapes and Moving Dots.
 
 Every video is a pure function of (seed, split, index): its objects, sizes, start positions and velocities are
 drawn from `numpy.random.default_rng([seed, split_id, index])`, and positions are an analytic function of
@@ -359,6 +359,16 @@ def _inside(shape: str, u: np.ndarray, v: np.ndarray, s: float) -> np.ndarray:
     raise ValueError(f"unknown shape '{shape}'")
 
 
+def _shape_coverage(shape: str, s: int, fx: float, fy: float) -> np.ndarray:
+    """Alpha `[s+1, s+1]` of a shape of box size s at sub-pixel offset (fx, fy): supersampled coverage."""
+    n = (s + 1) * _SUPERSAMPLE
+    offsets = (np.arange(n, dtype=np.float32) + 0.5) / _SUPERSAMPLE   # sample centres in window pixels
+    u = offsets[None, :] - fx                                         # [1, n] relative to the box
+    v = offsets[:, None] - fy                                         # [n, 1]
+    hits = _inside(shape, u, v, s).astype(np.float32)                 # [n, n]
+    return hits.reshape(s + 1, _SUPERSAMPLE, s + 1, _SUPERSAMPLE).mean(axis=(1, 3))
+
+
 class BouncingShapes(_BouncingSprites):
     """Coloured filled circles, squares and triangles (anti-aliased) bouncing on black; later objects are
     drawn over earlier ones. Colours come from PALETTE; sizes are 22-34% of the frame."""
@@ -377,13 +387,7 @@ class BouncingShapes(_BouncingSprites):
         }
 
     def _coverage(self, obj: dict, fx: float, fy: float) -> np.ndarray:
-        s = obj["size"]
-        n = (s + 1) * _SUPERSAMPLE
-        offsets = (np.arange(n, dtype=np.float32) + 0.5) / _SUPERSAMPLE   # sample centres in window pixels
-        u = offsets[None, :] - fx                                         # [1, n] relative to the box
-        v = offsets[:, None] - fy                                         # [n, 1]
-        hits = _inside(self.class_names[obj["class_id"]], u, v, s).astype(np.float32)  # [n, n]
-        return hits.reshape(s + 1, _SUPERSAMPLE, s + 1, _SUPERSAMPLE).mean(axis=(1, 3))
+        return _shape_coverage(self.class_names[obj["class_id"]], obj["size"], fx, fy)
 
     @classmethod
     def caption_word_groups(cls) -> Dict[str, List[List[str]]]:
@@ -393,3 +397,28 @@ class BouncingShapes(_BouncingSprites):
     def _phrase(self, obj: dict, frame: float = 0) -> str:
         return f"{indefinite_article(obj['color'])} {obj['color']} {self.class_names[obj['class_id']]} " \
                f"{self._motion_words(obj, frame)}"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Moving dots
+
+
+class MovingDots(_BouncingSprites):
+    """The simplest moving scene, for first experiments (docs/tutorial): white anti-aliased discs of one size
+    (a quarter of the frame) bouncing on black. Grey, one class ('dot'); later dots are drawn over earlier ones."""
+
+    class_names = ["dot"]
+
+    def _draw_object(self, rng: np.random.Generator) -> dict:
+        return {
+            "class_id": 0,
+            "size": max(2, round(0.25 * self.resolution)),
+            "color": "white",
+            "rgb": np.full(3, 255.0, np.float32),
+        }
+
+    def _coverage(self, obj: dict, fx: float, fy: float) -> np.ndarray:
+        return _shape_coverage("circle", obj["size"], fx, fy)
+
+    def _phrase(self, obj: dict, frame: float = 0) -> str:
+        return f"a dot {self._motion_words(obj, frame)}"

@@ -22,13 +22,13 @@ from tqdm import tqdm
 from gan.cli_utils import Group
 from gan.config import DataConfig
 from gan.errors import publish
-from gan.data.builtin import BouncingShapes, MovingDigits
+from gan.data.builtin import BouncingShapes, MovingDigits, MovingDots
 from gan.data.dataset import open_disk_source
 from gan.data.prepared import DATASET_FILE, explain, open_prepared
 from gan.data.prepared import prepare as prepare_dataset
 from gan.video_io import write_mp4, write_png_frames
 
-BUILTINS = {"digits": MovingDigits, "shapes": BouncingShapes}
+BUILTINS = {"digits": MovingDigits, "shapes": BouncingShapes, "dots": MovingDots}
 
 
 def _jsonable(x):

@@ -16,14 +16,14 @@ import numpy as np
 import torch
 
 from gan.config import DataConfig, resolved_channels
-from gan.data.builtin import BouncingShapes, MovingDigits
+from gan.data.builtin import BouncingShapes, MovingDigits, MovingDots
 from gan.data.prepared import PreparedDataset, cached_prepare, explain, is_prepared, open_prepared
 from gan.data.readers import DataError
 from gan.video_io import VideoReadError
 
 logger = logging.getLogger(__name__)
 
-BUILTIN_SOURCES = {"digits": MovingDigits, "shapes": BouncingShapes}
+BUILTIN_SOURCES = {"digits": MovingDigits, "shapes": BouncingShapes, "dots": MovingDots}
 MAX_CONSECUTIVE_FAILURES = 10         # a broken disk or dataset should stop training, not loop forever
 _READ_ERRORS = (VideoReadError, OSError, ValueError, zipfile.BadZipFile, EOFError)
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # RGB -> grey for channels=1
@@ -71,7 +71,8 @@ class ClipDataset(torch.utils.data.Dataset):
                         "failed_reads": []}                   # filled at train time (per worker process)
         self._bad = set()                                     # indices that failed to read in this process
         # Built-ins render at the target size directly; disk videos are resized and centre-cropped.
-        self._read_size = None if isinstance(source, (MovingDigits, BouncingShapes, PreparedDataset)) else cfg.resolution
+        direct = (MovingDigits, BouncingShapes, MovingDots, PreparedDataset)
+        self._read_size = None if isinstance(source, direct) else cfg.resolution
 
     def __len__(self) -> int:
         return len(self.source)
@@ -107,10 +108,13 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def _load(self, index: int) -> dict:
         start, stride = self.clip_position(index)
-        frames = self.source.read(index, start, self.clip_frames, stride, self._read_size)  # [T, H, W, 3 or 1]
-        if frames.shape[:3] != (self.clip_frames, self.resolution, self.resolution) or frames.shape[3] not in (1, 3):
+        return self._item(index, start, self.clip_frames, stride)
+
+    def _item(self, index: int, start: int, count: int, stride: int) -> dict:
+        frames = self.source.read(index, start, count, stride, self._read_size)  # [T, H, W, 3 or 1]
+        if frames.shape[:3] != (count, self.resolution, self.resolution) or frames.shape[3] not in (1, 3):
             raise ValueError(f"video {index} gave frames of shape {frames.shape}, expected "
-                             f"{(self.clip_frames, self.resolution, self.resolution, 3)}")
+                             f"{(count, self.resolution, self.resolution, 3)}")
         video = frames.astype(np.float32)
         if self.channels == 1 and video.shape[-1] == 3:
             video = video @ _LUMA[:, None]                    # [T, H, W, 1]
@@ -120,13 +124,19 @@ class ClipDataset(torch.utils.data.Dataset):
         label = self.source.label(index) if self.cfg.labels else 0
         item = {
             "video": video.contiguous(),
-            "times": torch.arange(self.clip_frames, dtype=torch.float32) * stride,  # [T]
+            "times": torch.arange(count, dtype=torch.float32) * stride,  # [T]
             "label": torch.tensor(label, dtype=torch.int64),
             "index": int(index),
         }
         if self.cfg.captions:                                 # conditional hook: str (collates to a list)
             item["caption"] = self.source.caption(index, start)   # motion words as of the clip's first frame
         return item
+
+    def preview(self, index: int, frames: int) -> dict:
+        """Video `index` from its first frame at stride 1, `frames` long (less for a shorter video), as an item
+        (no clip sampling): the real clips shown beside the samples."""
+        count = max(1, min(int(frames), self.source.num_frames(index)))
+        return self._item(index, 0, count, 1)
 
     def __getitem__(self, index: int) -> dict:
         n = len(self)
@@ -164,7 +174,7 @@ class ClipDataset(torch.utils.data.Dataset):
 
 def build_dataset(cfg: DataConfig, seed: int = 0, split: str = "train", progress: bool = False,
                   say=logger.info) -> ClipDataset:
-    """Clip dataset for `cfg.source`: 'digits', 'shapes', or a path (video folder, frame folders, .zip).
+    """Clip dataset for `cfg.source`: 'digits', 'shapes', 'dots', or a path (video folder, frame folders, .zip).
 
     `seed` drives both the clip sampling and, for built-ins, the video content; `split` ('train'/'test')
     only applies to built-ins (disk datasets are used as they are). Disk data is read through its prepared form

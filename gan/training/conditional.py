@@ -175,13 +175,22 @@ class ConditionalTraining:
             t = torch.arange(num_frames, dtype=torch.float32, device=dev)[None].expand(count, -1)
             motion = G_ema.sample_motion(count, float(t.max()), generator=gen).to(dev)
             video = G_ema(z, c, t, motion)
-            return make_grid(to_uint8(video.float().clamp(-1, 1).cpu()))
+            return make_grid(to_uint8(video.float().clamp(-1, 1).cpu()), nrow=min(4, count))
         real = torch.stack([it["video"] for it in items]).to(dev)
         t = torch.stack([it["times"] for it in items]).to(dev)
         cond = real[:, 0] if self.mode == "image" else real[:, :self.cfg.cond.context_frames]
         motion = G_ema.sample_motion(count, float(t.max()), generator=gen).to(dev)
         fake = G_ema(z, cond, t, motion).clamp(-1, 1)
         return make_grid(to_uint8(torch.cat([real, fake]).float().cpu()), nrow=count)
+
+    def sample_captions(self, dataset, count: int) -> Optional[List[List[str]]]:
+        """Text: the prompt of each cell of `sample_grid`, by grid row; None for the other modes (their grid is a
+        row of real clips over a row of generated ones)."""
+        if self.mode != "text":
+            return None
+        cells = [it["caption"] for it in self._sample_items(dataset, count)]
+        cols = min(4, count)
+        return [cells[i:i + cols] for i in range(0, count, cols)]
 
     # ---- checkpoint state ----------------------------------------------------------------------
     def checkpoint_extra(self) -> Dict:

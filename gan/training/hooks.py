@@ -68,7 +68,7 @@ class SampleHook(Hook):
         return run.rank == 0 and super().due(run) and run.step < run.cfg.train.steps
 
     def __call__(self, run: Run, stats: Dict[str, float]) -> None:
-        run.logger.video(run.step, run.sample_grid(), fps=run.cfg.data.fps)
+        run.log_samples()
 
 
 class CheckpointHook(Hook):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -53,17 +53,33 @@ class RunLogger:
         self.jsonl.write(json.dumps(rec) + "\n")
         self.jsonl.flush()
 
-    def video(self, step: int, frames: np.ndarray, fps: float) -> Optional[Path]:
-        """frames uint8 [T, H, W, 3]: a GIF in samples/ and a frame strip in TensorBoard."""
+    def video(self, step: int, frames: np.ndarray, fps: float,
+              captions: Optional[List[List[str]]] = None) -> Optional[Path]:
+        """The sample grid, uint8 [T, H, W, 3]: a GIF in samples/ and the same animated grid in TensorBoard
+        (samples/fakes); `captions` (each cell's prompt or class, by grid row) as a table beside it."""
         if not self.enabled:
             return None
         from gan.video_io import write_gif
         path = self.out / "samples" / f"step_{step:07d}.gif"
         write_gif(path, frames, fps)
-        strip = np.concatenate(list(frames[: min(8, len(frames))]), axis=1)   # [H, W*k, 3]
-        self.tb.add_image("samples/frames", strip, step, dataformats="HWC")
-        self.tb.flush()
+        self._grid("fakes", step, frames, fps, captions)
         return path
+
+    def reals(self, frames: np.ndarray, fps: float, captions: Optional[List[List[str]]] = None) -> None:
+        """The grid of real clips, once at step 0: samples/reals.gif and TensorBoard's samples/reals."""
+        if not self.enabled:
+            return
+        from gan.video_io import write_gif
+        write_gif(self.out / "samples" / "reals.gif", frames, fps)
+        self._grid("reals", 0, frames, fps, captions)
+
+    def _grid(self, name: str, step: int, frames: np.ndarray, fps: float, captions) -> None:
+        from gan.training.media import caption_table, gif_summary
+        # torch's add_video writes its GIF summary the same way (it needs moviepy only to encode).
+        self.tb._get_file_writer().add_summary(gif_summary(f"samples/{name}", frames, fps), step)
+        if captions:
+            self.tb.add_text(f"samples/{name}_prompts", caption_table(captions), step)
+        self.tb.flush()
 
     def close(self) -> None:
         if self.enabled:

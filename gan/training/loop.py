@@ -113,7 +113,7 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
         raise TrainingError(msg) from None
     finally:
         bar.close()
-    sample_path = run.logger.video(run.step, run.sample_grid(), fps=cfg.data.fps) if run.rank == 0 else None
+    sample_path = run.log_samples() if run.rank == 0 else None
     checksum = weights_checksum(run.G)
     if run.world > 1:  # every rank must end with rank 0's weights; say so in the log, fail loudly if not
         sums = dist_utils.all_gather_floats(checksum, run.device)

@@ -3,7 +3,7 @@
 build the discriminators, extend the optimizer, the loss and the batch, draw sample grids, save/restore state."""
 from __future__ import annotations
 
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -62,7 +62,16 @@ class PlainMode:
         return Batch(real=real, times=times, real_c=real_c, z=z, gen_c=gen_c, gen_times=gen_times, motion=motion)
 
     def sample_grid(self, G_ema, dataset, count: int, num_frames: int) -> np.ndarray:
-        return render_grid_video(G_ema, list(range(count)), num_frames, self.device, c_dim=self.c_dim)
+        return render_grid_video(G_ema, list(range(count)), num_frames, self.device, c_dim=self.c_dim,
+                                 nrow=min(4, count))
+
+    def sample_captions(self, dataset, count: int) -> Optional[List[List[str]]]:
+        """The class of each cell of `sample_grid`, by grid row (classes cycle over the cells); None without."""
+        if self.c_dim == 0:
+            return None
+        cells = [dataset.class_names[i % self.c_dim] for i in range(count)]
+        cols = min(4, count)
+        return [cells[i:i + cols] for i in range(0, count, cols)]
 
     def checkpoint_extra(self) -> Dict:
         return {}

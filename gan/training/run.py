@@ -25,6 +25,7 @@ from gan.networks import build_generator
 from gan.training import distributed as dist_utils
 from gan.training.conditional import ConditionalTraining
 from gan.training.logger import RunLogger
+from gan.training.media import real_grid
 from gan.training.modes import PlainMode, step_seed
 from losses import AdaptiveAugment, ClipAugment, VideoGANLoss
 
@@ -72,7 +73,8 @@ class Run:
       `run.knobs()` reads them all. One process only: under torchrun every rank would have to make the same
       change at the same step.
     - `run.save()` writes a checkpoint of the current step; `run.sample_grid()` renders G_ema's sample grid
-      (uint8 [T, H, W, 3]); `run.close()` stops the data workers and the logger.
+      (uint8 [T, H, W, 3]) and `run.log_samples()` logs it (samples/, TensorBoard); `run.close()` stops the data
+      workers and the logger.
     """
     cfg: Config
     outdir: Path
@@ -182,6 +184,12 @@ class Run:
     def sample_grid(self) -> np.ndarray:
         t = self.cfg.train
         return self.mode.sample_grid(self.G_ema, self.dataset, t.sample_seeds, t.sample_frames)
+
+    def log_samples(self) -> Optional[Path]:
+        """This step's sample grid: a GIF in samples/, the animated grid and each cell's prompt or class in
+        TensorBoard (rank 0 writes; the others get None)."""
+        captions = self.mode.sample_captions(self.dataset, self.cfg.train.sample_seeds)
+        return self.logger.video(self.step, self.sample_grid(), fps=self.cfg.data.fps, captions=captions)
 
     def close(self) -> None:
         self.data = None                                             # ends the loader's worker processes
@@ -353,6 +361,9 @@ def setup(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
     for line in notes + [f"inferred from the data: {x}" for x in inferred]:
         logger.text(line)
     mode.announce(logger.text)                                         # mode, encoders, LPIPS backbone kind
+    if rank == 0 and start_step == 0:                                   # the real clips, once, beside the samples
+        reals, captions = real_grid(dataset, cfg.train.sample_seeds, cfg.train.sample_frames)
+        logger.reals(reals, cfg.data.fps, captions)
 
     # fp16 (CUDA) needs loss scaling; bf16 has float32's range and does not.
     scaler_G = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
