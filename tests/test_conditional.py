@@ -11,19 +11,7 @@ from gan.conditioning import ConditionError, load_image, load_video
 from gan.config import Config, ConfigError, load_config
 from gan.networks import ConditionalGenerator, build_generator
 from tests.conftest import ROOT
-from tests.test_text_conditioning import _text_setup
-
-CONFIGS = {m: str(ROOT / "configs" / f"{n}.yaml") for m, n in (("image", "i2v"), ("continue", "continue"),
-                                                              ("text", "t2v"))}
-
-
-def _cfg(mode, **over):
-    base = {"cond": {"lpips_random_backbone": True}, "data": {"num_videos": 16}}
-    for k, v in over.items():
-        base.setdefault(k, {}).update(v)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return load_config(CONFIGS[mode], base)
+from tests.test_text_conditioning import CONFIGS, _cfg, _text_setup
 
 
 def _G(mode, seed=0):
