@@ -4,7 +4,7 @@ and a video D (whole clips); this chapter trains the same model with the video D
 the dot moves per frame, against the real clips.
 
 \b
-  python docs/tutorial/02_video_d.py            # about 4 minutes on 2 cores (+4 if chapter 1 has not run)
+  python docs/tutorial/02_video_d.py            # about 3 minutes on 2 cores (+4 if chapter 1 has not run)
   python docs/tutorial/02_video_d.py --short    # seconds: only checks that it runs
 """
 from __future__ import annotations

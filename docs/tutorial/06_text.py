@@ -4,7 +4,7 @@ generate.py --prompt, and measures how often a clip shows the prompt's colour an
 measurement run on real clips and their captions as the reference.
 
 \b
-  python docs/tutorial/06_text.py            # about 5 minutes on 2 cores
+  python docs/tutorial/06_text.py            # about 3 minutes on 2 cores
   python docs/tutorial/06_text.py --short    # seconds: only checks that it runs
 """
 from __future__ import annotations
