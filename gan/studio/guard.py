@@ -90,28 +90,28 @@ class Access:
     def token_matches(self, candidate: Optional[str]) -> bool:
         return bool(candidate) and secrets.compare_digest(candidate.encode(), self.token.encode())
 
-    def refusal(self, scope: dict) -> Optional[Tuple[int, str, bool]]:
-        """(status, reason, set_cookie?) -- status 0: allowed (set_cookie: the token came in the query)."""
+    def refusal(self, scope: dict) -> Tuple[int, str, str, bool]:
+        """(status, kind, reason, set_cookie): status 0 allows it (set_cookie: the token came in the query)."""
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         host = headers.get("host", "")
         if not host or not self.host_allowed(host):
-            return 403, (f"Host {host!r} is not this studio's address (a DNS-rebinding page?): open the URL "
+            return 403, "host", (f"Host {host!r} is not this studio's address (a DNS-rebinding page?): open the URL "
                          f"the studio printed"), False
         origin = headers.get("origin")
         if origin is not None:
             parts = urlsplit(origin)
             if origin == "null" or parts.scheme not in ("http", "https") or parts.netloc.lower() != host.lower():
-                return 403, f"requests from the page at Origin {origin!r} are refused: only the studio's own page " \
+                return 403, "origin", f"requests from the page at Origin {origin!r} are refused: only the studio's own page " \
                             f"may control it", False
         method = scope.get("method", "GET")
         site = headers.get("sec-fetch-site")
         navigation = method in SAFE_METHODS and headers.get("sec-fetch-mode") == "navigate"
         if site in ("cross-site", "same-site") and not navigation:
-            return 403, f"a request sent by another site ({site}) is refused: only the studio's own page may " \
+            return 403, "site", f"a request sent by another site ({site}) is refused: only the studio's own page may " \
                         f"use it", False
         path = scope.get("path", "")
         if path.startswith(PUBLIC_PREFIXES):
-            return None
+            return 0, "", "", False
         query = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [None])[0]
         auth = headers.get("authorization", "")
         cookie = SimpleCookie()
@@ -123,15 +123,15 @@ class Access:
         ok_cookie = self.token_matches(given)
         ok_query = self.token_matches(query)
         if not (ok_cookie or ok_query or self.token_matches(auth[6:] if auth.startswith("token ") else None)):
-            return 403, "this studio needs its token: open the URL it printed (http://...:PORT/?token=...)", False
+            return 403, "token", "this studio needs its token: open the URL it printed (http://...:PORT/?token=...)", False
         if method not in SAFE_METHODS and scope["type"] == "http":
             ctype = headers.get("content-type", "").split(";")[0].strip().lower()
             if ctype in SIMPLE_TYPES:
-                return 415, f"a {ctype} body is refused (a cross-site form can send one): send JSON", False
-        return (0, "", ok_query and not ok_cookie)
+                return 415, "type", f"a {ctype} body is refused (a cross-site form can send one): send JSON", False
+        return 0, "", "", ok_query and not ok_cookie
 
-    def log(self, reason: str, scope: dict) -> None:
-        key = (reason.split(":")[0], scope.get("path", ""))
+    def log(self, kind: str, reason: str, scope: dict) -> None:
+        key = (kind, scope.get("path", ""))
         if key not in self._logged and len(self._logged) < 100:   # once per kind and path: no console flood
             self._logged.add(key)
             print(f"reelgan studio: refused {scope.get('type')} {scope.get('path', '')}: {reason}",
@@ -147,10 +147,9 @@ class Guard:
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
-        verdict = self.access.refusal(scope)
-        if verdict is not None and verdict[0]:
-            status, reason, _ = verdict
-            self.access.log(reason, scope)
+        status, kind, reason, set_cookie = self.access.refusal(scope)
+        if status:
+            self.access.log(kind, reason, scope)
             body = (reason + "\n").encode()
             head = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
             if scope["type"] == "http":
@@ -162,7 +161,7 @@ class Guard:
             else:
                 await send({"type": "websocket.close", "code": 1008})   # before accept: the server answers 403
             return
-        if verdict is None or not verdict[2] or scope["type"] != "http":
+        if not set_cookie or scope["type"] != "http":
             return await self.app(scope, receive, send)
         cookie = f"{self.access.cookie}={self.access.token}; HttpOnly; SameSite=Strict; Path=/".encode()
 
