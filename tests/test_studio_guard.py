@@ -5,6 +5,7 @@ line with the socket alive; and, in headless Chromium, a page on a second origin
 while the studio's own page keeps working."""
 from __future__ import annotations
 
+import concurrent.futures
 import http.client
 import http.server
 import io
@@ -114,6 +115,7 @@ def test_pages_need_the_host_and_the_token(player):
     assert status == 200 and "reelgan studio" in page
     assert cookie.startswith(p.cookie) and "HttpOnly" in cookie and "SameSite=Strict" in cookie
     assert _http(p.port, "GET", "/player", {"Cookie": p.cookie})[0] == 200
+    assert _http(p.port, "GET", "/player", {"Cookie": f'_xsrf=2|a"b; {p.cookie}; junk'})[0] == 200   # others' too
     assert _http(p.port, "GET", "/player", {"Authorization": f"token {p.token}"})[0] == 200
 
 
@@ -292,8 +294,15 @@ def test_a_second_origin_cannot_steer_record_watch_or_train(ckpt, tmp_path):  # 
     """The user has the studio's page open (its cookie set) and visits another page, served from another port of
     127.0.0.1 (same site: the cookie goes along): its WebSocket, CSRF posts and form are all refused; a page whose
     name rebinds to 127.0.0.1 gets nothing; the studio's own page still plays."""
-    pproc, purl, ptoken = start_player(ckpt, tmp_path / "rec", "--precision", "fp32", "--fps", "15")
-    rproc, rurl, rtoken = start_room(tmp_path, "--paused")
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:             # both start at once (model load, run setup)
+        started = [pool.submit(start_player, ckpt, tmp_path / "rec", "--precision", "fp32", "--fps", "15"),
+                   pool.submit(start_room, tmp_path, "--paused")]
+    if any(f.exception() for f in started):
+        for f in started:
+            if f.exception() is None:
+                f.result()[0].kill()
+        raise next(f.exception() for f in started if f.exception())
+    (pproc, purl, ptoken), (rproc, rurl, rtoken) = (f.result() for f in started)
     pport, rport = (int(re.search(r":(\d+)/", u).group(1)) for u in (purl, rurl))
     server = _serve_attack(ATTACK.format(player=pport, room=rport))
     driver = browser.open_browser(extra_args=["--host-resolver-rules=MAP rebind.evil.example 127.0.0.1"])

@@ -22,9 +22,10 @@ import ipaddress
 import secrets
 import socket
 import sys
-from http.cookies import SimpleCookie
 from typing import Optional, Set, Tuple
 from urllib.parse import parse_qs, urlsplit
+
+from starlette.requests import cookie_parser
 
 PUBLIC_PREFIXES = ("/static/", "/favicon.ico")
 SIMPLE_TYPES = ("text/plain", "multipart/form-data", "application/x-www-form-urlencoded")
@@ -95,35 +96,31 @@ class Access:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         host = headers.get("host", "")
         if not host or not self.host_allowed(host):
-            return 403, "host", (f"Host {host!r} is not this studio's address (a DNS-rebinding page?): open the URL "
-                         f"the studio printed"), False
+            return 403, "host", f"Host {host[:80]!r} is not this studio's address (a DNS-rebinding page?): open " \
+                                f"the URL the studio printed", False
         origin = headers.get("origin")
         if origin is not None:
             parts = urlsplit(origin)
             if origin == "null" or parts.scheme not in ("http", "https") or parts.netloc.lower() != host.lower():
-                return 403, "origin", f"requests from the page at Origin {origin!r} are refused: only the studio's own page " \
-                            f"may control it", False
+                return 403, "origin", f"requests from the page at Origin {origin[:80]!r} are refused: only the " \
+                                      f"studio's own page may control it", False
         method = scope.get("method", "GET")
         site = headers.get("sec-fetch-site")
         navigation = method in SAFE_METHODS and headers.get("sec-fetch-mode") == "navigate"
         if site in ("cross-site", "same-site") and not navigation:
-            return 403, "site", f"a request sent by another site ({site}) is refused: only the studio's own page may " \
-                        f"use it", False
+            return 403, "site", f"a request sent by another site ({site}) is refused: only the studio's own page " \
+                                f"may use it", False
         path = scope.get("path", "")
         if path.startswith(PUBLIC_PREFIXES):
             return 0, "", "", False
         query = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [None])[0]
         auth = headers.get("authorization", "")
-        cookie = SimpleCookie()
-        try:
-            cookie.load(headers.get("cookie", ""))
-        except Exception:                                      # a malformed Cookie header: as if none
-            cookie = SimpleCookie()
-        given = cookie[self.cookie].value if self.cookie in cookie else None
-        ok_cookie = self.token_matches(given)
+        # Other local apps' cookies for 127.0.0.1 come along: starlette's lenient parser, as the browser sends them.
+        ok_cookie = self.token_matches(cookie_parser(headers.get("cookie", "")).get(self.cookie))
         ok_query = self.token_matches(query)
         if not (ok_cookie or ok_query or self.token_matches(auth[6:] if auth.startswith("token ") else None)):
-            return 403, "token", "this studio needs its token: open the URL it printed (http://...:PORT/?token=...)", False
+            return 403, "token", "this studio needs its token: open the URL it printed " \
+                                 "(http://...:PORT/?token=...)", False
         if method not in SAFE_METHODS and scope["type"] == "http":
             ctype = headers.get("content-type", "").split(";")[0].strip().lower()
             if ctype in SIMPLE_TYPES:

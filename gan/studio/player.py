@@ -12,7 +12,9 @@ WebSocket messages from the page (JSON), each answered by {"type": "applied", "i
   {"type": "interpolate", "id": n, "seed": b, "seconds": d} glide from the current seed to b over d seconds
   {"type": "record", "id": n, "on": true | false}           -> {"type": "recorded", "url", "name", "frames"}
 The server also sends {"type": "hello"} (the model's controls, the tab's settings), {"type": "status"}
-(compiling, the stream's time) and frames (broadcast.py's binary format).
+(compiling, the stream's time) and frames (broadcast.py's binary format). guard.py has checked the socket's Host,
+Origin and token before it is accepted; a message that is binary, not a JSON object, or carries a number that is
+huge or not finite gets one error line, and the socket goes on.
 """
 from __future__ import annotations
 
