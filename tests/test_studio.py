@@ -23,7 +23,7 @@ from gan.checkpoint import FORMAT_VERSION
 from gan.studio import browser
 from gan.studio.broadcast import HEADER, Stream, Viewer
 from gan.studio.record import Recorder, reserve
-from gan.studio.scene import Model, Scene, StudioError, slerp
+from gan.studio.scene import LIMITS, STILL_ANCHORS, Model, Scene, StudioError, slerp
 from gan.video_io import read_video
 from tests.conftest import ROOT
 
@@ -270,6 +270,10 @@ def test_text_and_image_models(tmp_path):
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(buf, "PNG")
     s = m.validate(m.defaults(), {"image": m.add_still(buf.getvalue())})
     assert m.render(s, [0.0, 3.0, 300.0]).shape == (3, m.G.resolution, m.G.resolution, 3)   # motion codes grow
+    # ... but only so far: its clock stops at STILL_ANCHORS' worth (one frame there, then nothing until a change)
+    assert m.max_time == (STILL_ANCHORS - 2) * m.G.motion_period < LIMITS["time"][1] * m.data_fps
+    end = Scene(m, s, t=1e12)
+    assert end.plan().times == [m.max_time] and end.plan() is None
     with pytest.raises(StudioError, match="the uploaded file: not an image"):
         m.add_still(b"not an image")
 

@@ -191,6 +191,21 @@ def test_the_command_survived_it_all(player):
     assert err.count("refused websocket /player/ws: requests from the page at Origin") == 1
 
 
+def test_serving_the_network_warns_and_still_needs_the_token(ckpt, tmp_path):  # noqa: F811
+    """--host 0.0.0.0 (every interface, for a few seconds here): a warning, the token still required, the
+    machine's address accepted as a Host and a rebinding name refused."""
+    proc, url, token = start_player(ckpt, tmp_path, "--host", "0.0.0.0")
+    port = int(re.search(r":(\d+)/", url).group(1))
+    try:
+        assert _http(port, "GET", "/player")[0] == 403
+        assert _http(port, "GET", f"/player?token={token}", host=f"192.0.2.7:{port}")[0] == 200   # an IP literal
+        assert _http(port, "GET", f"/player?token={token}", host=f"rebind.evil.example:{port}")[0] == 403
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "warning: --host 0.0.0.0 serves the network" in err, err
+
+
 # ---- the training room, in process ------------------------------------------------------------------------------
 
 
