@@ -13,8 +13,10 @@ import json
 import re
 import signal
 import socket
+import struct
 import threading
 import time
+import zlib
 from types import SimpleNamespace
 
 import numpy as np
@@ -136,6 +138,17 @@ def test_still_upload_needs_the_token_and_its_own_origin(player):
     status, _, text = _http(p.port, "POST", "/player/still", own, png)
     assert status == 200 and len(json.loads(text)["id"]) == 16
     p.still = json.loads(text)["id"]
+    status, _, text = _http(p.port, "POST", "/player/still", own, _huge_png(5000, 4000))   # 20 MP in 20 KB
+    assert status == 400 and "megapixels" in json.loads(text)["error"], text
+
+
+def _huge_png(w: int, h: int) -> bytes:
+    """A black grey-level PNG of w x h px: a few hundred KB that would decode to w * h bytes and more."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    rows = zlib.compress(bytes(w + 1) * h, 9)                # each row: filter byte 0, then w zeros
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)) +
+            chunk(b"IDAT", rows) + chunk(b"IEND", b""))
 
 
 def test_hostile_control_messages_are_one_line_and_the_frames_go_on(player):

@@ -10,9 +10,11 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
+import io
 import math
 import tempfile
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -40,6 +42,7 @@ LIMITS = {"truncation": (0.0, 2.0), "speed": (-8.0, 8.0), "fps": (1.0, 120.0), "
 # so its clock stops at this many anchors: ~0.1 s and 1 MB per still on a CPU, hours of motion at 16 frames each.
 STILL_ANCHORS = 4096
 STILLS_KEPT = 64             # uploaded stills kept in memory (the oldest is forgotten first)
+MAX_STILL_PIXELS = 4096 * 4096   # an upload's decoded size (~50 MB as RGB); a 4K photo is 8.3 megapixels
 
 
 @dataclass(frozen=True)
@@ -220,6 +223,7 @@ class Model:
             raise StudioError("this model does not animate stills (it is not an image-to-video model)")
         key = hashlib.sha1(data).hexdigest()[:16]
         if key not in self._stills:
+            self._check_still_size(data)
             with tempfile.TemporaryDirectory() as tmp:        # load_image reads files; Pillow reads the format
                 path = Path(tmp) / "upload"
                 path.write_bytes(data)
@@ -231,6 +235,26 @@ class Model:
             while len(self._stills) > STILLS_KEPT:
                 self._stills.popitem(last=False)
         return key
+
+    @staticmethod
+    def _check_still_size(data: bytes) -> None:
+        """Refuse a picture too large to decode before decoding it: a 100 KB PNG can hold 10^8 pixels (GBs)."""
+        from PIL import Image, UnidentifiedImageError
+
+        def too_large(size: str) -> StudioError:
+            return StudioError(f"the uploaded picture is {size}; the studio takes up to {MAX_STILL_PIXELS // 10 ** 6} "
+                               f"megapixels (it shrinks it to the model's size anyway): resize it first")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(data)) as im:          # reads the header only
+                    w, h = im.size
+        except Image.DecompressionBombError:                       # Pillow's own limit (~179 megapixels)
+            raise too_large("larger than Pillow decodes") from None
+        except (UnidentifiedImageError, OSError, ValueError):
+            return                                                 # load_image names what is wrong with it
+        if w * h > MAX_STILL_PIXELS:
+            raise too_large(f"{w}x{h} px")
 
     # ---- rendering --------------------------------------------------------------------------------------------
     def renderer(self, s: Settings) -> Tuple[ClipRenderer, threading.Lock]:
