@@ -224,55 +224,65 @@ def test_serving_the_network_warns_and_still_needs_the_token(ckpt, tmp_path):  #
 
 @pytest.fixture(scope="module")
 def room(tmp_path_factory):
+    """A paused training room served by uvicorn on a thread of this process (the trainer's state is inspectable)."""
     import torch
-    from starlette.testclient import TestClient
+    import uvicorn
 
     from gan.config import load_config
-    from gan.studio.app import build_app
+    from gan.studio.app import bind, build_app
     from gan.studio.trainroom import Trainer, TrainRoom
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     cfg = load_config(str(TINY), {"train": {"steps": 1000, "checkpoint_every": 1000}})
     trainer = Trainer(cfg, tmp_path_factory.mktemp("room") / "run", paused=True)
-    access = Access("127.0.0.1", 8765)
+    sock = bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    access = Access("127.0.0.1", port)
+    server = uvicorn.Server(uvicorn.Config(build_app([TrainRoom(trainer)], access), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
     try:
-        with TestClient(build_app([TrainRoom(trainer)], access), base_url="http://127.0.0.1:8765") as client:
-            _until(lambda: trainer.status == "paused", 120, "the paused run")
-            yield SimpleNamespace(client=client, trainer=trainer, token=access.token, own="http://127.0.0.1:8765")
+        _until(lambda: trainer.status == "paused", 120, "the paused run")
+        yield SimpleNamespace(port=port, trainer=trainer, own=f"http://127.0.0.1:{port}",
+                              cookie={"Cookie": f"reelgan-studio-{port}={access.token}"})
     finally:
+        server.should_exit = True
+        thread.join(60)
+        sock.close()
         torch.set_num_threads(threads)
 
 
 def test_training_room_controls_refuse_cross_site_requests(room):
-    c, t, own = room.client, room.trainer, room.own
+    port, t, own, cookie = room.port, room.trainer, room.own, room.cookie
     g_lr = t.run.knobs()["g_lr"]
     knob, resume = json.dumps({"action": "knob", "name": "g_lr", "value": 1.0}), json.dumps({"action": "resume"})
-    cookie = {"Cookie": f"reelgan-studio-8765={room.token}"}
     for body in (knob, resume):
         for headers, status in ((dict(cookie, Origin=EVIL), 403), (dict(cookie, Origin="null"), 403),
-                                (dict(cookie, Origin="http://127.0.0.1:9999"), 403),      # same site, other port
+                                (dict(cookie, Origin="http://127.0.0.1:9"), 403),         # same site, other port
                                 (dict(cookie, **{"Sec-Fetch-Site": "same-site"}), 403),
                                 ({"Origin": own}, 403),                                    # no token
                                 (dict(cookie, Origin=own), 415)):                          # text/plain: a form's
-            r = c.post("/train/control", content=body, headers={"Content-Type": "text/plain", **headers})
-            assert r.status_code == status, (body, headers, r.status_code, r.text)
-    r = c.get("/train/state", headers={"Host": "rebind.evil.example:8765", **cookie})
-    assert r.status_code == 403 and "not this studio's address" in r.text
-    assert c.get("/train/state").status_code == 403
+            got, _, text = _http(port, "POST", "/train/control", {"Content-Type": "text/plain", **headers}, body)
+            assert got == status, (body, headers, got, text)
+    got, _, text = _http(port, "GET", "/train/state", cookie, host=f"rebind.evil.example:{port}")
+    assert got == 403 and "not this studio's address" in text
+    assert _http(port, "GET", "/train/state")[0] == 403
     assert t.run.knobs()["g_lr"] == g_lr and t.paused                       # nothing got through
-    json_headers = dict(cookie, Origin=own)
-    r = c.post("/train/control", json={"action": "knob", "name": "g_lr", "value": g_lr / 2}, headers=json_headers)
-    assert r.status_code == 200 and t.run.knobs()["g_lr"] == g_lr / 2        # the page's own request works
+    own_json = dict(cookie, Origin=own, **{"Content-Type": "application/json"})
+
+    def post(body):
+        got, _, text = _http(port, "POST", "/train/control", own_json, body)
+        return got, json.loads(text) if got != 413 else text
+    assert post(json.dumps({"action": "knob", "name": "g_lr", "value": g_lr / 2})) == (200, {"ok": True})
+    assert t.run.knobs()["g_lr"] == g_lr / 2                                # the page's own request works
     for body, words in (('{"action": "delay", "seconds": 1' + "0" * 400 + "}", "not a number"),
                         ('{"action": "knob", "name": "g_lr", "value": 1' + "0" * 400 + "}", "must be a number"),
                         ('{"action": "knob", "name": "g_lr", "value": NaN}', "finite numbers"),
                         ('{"action": "knob", "name": "g_lr", "value": 1e400}', "out of range"),
                         ('{"action": "delay", "seconds": [1]}', "not a number")):
-        r = c.post("/train/control", content=body, headers={"Content-Type": "application/json", **json_headers})
-        assert r.status_code == 400 and words in r.json()["error"] and len(r.json()["error"]) < 200, (body, r.text)
-    r = c.post("/train/control", content=b"{" + b" " * 10000 + b"}", headers={"Content-Type": "application/json",
-                                                                            **json_headers})
-    assert r.status_code == 413
+        got, reply = post(body)
+        assert got == 400 and words in reply["error"] and len(reply["error"]) < 200, (body, reply)
+    assert post("{" + " " * 10000 + "}")[0] == 413
     assert t.run.knobs()["g_lr"] == g_lr / 2 and t.paused
 
 
