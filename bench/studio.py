@@ -64,7 +64,7 @@ def start_server(ckpt: Path, outdir: Path, *extra) -> tuple:
                              "--outdir", str(outdir), *extra], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
-    m = re.search(r"http://127\.0\.0\.1:\d+/", line)
+    m = re.search(r"http://127\.0\.0\.1:\d+/\?token=[\w-]+", line)   # the URL with its token
     if m is None:
         proc.kill()
         raise RuntimeError(f"the studio did not start: {line!r} {proc.stderr.read()[-2000:]}")

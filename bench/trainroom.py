@@ -94,7 +94,7 @@ def take_screenshot(path: Path, config, steps: int) -> None:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
         url = None
         for line in proc.stdout:
-            m = re.search(r"http://127\.0\.0\.1:\d+/", line)
+            m = re.search(r"http://127\.0\.0\.1:\d+/\?token=[\w-]+", line)   # the URL with its token
             if m:
                 url = m.group(0)
                 break

@@ -121,22 +121,22 @@ def _start(tmp_path, *extra):
     lines = []
     for line in proc.stdout:                           # the run's own lines first, then the URL once it listens
         lines.append(line)
-        m = re.search(r"http://127\.0\.0\.1:\d+/", line)
+        m = re.search(r"(http://127\.0\.0\.1:\d+/)\?token=([\w-]{40,})", line)
         if m is not None:
-            return proc, m.group(0)
+            return proc, m.group(1), m.group(2)
     proc.kill()
     raise AssertionError(f"no URL printed: {lines!r} {proc.stderr.read()}")
 
 
-def _state(url):
-    return json.loads(urllib.request.urlopen(url + "train/state?visual=1000000", timeout=30).read())
+def _state(url, token):
+    return json.loads(urllib.request.urlopen(f"{url}train/state?visual=1000000&token={token}", timeout=30).read())
 
 
 def test_command_stops_on_sigterm_with_a_checkpoint(tmp_path):
-    proc, url = _start(tmp_path)
+    proc, url, token = _start(tmp_path)
     try:
-        _until(lambda: _state(url)["step"] >= 2, what="two steps")
-        page = urllib.request.urlopen(url, timeout=30).read().decode()
+        _until(lambda: _state(url, token)["step"] >= 2, what="two steps")
+        page = urllib.request.urlopen(f"{url}?token={token}", timeout=30).read().decode()
         assert "training room" in page and "/static/train.js" in page and not re.search(r"https?://", page)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
@@ -169,10 +169,10 @@ needs_browser = pytest.mark.skipif(browser.missing_reason() is not None, reason=
 
 @needs_browser
 def test_page_shows_clips_and_the_loss_curve_moves(tmp_path):
-    proc, url = _start(tmp_path)
+    proc, url, token = _start(tmp_path)
     driver = browser.open_browser(1200, 900)
     try:
-        driver.get(url)
+        driver.get(f"{url}?token={token}")
 
         def js(script):
             return driver.execute_script(script)
@@ -191,7 +191,7 @@ def test_page_shows_clips_and_the_loss_curve_moves(tmp_path):
         js("document.getElementById('pause').click()")
         _until(lambda: js("return window.studio.runStatus") == "paused", 30, "the pause from the page")
         js("const k = document.getElementById('video_weight'); k.value = 0; k.dispatchEvent(new Event('change'));")
-        _until(lambda: _state(url)["knobs"]["video_weight"] == 0, 30, "the knob from the page")
+        _until(lambda: _state(url, token)["knobs"]["video_weight"] == 0, 30, "the knob from the page")
         js("const k = document.getElementById('augment_p'); k.value = 7; k.dispatchEvent(new Event('change'));")
         _until(lambda: "out of range" in js("return window.studio.status"), 30, "a bad knob's message")
         proc.send_signal(signal.SIGTERM)

@@ -6,7 +6,8 @@ studio_framework.py, BENCHMARKS.md "Studio"). Everything the page needs is serve
 (hand-written JS and CSS, no CDN), so the studio works offline.
 
 A room is any object with `name`, `title`, `routes()` (its pages, sockets and files under /<name>),
-`async startup()` and `async shutdown()`; the first room's page is also served at /.
+`async startup()` and `async shutdown()`; the first room's page is also served at /. Every request passes
+guard.py's checks first (Host, Origin, the per-launch token).
 """
 from __future__ import annotations
 
@@ -18,13 +19,16 @@ from pathlib import Path
 from typing import Callable, List, Optional, Protocol
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from gan.studio.guard import Access, Guard
 from gan.studio.scene import StudioError
 
 STATIC = Path(__file__).resolve().parent / "static"
+WS_MAX_MESSAGE = 64 * 1024
 
 
 class Room(Protocol):
@@ -38,8 +42,8 @@ class Room(Protocol):
     async def shutdown(self) -> None: ...
 
 
-def build_app(rooms: List[Room]) -> Starlette:
-    """One app serving every room, the shared static files, and / -> the first room."""
+def build_app(rooms: List[Room], access: Access) -> Starlette:
+    """One app serving every room, the shared static files, and / -> the first room, behind `access`'s guard."""
     if not rooms:
         raise StudioError("the studio needs at least one room")
 
@@ -54,7 +58,8 @@ def build_app(rooms: List[Room]) -> Starlette:
                 await room.shutdown()
 
     async def home(request):
-        return RedirectResponse(f"/{rooms[0].name}")
+        query = request.url.query                        # keeps ?token=... for the room's page
+        return RedirectResponse(f"/{rooms[0].name}" + (f"?{query}" if query else ""))
 
     async def no_icon(request):
         return Response(status_code=204)
@@ -63,7 +68,7 @@ def build_app(rooms: List[Room]) -> Starlette:
               Mount("/static", app=StaticFiles(directory=STATIC), name="static")]
     for room in rooms:
         routes += room.routes()
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(Guard, access=access)])
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -83,11 +88,6 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def url_of(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
-
-
 def serve(app: Starlette, sock: socket.socket, on_ready: Optional[Callable[[], None]] = None) -> None:
     """Serve `app` on `sock` until SIGINT/SIGTERM; returns normally (exit status 0) after a clean shutdown:
     open sockets closed, rooms shut down (their threads joined)."""
@@ -99,8 +99,9 @@ def serve(app: Starlette, sock: socket.socket, on_ready: Optional[Callable[[], N
             if on_ready is not None and not self.should_exit:
                 on_ready()
 
+    # ws_max_size: a control is a few hundred bytes; a larger message is refused before it is buffered.
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3, ws_ping_interval=None,
-                            lifespan="on")
+                            lifespan="on", ws_max_size=WS_MAX_MESSAGE)
     server = Server(config)
     # uvicorn re-raises the signal that stopped it once it is done, with the handlers found at start: make those
     # no-ops, so Ctrl-C / SIGTERM end the command with status 0 and no KeyboardInterrupt traceback.

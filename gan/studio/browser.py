@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-from typing import Optional
+from typing import Optional, Sequence
 
 from gan.errors import ReelganError
 
@@ -38,8 +38,9 @@ def missing_reason() -> Optional[str]:
     return None
 
 
-def open_browser(width: int = 900, height: int = 800):
-    """A headless Chromium (selenium WebDriver) with a window of width x height CSS px; quit() it when done."""
+def open_browser(width: int = 900, height: int = 800, extra_args: Sequence[str] = ()):
+    """A headless Chromium (selenium WebDriver) with a window of width x height CSS px and any extra command-line
+    switches (e.g. --host-resolver-rules to point a name at 127.0.0.1); quit() it when done."""
     reason = missing_reason()
     if reason is not None:
         raise BrowserMissing(reason)
@@ -51,7 +52,7 @@ def open_browser(width: int = 900, height: int = 800):
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                 "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
                 "--disable-backgrounding-occluded-windows", "--no-first-run", "--mute-audio",
-                f"--window-size={width},{height}"):
+                f"--window-size={width},{height}", *extra_args):
         opts.add_argument(arg)
     return webdriver.Chrome(service=Service(executable_path=_which(DRIVER_NAMES)), options=opts)
 

@@ -16,6 +16,10 @@ With --train the page is a training room: the same loop as train.py into an ordi
 real and fake clips with each D's score, frame differences, a diversity gauge, the curves, pause / one step /
 slow motion and knobs (learning rates, R1, the video D's weight, augmentation). Ctrl-C stops after the current
 step and writes a checkpoint.
+
+Open the printed URL: it carries this launch's secret token (?token=...), which the page keeps in a cookie;
+without it, and from any other web page or host name, the studio refuses every request (as Jupyter does).
+--host other than 127.0.0.1 serves the network (plain http): it warns, and the token is still required.
 """
 from __future__ import annotations
 
@@ -37,7 +41,7 @@ from gan.cli_utils import Command
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
               help="Port to serve on (0: any free one).")
 @click.option("--host", type=str, default="127.0.0.1", show_default=True,
-              help="Address to listen on (127.0.0.1: this machine only).")
+              help="Address to listen on (127.0.0.1: this machine only; another one warns: the network sees it).")
 @click.option("--outdir", type=click.Path(file_okay=False), default=None,
               help="Where the record button writes its mp4s (never replacing a file) [default: studio_recordings]; "
                    "--train: the run folder [default: runs/<config name>].")
@@ -64,7 +68,6 @@ def cli(checkpoint, train_, config_path, overrides, resume, paused, port, host, 
     from pathlib import Path
 
     from gan.cli_utils import fail, pick_device
-    from gan.studio.app import bind, build_app, serve, url_of
     if train_ == (checkpoint is not None):
         fail("choose one: --checkpoint CKPT (the player) or --train (the training room)")
     if train_:
@@ -82,21 +85,32 @@ def cli(checkpoint, train_, config_path, overrides, resume, paused, port, host, 
     if model.fast_path:
         settings.update(precision=precision, compile=compile_)
     room = PlayerRoom(model, Path(outdir), model.defaults(settings), quality=quality)
-    sock = bind(host, port)
-    url = url_of(sock)
     caps = model.capabilities()
+    _serve([room], host, port, lambda url: f"reelgan studio: {caps['name']} ({caps['resolution']} px, step "
+                                          f"{caps['step']}) at {url} (recordings -> {outdir}; Ctrl-C stops)")
+
+
+def _serve(rooms, host, port, line, sock=None):
+    """Bind (unless given a socket), guard with a fresh token, print `line(url)` once listening, serve."""
+    from gan.studio.app import bind, build_app, serve
+    from gan.studio.guard import Access
+    sock = sock or bind(host, port)
+    access = Access(host, sock.getsockname()[1])
+    if not access.loopback:
+        click.echo(f"warning: --host {host} serves the network over plain http: anyone who can reach this machine "
+                   f"and learns the token (in the URL below) can steer the studio and write into its folder; "
+                   f"use 127.0.0.1 unless you mean it", err=True)
 
     def ready():
-        click.echo(f"reelgan studio: {caps['name']} ({caps['resolution']} px, step {caps['step']}) at {url} "
-                   f"(recordings -> {outdir}; Ctrl-C stops)")
+        click.echo(line(access.open_url()))
 
-    serve(build_app([room]), sock, on_ready=ready)
+    serve(build_app(rooms, access), sock, on_ready=ready)
 
 
 def _train_room(config_path, overrides, resume, paused, outdir, device, host, port):
     from gan.cli_utils import parse_overrides
     from gan.config import load_config
-    from gan.studio.app import bind, build_app, serve, url_of
+    from gan.studio.app import bind
     from gan.studio.trainroom import Trainer, TrainRoom
     cfg = load_config(config_path, parse_overrides(overrides))
     outdir = outdir or f"runs/{cfg.name}"
@@ -107,13 +121,8 @@ def _train_room(config_path, overrides, resume, paused, outdir, device, host, po
     except BaseException:
         sock.close()
         raise
-    url = url_of(sock)
-
-    def ready():
-        click.echo(f"reelgan studio: training room, {cfg.name} into {outdir} at {url} (Ctrl-C stops after the "
-                   f"current step and writes a checkpoint)")
-
-    serve(build_app([TrainRoom(trainer)]), sock, on_ready=ready)
+    _serve([TrainRoom(trainer)], host, port, lambda url: f"reelgan studio: training room, {cfg.name} into "
+           f"{outdir} at {url} (Ctrl-C stops after the current step and writes a checkpoint)", sock=sock)
     if trainer.status == "error":
         from gan.studio.scene import StudioError
         raise StudioError(trainer.message)

@@ -12,7 +12,9 @@ WebSocket messages from the page (JSON), each answered by {"type": "applied", "i
   {"type": "interpolate", "id": n, "seed": b, "seconds": d} glide from the current seed to b over d seconds
   {"type": "record", "id": n, "on": true | false}           -> {"type": "recorded", "url", "name", "frames"}
 The server also sends {"type": "hello"} (the model's controls, the tab's settings), {"type": "status"}
-(compiling, the stream's time) and frames (broadcast.py's binary format).
+(compiling, the stream's time) and frames (broadcast.py's binary format). guard.py has checked the socket's Host,
+Origin and token before it is accepted; a message that is binary, not a JSON object, or carries a number that is
+huge or not finite gets one error line, and the socket goes on.
 """
 from __future__ import annotations
 
@@ -29,10 +31,45 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from gan.errors import ReelganError, one_line
 from gan.studio.broadcast import Stream, Viewer
 from gan.studio.record import NAME, Recorder, stem_for
-from gan.studio.scene import LIMITS, Model, Scene, Settings, StudioError, in_range
+from gan.studio.scene import LIMITS, Model, Scene, Settings, StudioError, in_range, show
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_UPLOAD = 16 * 1024 * 1024
+
+
+def reject_constant(name: str):
+    raise ValueError(f"{name} is not a number here")
+
+
+def parse_control(text: Optional[str]):
+    """A WebSocket text message -> the control (a dict with a sane id), or the one-line error (a str)."""
+    if text is None:
+        return "a control is a JSON text message, not a binary one"
+    try:
+        msg = json.loads(text, parse_constant=reject_constant)     # NaN / Infinity are not JSON numbers: refused
+    except (ValueError, RecursionError):
+        msg = None
+    if not isinstance(msg, dict):
+        return "a control is a JSON object with finite numbers, e.g. {\"type\": \"set\", \"seed\": 3}"
+    mid = msg.get("id")
+    if not (mid is None or (isinstance(mid, int) and not isinstance(mid, bool) and abs(mid) < 2 ** 53)):
+        return f"a control's id must be a whole number, got {show(mid)}"
+    return msg
+
+
+async def read_body(request: Request, limit: int) -> Optional[bytearray]:
+    """The request's body, or None once it passes `limit` bytes (what was read is dropped)."""
+    try:
+        if int(request.headers.get("content-length", 0)) > limit:
+            return None
+    except ValueError:
+        pass
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > limit:
+            return None
+    return body
 
 
 class Session:
@@ -156,18 +193,20 @@ class PlayerRoom:
             self._join(session, self._stream_for(session.settings))
             viewer.message({"type": "hello", "model": self.model.capabilities(), **self._where(session)})
             while True:
-                text = await ws.receive_text()
-                try:
-                    msg = json.loads(text)
-                except ValueError:
-                    msg = None
-                if not isinstance(msg, dict):
-                    viewer.message({"type": "error", "id": None, "message": "a control is a JSON object"})
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                msg = parse_control(message.get("text"))
+                if isinstance(msg, str):
+                    viewer.message({"type": "error", "id": None, "message": msg})
                     continue
                 try:
                     reply = await self._handle(session, msg)
                 except (ReelganError, ValueError, OSError) as e:
                     reply = {"type": "error", "id": msg.get("id"), "message": one_line(e)}
+                except Exception as e:                     # a bug here: one line for the page, the socket lives on
+                    reply = {"type": "error", "id": msg.get("id"),
+                             "message": f"the studio failed on this control: {type(e).__name__}: {one_line(e)}"}
                 viewer.message(reply)
         except (WebSocketDisconnect, RuntimeError):
             pass
@@ -190,6 +229,9 @@ class PlayerRoom:
             self._change(session, self.model.validate(session.settings, fields))
         elif kind == "scrub":
             t = in_range("time", fields.get("seconds")) * self.model.data_fps
+            if t > self.model.max_time:
+                raise StudioError(f"this model plays up to {self.model.max_time / self.model.data_fps:g} s (an "
+                                  f"image-to-video model draws its motion from 0 to the time shown at once)")
             session.stream.change(lambda scene: scene.jump(t))
         elif kind == "interpolate":
             seconds = in_range("duration", fields.get("seconds", 2.0))
@@ -199,7 +241,9 @@ class PlayerRoom:
             new = self.model.validate(session.settings, {"seed": fields.get("seed")})
             self._change(session, new, then=lambda scene: scene.interpolate(start, seconds))
         elif kind == "record":
-            if fields.get("on"):
+            if not isinstance(fields.get("on"), bool):
+                raise StudioError("record: 'on' must be true or false")
+            if fields["on"]:
                 if session.recorder is None:
                     session.recorder = Recorder(self.outdir, stem_for(session.settings.seed), session.settings.fps,
                                                 watermark=self.model.mark)
@@ -208,7 +252,7 @@ class PlayerRoom:
                 done = await self._stop_recording(session)
                 return {"type": "recorded", "id": mid, **done}
         else:
-            raise StudioError(f"unknown message type {kind!r}: use set, scrub, interpolate or record")
+            raise StudioError(f"unknown message type {show(kind)}: use set, scrub, interpolate or record")
         return {"type": "applied", "id": mid, **self._where(session)}
 
     async def _stop_recording(self, session: Session, announce: bool = True) -> dict:
@@ -231,13 +275,11 @@ class PlayerRoom:
 
     # ---- files ------------------------------------------------------------------------------------------------
     async def upload(self, request: Request) -> Response:
-        body = b""
-        async for part in request.stream():
-            body += part
-            if len(body) > MAX_UPLOAD:
-                return JSONResponse({"error": f"the image is larger than {MAX_UPLOAD >> 20} MB"}, status_code=413)
+        body = await read_body(request, MAX_UPLOAD)
+        if body is None:
+            return JSONResponse({"error": f"the image is larger than {MAX_UPLOAD >> 20} MB"}, status_code=413)
         try:
-            key = await asyncio.get_running_loop().run_in_executor(None, self.model.add_still, body)
+            key = await asyncio.get_running_loop().run_in_executor(None, self.model.add_still, bytes(body))
         except ReelganError as e:
             return JSONResponse({"error": one_line(e)}, status_code=400)
         return JSONResponse({"id": key})

@@ -10,9 +10,11 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
+import io
 import math
 import tempfile
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -36,6 +38,11 @@ class StudioError(ReelganError, ValueError):
 # Control ranges: wide enough for any use, narrow enough that a typo cannot stall the server.
 LIMITS = {"truncation": (0.0, 2.0), "speed": (-8.0, 8.0), "fps": (1.0, 120.0), "time": (0.0, 1e7),
           "duration": (0.1, 60.0), "prompt_chars": 500}
+# An image-to-video model draws its motion codes from t = 0 to the time shown at once (G.prepare takes them all),
+# so its clock stops at this many anchors: ~0.1 s and 1 MB per still on a CPU, hours of motion at 16 frames each.
+STILL_ANCHORS = 4096
+STILLS_KEPT = 64             # uploaded stills kept in memory (the oldest is forgotten first)
+MAX_STILL_PIXELS = 4096 * 4096   # an upload's decoded size (~50 MB as RGB); a 4K photo is 8.3 megapixels
 
 
 @dataclass(frozen=True)
@@ -56,11 +63,21 @@ class Settings:
         return dataclasses.asdict(self)
 
 
+def show(value, limit: int = 40) -> str:
+    """repr(value), cut to `limit` characters: an error message never echoes a huge value back."""
+    big = isinstance(value, int) and abs(value) >= 10 ** limit
+    text = f"a {len(str(value))}-digit number" if big else repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _number(name: str, value, integer: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise StudioError(f"{name} must be a number, got {value!r}")
+    # JSON numbers arrive as int (any size) or float (finite unless NaN/Infinity got through): both bounded here
+    # before anything converts them, so no OverflowError and no inf reaches a clock or a renderer.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            (isinstance(value, int) and abs(value) >= 2 ** 64) or not math.isfinite(value):
+        raise StudioError(f"{name} must be a number, got {show(value)}")
     if integer and int(value) != value:
-        raise StudioError(f"{name} must be a whole number, got {value!r}")
+        raise StudioError(f"{name} must be a whole number, got {show(value)}")
     return int(value) if integer else float(value)
 
 
@@ -68,7 +85,7 @@ def in_range(name: str, value, integer: bool = False) -> float:
     v = _number(name, value, integer)
     lo, hi = LIMITS[name]
     if not lo <= v <= hi:
-        raise StudioError(f"{name} must be in [{lo:g}, {hi:g}], got {value!r}")
+        raise StudioError(f"{name} must be in [{lo:g}, {hi:g}], got {show(value)}")
     return v
 
 
@@ -110,7 +127,7 @@ class Model:
         self._renderers: Dict[tuple, Tuple[ClipRenderer, threading.Lock]] = {}
         self._warm: set = set()                           # renderers that rendered once (compiled, if asked)
         self._build_lock = threading.Lock()
-        self._stills: Dict[str, torch.Tensor] = {}
+        self._stills: "collections.OrderedDict[str, torch.Tensor]" = collections.OrderedDict()
         self._prepared: "collections.OrderedDict[tuple, object]" = collections.OrderedDict()
         self._prep_lock = threading.Lock()
 
@@ -119,6 +136,15 @@ class Model:
     def fast_path(self) -> bool:
         """Image models render through G.render_prepared, which the fast path does not cover."""
         return self.mode != "image"
+
+    @property
+    def max_time(self) -> float:
+        """The latest time (data frames) the player shows: LIMITS' for most models, STILL_ANCHORS' motion codes for
+        an image-to-video model."""
+        t = LIMITS["time"][1] * self.data_fps
+        if self.mode == "image":
+            t = min(t, (STILL_ANCHORS - 2) * float(self.G.motion_period))
+        return t
 
     def capabilities(self) -> dict:
         precisions = [p for p in PRECISIONS if p != "fp16" or self.device.type == "cuda"]
@@ -129,7 +155,7 @@ class Model:
                 "text": self.mode == "text", "image": self.mode == "image", "interpolate": self.mode != "image",
                 "precisions": precisions if self.fast_path else [], "compile": self.fast_path,
                 "resolutions": list(preview_resolutions(self.G)) if self.fast_path else [self.G.resolution],
-                "limits": {k: v for k, v in LIMITS.items()}}
+                "limits": {**LIMITS, "time": (0.0, self.max_time / self.data_fps)}}
 
     def defaults(self, given: Optional[dict] = None) -> Settings:
         """The settings a new tab starts with: the model's own size, class 0, a prompt; then `given` (checked)."""
@@ -145,7 +171,7 @@ class Model:
             if key == "seed":
                 v = _number("seed", value, integer=True)
                 if not 0 <= v <= MAX_SEED:
-                    raise StudioError(f"seed must be in [0, 2**63), got {value!r}")
+                    raise StudioError(f"seed must be in [0, 2**63), got {show(value)}")
                 out[key] = int(v)
             elif key in ("truncation", "speed", "fps"):
                 out[key] = in_range(key, value)
@@ -157,7 +183,7 @@ class Model:
                     value = names.index(value)
                 v = _number("class", value, integer=True)
                 if not 0 <= v < self.info["c_dim"]:
-                    raise StudioError(f"class must be in 0..{self.info['c_dim'] - 1}, got {value!r}")
+                    raise StudioError(f"class must be in 0..{self.info['c_dim'] - 1}, got {show(value)}")
                 out[key] = int(v)
             elif key == "prompt":
                 if self.mode != "text":
@@ -170,12 +196,13 @@ class Model:
             elif key == "image":
                 if self.mode != "image":
                     raise StudioError("this model does not animate stills (it is not an image-to-video model)")
-                if value not in self._stills:
+                if not isinstance(value, str) or value not in self._stills:
                     raise StudioError("unknown still: upload the image again")
                 out[key] = value
             elif key == "precision":
                 if not self.fast_path or value not in self.capabilities()["precisions"]:
-                    raise StudioError(f"precision must be one of {self.capabilities()['precisions']}, got {value!r}")
+                    raise StudioError(f"precision must be one of {self.capabilities()['precisions']}, "
+                                      f"got {show(value)}")
                 out[key] = value
             elif key == "compile":
                 if not isinstance(value, bool) or (value and not self.fast_path):
@@ -184,10 +211,10 @@ class Model:
             elif key == "resolution":
                 sizes = self.capabilities()["resolutions"]
                 if isinstance(value, bool) or value not in sizes:
-                    raise StudioError(f"resolution must be one of {sizes}, got {value!r}")
+                    raise StudioError(f"resolution must be one of {sizes}, got {show(value)}")
                 out[key] = int(value)
             else:
-                raise StudioError(f"unknown control {key!r}")
+                raise StudioError(f"unknown control {show(key)}")
         return dataclasses.replace(s, **out)
 
     def add_still(self, data: bytes) -> str:
@@ -196,6 +223,7 @@ class Model:
             raise StudioError("this model does not animate stills (it is not an image-to-video model)")
         key = hashlib.sha1(data).hexdigest()[:16]
         if key not in self._stills:
+            self._check_still_size(data)
             with tempfile.TemporaryDirectory() as tmp:        # load_image reads files; Pillow reads the format
                 path = Path(tmp) / "upload"
                 path.write_bytes(data)
@@ -204,7 +232,29 @@ class Model:
                 except ReelganError as e:                   # its message names our temp file: name the upload
                     raise StudioError(str(e).replace(repr(str(path)), "the uploaded file")) from None
             self._stills[key] = still
+            while len(self._stills) > STILLS_KEPT:
+                self._stills.popitem(last=False)
         return key
+
+    @staticmethod
+    def _check_still_size(data: bytes) -> None:
+        """Refuse a picture too large to decode before decoding it: a 100 KB PNG can hold 10^8 pixels (GBs)."""
+        from PIL import Image, UnidentifiedImageError
+
+        def too_large(size: str) -> StudioError:
+            return StudioError(f"the uploaded picture is {size}; the studio takes up to {MAX_STILL_PIXELS // 10 ** 6} "
+                               f"megapixels (it shrinks it to the model's size anyway): resize it first")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(data)) as im:          # reads the header only
+                    w, h = im.size
+        except Image.DecompressionBombError:                       # Pillow's own limit (~179 megapixels)
+            raise too_large("larger than Pillow decodes") from None
+        except (UnidentifiedImageError, OSError, ValueError):
+            return                                                 # load_image names what is wrong with it
+        if w * h > MAX_STILL_PIXELS:
+            raise too_large(f"{w}x{h} px")
 
     # ---- rendering --------------------------------------------------------------------------------------------
     def renderer(self, s: Settings) -> Tuple[ClipRenderer, threading.Lock]:
@@ -276,7 +326,10 @@ class Model:
     def _render_image(self, r: ClipRenderer, s: Settings, t: torch.Tensor) -> torch.Tensor:
         if s.image is None:                                # nothing uploaded yet: the model's own first frame
             raise StudioError("upload a still to animate (the 'still' control)")
-        horizon = 2 ** max(6, math.ceil(math.log2(float(t.max()) + 2)))     # motion codes for [0, horizon]
+        if s.image not in self._stills:
+            raise StudioError(f"the still was forgotten (the studio keeps the last {STILLS_KEPT}): upload it again")
+        # motion codes for [0, horizon]: powers of two (a cache hit while playing on), at most max_time's
+        horizon = min(2 ** max(6, math.ceil(math.log2(float(t.max()) + 2))), max(self.max_time, float(t.max())))
         state = self._cached((id(r), s.seed, s.truncation, s.image, horizon),
                              lambda: r.prepare_conditioned([s.seed], self._stills[s.image][None], torch.zeros(1),
                                                            horizon, s.truncation))
@@ -299,10 +352,13 @@ class Scene:
     def __init__(self, model: Model, settings: Settings, t: float = 0.0):
         self.model, self.settings = model, settings
         self.t_shown: Optional[float] = None     # time of the last frame shown
-        self.t_next: Optional[float] = max(0.0, float(t))   # next time to render (None: nothing until a change)
+        self.t_next: Optional[float] = self._clamp(t)      # next time to render (None: nothing until a change)
         self._jump: Optional[float] = None
         self._blend: Optional[dict] = None       # an interpolation in progress: from_seed, frames, planned, shown
         self._first = True                       # the next chunk is the first after a change
+
+    def _clamp(self, t: float) -> float:
+        return min(max(0.0, float(t)), self.model.max_time)
 
     @property
     def fps(self) -> float:
@@ -322,7 +378,7 @@ class Scene:
         self.settings = settings
 
     def jump(self, t: float) -> None:
-        self._jump = max(0.0, float(t))
+        self._jump = self._clamp(t)
         self._blend = None
 
     def interpolate(self, from_seed: int, seconds: float) -> None:
@@ -333,7 +389,7 @@ class Scene:
         if self._jump is not None:
             self.t_next, self._jump = self._jump, None
         elif self.t_shown is not None:
-            self.t_next = max(0.0, self.t_shown + self.step) if self.step != 0 else self.t_shown
+            self.t_next = self._clamp(self.t_shown + self.step) if self.step != 0 else self.t_shown
         elif self.t_next is None:
             self.t_next = 0.0
         if self._blend is not None:
@@ -354,20 +410,18 @@ class Scene:
                 self._blend = None
 
     def plan(self) -> Optional[ScenePlan]:
-        """The next chunk: up to model.chunk times from the clock; paused (speed 0) or at t = 0 going backwards,
-        the one frame at that time and then nothing until a change."""
+        """The next chunk: up to model.chunk times from the clock; paused (speed 0), at t = 0 going backwards or at
+        model.max_time going forwards, the one frame at that time and then nothing until a change."""
         if self.t_next is None:
             return None
         step, times, t = self.step, [], self.t_next
         n, self._first = self._chunk, False
         while len(times) < n and t is not None:
             times.append(t)
-            if step == 0 or (step < 0 and t == 0.0):
-                t = None
+            if step == 0 or (step < 0 and t == 0.0) or (step > 0 and t >= self.model.max_time):
+                t = None                                  # paused, or at either end of the clock
             else:
-                t = t + step
-                if t < 0:
-                    t = 0.0
+                t = self._clamp(t + step)
         self.t_next = t
         blend = None
         if self._blend is not None and self._blend["planned"] < self._blend["frames"]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import threading
 import time
 from pathlib import Path
@@ -30,7 +31,8 @@ from starlette.routing import Route
 
 from gan.errors import ReelganError, one_line
 from gan.studio.broadcast import encode_jpeg
-from gan.studio.scene import StudioError
+from gan.studio.player import reject_constant, read_body
+from gan.studio.scene import StudioError, show
 
 STATIC = Path(__file__).resolve().parent / "static"
 CURVES = ("G/loss", "D/loss", "real/logit_image", "fake/logit_image_d", "real/logit_video", "fake/logit_video_d",
@@ -38,6 +40,7 @@ CURVES = ("G/loss", "D/loss", "real/logit_image", "fake/logit_image_d", "real/lo
 VISUAL_SHARE = 0.03          # at most this share of the wall time goes to the page's visuals
 DIVERSITY_WARN = 0.3         # fakes' pairwise distance below this share of the reals': likely mode collapse
 MAX_DELAY = 10.0
+MAX_CONTROL = 4096           # bytes in one control request
 
 
 def to_uint8(video: torch.Tensor) -> np.ndarray:
@@ -120,10 +123,11 @@ class Trainer:
     def set_delay(self, seconds) -> None:
         try:
             s = float(seconds)
-        except (TypeError, ValueError):
-            raise StudioError(f"slow motion: {seconds!r} is not a number of seconds") from None
+        except (TypeError, ValueError, OverflowError):
+            raise StudioError(f"slow motion: {show(seconds)} is not a number of seconds") from None
         if not 0 <= s <= MAX_DELAY:
-            raise StudioError(f"slow motion: {seconds!r} is out of range; choose 0 to {MAX_DELAY:g} s between steps")
+            raise StudioError(f"slow motion: {show(seconds)} is out of range; choose 0 to {MAX_DELAY:g} s between "
+                              f"steps")
         with self._cond:
             self.delay = s
             self._cond.notify_all()
@@ -271,6 +275,15 @@ class Trainer:
         return batch, mean_pairwise_distance(batch.real)
 
 
+def knob_value(value):
+    """A knob's value from the page, bounded before Run.set_knob converts it: None, a number (|v| < 2**64) or
+    the text of one (the page sends the input's text)."""
+    if value is None or (isinstance(value, str) and len(value) <= 40) or isinstance(value, float) or \
+            (isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2 ** 64):
+        return value
+    raise StudioError(f"a knob's value must be a number, got {show(value)}")
+
+
 class TrainRoom:
     name, title = "train", "reelgan studio: training room"
 
@@ -293,8 +306,11 @@ class TrainRoom:
         return JSONResponse(self.trainer.state(since, visual))
 
     async def control(self, request: Request) -> Response:
+        body = await read_body(request, MAX_CONTROL)
+        if body is None:
+            return JSONResponse({"error": f"a control is at most {MAX_CONTROL} bytes"}, status_code=413)
         try:
-            msg = await request.json()
+            msg = json.loads(bytes(body), parse_constant=reject_constant)
             action = msg.get("action") if isinstance(msg, dict) else None
             t = self.trainer
             if action == "pause":
@@ -308,13 +324,13 @@ class TrainRoom:
             elif action == "knob":
                 # set_knob waits for a running step: off the event loop, so the page stays answered
                 await asyncio.get_running_loop().run_in_executor(None, t.set_knob, msg.get("name"),
-                                                                 msg.get("value"))
+                                                                 knob_value(msg.get("value")))
             else:
                 raise StudioError(f"unknown action {action!r}; choose pause, resume, step, delay or knob")
         except ReelganError as e:
             return JSONResponse({"error": one_line(e)}, status_code=400)
-        except ValueError:
-            return JSONResponse({"error": "the control is not JSON"}, status_code=400)
+        except (ValueError, RecursionError):
+            return JSONResponse({"error": "the control is not JSON with finite numbers"}, status_code=400)
         return JSONResponse({"ok": True})
 
     async def startup(self) -> None:

@@ -16,6 +16,9 @@
   const buffer = [], shownAt = [];
   const cur = { stream: 0, version: 0 };
 
+  // The token came in the URL and now lives in an HttpOnly cookie: keep it out of the address bar and history.
+  if (location.search.includes('token=')) history.replaceState(null, '', location.pathname);
+
   // ---- connection ----------------------------------------------------------------------------------------
   function connect() {
     ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/player/ws`);
@@ -187,8 +190,11 @@
     const file = $('still').files[0];
     if (!file) return;
     setStatus('uploading the still…');
-    const res = await fetch('/player/still', { method: 'POST', body: file });
-    const out = await res.json();
+    // octet-stream: a type no cross-site form can send (the server refuses text/plain and form bodies)
+    const res = await fetch('/player/still', { method: 'POST', body: file,
+                                               headers: { 'Content-Type': 'application/octet-stream' } });
+    const out = (res.headers.get('content-type') || '').includes('json') ? await res.json()
+                                                                           : { error: (await res.text()).trim() };
     if (out.error) setStatus(out.error, true); else set({ image: out.id });
   });
 

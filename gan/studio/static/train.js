@@ -21,11 +21,18 @@
     studio.status = text || "";
   }
 
+  // A refusal (403: the token is missing, e.g. after the studio restarted) is one line of text, not JSON.
+  async function answer(r) {
+    return (r.headers.get("content-type") || "").includes("json") ? r.json() : {error: (await r.text()).trim()};
+  }
+  // The token came in the URL and now lives in an HttpOnly cookie: keep it out of the address bar and history.
+  if (location.search.includes("token=")) history.replaceState(null, "", location.pathname);
+
   async function control(msg) {
     try {
       const r = await fetch("/train/control", {method: "POST", headers: {"Content-Type": "application/json"},
                                                  body: JSON.stringify(msg)});
-      const body = await r.json();
+      const body = await answer(r);
       if (body.error) { setStatus(body.error, true); return false; }
       setStatus("");
       return true;
@@ -167,7 +174,8 @@
   async function poll() {
     try {
       const r = await fetch("/train/state?since=" + state.points.length + "&visual=" + state.visualVersion);
-      const s = await r.json();
+      const s = await answer(r);
+      if (s.error) throw new Error(s.error);
       state.warn = s.diversity_warn;
       if (s.since === state.points.length) state.points.push(...s.history);
       if (s.visual) {
