@@ -610,12 +610,26 @@ def raw_archive_file(name: str, fetch: bool = True, progress: Progress = print) 
 
 
 def identity(name: str, path: Optional[os.PathLike] = None) -> Dict[str, str]:
-    """What a result JSON records about the network it used: registry source and SHA-256s."""
+    """What a result JSON records about the network it used: its registry source and SHA-256s (a file the user
+    gave instead of the cache is recorded as such, with its own SHA-256)."""
     spec = spec_of(name)
     p = Path(path) if path is not None else weights_path(name, fetch=False)
-    return {"network": name, "description": spec.description, "package": spec.requirement,
-            "file": f"{spec.root}/{spec.main}", "sha256": spec.sha256, "path": str(p),
-            "converted_sha256": _hash_cached(p) if p.is_file() else sha256_of(p), "licence": spec.licence}
+    out = {"network": name, "description": spec.description, "path": str(p),
+           "converted_sha256": _hash_cached(p) if p.is_file() else sha256_of(p)}
+    if p.resolve() == (weights_dir() / spec.output).resolve():
+        out.update(package=spec.requirement, file=f"{spec.root}/{spec.main}", sha256=spec.sha256,
+                   licence=spec.licence)
+    else:
+        out.update(package="user-provided file", sha256=out["converted_sha256"])
+    return out
+
+
+def describe(name: str, path: os.PathLike) -> str:
+    """One line for logs and CLIs: where the weights came from."""
+    ident = identity(name, path)
+    if ident["package"] == "user-provided file":
+        return f"{path} (user-provided, sha256 {ident['sha256'][:16]}...)"
+    return f"{ident['package']} {Path(ident['file']).name} (sha256 {ident['sha256'][:16]}...)"
 
 
 def status(name: str) -> Dict[str, object]:

@@ -79,7 +79,7 @@ def lpips_cli(image_a, image_b, net, weights_file):
     model = LPIPS(net, weights=weights_file)
     with torch.no_grad():
         d = float(model(a, b))
-    click.echo(f"LPIPS v0.1 ({net}, weights sha256 {model.weights_sha256[:16]}...)")
+    click.echo(f"LPIPS v0.1 ({net}; weights: {model.source})")
     click.echo(f"{d:.6f}")
 
 
