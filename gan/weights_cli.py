@@ -40,9 +40,15 @@ def fetch_cmd(names, force):
 def list_cmd():
     """Every network: name, package==version, cached?, path, SHA-256 of the registry file, licence."""
     click.echo("\t".join(("name", "package", "cached", "path", "sha256", "licence")))
-    for n in W.NETWORKS:
-        row = W.status(n)
-        click.echo("\t".join(str(row[k]) for k in ("name", "package", "cached", "path", "sha256", "licence")))
+    for n, spec in W.NETWORKS.items():
+        try:
+            path = W.weights_path(n, fetch=False, progress=None)
+            cached = "yes"
+        except W.ChecksumError:
+            path, cached = W.weights_dir() / spec.output, "CHANGED (refetch)"
+        except W.WeightsError:
+            path, cached = W.weights_dir() / spec.output, "no"
+        click.echo("\t".join(map(str, (n, spec.requirement, cached, path, spec.sha256, spec.licence))))
 
 
 LPIPS_HELP = """LPIPS distance (v0.1, Zhang et al. 2018) between two images of the same size; the last line is the

