@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 
 RANDOM_BACKBONE_WARNING = ("LPIPS IS USING A RANDOM BACKBONE (cond.lpips_random_backbone: true): this is a test "
                            "setting, not LPIPS; perceptual terms and metrics from this run are not comparable to "
-                           "published LPIPS. Leave cond.lpips_random_backbone false for real runs (the weights are fetched).")
+                           "published LPIPS. Leave cond.lpips_random_backbone false for real runs (the weights are "
+                           "fetched on first use).")
 
 
 def weighted_mean(x: torch.Tensor, weights: Optional[torch.Tensor]) -> torch.Tensor:

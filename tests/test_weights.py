@@ -11,6 +11,7 @@ import os
 import pickle
 import shutil
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,10 +65,10 @@ def fake(tmp_path, monkeypatch):
     (tmp_path / "pkg").mkdir()
     state = {"archive": _sdist(tmp_path / "pkg", good), "downloads": 0, "good": good}
 
-    def pip_download(spec_, folder, progress):
+    def pip_download(spec_, folder, progress):                          # the network step, replaced
         state["downloads"] += 1
-        return shutil.copy(state["archive"], folder)
-    monkeypatch.setattr(W, "_pip_download", lambda s, f, p: __import__("pathlib").Path(pip_download(s, f, p)))
+        return Path(shutil.copy(state["archive"], folder))
+    monkeypatch.setattr(W, "_pip_download", pip_download)
     return state
 
 
