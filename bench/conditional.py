@@ -12,9 +12,9 @@ then measure it on held-out (test-split) built-in clips.
   python bench/conditional.py                         # 4 models x 160 s + evaluation: ~12-13 minutes
   python bench/conditional.py --budget 30 --clips 16  # quick smoke run (numbers not meaningful)
 Writes bench/results/conditional-<date>.json and the Conditional section of BENCHMARKS.md (only between
-<!-- conditional:start --> and <!-- conditional:end -->). Without the pretrained AlexNet weights in the torch
-hub cache (or --lpips-backbone) the LPIPS training term and metric use a RANDOM backbone, and every LPIPS
-number is labelled so.
+<!-- conditional:start --> and <!-- conditional:end -->). LPIPS is the real v0.1 AlexNet (gan/weights.py fetches
+it on first use); only where it cannot be obtained do the training term and metric use a RANDOM backbone, and
+every LPIPS number is then labelled so.
 """
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def perceptual(backbone: Optional[str]):
     from losses.conditional import build_perceptual
     from losses.perceptual import MissingWeightsError
     try:
-        return build_perceptual(backbone=backbone), "pretrained AlexNet LPIPS"
+        return build_perceptual(weights=backbone), "pretrained AlexNet LPIPS"
     except MissingWeightsError:
         import warnings
         with warnings.catch_warnings():
@@ -380,7 +380,7 @@ def update_markdown(path: Path, doc: Dict, json_path: str) -> None:
               help="torch threads (1 is fastest on a CPU shared with other jobs).")
 @click.option("--workdir", type=click.Path(file_okay=False), default=str(ROOT / "runs" / "bench_conditional"),
               show_default=True, help="Run folders (replaced).")
-@click.option("--lpips-backbone", type=str, default=None, help="Pretrained LPIPS backbone file [default: hub cache].")
+@click.option("--lpips-backbone", type=str, default=None, help="LPIPS weights file [default: the weights cache].")
 @click.option("--only", type=click.Choice(["i2v", "continue", "t2v"]), multiple=True, help="Run only these modes.")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Train each model exactly this many steps instead of for --budget seconds (ablations).")

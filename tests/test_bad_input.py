@@ -222,15 +222,17 @@ def test_decompression_bombs_are_one_line(world, monkeypatch):
 
 def test_lpips_weights_missing_in_train_is_one_line(world, tmp_path):
     res = _invoke(train.cli, ["--config", ROOT / "configs" / "i2v.yaml", "--set", "data.num_videos=8",
-                              "--outdir", tmp_path / "o", "--no-progress"], env={"TORCH_HOME": str(tmp_path)})
-    _assert_clear(res, ["LPIPS", "cond.lpips_weight=0"])
+                              "--outdir", tmp_path / "o", "--no-progress"],
+                  env={"REELGAN_WEIGHTS_DIR": str(tmp_path / "empty"), "REELGAN_WEIGHTS_FETCH": "0"})
+    _assert_clear(res, ["LPIPS", "reelgan-weights fetch lpips-alex", "cond.lpips_weight=0"])
 
 
 def test_lpips_weight_0_trains_without_the_backbone(tmp_path, monkeypatch):
     """L1 only: the temporal term compares frame changes in L1 instead of needing LPIPS."""
     from gan.config import load_config
     from losses.conditional import build_reconstruction
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))             # no backbone anywhere
+    monkeypatch.setenv("REELGAN_WEIGHTS_DIR", str(tmp_path))     # no LPIPS weights anywhere, none fetched
+    monkeypatch.setenv("REELGAN_WEIGHTS_FETCH", "0")
     cfg = load_config(str(ROOT / "configs" / "continue.yaml"), {"cond": {"lpips_weight": 0}})
     assert cfg.cond.temporal_weight > 0
     recon = build_reconstruction(cfg.cond)

@@ -182,13 +182,13 @@ def test_a_handed_in_fake_gives_the_same_conditional_gradients(mode, phase, lpip
 def test_lpips_needs_weights_unless_explicitly_random(tmp_path, monkeypatch):
     from losses.conditional import build_reconstruction
     from losses.perceptual import MissingWeightsError
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("REELGAN_WEIGHTS_DIR", str(tmp_path / "empty"))     # no cache, and no fetching allowed
+    monkeypatch.setenv("REELGAN_WEIGHTS_FETCH", "0")
     cfg = load_config(CONFIGS["image"])
-    with pytest.raises(MissingWeightsError, match="alexnet-owt-7be5be79.pth") as e:
+    with pytest.raises(MissingWeightsError, match="reelgan-weights fetch lpips-alex"):
         build_reconstruction(cfg.cond)
-    assert "lpips_backbone" in str(e.value)
-    with pytest.raises(MissingWeightsError, match="nope.pth"):
-        build_reconstruction(load_config(CONFIGS["image"], {"cond": {"lpips_backbone": str(tmp_path / "nope.pth")}}).cond)
+    with pytest.raises(MissingWeightsError, match="nope.pt"):
+        build_reconstruction(load_config(CONFIGS["image"], {"cond": {"lpips_backbone": str(tmp_path / "nope.pt")}}).cond)
     l1_only = build_reconstruction(load_config(CONFIGS["image"], {"cond": {"lpips_weight": 0.0}}).cond)
     assert l1_only.lpips is None
 

@@ -6,15 +6,17 @@ import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LOW = ("gan.data", "gan.networks", "gan.ops", "losses", "gan.config", "gan.checkpoint")
-LOW_OK = LOW + ("gan.errors", "gan.video_io", "gan.cli_utils", "gan.watermark")
+LOW_OK = LOW + ("gan.errors", "gan.video_io", "gan.cli_utils", "gan.watermark", "gan.weights")
 # The layers, lowest first. A module imports only from its own row or a row above it in this list.
 LAYERS = [
     ("gan.errors", "gan.watermark", "gan.video_io", "gan.cli_utils"),   # plain helpers
+    ("gan.weights",),                                                # pretrained networks: registry, cache
     ("gan.config", "gan.checkpoint", "gan.ops"),
     ("gan.data",),
     ("gan.networks", "gan.conditioning"),                            # generators, discriminators, encoders
     ("losses",),                                                     # gradient logic over those networks
-    ("gan.sampling", "gan.labels", "gan.hub", "gan.export", "gan.projector", "gan.watermark_cli"),
+    ("gan.sampling", "gan.labels", "gan.hub", "gan.export", "gan.projector", "gan.watermark_cli",
+     "gan.weights_cli"),
     ("gan.metrics",),
     ("gan.training",),                                               # the loop: setup, step, hooks, modes
     ("gan.studio",),                                                 # the browser app over sampling and the loop

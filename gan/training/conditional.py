@@ -75,7 +75,8 @@ class ConditionalTraining:
                 f"{c.mismatch_weight} ({wrong})")
             return
         lp = self.recon.lpips
-        backbone = "off" if lp is None else ("RANDOM (tests only)" if lp.random_backbone else "pretrained")
+        backbone = "off" if lp is None else ("RANDOM (tests only)" if lp.random_backbone else
+                                             f"{lp.lpips.net_name}, v0.1 weights from {lp.lpips.model.source}")
         log(f"conditional mode '{self.mode}': reconstruction x{c.recon_weight} (LPIPS {c.lpips_weight}, "
             f"L1 {c.l1_weight}, temporal {c.temporal_weight}; LPIPS backbone {backbone})")
         if lp is not None and lp.random_backbone:
