@@ -27,7 +27,8 @@ from watermark_clips import ATTACKS, source_clip                        # noqa: 
 SOURCES = ["digits", "shapes", "photo", "G:configs/lite.yaml"]
 LAYOUTS = {"v1": dict(version=1), "v2-r1/2": dict(version=2, inv_rate=2), "v2-r1/3": dict(version=2, inv_rate=3),
            "v2-r1/3-sync0.35": dict(version=2, inv_rate=3, sync_share=0.35),
-           "v2-r1/2-sync0.35": dict(version=2, inv_rate=2, sync_share=0.35)}
+           "v2-r1/2-sync0.35": dict(version=2, inv_rate=2, sync_share=0.35),
+           "v2-r1/3-flat": dict(version=2, inv_rate=3, rings=())}       # no ring weighting: all bins alike
 
 
 def capacity_bits(attacked, mark):
@@ -52,6 +53,7 @@ def capacity_bits(attacked, mark):
 def run(layout, clips, attack, payload):
     wm.INV_RATE = layout.get("inv_rate", wm.INV_RATE)
     wm.V2_SYNC_SHARE = layout.get("sync_share", 0.5)
+    wm.RINGS = layout.get("rings", (6.0, 8.0, 10.0, 12.0, 14.0))
     mark = wm.Watermarker(payload=payload, version=layout["version"])
     ref = wm.coded_bits(payload)[:wm.PAYLOAD_BITS]
     rows = []
@@ -101,7 +103,8 @@ def main(argv=None):
         doc[name] = run(LAYOUTS[name], clips, args.attack, payload)
         print(json.dumps({"layout": name, **doc[name]}), flush=True)
     doc["meta"]["total_s"] = time.time() - t0
-    out = ROOT / "bench" / "results" / f"watermark-ecc-{args.size}-{args.attack}-{date.today()}.json"
+    tag = args.layouts.replace(",", "_").replace("/", "")
+    out = ROOT / "bench" / "results" / f"watermark-ecc-{args.size}-{args.attack}-{tag}-{date.today()}.json"
     out.write_text(json.dumps(doc, indent=1))
 
 
