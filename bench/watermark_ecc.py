@@ -69,7 +69,8 @@ def run(layout, clips, attack, payload):
         else:
             raw = None
         rows.append(dict(source=src, detected=bool(det.detected), z=det.z, bit_acc=acc, raw_ber=raw,
-                         valid=bool(det.payload_valid), capacity=capacity_bits(attacked, mark), exact=bits is not None and bool(np.all(bits == ref))))
+                         valid=bool(det.payload_valid), capacity=capacity_bits(attacked, mark),
+                         exact=bits is not None and bool(np.all(bits == ref))))
     det = [r for r in rows if r["detected"]]
     out = {"n": len(rows), "detected": len(det) / len(rows),
            "bit_acc_all": float(np.mean([r["bit_acc"] if r["detected"] else 0.5 for r in rows])),

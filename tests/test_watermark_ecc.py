@@ -2,7 +2,6 @@
 read after a real H.264 re-encode, v1 marks still read, and keys that say what a detection proves."""
 import itertools
 import json
-import sys
 
 import numpy as np
 import pytest
