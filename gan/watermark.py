@@ -313,8 +313,8 @@ class Watermarker:
         return out[0] if single else out
 
     def describe(self) -> str:
-        return (f"watermark on: payload {self.payload:012x} (model id {self.payload >> 16:08x}, user id "
-                f"{self.payload & 0xFFFF}), {self.origin or 'key ' + self.keys.fingerprint}")
+        return (f"watermark on (v{self.keys.version}): payload {self.payload:012x} (model id {self.payload >> 16:08x}, "
+                f"user id {self.payload & 0xFFFF}), {self.origin or 'key ' + self.keys.fingerprint}")
 
     def __repr__(self) -> str:
         return f"Watermarker(payload={self.payload:#014x}, key={self.keys.fingerprint}, amplitude={self.amplitude})"
