@@ -329,7 +329,7 @@ class Detection:
     p_false: Optional[float]          # probability that an unmarked clip scores at least this high
     payload: Optional[str] = None     # 12 hex digits, when detected
     payload_valid: Optional[bool] = None   # its CRC-8 matches
-    bit_confidence: Optional[float] = None  # mean posterior probability that a decoded bit is right
+    bit_confidence: Optional[float] = None  # mean posterior that a bit is right (v2: raw channel bits, pre-decoding)
     min_bit_confidence: Optional[float] = None
     z: Optional[float] = None         # best normalised correlation (null: N(0, 1) per test)
     shift: Optional[Tuple[int, int]] = None   # (dy, dx) of the tile found
