@@ -62,10 +62,14 @@ def export_generator(checkpoint: Union[str, Path], out: Union[str, Path], dtype:
     store = STORE_DTYPES[dtype]
     state = {k: (v.to(store) if v.is_floating_point() else v).clone()
              for k, v in G.state_dict().items()}
+    config = cfg.to_dict()
+    # A shared model names no watermark key file: the path is private and useless elsewhere (the key bytes
+    # are never in a config); the model id ignores this section, so the mark's payload is unchanged.
+    config.get("watermark", {})["key"] = ""
     payload = {
         "format_version": ckpt_io.FORMAT_VERSION,
         "kind": KIND,
-        "config": cfg.to_dict(),
+        "config": config,
         "c_dim": c_dim,
         "class_names": [str(n) for n in ckpt.get("class_names", [])],
         "step": ckpt.get("step"),

@@ -131,7 +131,9 @@ class ReelganGenerator(nn.Module, PyTorchModelHubMixin, library_name="reelgan",
         (log.jsonl beside checkpoints/) go on the card."""
         ckpt = load(checkpoint)
         key = "G_ema" if "G_ema" in ckpt else "G"
-        model = cls(ckpt["config"], ckpt.get("c_dim", 0), [str(n) for n in ckpt.get("class_names", [])],
+        config = dict(ckpt["config"])
+        config["watermark"] = {**config.get("watermark", {}), "key": ""}   # no private key file path on the Hub
+        model = cls(config, ckpt.get("c_dim", 0), [str(n) for n in ckpt.get("class_names", [])],
                     ckpt.get("step"), run_metrics(checkpoint), ckpt["format_version"])
         model.G.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt[key].items()})
         return model

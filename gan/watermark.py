@@ -13,6 +13,10 @@ small set of scales for resized clips.
 The pattern's frequency bins are split between a sync pattern (detection, shift and scale) and one
 disjoint group of bins per payload bit (sign = bit), so payload patterns are exactly orthogonal to the
 sync and to each other at every shift. Payload: 48 bits (32-bit model id + 16-bit user id) + CRC-8.
+Version 2 marks (the default) protect those 56 bits with a convolutional code (gan/watermark_ecc.py) decoded
+by soft Viterbi from per-bit correlations weighted per frequency ring by the channel gain that the sync bins,
+which are known to the detector, measure (pilot-based maximum-ratio combining); version 1 marks (56 uncoded
+bits, their own key derivation) are still found and read.
 
 Embedding is luma-adaptive (Watermarker.embed): less mark near black and white, where clipping (here, or after
 a brightness/contrast change) removes it, and a per-frame gain that spends each frame's PSNR budget.
@@ -36,6 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gan import watermark_ecc as ecc
 from gan.errors import ReelganError
 
 TILE = 64                    # pattern period in pixels (a 64 px frame holds one tile)
@@ -43,6 +48,11 @@ BAND = (4.0, 16.0)           # radial frequency band in cycles per tile: 1/16 ..
 SYNC_SHARE = 0.5             # fraction of the band's bins (= energy) given to the sync pattern
 PAYLOAD_BITS = 48            # 32-bit model id + 16-bit user id
 CODED_BITS = PAYLOAD_BITS + 8  # + CRC-8
+VERSION = 2                  # what Watermarker embeds; detect() searches VERSIONS
+VERSIONS = (2, 1)
+INV_RATE = 3                 # v2: 1 / code rate (convolutional code, gan/watermark_ecc.py)
+V2_SYNC_SHARE = 0.5          # v2: share of the bins given to the sync pattern
+RINGS = (6.0, 8.0, 10.0, 12.0, 14.0)   # v2 decoding: radius edges (cycles per tile) of the channel-gain rings
 AMPLITUDE = 2.4              # luma RMS of the mark at gain 1 in 8-bit levels (PSNR ~40.3 dB where nothing clips)
 TARGET_PSNR = 40.3           # each frame's gain is raised until its PSNR comes down to this ...
 MAX_GAIN = 3.0               # ... but at most this much (frames that are nearly all black or white)
@@ -175,18 +185,22 @@ def _reconfigure() -> None:
 class Key:
     """The patterns of one key: random phases on the band's bins, bins split into sync and bit groups."""
 
-    def __init__(self, key: bytes = PUBLIC_KEY):
-        self.key = bytes(key)
-        seed = int.from_bytes(hashlib.sha256(b"reelgan-watermark-v1|" + self.key).digest()[:16], "big")
+    def __init__(self, key: bytes = PUBLIC_KEY, version: int = VERSION):
+        if version not in (1, 2):
+            raise WatermarkError(f"watermark version {version} is unknown (1 or 2)")
+        self.key, self.version = bytes(key), version
+        seed = int.from_bytes(hashlib.sha256(f"reelgan-watermark-v{version}|".encode() + self.key).digest()[:16],
+                              "big")
         rng = np.random.default_rng(seed)
         n = len(_BINS[0])
         self.phase = np.exp(2j * np.pi * rng.random(n))           # [n] unit-magnitude coefficients
         order = rng.permutation(n)
-        n_sync = int(round(n * SYNC_SHARE))
-        self.group = np.empty(n, np.int64)                         # -1: sync, b: payload bit b
+        n_sync = int(round(n * (SYNC_SHARE if version == 1 else V2_SYNC_SHARE)))
+        self.n_channel = channel_length(version)
+        self.group = np.empty(n, np.int64)                         # -1: sync, b: channel bit b
         self.group[order[:n_sync]] = -1
-        self.group[order[n_sync:]] = np.arange(n - n_sync) % CODED_BITS
-        self.fingerprint = hashlib.sha256(b"fp|" + self.key).hexdigest()[:8]
+        self.group[order[n_sync:]] = np.arange(n - n_sync) % self.n_channel
+        self.fingerprint = key_fingerprint(self.key)
 
     def pattern(self, coded: Sequence[int]) -> np.ndarray:
         """The TILE x TILE luma pattern (unit RMS) for coded bits (0/1)."""
@@ -199,8 +213,28 @@ class Key:
 
 
 def coded_bits(payload: int) -> np.ndarray:
+    """The 56 bits payload + CRC-8 (what v1 embeds as is; v2 encodes them, see channel_bits)."""
     value = (payload << 8) | crc8(payload)
     return np.array([(value >> (CODED_BITS - 1 - i)) & 1 for i in range(CODED_BITS)], np.int64)
+
+
+def channel_length(version: int = VERSION) -> int:
+    return CODED_BITS if version == 1 else ecc.coded_length(CODED_BITS, INV_RATE)
+
+
+def channel_bits(payload: int, version: int = VERSION) -> np.ndarray:
+    """The bits the pattern carries: v1 payload + CRC as is, v2 their convolutional codeword."""
+    bits = coded_bits(payload)
+    return bits if version == 1 else ecc.encode(bits, INV_RATE)
+
+
+def key_fingerprint(key: bytes) -> str:
+    """8 hex digits that name a key without revealing it (sha256 of a prefixed key; not invertible)."""
+    return hashlib.sha256(b"fp|" + bytes(key)).hexdigest()[:8]
+
+
+def is_public(key: bytes) -> bool:
+    return bytes(key) == PUBLIC_KEY
 
 
 # ---- embedding ------------------------------------------------------------------------------------
@@ -229,14 +263,15 @@ class Watermarker:
                  key: bytes = PUBLIC_KEY,     # key bytes (PUBLIC_KEY: anyone can detect)
                  payload: int = 0,            # 48-bit payload (make_payload(model_id, user_id))
                  amplitude: float = AMPLITUDE,  # luma RMS in 8-bit levels
-                 origin: str = ""):           # where the key came from, for logs
-        self.keys = Key(key)
+                 origin: str = "",            # where the key came from, for logs
+                 version: int = VERSION):     # 2: ECC-coded payload; 1: the original uncoded layout
+        self.keys = Key(key, version)
         self.payload = int(payload)
         if not 0 <= self.payload < 2 ** PAYLOAD_BITS:
             raise WatermarkError(f"payload must fit {PAYLOAD_BITS} bits")
         self.amplitude = float(amplitude)
         self.origin = origin
-        self.tile = (self.amplitude * self.keys.pattern(coded_bits(self.payload))).astype(np.float32)
+        self.tile = (self.amplitude * self.keys.pattern(channel_bits(self.payload, version))).astype(np.float32)
         self._cache: Dict[Tuple[int, int], np.ndarray] = {}
 
     def offsets(self, height: int, width: int) -> np.ndarray:
@@ -278,8 +313,8 @@ class Watermarker:
         return out[0] if single else out
 
     def describe(self) -> str:
-        return (f"watermark on: payload {self.payload:012x} (model id {self.payload >> 16:08x}, user id "
-                f"{self.payload & 0xFFFF}), {self.origin or 'key ' + self.keys.fingerprint}")
+        return (f"watermark on (v{self.keys.version}): payload {self.payload:012x} (model id {self.payload >> 16:08x}, "
+                f"user id {self.payload & 0xFFFF}), {self.origin or 'key ' + self.keys.fingerprint}")
 
     def __repr__(self) -> str:
         return f"Watermarker(payload={self.payload:#014x}, key={self.keys.fingerprint}, amplitude={self.amplitude})"
@@ -294,7 +329,7 @@ class Detection:
     p_false: Optional[float]          # probability that an unmarked clip scores at least this high
     payload: Optional[str] = None     # 12 hex digits, when detected
     payload_valid: Optional[bool] = None   # its CRC-8 matches
-    bit_confidence: Optional[float] = None  # mean posterior probability that a decoded bit is right
+    bit_confidence: Optional[float] = None  # mean posterior that a bit is right (v2: raw channel bits, pre-decoding)
     min_bit_confidence: Optional[float] = None
     z: Optional[float] = None         # best normalised correlation (null: N(0, 1) per test)
     shift: Optional[Tuple[int, int]] = None   # (dy, dx) of the tile found
@@ -302,6 +337,10 @@ class Detection:
     frames: int = 0
     size: Tuple[int, int] = (0, 0)
     reason: str = ""
+    version: Optional[int] = None     # the mark's layout found (2: ECC-coded payload, 1: uncoded)
+    key_fingerprint: str = ""         # of the key searched for (key_fingerprint())
+    key_public: Optional[bool] = None  # the public default key (anyone can check and forge the mark)
+    channel_bit_errors: Optional[int] = None   # v2: raw channel bits whose sign disagrees with the decoded codeword
 
     @property
     def verdict(self) -> str:
@@ -388,19 +427,40 @@ def _resample(image: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 def detect(frames: np.ndarray, key: bytes = PUBLIC_KEY, scales: Sequence[float] = SCALES,
-           threshold: float = P_THRESHOLD) -> Detection:
-    """Look for the mark of `key` in uint8 frames `[T, H, W, 3]` (or grey `[T, H, W]`)."""
+           threshold: float = P_THRESHOLD, versions: Sequence[int] = VERSIONS) -> Detection:
+    """Look for the mark of `key` in uint8 frames `[T, H, W, 3]` (or grey `[T, H, W]`), in each layout of
+    `versions` (p_false covers them all)."""
     frames = np.asarray(frames)
     if frames.ndim == 3 and frames.shape[-1] == 3:
         frames = frames[None]
     t, h, w = frames.shape[:3]
-    base = dict(frames=int(t), size=(int(h), int(w)))
+    base = dict(frames=int(t), size=(int(h), int(w)), key_fingerprint=key_fingerprint(key), key_public=is_public(key))
     if t < MIN_FRAMES or min(h, w) < MIN_SIZE:
         return Detection(None, None, reason=f"undetermined: {t} frame(s) of {h}x{w}; the detector needs at least "
                          f"{MIN_FRAMES} frame of at least {MIN_SIZE}x{MIN_SIZE} px", **base)
-    keys = Key(key)
-    sync = np.where(keys.group < 0, keys.phase, 0)
     mean = prepare(frames)                                          # the mark is the same on every frame
+    best = None
+    for version in versions:                                        # each layout has its own sync pattern
+        keys = Key(key, version)
+        found = _search(mean, keys, scales, threshold / len(versions))
+        if found is not None and (best is None or found[0] < best[0]):
+            best = found + (keys,)
+        if best is not None and best[0] < threshold / len(versions) * 1e-3:
+            break
+    if best is None:
+        return Detection(None, None, reason=f"undetermined: {h}x{w} is too small for the scale search", **base)
+    p, z, shift, s, coef, keys = best
+    p = min(1.0, p * len(versions))                                 # Bonferroni over the layouts searched
+    det = Detection(p < threshold, p, z=z, shift=(int(shift[0]), int(shift[1])), scale=s, **base)
+    if det.detected:
+        det.version = keys.version
+        _decode_payload(det, keys, coef, shift, z)
+    return det
+
+
+def _search(mean: torch.Tensor, keys: Key, scales: Sequence[float], threshold: float):
+    """(p, z, shift, scale, coef) of the best sync correlation over shifts and scales, or None."""
+    sync = np.where(keys.group < 0, keys.phase, 0)
     n_tests = TILE * TILE
     others = [s for s in scales if s != 1.0]
     w1 = (SCALE1_WEIGHT if others else 1.0) if 1.0 in scales else 0.0
@@ -419,36 +479,54 @@ def detect(frames: np.ndarray, key: bytes = PUBLIC_KEY, scales: Sequence[float] 
             best = (p, z, divmod(k, TILE), s, coef)
         if s == 1.0 and p < threshold * 1e-3:                      # clearly found: skip the scale search
             break
-    if best is None:
-        return Detection(None, None, reason=f"undetermined: {h}x{w} is too small for the scale search", **base)
-    p, z, shift, s, coef = best
-    det = Detection(p < threshold, p, z=z, shift=(int(shift[0]), int(shift[1])), scale=s, **base)
-    if det.detected:
-        _decode_payload(det, keys, coef, shift, z)
-    return det
+    return best
 
 
 def _decode_payload(det: Detection, keys: Key, coef: np.ndarray, shift, z_sync: float) -> None:
-    """Correlate each bit's bins at the sync's shift; sign = bit. Bit confidence: the posterior of a
-    Gaussian channel whose per-bit mean is the sync's z scaled by the energy share."""
+    """Correlate each channel bit's bins at the sync's shift. v1: sign = bit; bit confidence is the posterior
+    of a Gaussian channel whose per-bit mean is the sync's z scaled by the energy share. v2: each bin's term is
+    weighted by its ring's gain measured on the sync bins (a whitened bin's noise is N(0, 1/2) per real part, so
+    the bin's log-likelihood ratio is 4 g t), summed per channel bit and decoded by soft Viterbi."""
     fy, fx = _BINS
     rot = np.exp(2j * np.pi * (fy * shift[0] + fx * shift[1]) / TILE)   # undo the cyclic shift
     terms = np.real(coef * np.conj(keys.phase) * rot)
-    n_sync = int(np.sum(keys.group < 0))
-    z_bits = np.zeros(CODED_BITS)
-    mag2 = np.abs(coef) ** 2
-    for b in range(CODED_BITS):
-        m = keys.group == b
-        z_bits[b] = terms[m].sum() / math.sqrt(max(mag2[m].sum() / 2.0, 1e-30))
-    bits = (z_bits > 0).astype(np.int64)
-    mu = np.array([max(z_sync, 0.0) * math.sqrt((keys.group == b).sum() / n_sync) for b in range(CODED_BITS)])
-    conf = 1.0 / (1.0 + np.exp(-2.0 * mu * np.abs(z_bits)))
-    value = int("".join(map(str, bits)), 2)
+    n = keys.n_channel
+    if keys.version == 1:
+        n_sync = int(np.sum(keys.group < 0))
+        mag2 = np.abs(coef) ** 2
+        z_bits = np.zeros(n)
+        for b in range(n):
+            m = keys.group == b
+            z_bits[b] = terms[m].sum() / math.sqrt(max(mag2[m].sum() / 2.0, 1e-30))
+        bits = (z_bits > 0).astype(np.int64)
+        mu = np.array([max(z_sync, 0.0) * math.sqrt((keys.group == b).sum() / n_sync) for b in range(n)])
+        conf = 1.0 / (1.0 + np.exp(-2.0 * mu * np.abs(z_bits)))
+    else:
+        llr = 4.0 * _ring_gains(terms, keys.group) * terms
+        soft = np.bincount(keys.group[keys.group >= 0], weights=llr[keys.group >= 0], minlength=n)
+        bits = ecc.decode(soft, CODED_BITS, INV_RATE)
+        codeword = ecc.encode(bits, INV_RATE)
+        det.channel_bit_errors = int(np.sum((soft > 0) != (codeword > 0)))
+        conf = 1.0 / (1.0 + np.exp(-np.abs(soft)))
+    value = int("".join(map(str, bits[:CODED_BITS])), 2)
     payload, crc = value >> 8, value & 0xFF
     det.payload = f"{payload:012x}"
     det.payload_valid = crc8(payload) == crc
     det.bit_confidence = float(conf.mean())
     det.min_bit_confidence = float(conf.min())
+
+
+def _ring_gains(terms: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Per bin: the mean sync term of its frequency ring (the mark's surviving amplitude there after the
+    whitening), floored at a small positive value so no ring is ignored outright."""
+    fy, fx = _BINS
+    r = np.hypot(np.fft.fftfreq(TILE)[fy] * TILE, fx)
+    ring = np.digitize(r, RINGS)
+    sync = group < 0
+    g = np.array([terms[sync & (ring == k)].mean() if np.any(sync & (ring == k)) else 0.0
+                  for k in range(len(RINGS) + 1)])
+    g = np.maximum(g, 0.05 * max(float(g.max()), 1e-3))
+    return g[ring]
 
 
 def decoded_bits(det: Detection) -> Optional[np.ndarray]:

@@ -5,6 +5,11 @@ Examples:
   reelgan-watermark detect out/seed0000.mp4 out/seed0001.gif out/seed0002/      # mp4/webm/gif/png folder
   reelgan-watermark detect clip.mp4 --json                     # one JSON object per file and line
   reelgan-watermark detect clip.mp4 --key my.key               # a private key (else $REELGAN_WATERMARK_KEY)
+
+A detection names the key that matched. The public key (the default, a constant in the source) lets anyone
+check a clip and equally lets anyone put the mark on any video: it proves nothing about origin. Only a
+private key mark says "made by whoever holds the key" (a static pattern can still be estimated from many
+clips marked with the same key and payload: BENCHMARKS.md, "Watermark attacks and payload coding").
   reelgan-watermark embed in.mp4 marked.mp4 --payload 1234abcd0007
 """
 from __future__ import annotations
@@ -40,15 +45,40 @@ def read_frames(path: str, max_frames: Optional[int] = None) -> np.ndarray:
     return read_video(p, max_frames=max_frames)
 
 
-def _line(path: str, det: wm.Detection) -> str:
+PROVES = {True: "public mark: checkable and forgeable by anyone; proves nothing about origin",
+          False: "private key: provenance, only holders of the key (or whoever estimated its pattern from many "
+                 "marked clips) can make this mark"}
+
+
+def key_name(det: wm.Detection) -> str:
+    return f"{'public' if det.key_public else 'private'} key {det.key_fingerprint}"
+
+
+def _line(path: str, det: wm.Detection, keys: str) -> str:
     if det.detected is None:
         return f"{path}: undetermined ({det.reason})"
     if not det.detected:
-        return f"{path}: not detected (p_false {det.p_false:.2g}, z {det.z:.1f}, {det.frames} frames)"
+        return f"{path}: not detected with {keys} (p_false {det.p_false:.2g}, z {det.z:.1f}, {det.frames} frames)"
     valid = "CRC ok" if det.payload_valid else "CRC mismatch: payload unreliable"
-    return (f"{path}: detected (p_false {det.p_false:.2g}, z {det.z:.1f}, payload {det.payload} = model id "
-            f"{det.payload[:8]} user id {int(det.payload[8:], 16)}, {valid}, bit confidence "
-            f"{det.bit_confidence:.3f}, scale {det.scale:g}, shift {det.shift})")
+    return (f"{path}: detected, {key_name(det)}, mark v{det.version} (p_false {det.p_false:.2g}, z {det.z:.1f}, "
+            f"payload {det.payload} = model id {det.payload[:8]} user id {int(det.payload[8:], 16)}, {valid}, "
+            f"bit confidence {det.bit_confidence:.3f}, scale {det.scale:g}, shift {det.shift}) -- "
+            f"{PROVES[bool(det.key_public)]}")
+
+
+def detect_any(frames: np.ndarray, keys, threshold: float) -> wm.Detection:
+    """Search each key (threshold split between them: Bonferroni); the detection with the lowest p_false,
+    its p_false scaled to cover all keys searched."""
+    best = None
+    for key in keys:
+        det = wm.detect(frames, key=key, threshold=threshold / len(keys))
+        if det.p_false is not None:
+            det.p_false = min(1.0, det.p_false * len(keys))
+        if best is None or (det.p_false is not None and (best.p_false is None or det.p_false < best.p_false)):
+            best = det
+        if det.detected:
+            break
+    return best
 
 
 @click.group(cls=Group, help=__doc__)
@@ -60,9 +90,10 @@ def cli():
                   "once the files are read).")
 @click.argument("files", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file and line: detected, p_false, "
-              "payload, payload_valid, bit_confidence, z, shift, scale, frames, verdict.")
+              "payload, payload_valid, bit_confidence, z, shift, scale, frames, version, key_fingerprint, "
+              "key_public, proves, verdict.")
 @click.option("--key", "key_file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help=f"Private key file [default: ${wm.KEY_ENV}, else the public key].")
+              help=f"Private key file [default: ${wm.KEY_ENV}]; the public key is always searched too.")
 @click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=wm.P_THRESHOLD, show_default=True,
               help="Detected when the false-positive probability is below this.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=512, show_default=True,
@@ -72,6 +103,8 @@ def detect(files, as_json, key_file, threshold, max_frames):
         key, _ = wm.resolve_key(key_file)
     except wm.WatermarkError as e:
         raise click.UsageError(str(e))
+    keys = [key] if wm.is_public(key) else [key, wm.PUBLIC_KEY]
+    names = " and ".join(f"{'public' if wm.is_public(k) else 'private'} key {wm.key_fingerprint(k)}" for k in keys)
     failed = False
     for path in files:
         try:
@@ -80,11 +113,12 @@ def detect(files, as_json, key_file, threshold, max_frames):
             click.echo(f"{path}: error: {e}", err=True)
             failed = True
             continue
-        det = wm.detect(frames, key=key, threshold=threshold)
+        det = detect_any(frames, keys, threshold)
         if as_json:
-            click.echo(json.dumps({"file": path, **det.to_dict()}))
+            proves = PROVES[bool(det.key_public)] if det.detected else None
+            click.echo(json.dumps({"file": path, **det.to_dict(), "proves": proves}))
         else:
-            click.echo(_line(path, det))
+            click.echo(_line(path, det, names))
     sys.exit(EXIT_USER_ERROR if failed else 0)
 
 
