@@ -58,18 +58,37 @@ def training_captions(cfg) -> List[str]:
                   | set(all_captions()))
 
 
+def caption_factors() -> List[tuple]:
+    """(colour, shape, direction) of each of all_captions(), in the same order."""
+    from gan.data.builtin import _DIRECTIONS, PALETTE, BouncingShapes
+    return [(c, s, d) for c, s, d, _ in itertools.product(PALETTE, BouncingShapes.class_names, _DIRECTIONS, range(3))]
+
+
 @torch.no_grad()
 def embedding_ranks(enc) -> Dict:
-    """Rank of each paraphrase's own plain caption among all captions by cosine (0: nearest)."""
+    """Where paraphrases embed. Rank of each paraphrase's own plain caption among all captions by cosine (0:
+    nearest), and a linear read-out of each factor (ridge regression onto one-hot targets, lambda 1) fitted on the
+    plain captions' embeddings and applied to the paraphrases': the best a read-out like G's first layer can do
+    when it learns from the training captions only."""
     from gan.conditioning.paraphrase import VARIANTS, paraphrase
-    caps = all_captions()
+    caps, facts = all_captions(), caption_factors()
     E = torch.nn.functional.normalize(enc.encode(caps).float(), dim=1)
+    X = torch.cat([E, torch.ones(len(E), 1)], 1)
+    readouts = []
+    for k in range(3):
+        values = sorted({f[k] for f in facts})
+        Y = torch.tensor([[float(f[k] == v) for v in values] for f in facts])
+        readouts.append((torch.linalg.solve(X.T @ X + torch.eye(X.shape[1]), X.T @ Y), Y.argmax(1)))
     out = {}
     for v in range(VARIANTS):
         P = torch.nn.functional.normalize(enc.encode([paraphrase(c, v) for c in caps]).float(), dim=1)
         S = P @ E.T
         rank = (S > S.diagonal()[:, None]).sum(1).float()
-        out[f"variant {v}"] = {"top1": float((rank == 0).float().mean()), "mean_rank": float(rank.mean())}
+        Xp = torch.cat([P, torch.ones(len(P), 1)], 1)
+        probe = {name: float(((Xp @ W).argmax(1) == y).float().mean())
+                 for name, (W, y) in zip(KEYS, readouts)}
+        out[f"variant {v}"] = {"top1": float((rank == 0).float().mean()), "mean_rank": float(rank.mean()),
+                               "readout": probe}
     return out
 
 
@@ -122,7 +141,7 @@ def render_section(doc: Dict, json_path: str) -> str:
            f"their presets (16 px shapes, one object), then asked for {doc['clips']} test-split clips (seeds 0..), "
            f"8 frames each. Raw results: `{json_path}`. Total time {doc['total_s'] / 60:.0f} min._", "",
            f"Held-out check: the paraphrases' words (and parts of hyphenated ones) against the words of "
-           f"{doc['held_out']['training_captions']} training captions: "
+           f"{doc['held_out']['training_captions']} distinct captions (all the training data has or can have): "
            f"{'no word shared' if not doc['held_out']['shared'] else 'SHARED: ' + ', '.join(doc['held_out']['shared'])}."
            , "",
            "| encoder | prompts | colour | shape | direction | attribute accuracy | all three | sprite drift |",
@@ -145,6 +164,13 @@ def render_section(doc: Dict, json_path: str) -> str:
         e = r["embedding_ranks"]
         out.append(f"| {model} | {e['variant 0']['mean_rank']:.0f} | {pct(e['variant 0']['top1'])} | "
                    f"{e['variant 1']['mean_rank']:.0f} | {pct(e['variant 1']['top1'])} |")
+    out += ["", "A linear read-out of each factor fitted on the 432 plain captions' embeddings (ridge, lambda 1), "
+            "applied to the paraphrases' embeddings (paraphrase 0 / 1; what a first layer that learned from the "
+            "training captions alone can read from a paraphrase):", "",
+            "| encoder | colour | shape | direction |", "|---|---|---|---|"]
+    for model, r in doc["results"].items():
+        e = [r["embedding_ranks"][f"variant {v}"]["readout"] for v in (0, 1)]
+        out.append(f"| {model} | " + " | ".join(f"{pct(e[0][k])} / {pct(e[1][k])}" for k in KEYS) + " |")
     return "\n".join(out)
 
 

@@ -91,8 +91,9 @@ def test_paraphrases_cover_every_caption_value_in_held_out_words():
 
 def test_paraphrases_embed_near_their_plain_caption(minilm):
     # Of 144 captions (colour x shape x direction), where does each paraphrase's own plain caption rank by cosine?
-    # Measured: mean rank 10-30 of 143 (chance 71.5); the bound fails for an encoder that ignores meaning
-    # (the built-in bag of words maps every held-out word to <unk>: all paraphrases embed alike).
+    # Measured: mean rank 24 / 22 (chance 71.5), nearer than the average caption for 91% / 98% of paraphrases
+    # (chance 50%). An encoder blind to the held-out words fails both bounds (the built-in bag of words, every
+    # such word <unk>: rank 71.5, 51%).
     import itertools
     from gan.conditioning.paraphrase import VARIANTS, paraphrase
     from gan.data.builtin import _DIRECTIONS, PALETTE, BouncingShapes, indefinite_article
@@ -105,7 +106,7 @@ def test_paraphrases_embed_near_their_plain_caption(minilm):
         rank = (sim > own[:, None]).sum(1).float()
         assert rank.mean() < len(caps) / 4, f"variant {v}: mean rank {rank.mean():.1f}"
         others = (sim.sum(1) - own) / (len(caps) - 1)
-        assert (own > others).float().mean() > 0.9                               # nearer than the average caption
+        assert (own > others).float().mean() > 0.8                               # nearer than the average caption
 
 
 def test_config_selects_minilm_and_checks_its_size():
@@ -119,6 +120,7 @@ def test_config_selects_minilm_and_checks_its_size():
     assert pretrained_text_encoder(load_config(str(ROOT / "configs" / "t2v.yaml")).cond) is None   # built-in
 
 
+@pytest.mark.slow
 def test_minilm_checkpoint_records_the_encoder_without_it_and_generates_from_a_prompt(tmp_path, minilm_folder,
                                                                                     monkeypatch):
     import generate
