@@ -157,7 +157,9 @@ class CondConfig:
     encoder_channels: int = 32      # 'image'/'continue': widest encoder layer
     motion_anchors: int = 4         # 'continue': motion anchors predicted from the context (later ones: random)
     text_dim: int = 32              # 'text': sentence embedding size = condition size of G and both Ds
-    text_encoder: str = "transformer"  # 'text': 'transformer' (1-2 layers over word tokens) or 'bag' (mean embedding)
+    text_encoder: str = "transformer"  # 'text': built-in, trained with the Ds: 'transformer' (1-2 layers over word
+                                    # tokens) or 'bag' (mean embedding); pretrained, frozen: 'minilm' (all-MiniLM-L6-v2,
+                                    # text_dim 384; understands words the captions never use; gan/conditioning/minilm.py)
     text_layers: int = 1            # 'text': transformer layers
     text_max_tokens: int = 24       # 'text': captions are cut to this many words
     mismatch_weight: float = 1.0    # 'text': matching-aware D loss, real clip + wrong caption counted as fake (0: off)
@@ -477,8 +479,12 @@ def _validate_cond(cfg: Config) -> None:
                           f"of each clip is the future to predict; got {c.context_frames}")
     if c.mode == "text" and not cfg.data.captions:
         raise ConfigError("cond.mode 'text' needs data.captions: true (built-in datasets emit a caption per clip)")
-    if c.text_encoder not in ("transformer", "bag"):
-        raise ConfigError(f"cond.text_encoder must be 'transformer' or 'bag', got '{c.text_encoder}'")
+    if c.text_encoder not in ("transformer", "bag", "minilm"):
+        raise ConfigError(f"cond.text_encoder must be 'transformer', 'bag' (built-in) or 'minilm' (pretrained), got "
+                          f"'{c.text_encoder}'")
+    if c.mode == "text" and c.text_encoder == "minilm" and c.text_dim != 384:
+        raise ConfigError(f"cond.text_encoder 'minilm' gives 384-d sentence embeddings: set cond.text_dim: 384 "
+                          f"(got {c.text_dim})")
     if c.lpips_net not in ("alex", "vgg"):
         raise ConfigError(f"cond.lpips_net must be 'alex' or 'vgg' (the networks with published LPIPS weights), "
                           f"got '{c.lpips_net}'")

@@ -1,6 +1,7 @@
 """Conditional generation: animate a still ('image'), continue a clip ('continue'), render a sentence
 ('text'). Conditions reach the networks as their one optional argument `c` (DESIGN.md):
-- text: a sentence embedding [B, dim] from a `TextEncoder` (built-in, trained with the Ds, or your own);
+- text: a sentence embedding [B, dim] from a `TextEncoder` (built-in, trained with the Ds; pretrained all-MiniLM-L6-v2,
+  frozen: minilm.py, chosen by pretrained.py; or your own);
 - image / continue: the frames themselves, encoded inside the frame-conditioned generators (gan/networks/
   conditional.py; `gan.networks.build_generator` builds the one a config asks for).
 Here: the text encoders (text.py), reading stills and clips (inputs.py) and measuring motion (measure.py); the

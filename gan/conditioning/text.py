@@ -1,19 +1,13 @@
 """Text conditioning: a word tokenizer and a small sentence encoder trained with the GAN (no download).
 
 The generator and both discriminators only ever see a sentence embedding `[B, dim]` (their `c`), so
-any encoder that follows the `TextEncoder` protocol can replace the built-in one, e.g. a pretrained
-sentence encoder the user has installed:
+any encoder that follows the `TextEncoder` protocol can replace the built-in one. A pretrained one ships:
+`cond.text_encoder: minilm` (all-MiniLM-L6-v2, gan/conditioning/minilm.py; configs/t2v_minilm.yaml), frozen,
+recorded in checkpoints by name and SHA-256 and rebuilt from the weights cache by generate.py. Any other object
+with .dim and .encode() fits too, passed by hand:
 
-    class MiniLM:                                  # any object with .dim and .encode() fits
-        dim = 384
-        def __init__(self):
-            from sentence_transformers import SentenceTransformer
-            self.model = SentenceTransformer("all-MiniLM-L6-v2")
-        def encode(self, captions):
-            return torch.as_tensor(self.model.encode(list(captions)))
-
-    train(cfg, outdir, text_encoder=MiniLM())      # with cfg.cond.text_dim = 384; kept frozen
-    generate_conditional(ckpt, out, seeds, prompt="...", text_encoder=MiniLM())
+    train(cfg, outdir, text_encoder=MyEncoder())   # with cfg.cond.text_dim = MyEncoder.dim; kept frozen
+    generate_conditional(ckpt, out, seeds, prompt="...", text_encoder=MyEncoder())
 
 An external encoder is used as it is (frozen, never saved in checkpoints); the built-in one is trained
 with the discriminators (its embedding is what their projection heads compare clips against), and

@@ -10,6 +10,7 @@ import torch
 from gan import watermark as wm
 from gan.checkpoint import CheckpointError, generator_key, load, load_modules
 from gan.conditioning.inputs import ConditionError
+from gan.conditioning.pretrained import pretrained_text_encoder
 from gan.conditioning.text import TextEncoder, build_text_encoder
 from gan.config import Config
 from gan.errors import ReelganError
@@ -93,6 +94,9 @@ def _text_encoder(ckpt: Dict, cfg: Config, device, given: Optional[TextEncoder])
             raise ConditionError(f"the text encoder gives {given.dim}-d embeddings; this model was "
                                  f"trained on {cfg.cond.text_dim}-d ones")
         return given
+    pretrained = pretrained_text_encoder(cfg.cond, saved.get("pretrained_text_encoder"), device)   # 'minilm'
+    if pretrained is not None:
+        return pretrained
     if saved.get("text_encoder") is None:
         return None
     enc = build_text_encoder(cfg.cond, (), vocab=saved["text_vocab"])

@@ -10,6 +10,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import torch
 
+from gan.conditioning.pretrained import pretrained_text_encoder
 from gan.conditioning.text import CaptionNegatives, LearnedTextEncoder, TextEncoder, build_text_encoder
 from gan.config import Config
 from gan.networks import build_discriminators
@@ -44,6 +45,8 @@ class ConditionalTraining:
         if self.mode in ("image", "continue"):
             self.recon = build_reconstruction(cfg.cond).to(self.device)   # warns if the backbone is random
         else:
+            if text_encoder is None:                                  # cond.text_encoder 'minilm': pretrained, frozen
+                text_encoder = pretrained_text_encoder(cfg.cond, device=self.device)
             if text_encoder is not None:
                 if not isinstance(text_encoder, TextEncoder):
                     raise TypeError("text_encoder must follow gan.conditioning.text.TextEncoder (.dim and .encode)")
@@ -208,6 +211,8 @@ class ConditionalTraining:
         if self.mode == "text":
             if self.external_text:
                 out["external_text_encoder"] = type(self.text_encoder).__name__
+                record = getattr(self.text_encoder, "record", None)   # a pretrained one: name + SHA-256, no weights
+                out["pretrained_text_encoder"] = record() if callable(record) else None
             else:
                 out["text_encoder"] = self.text_encoder.state_dict()
                 out["text_vocab"] = list(self.text_encoder.tokenizer.vocab)
