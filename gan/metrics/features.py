@@ -94,8 +94,7 @@ class PretrainedI3D(FeatureExtractor):
         self.path, self.device = Path(path), device
         self.net = load_pretrained(self.path, device)
         self.sha256 = W.sha256_of(self.path)
-        payload = torch.load(str(self.path), map_location="cpu", weights_only=True)
-        self.source = payload.get("source", {}) if isinstance(payload, dict) else {}
+        self.source = self.net.source
 
     @torch.no_grad()
     def __call__(self, clips: np.ndarray) -> np.ndarray:

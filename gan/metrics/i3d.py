@@ -250,7 +250,8 @@ def convert_jax_checkpoint(src_path: Union[str, os.PathLike], dst_path: Union[st
 
 
 def load_pretrained(path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu") -> InceptionI3d:
-    """`InceptionI3d` in eval mode with the weights of a converted file (or a bare state dict)."""
+    """`InceptionI3d` in eval mode with the weights of a converted file (or a bare state dict); `.source`
+    names the package, file and SHA-256 the conversion started from ({} for a bare state dict)."""
     try:
         payload = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:           # pickle / zip errors of a wrong file: one line naming the file
@@ -260,6 +261,7 @@ def load_pretrained(path: Union[str, os.PathLike], device: Union[str, torch.devi
     net = InceptionI3d()
     if not isinstance(sd, Mapping):
         raise I3DWeightsError(f"{path} holds no I3D state dict")
+    net.source = payload.get("source", {}) if "state_dict" in payload else {}   # where the weights came from
     missing = set(net.state_dict()) - set(sd)
     if missing:
         raise I3DWeightsError(f"{path} lacks {len(missing)} I3D parameters (e.g. {sorted(missing)[0]}): it is "
