@@ -148,3 +148,7 @@ def test_metrics_cli_fvd16_uses_fetched_i3d_and_names_it(i3d_cache, tmp_path, mo
                                            "--metrics", "fvd16", "--num", "2", "--quiet",
                                            "--i3d-weights", str(tmp_path / "nope.pt")])
     assert bad.exit_code == 2 and "nope.pt does not exist" in bad.output and "Traceback" not in bad.output
+    wrong = CliRunner().invoke(metrics_cli, ["--videos", str(videos), "--data", "digits", "--resolution", "64",
+                                             "--metrics", "fvd16", "--num", "2", "--quiet", "--i3d-weights", str(out)])
+    assert wrong.exit_code == 2 and "is not a torch I3D weight file" in wrong.output
+    assert len(wrong.output.strip().splitlines()) == 1

@@ -255,8 +255,8 @@ def load_pretrained(path: Union[str, os.PathLike], device: Union[str, torch.devi
     try:
         payload = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:           # pickle / zip errors of a wrong file: one line naming the file
-        raise I3DWeightsError(f"{path} is not a torch I3D weight file ({type(e).__name__}: {e}); convert "
-                              f"i3d-kinetics-400.ckpt with `reelgan-weights fetch i3d`") from None
+        raise I3DWeightsError(f"{path} is not a torch I3D weight file (torch.load: {type(e).__name__}); "
+                              f"convert i3d-kinetics-400.ckpt with `reelgan-weights fetch i3d`") from None
     sd = payload.get("state_dict", payload) if isinstance(payload, dict) else None
     net = InceptionI3d()
     if not isinstance(sd, Mapping):
