@@ -136,15 +136,19 @@ def test_kid_separates_distributions_and_is_reproducible():
 # Published weights: real loading code, and the message when they are absent
 
 
-def test_missing_weights_message_names_file_folder_and_url(tmp_path):
+def test_missing_weights_message_names_file_folder_and_url(tmp_path, monkeypatch):
     for spec in (W.I3D_WEIGHTS, W.INCEPTION_WEIGHTS):
         with pytest.raises(W.MissingWeightsError) as err:
             W.resolve_weights(spec)
         msg = str(err.value)
         assert spec.filename in msg and str(tmp_path / "cache" / "weights" / spec.filename) in msg
         assert spec.urls[0] in msg and spec.option in msg and "--random-features" in msg
-    with pytest.raises(W.MissingWeightsError, match="i3d_torchscript.pt"):
-        build_extractor("i3d")                                 # never silently random
+    from gan.weights import WeightsError
+    monkeypatch.setenv("REELGAN_WEIGHTS_DIR", str(tmp_path / "empty"))   # nothing cached, fetching off:
+    monkeypatch.setenv("REELGAN_WEIGHTS_FETCH", "0")                   # an error naming the fix, never random
+    for kind, name in (("inception", "inception"), ("i3d", "i3d")):
+        with pytest.raises(WeightsError, match=f"reelgan-weights fetch {name}|REELGAN_WEIGHTS_FETCH"):
+            build_extractor(kind)
 
 
 def test_weights_file_path_and_sha256_check(tmp_path):
@@ -161,12 +165,15 @@ def test_weights_file_path_and_sha256_check(tmp_path):
     assert W.resolve_weights(W.INCEPTION_WEIGHTS) == cached
 
 
-def test_cli_refuses_published_metric_without_weights(tmp_path):
+def test_cli_refuses_published_metric_without_weights(tmp_path, monkeypatch):
     from gan.metrics.cli import metrics_cli
-    result = CliRunner().invoke(metrics_cli, ["--data", "digits", "--resolution", "16", "--metrics", "fvd16",
+    monkeypatch.setenv("REELGAN_WEIGHTS_DIR", str(tmp_path / "empty"))   # not cached, fetching off: one line
+    monkeypatch.setenv("REELGAN_WEIGHTS_FETCH", "0")
+    result = CliRunner().invoke(metrics_cli, ["--data", "digits", "--resolution", "16", "--metrics", "fid",
                                               "--num", "4", "--quiet"])
     assert result.exit_code == 2
-    assert "i3d_torchscript.pt" in result.output and "--random-features" in result.output
+    assert "inception" in result.output and "REELGAN_WEIGHTS_FETCH" in result.output
+    assert "Traceback" not in result.output
 
 
 # ----------------------------------------------------------------------------------------------------------

