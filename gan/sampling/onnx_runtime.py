@@ -8,6 +8,7 @@ onnxruntime.quantization; see BENCHMARKS.md "ONNX and int8" for its speed and it
 """
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence
@@ -122,9 +123,15 @@ def quantize(src, dst, feeds: List[Dict[str, np.ndarray]]) -> None:
     # Only the convolutions and matmuls, where the FLOPs are: the style affines and the mapping (Gemm, small;
     # per-channel Gemm trips onnxruntime 1.2x's bias scaling) and the elementwise ops (grid_sample, modulation,
     # demodulation, lerp) stay float32.
-    quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    op_types_to_quantize=["Conv", "MatMul"])
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)         # its "consider pre-processing" advice goes to the root logger
+    try:
+        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        op_types_to_quantize=["Conv", "MatMul"])
+    finally:
+        root.setLevel(level)
 
 
 def quantized_session(G: OnnxGenerator, threads: Optional[int], calibration_seeds: int):
@@ -166,8 +173,8 @@ def onnx_cli(path, outdir, seeds, frames, fps, fmt, truncation, chunk, batch, pr
     given = [k for k, v in others.items() if v not in (None, False)]
     if given:
         names = ", ".join("--" + ("class" if k == "class_value" else k.replace("_", "-")) for k in given)
-        raise SamplingError(f"an .onnx generator renders unconditional clips to files: {names} need the "
-                            f"PyTorch checkpoint (--checkpoint CKPT.pt)")
+        raise SamplingError(f"an .onnx generator renders unconditional clips to files; {names}: use the "
+                            f"PyTorch checkpoint instead (--checkpoint CKPT.pt)")
     if device not in ("cpu", "auto"):
         raise SamplingError("an .onnx generator runs on ONNX Runtime's CPU provider here: use --device cpu")
     if outdir is None:
