@@ -84,8 +84,9 @@ def export_onnx(G: nn.Module, cfg: Config, out: Union[str, Path], *, c_dim: int 
     G = G.float().eval().requires_grad_(False)
     model_id = wm.model_id(G.state_dict(), {k: v for k, v in cfg.to_dict().items() if k != "watermark"})
     b, k, tt = 2, 3, 5
+    times = torch.linspace(0, G.motion_period * (k - 1) - 0.01, tt)[None].repeat(b, 1)    # inside anchors 0..k-1
     args = (torch.randn(b, G.z_dim), torch.tensor(1.0), torch.randn(b, k, G.motion_dim),
-            torch.tensor(0, dtype=torch.int64), torch.linspace(0, G.motion_period * (k - 1) - 0.01, tt)[None].repeat(b, 1))
+            torch.tensor(0, dtype=torch.int64), times)
     B, K, T = torch.export.Dim("B"), torch.export.Dim("K", min=2), torch.export.Dim("T")
     shapes = {"z": {0: B}, "psi": None, "codes": {0: B, 1: K}, "anchor_offset": None, "t": {0: B, 1: T}}
     for r in G.frame_grid_sizes():      # a cache miss inside the trace would store a fake tensor in the cache

@@ -83,7 +83,8 @@ def test_generate_py_renders_the_checkpoints_clips_from_onnx(exported, tmp_path)
         res = CliRunner().invoke(cli, ["--checkpoint", str(src), "--outdir", str(tmp_path / name), "--seeds", "2,5",
                                        "--frames", "6", "--format", "png", "--batch", "1", "--chunk", "4"])
         assert res.exit_code == 0, res.output
-        frames[name] = np.stack([np.asarray(Image.open(p)) for p in sorted((tmp_path / name).rglob("*.png"))]).astype(int)
+        pngs = sorted((tmp_path / name).rglob("*.png"))
+        frames[name] = np.stack([np.asarray(Image.open(p)) for p in pngs]).astype(int)
     assert frames["pt"].shape == frames["onnx"].shape and len(frames["pt"]) == 12
     # uint8 rounding: a float32 difference of 1e-4 can move a value across a rounding boundary by one level
     diff = np.abs(frames["pt"] - frames["onnx"])

@@ -146,7 +146,8 @@ def quantized_session(G: OnnxGenerator, threads: Optional[int], calibration_seed
 
 def generate_onnx(path, outdir: str, seeds: Sequence[int], frames: int = 64, fps: Optional[float] = None,
                   fmt: str = "mp4", truncation: float = 1.0, *, chunk: int = 16, batch: int = 4,
-                  precision: str = "fp32", watermark=wm.AUTO, log: Optional[Callable[[str], None]] = None) -> List[Path]:
+                  precision: str = "fp32", watermark=wm.AUTO,
+                  log: Optional[Callable[[str], None]] = None) -> List[Path]:
     """generate() for an .onnx generator: unconditional clips, one file per seed (or one grid)."""
     if fmt not in FORMATS:
         raise SamplingError(f"unknown format {fmt!r}: use mp4, gif, png or grid")
