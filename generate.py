@@ -6,6 +6,7 @@ Examples:
   python generate.py --checkpoint G.pt --outdir out --seeds 3 --frames 1024 --fps 30
   python generate.py --checkpoint G.pt --outdir out --seeds 0-15 --format grid --truncation 0.7
   python generate.py --checkpoint G.pt --outdir out --seeds 1 --class 7 --format gif
+  python generate.py --checkpoint G.onnx --outdir out --seeds 0-7 --precision int8   # ONNX Runtime (reelgan-export)
 
 \b
 Conditional models (configs/i2v.yaml, continue.yaml, t2v.yaml):
@@ -55,9 +56,11 @@ from gan.cli_utils import Command
 @click.option("--stream-to", type=str, default=None,
               help="--stream output: '-' writes raw rgb24 frames to stdout (pipe into ffmpeg/ffplay), a path "
                    "writes an .mp4 (or raw frames for other suffixes) [default: OUTDIR/seedNNNN_stream.mp4].")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16", "auto"]), default="fp32", show_default=True,
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16", "auto", "int8"]), default="fp32",
+              show_default=True,
               help="--stream: synthesis precision (bf16: CPUs with AMX/AVX512-BF16 and GPUs; fp16: CUDA; "
-                   "auto picks the fastest supported).")
+                   "auto picks the fastest supported). An .onnx --checkpoint: fp32 or int8 (ONNX Runtime static "
+                   "quantization, calibrated at load).")
 @click.option("--compile", "compile_", is_flag=True,
               help="--stream: torch.compile the frame rendering (the first chunk waits for the compiler: "
                    "tens of seconds on a CPU).")
@@ -93,6 +96,18 @@ def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_valu
     from gan.cli_utils import pick_device
     from gan.sampling import generate, parse_seeds
     log = lambda m: click.echo(m, err=True)  # noqa: E731
+    from gan.sampling.onnx_runtime import is_onnx
+    if is_onnx(checkpoint):                                          # reelgan-export --format onnx: ONNX Runtime
+        from gan.sampling.onnx_runtime import onnx_cli
+        others = dict(stream=stream, image=image, video=video, prompt=prompt, labels=labels, dataset=dataset,
+                      compile=compile_, stream_to=stream_to, class_value=class_value)
+        for p in onnx_cli(checkpoint, outdir, parse_seeds(seeds), frames, fps, fmt, truncation, chunk, batch,
+                          precision, device, no_watermark, watermark_key, watermark_user, log, others):
+            click.echo(str(p))
+        return
+    if precision == "int8":
+        raise click.UsageError("--precision int8 runs on ONNX Runtime: export the generator first "
+                               "(reelgan-export CKPT G.onnx --format onnx), then --checkpoint G.onnx --precision int8")
     conditioned = image is not None or video is not None or prompt is not None
     if stream and conditioned:
         raise click.UsageError("--stream renders unconditional and class-conditional models only "

@@ -11,6 +11,12 @@ Examples:
   python -m gan.export runs/default/checkpoints/latest.pt G_half.pt --dtype bf16
   reelgan-export runs/default/checkpoints/latest.pt G.pt
   reelgan-export runs/default/checkpoints/latest.pt G.safetensors --format safetensors
+  reelgan-export runs/default/checkpoints/latest.pt G.onnx --format onnx
+
+\b
+onnx (unconditional models): one ONNX graph (opset 18) for ONNX Runtime, dynamic batch and frame count:
+z, truncation psi, motion anchor codes, anchor offset, times -> frames; the config in its metadata.
+`python generate.py --checkpoint G.onnx` renders the same clips as the checkpoint (gan/onnx_export.py).
 
 \b
 safetensors: the same weights and fields, the config as JSON in the file's metadata; generate.py and every
@@ -34,7 +40,7 @@ KIND = "reelgan-generator"
 STORE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-FORMATS = ("pt", "safetensors")
+FORMATS = ("pt", "safetensors", "onnx")
 
 
 def export_generator(checkpoint: Union[str, Path], out: Union[str, Path], dtype: str = "fp32",
@@ -51,6 +57,13 @@ def export_generator(checkpoint: Union[str, Path], out: Union[str, Path], dtype:
         raise ckpt_io.CheckpointError(f"refusing to export {checkpoint} onto itself")
     if out.exists() and not overwrite:
         raise ckpt_io.CheckpointError(f"{out} exists; pass --force to overwrite it")
+    if fmt == "onnx":                   # one ONNX Runtime graph, float32 (gan/onnx_export.py)
+        if dtype != "fp32":
+            raise ckpt_io.CheckpointError("--format onnx stores float32 weights: leave out --dtype "
+                                          "(int8: generate.py --precision int8)")
+        from gan.onnx_export import export_checkpoint_onnx
+        info = export_checkpoint_onnx(checkpoint, out)
+        return {**info, "params": None, "source_bytes": checkpoint.stat().st_size}
     ckpt = ckpt_io.load(checkpoint, map_location="cpu")
     key = ckpt_io.generator_key(ckpt, checkpoint)
     cfg = Config.from_dict(ckpt["config"])
@@ -93,8 +106,12 @@ def export_generator(checkpoint: Union[str, Path], out: Union[str, Path], dtype:
               help="File format [default: safetensors when OUT ends in .safetensors, else pt].")
 @click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
 def cli(checkpoint, out, dtype, fmt, force):
-    fmt = fmt or ("safetensors" if str(out).endswith(".safetensors") else "pt")
+    fmt = fmt or {".safetensors": "safetensors", ".onnx": "onnx"}.get(Path(out).suffix.lower(), "pt")
     info = export_generator(checkpoint, out, dtype=dtype, overwrite=force, fmt=fmt)
+    if fmt == "onnx":
+        click.echo(f"{info['path']}: ONNX opset {info['opset']}, {info['bytes'] / 2**20:.2f} MiB "
+                   f"(from {info['source_bytes'] / 2**20:.2f} MiB), step {info['step']}")
+        return
     click.echo(f"{info['path']}: {info['params'] / 1e6:.2f}M values, {info['bytes'] / 2**20:.2f} MiB "
                f"(from {info['source_bytes'] / 2**20:.2f} MiB), step {info['step']}")
 

@@ -15,8 +15,8 @@ LAYERS = [
     ("gan.data",),
     ("gan.networks", "gan.conditioning"),                            # generators, discriminators, encoders
     ("losses",),                                                     # gradient logic over those networks
-    ("gan.sampling", "gan.labels", "gan.hub", "gan.export", "gan.projector", "gan.watermark_cli",
-     "gan.weights_cli"),
+    ("gan.sampling", "gan.labels", "gan.hub", "gan.export", "gan.onnx_export", "gan.projector",
+     "gan.watermark_cli", "gan.weights_cli"),
     ("gan.metrics",),
     ("gan.training",),                                               # the loop: setup, step, hooks, modes
     ("gan.studio",),                                                 # the browser app over sampling and the loop

@@ -1,0 +1,128 @@
+"""ONNX export (gan/onnx_export.py) and sampling on ONNX Runtime (gan/sampling/onnx_runtime.py): parity with
+PyTorch, generate.py's clips from G.onnx vs the checkpoint, int8, clear errors."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from click.testing import CliRunner
+
+pytest.importorskip("onnxruntime")
+
+from gan import checkpoint as ckpt_io  # noqa: E402
+from gan.config import load_config  # noqa: E402
+from gan.errors import ReelganError  # noqa: E402
+from gan.networks import build_generator  # noqa: E402
+from gan.onnx_export import ChunkGraph, OnnxExportError, read_metadata  # noqa: E402
+from gan.sampling import ClipRenderer, checkpoint_watermarker  # noqa: E402
+from gan.sampling.onnx_runtime import OnnxGenerator, watermarker  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+# Float32 parity bound: the runtime and PyTorch sum each convolution's products in different orders, so each
+# output differs by ~ sqrt(n) * eps32 * |partial sums|, compounded over the few layers of a tiny G. 1e-4 is
+# ~840 eps32 for outputs in [-1, 1]: far above reordering (measured ~5e-6 on the tiny G), far below any real
+# mistake (a wrong time, anchor or latent moves frames by > 1e-2).
+F32_BOUND = 1e-4
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A generator-only checkpoint of the tiny G (random weights, visible motion) and its ONNX export."""
+    cfg = load_config(str(ROOT / "configs" / "tiny.yaml"))
+    torch.manual_seed(0)
+    G = build_generator(cfg).eval()
+    torch.nn.init.normal_(G.flow.weight)                 # make motion visible in an untrained model
+    d = tmp_path_factory.mktemp("onnx")
+    ckpt = d / "G.pt"
+    ckpt_io.save_atomic({"format_version": ckpt_io.FORMAT_VERSION, "kind": "reelgan-generator",
+                         "config": cfg.to_dict(), "c_dim": 0, "class_names": [], "step": 3,
+                         "G_ema": G.state_dict()}, ckpt)
+    from gan.export import cli
+    res = CliRunner().invoke(cli, [str(ckpt), str(d / "G.onnx")])      # the suffix picks --format onnx
+    assert res.exit_code == 0, res.output
+    assert "opset 18" in res.output
+    return G, ckpt, d / "G.onnx"
+
+
+@pytest.mark.parametrize("b, k, t, k0, psi", [(1, 2, 3, 0, 1.0), (3, 4, 7, 5, 0.7)])
+def test_onnx_runtime_matches_pytorch_at_any_batch_frames_and_anchors(exported, b, k, t, k0, psi):
+    G, _, path = exported
+    og = OnnxGenerator(path)
+    gen = torch.Generator().manual_seed(b * 100 + t)
+    z, codes = torch.randn(b, G.z_dim, generator=gen), torch.randn(b, k, G.motion_dim, generator=gen)
+    times = (k0 + torch.rand(b, t, generator=gen) * (k - 1) * 0.99) * G.motion_period
+    with torch.no_grad():
+        ref = ChunkGraph(G)(z, torch.tensor(psi), codes, torch.tensor(k0), times).numpy()
+    out = og.run(z.numpy(), psi, codes.numpy(), k0, times.numpy())
+    assert out.shape == (b, t, 3, 16, 16)
+    assert np.abs(out - ref).max() < F32_BOUND
+    assert np.abs(out[:, 1:] - out[:, :1]).max() > 1e-2          # frames move: the bound is not vacuous
+
+
+def test_the_same_seeds_give_the_same_clips_as_the_checkpoint(exported):
+    G, _, path = exported
+    ref = ClipRenderer(G, chunk=5).render([4, 9], 12, time_step=1.5, start=30.0, truncation=0.8)
+    out = OnnxGenerator(path).render([4, 9], 12, time_step=1.5, start=30.0, truncation=0.8, chunk=5)
+    assert out.shape == ref.shape
+    assert (out - ref).abs().max() < F32_BOUND
+
+
+def test_metadata_rebuilds_config_and_watermark(exported):
+    G, ckpt, path = exported
+    meta = read_metadata(path)
+    assert meta["config"] == load_config(str(ROOT / "configs" / "tiny.yaml")).to_dict() and meta["step"] == 3
+    assert watermarker(meta).payload == checkpoint_watermarker(ckpt).payload
+
+
+def test_generate_py_renders_the_checkpoints_clips_from_onnx(exported, tmp_path):
+    from generate import cli
+    _, ckpt, path = exported
+    frames = {}
+    for name, src in (("pt", ckpt), ("onnx", path)):
+        res = CliRunner().invoke(cli, ["--checkpoint", str(src), "--outdir", str(tmp_path / name), "--seeds", "2,5",
+                                       "--frames", "6", "--format", "png", "--batch", "1", "--chunk", "4"])
+        assert res.exit_code == 0, res.output
+        pngs = sorted((tmp_path / name).rglob("*.png"))
+        frames[name] = np.stack([np.asarray(Image.open(p)) for p in pngs]).astype(int)
+    assert frames["pt"].shape == frames["onnx"].shape and len(frames["pt"]) == 12
+    # uint8 rounding: a float32 difference of 1e-4 can move a value across a rounding boundary by one level
+    diff = np.abs(frames["pt"] - frames["onnx"])
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+
+
+def test_int8_quantizes_and_stays_close(exported, tmp_path):
+    import onnx
+    from gan.sampling.onnx_runtime import calibration_feeds, quantize
+    _, _, path = exported
+    fp32 = OnnxGenerator(path)
+    quantize(path, tmp_path / "q.onnx", calibration_feeds(fp32, [7, 8]))
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "q.onnx")).graph.node]
+    assert ops.count("QuantizeLinear") > 0 and "Conv" in ops
+    int8 = OnnxGenerator(path, "int8", calibration_seeds=4).render([1, 2], 8)
+    fp32 = fp32.render([1, 2], 8)
+    err = (int8 - fp32).abs()
+    mse = float((err ** 2).mean())
+    # 8-bit activations: a per-tensor step of ~range/255 per layer; a PSNR (peak-to-peak 2) of >= 20 dB on a
+    # random-weight tiny G; quantization must change something (a float graph would give 0).
+    assert 0 < mse and 10 * np.log10(4 / mse) > 20
+
+
+def test_bad_inputs_fail_with_one_line(exported, tmp_path):
+    from gan.export import cli as export_cli
+    from generate import cli
+    _, ckpt, path = exported
+    res = CliRunner().invoke(export_cli, [str(ckpt), str(path)])
+    assert res.exit_code != 0 and "--force" in res.output
+    res = CliRunner().invoke(cli, ["--checkpoint", str(path), "--outdir", str(tmp_path), "--stream"])
+    assert res.exit_code != 0 and "--stream" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(cli, ["--checkpoint", str(ckpt), "--outdir", str(tmp_path), "--precision", "int8"])
+    assert res.exit_code != 0 and "--format onnx" in res.output
+    bogus = tmp_path / "x.onnx"
+    bogus.write_bytes(b"not a model")
+    with pytest.raises(ReelganError, match="not a readable ONNX file"):
+        read_metadata(bogus)
+    with pytest.raises(OnnxExportError, match="unconditional"):
+        from gan.onnx_export import export_onnx
+        cfg = load_config(str(ROOT / "configs" / "tiny.yaml"))
+        export_onnx(build_generator(cfg, 3), cfg, tmp_path / "c.onnx", c_dim=3)
