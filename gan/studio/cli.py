@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import click
 
-from gan.cli_utils import Command
+from gan.cli_utils import Command, threads_option
 
 
 @click.command(cls=Command, help=__doc__)
@@ -42,6 +42,7 @@ from gan.cli_utils import Command
               help="Where the record button writes its mp4s (never replacing a file) [default: studio_recordings]; "
                    "--train: the run folder [default: runs/<config name>].")
 @click.option("--device", type=str, default="cpu", show_default=True, help="cpu, cuda or auto.")
+@threads_option(default=None, extra=" [default: 0; --train: train.threads]")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
               help="A new tab's renderer precision (the page can change it): auto picks bf16 where the CPU/GPU "
                    "runs it natively.")
@@ -59,18 +60,21 @@ from gan.cli_utils import Command
                    "config's, else the public key].")
 @click.option("--watermark-user", type=click.IntRange(0, 65535), default=None,
               help="16-bit user id carried in the recordings' watermark.")
-def cli(checkpoint, train_, config_path, overrides, resume, paused, port, host, outdir, device, precision, compile_,
-        fps, seed, chunk, quality, watermark_key, watermark_user):
+def cli(checkpoint, train_, config_path, overrides, resume, paused, port, host, outdir, device, threads, precision,
+        compile_, fps, seed, chunk, quality, watermark_key, watermark_user):
     from pathlib import Path
 
-    from gan.cli_utils import fail, pick_device
-    from gan.studio.app import bind, build_app, serve, url_of
+    from gan.cli_utils import fail
+    from gan.threads import configure
     if train_ == (checkpoint is not None):
         fail("choose one: --checkpoint CKPT (the player) or --train (the training room)")
     if train_:
-        return _train_room(config_path, overrides, resume, paused, outdir, pick_device(device), host, port)
+        return _train_room(config_path, overrides, resume, paused, outdir, device, threads, host, port)
     if config_path is not None or overrides or resume or paused:
         fail("--config, --set, --resume and --paused belong to --train")
+    choice = configure(threads or 0)                # before torch loads (its OpenMP settings)
+    from gan.cli_utils import pick_device
+    from gan.studio.app import bind, build_app, serve, url_of
     outdir = outdir or "studio_recordings"
     from gan.studio.player import PlayerRoom
     from gan.studio.scene import Model
@@ -88,17 +92,23 @@ def cli(checkpoint, train_, config_path, overrides, resume, paused, port, host, 
 
     def ready():
         click.echo(f"reelgan studio: {caps['name']} ({caps['resolution']} px, step {caps['step']}) at {url} "
-                   f"(recordings -> {outdir}; Ctrl-C stops)")
+                   f"(recordings -> {outdir}; {choice.describe()}; Ctrl-C stops)")
 
     serve(build_app([room]), sock, on_ready=ready)
 
 
-def _train_room(config_path, overrides, resume, paused, outdir, device, host, port):
-    from gan.cli_utils import parse_overrides
+def _train_room(config_path, overrides, resume, paused, outdir, device, threads, host, port):
+    from gan.cli_utils import parse_overrides, pick_device
     from gan.config import load_config
+    from gan.threads import configure
+    over = parse_overrides(overrides)
+    if threads is not None:
+        over.setdefault("train", {})["threads"] = threads
+    cfg = load_config(config_path, over)
+    choice = configure(cfg.train.threads)           # before torch loads (its OpenMP settings)
+    device = pick_device(device)
     from gan.studio.app import bind, build_app, serve, url_of
     from gan.studio.trainroom import Trainer, TrainRoom
-    cfg = load_config(config_path, parse_overrides(overrides))
     outdir = outdir or f"runs/{cfg.name}"
     trainer = Trainer(cfg, outdir, resume=resume, device=device, paused=paused)
     sock = bind(host, port)
@@ -110,8 +120,8 @@ def _train_room(config_path, overrides, resume, paused, outdir, device, host, po
     url = url_of(sock)
 
     def ready():
-        click.echo(f"reelgan studio: training room, {cfg.name} into {outdir} at {url} (Ctrl-C stops after the "
-                   f"current step and writes a checkpoint)")
+        click.echo(f"reelgan studio: training room, {cfg.name} into {outdir} at {url} ({choice.describe()}; "
+                   f"Ctrl-C stops after the current step and writes a checkpoint)")
 
     serve(build_app([TrainRoom(trainer)]), sock, on_ready=ready)
     if trainer.status == "error":
