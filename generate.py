@@ -105,11 +105,12 @@ def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_valu
         raise ConditionError("--class does not combine with --image/--video/--prompt")
     if stream and (labels is not None or dataset is not None):
         raise click.UsageError("--labels / --dataset write files beside clips: not with --stream")
-    log(configure(threads).describe())                              # before torch loads (its OpenMP settings)
+    choice = configure(threads)                                     # before torch loads (its OpenMP settings)
     from gan.checkpoint import load
     from gan.cli_utils import pick_device
     from gan.sampling import generate, parse_seeds
     state = load(checkpoint, map_location="cpu")                    # the one read of the file
+    log(choice.describe())                                          # after it: a bad file stays one line
     if labels is not None and not conditioned:
         from gan.labels import require_layered     # before anything is said or rendered: the synthesis G has no objects
         from gan.sampling import load_generator

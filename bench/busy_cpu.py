@@ -55,27 +55,38 @@ def clean_env(tree: Path) -> Dict[str, str]:
     return env
 
 
-def train_rate(tree: Path, extra: List[str], out: Path, minutes: float, steps: int) -> Dict:
+def train_rate(tree: Path, extra: List[str], out: Path, minutes: float, steps: int, timeout: float) -> Dict:
     cmd = [sys.executable, "train.py", "--outdir", str(out), "--no-progress", "--steps", str(steps),
            "--set", "train.log_every=1", "--set", "train.sample_every=0", "--set", f"train.max_minutes={minutes}",
            "--set", f"train.checkpoint_every={steps}", *extra]
     t0 = time.time()
-    proc = subprocess.run(cmd, cwd=tree, env=clean_env(tree), capture_output=True, text=True, timeout=600)
+    try:
+        proc = subprocess.run(cmd, cwd=tree, env=clean_env(tree), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:               # not one step in the time: the rate is below 1 / timeout
+        return {"rate": None, "timeout_s": timeout, "wall_s": round(time.time() - t0, 1)}
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1:] or ["?"], "wall_s": time.time() - t0}
     recs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     first, last = recs[0], recs[-1]                 # the record after step 1, and the last one
-    rate = (last["step"] - first["step"]) / (last["time"] - first["time"]) if last["step"] > first["step"] else None
+    res = {"steps": last["step"], "wall_s": round(time.time() - t0, 1)}
+    if last["step"] > first["step"]:
+        res["rate"] = (last["step"] - first["step"]) / (last["time"] - first["time"])
+    else:                                           # one step in the time budget: its rate, warm-up included
+        res.update(rate=first["step"] / first["time"], estimate="one step, warm-up included")
     start = [line for line in (out / "log.txt").read_text().splitlines() if "reelgan:" in line][:1]
-    threads = re.search(r"threads: .*", start[0]).group(0) if start and "threads:" in start[0] else "torch default"
-    return {"rate": rate, "steps": last["step"], "wall_s": round(time.time() - t0, 1), "threads": threads}
+    res["threads"] = re.search(r"threads: .*", start[0]).group(0) if start and "threads:" in start[0] else \
+        "torch default"
+    return res
 
 
-def generate_rate(tree: Path, extra: List[str], checkpoint: Path, out: Path, frames: int) -> Dict:
+def generate_rate(tree: Path, extra: List[str], checkpoint: Path, out: Path, frames: int, timeout: float) -> Dict:
     cmd = [sys.executable, "generate.py", "--checkpoint", str(checkpoint), "--stream", "--frames", str(frames),
            "--stream-to", str(out / "clip.raw"), *extra]
     t0 = time.time()
-    proc = subprocess.run(cmd, cwd=tree, env=clean_env(tree), capture_output=True, text=True, timeout=600)
+    try:
+        proc = subprocess.run(cmd, cwd=tree, env=clean_env(tree), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"rate": None, "timeout_s": timeout, "wall_s": round(time.time() - t0, 1)}
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1:] or ["?"], "wall_s": time.time() - t0}
     steady = re.search(r"steady ([0-9.]+) frames/s", proc.stderr)
@@ -107,12 +118,13 @@ def cpu_model() -> str:
 @click.option("--states", default="alone,busy1,busy2", show_default=True, help="Comma-separated: alone, busy1, busy2.")
 @click.option("--modes", default=",".join(MODES), show_default=True, help="Comma-separated: " + ", ".join(MODES))
 @click.option("--repeats", type=click.IntRange(min=1), default=2, show_default=True)
-@click.option("--train-minutes", type=float, default=0.2, show_default=True,
+@click.option("--timeout", type=float, default=90, show_default=True, help="Seconds before a run counts as too slow.")
+@click.option("--train-minutes", type=float, default=0.1, show_default=True,
               help="train.max_minutes of each training run (it stops after the step that passes it).")
 @click.option("--train-steps", type=click.IntRange(min=2), default=12, show_default=True)
-@click.option("--frames", type=click.IntRange(min=32), default=96, show_default=True, help="generate.py frames.")
+@click.option("--frames", type=click.IntRange(min=32), default=64, show_default=True, help="generate.py frames.")
 @click.option("--markdown/--no-markdown", default=True, show_default=True, help="Refresh BENCHMARKS.md.")
-def main(states, modes, repeats, train_minutes, train_steps, frames, markdown):
+def main(states, modes, repeats, timeout, train_minutes, train_steps, frames, markdown):
     states, modes = states.split(","), modes.split(",")
     t_start = time.time()
     doc = {"command": "python bench/busy_cpu.py " + " ".join(sys.argv[1:]), "cpu": cpu_model(),
@@ -123,10 +135,11 @@ def main(states, modes, repeats, train_minutes, train_steps, frames, markdown):
         (tmp / "base").mkdir()
         doc["base_commit"] = base_tree(tmp / "base")
         trees = {m: (tmp / "base" if MODES[m] is None else ROOT) for m in modes}
-        ck = tmp / "ck"                              # a default-config checkpoint for generate.py (2 steps)
-        subprocess.run([sys.executable, "train.py", "--outdir", str(ck), "--no-progress", "--steps", "2",
-                        "--set", "train.sample_every=0"], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                       check=True, capture_output=True)
+        ck = tmp / "ck"             # a default-config checkpoint for generate.py (1 step), by the tree both read
+        subprocess.run([sys.executable, "train.py", "--outdir", str(ck), "--no-progress", "--steps", "1",
+                        "--set", "train.sample_every=0"], cwd=tmp / "base",
+                       env=dict(os.environ, PYTHONPATH=str(tmp / "base"), OMP_NUM_THREADS="1"), check=True,
+                       capture_output=True)
         checkpoint = ck / "checkpoints" / "latest.pt"
         n = 0
         for state in states:
@@ -141,8 +154,9 @@ def main(states, modes, repeats, train_minutes, train_steps, frames, markdown):
                             out.mkdir()
                             load = os.getloadavg()[0]
                             args = MODES[mode] or []
-                            res = (train_rate(trees[mode], args, out, train_minutes, train_steps) if what == "train"
-                                   else generate_rate(trees[mode], args, checkpoint, out, frames))
+                            res = (train_rate(trees[mode], args, out, train_minutes, train_steps, timeout)
+                                   if what == "train" else
+                                   generate_rate(trees[mode], args, checkpoint, out, frames, timeout))
                             res.update(state=state, mode=mode, what=what, repeat=r, loadavg_1min=load)
                             doc["runs"].append(res)
                             print(json.dumps(res), flush=True)
@@ -152,9 +166,16 @@ def main(states, modes, repeats, train_minutes, train_steps, frames, markdown):
                     p.wait()
     doc["loadavg_end"] = list(os.getloadavg())
     doc["minutes"] = round((time.time() - t_start) / 60, 1)
-    doc["table"] = {f"{what}|{state}|{mode}": summary([r.get("rate") for r in doc["runs"]
-                                                       if (r["what"], r["state"], r["mode"]) == (what, state, mode)])
-                    for what in ("train", "generate") for state in states for mode in modes}
+    doc["table"] = {}
+    for what in ("train", "generate"):
+        for state in states:
+            for mode in modes:
+                runs = [r for r in doc["runs"] if (r["what"], r["state"], r["mode"]) == (what, state, mode)]
+                cell = summary([r.get("rate") for r in runs])
+                if any("timeout_s" in r for r in runs):
+                    cell["timeouts"] = timeout
+                cell["estimates"] = sum("estimate" in r for r in runs)
+                doc["table"][f"{what}|{state}|{mode}"] = cell
     results = ROOT / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
     path = results / f"busy_cpu-{doc['date'][:10]}.json"
@@ -165,6 +186,8 @@ def main(states, modes, repeats, train_minutes, train_steps, frames, markdown):
 
 
 def _cell(s: Dict, digits: int) -> str:
+    if s.get("timeouts") and not s.get("n"):
+        return f"< {1 / s['timeouts']:.{digits + 1}f} (no step in {s['timeouts']:g} s)"
     if not s.get("n"):
         return "-"
     return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}-{s['max']:.{digits}f})"
@@ -177,7 +200,8 @@ def render(doc: Dict, path) -> str:
            f"{doc['cores']} cores, shared with other engineers' jobs: load average {doc['loadavg_start']} at the "
            f"start, {doc['loadavg_end']} at the end, so 'alone' means no busy process of the bench's own. Today = the "
            f"tree at {doc['base_commit']} (torch's default threads and OpenMP wait policy). Raw results: `{path}`._",
-           "", "Median (min-max) of the repeats; each run's own 1-minute load average is in the JSON.", ""]
+           "", "Median (min-max) of the repeats; each run's own 1-minute load average is in the JSON. A training run "
+           "that finished one step only in its time budget counts that step, warm-up included (cells marked *).", ""]
     for what, unit, digits in (("train", "`python train.py` steps/s", 3), ("generate", "`generate.py --stream` "
                                                                            "frames/s", 1)):
         out += [f"| {unit} | " + " | ".join(modes) + " | auto / best fixed |", "|---" * (len(modes) + 2) + "|"]
@@ -187,7 +211,8 @@ def render(doc: Dict, path) -> str:
             ratio = (f"{cells['auto']['median'] / max(fixed):.2f}" if fixed and cells.get("auto", {}).get("n")
                      else "-")
             label = {"alone": "alone", "busy1": "beside 1 busy process", "busy2": "beside 2 busy processes"}[state]
-            out.append(f"| {label} | " + " | ".join(_cell(cells[m], digits) for m in modes) + f" | {ratio} |")
+            out.append(f"| {label} | " + " | ".join(_cell(cells[m], digits) + ("*" if cells[m].get("estimates") else "")
+                                                   for m in modes) + f" | {ratio} |")
         out.append("")
     threads = {(r["state"], r["mode"]): r.get("threads") for r in doc["runs"] if r["what"] == "train"}
     out.append("Thread lines printed by the training runs (the last of each cell): " + "; ".join(
