@@ -122,14 +122,19 @@ def cpu_model() -> str:
 @click.option("--train-minutes", type=float, default=0.1, show_default=True,
               help="train.max_minutes of each training run (it stops after the step that passes it).")
 @click.option("--train-steps", type=click.IntRange(min=2), default=12, show_default=True)
-@click.option("--frames", type=click.IntRange(min=32), default=64, show_default=True, help="generate.py frames.")
+@click.option("--frames", type=click.IntRange(min=32), default=1024, show_default=True,
+              help="generate.py frames (the steady rate leaves out the first chunk of 16).")
+@click.option("--what", default="train,generate", show_default=True,
+              help="Comma-separated: train, generate (one alone writes its own JSON and BENCHMARKS.md table).")
 @click.option("--markdown/--no-markdown", default=True, show_default=True, help="Refresh BENCHMARKS.md.")
-def main(states, modes, repeats, timeout, train_minutes, train_steps, frames, markdown):
-    states, modes = states.split(","), modes.split(",")
+def main(states, modes, repeats, timeout, train_minutes, train_steps, frames, what, markdown):
+    states, modes, whats = states.split(","), modes.split(","), what.split(",")
+    tag = "" if set(whats) == {"train", "generate"} else "-" + "-".join(whats)
     t_start = time.time()
     doc = {"command": "python bench/busy_cpu.py " + " ".join(sys.argv[1:]), "cpu": cpu_model(),
            "cores": os.cpu_count(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-           "loadavg_start": list(os.getloadavg()), "runs": []}
+           "loadavg_start": list(os.getloadavg()), "repeats": repeats, "timeout_s": timeout,
+           "train_minutes": train_minutes, "frames": frames, "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "base").mkdir()
@@ -148,7 +153,7 @@ def main(states, modes, repeats, timeout, train_minutes, train_steps, frames, ma
                 for r in range(repeats):
                     order = modes[r % len(modes):] + modes[:r % len(modes)]     # rotate: no mode always first
                     for mode in order:
-                        for what in ("train", "generate"):
+                        for what in whats:
                             n += 1
                             out = tmp / f"run{n}"
                             out.mkdir()
@@ -167,7 +172,7 @@ def main(states, modes, repeats, timeout, train_minutes, train_steps, frames, ma
     doc["loadavg_end"] = list(os.getloadavg())
     doc["minutes"] = round((time.time() - t_start) / 60, 1)
     doc["table"] = {}
-    for what in ("train", "generate"):
+    for what in whats:
         for state in states:
             for mode in modes:
                 runs = [r for r in doc["runs"] if (r["what"], r["state"], r["mode"]) == (what, state, mode)]
@@ -178,11 +183,13 @@ def main(states, modes, repeats, timeout, train_minutes, train_steps, frames, ma
                 doc["table"][f"{what}|{state}|{mode}"] = cell
     results = ROOT / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    path = results / f"busy_cpu-{doc['date'][:10]}.json"
+    path = results / f"busy_cpu{tag}-{doc['date'][:10]}.json"
     path.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {path.relative_to(ROOT)} ({doc['minutes']} min)")
     if markdown:
-        replace_section(ROOT / "BENCHMARKS.md", START, END, "Busy CPU", render(doc, path.relative_to(ROOT)))
+        start, end = (START, END) if not tag else (START.replace("busy-cpu", "busy-cpu" + tag),
+                                                   END.replace("busy-cpu", "busy-cpu" + tag))
+        replace_section(ROOT / "BENCHMARKS.md", start, end, "Busy CPU", render(doc, path.relative_to(ROOT)))
 
 
 def _cell(s: Dict, digits: int) -> str:
@@ -200,10 +207,14 @@ def render(doc: Dict, path) -> str:
            f"{doc['cores']} cores, shared with other engineers' jobs: load average {doc['loadavg_start']} at the "
            f"start, {doc['loadavg_end']} at the end, so 'alone' means no busy process of the bench's own. Today = the "
            f"tree at {doc['base_commit']} (torch's default threads and OpenMP wait policy). Raw results: `{path}`._",
-           "", "Median (min-max) of the repeats; each run's own 1-minute load average is in the JSON. A training run "
-           "that finished one step only in its time budget counts that step, warm-up included (cells marked *).", ""]
+           "", f"Median (min-max) of {doc.get('repeats', 2)} repeats; each run's own 1-minute load average is in the JSON. "
+           f"Training: `train.max_minutes={doc.get('train_minutes', 0.1)}`; a run that finished one step only in it counts that "
+           f"step, warm-up included (cells marked *). Sampling: {doc.get('frames', 64)} frames of seed 0. A run not done "
+           f"in {doc.get('timeout_s', 90):g} s counts as too slow.", ""]
     for what, unit, digits in (("train", "`python train.py` steps/s", 3), ("generate", "`generate.py --stream` "
                                                                            "frames/s", 1)):
+        if not any(r["what"] == what for r in doc["runs"]):
+            continue
         out += [f"| {unit} | " + " | ".join(modes) + " | auto / best fixed |", "|---" * (len(modes) + 2) + "|"]
         for state in states:
             cells = {m: doc["table"].get(f"{what}|{state}|{m}", {}) for m in modes}
@@ -214,8 +225,8 @@ def render(doc: Dict, path) -> str:
             out.append(f"| {label} | " + " | ".join(_cell(cells[m], digits) + ("*" if cells[m].get("estimates") else "")
                                                    for m in modes) + f" | {ratio} |")
         out.append("")
-    threads = {(r["state"], r["mode"]): r.get("threads") for r in doc["runs"] if r["what"] == "train"}
-    out.append("Thread lines printed by the training runs (the last of each cell): " + "; ".join(
+    threads = {(r["state"], r["mode"]): r.get("threads") for r in doc["runs"] if r["what"] == doc["runs"][0]["what"]}
+    out.append("Thread lines the automatic choice printed (the last run of each state): " + "; ".join(
         f"{s}/{m}: `{t}`" for (s, m), t in threads.items() if m == "auto") + ".")
     return "\n".join(out)
 
