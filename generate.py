@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import click
 
-from gan.cli_utils import Command
+from gan.cli_utils import Command, threads_option
 
 
 @click.command(cls=Command, help=__doc__)
@@ -47,6 +47,7 @@ from gan.cli_utils import Command
               help="Truncation psi (1: off; lower: typical, less varied content).")
 @click.option("--class", "class_value", type=str, default=None, help="Class index or name (conditional models).")
 @click.option("--device", type=str, default="cpu", show_default=True, help="cpu, cuda or auto.")
+@threads_option()
 @click.option("--chunk", type=click.IntRange(min=1), default=16, show_default=True,
               help="Frames rendered per step: memory stays constant however long the clip.")
 @click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True, help="Seeds rendered together.")
@@ -89,12 +90,10 @@ from gan.cli_utils import Command
               help="--labels: also write this folder in the ultralytics layout (images/, labels/, data.yaml; "
                    "every 5th clip in val).")
 @click.pass_context
-def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_value, device, chunk, batch,
+def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_value, device, threads, chunk, batch,
         stream, stream_to, precision, compile_, image, video, context_stride, prompt, no_watermark, watermark_key,
         watermark_user, labels, label_threshold, dataset):
-    from gan.checkpoint import load
-    from gan.cli_utils import pick_device
-    from gan.sampling import generate, parse_seeds
+    from gan.threads import configure
     log = lambda m: click.echo(m, err=True)  # noqa: E731
     from gan.sampling.onnx_runtime import is_onnx
     if is_onnx(checkpoint):                                          # reelgan-export --format onnx: ONNX Runtime
@@ -121,7 +120,12 @@ def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_valu
         raise ConditionError("--class does not combine with --image/--video/--prompt")
     if stream and (labels is not None or dataset is not None):
         raise click.UsageError("--labels / --dataset write files beside clips: not with --stream")
+    choice = configure(threads)                                     # before torch loads (its OpenMP settings)
+    from gan.checkpoint import load
+    from gan.cli_utils import pick_device
+    from gan.sampling import generate, parse_seeds
     state = load(checkpoint, map_location="cpu")                    # the one read of the file
+    log(choice.describe())                                          # after it: a bad file stays one line
     if labels is not None and not conditioned:
         from gan.labels import require_layered     # before anything is said or rendered: the synthesis G has no objects
         from gan.sampling import load_generator

@@ -8,12 +8,13 @@ Examples:
   python train.py --outdir runs/mine --resume      # continue a stopped run
   torchrun --nproc_per_node 2 train.py --outdir runs/ddp --steps 100
   python train.py --config configs/tiny.yaml --set train.batch=8 --dry-run
+  python train.py --threads 1                       # one torch thread (default: auto, from the idle cores)
 """
 from __future__ import annotations
 
 import click
 
-from gan.cli_utils import Command
+from gan.cli_utils import Command, threads_option
 
 
 @click.command(cls=Command, help=__doc__)
@@ -29,11 +30,12 @@ from gan.cli_utils import Command
 @click.option("--resume", is_flag=True,
               help="Continue the run in OUTDIR from its newest checkpoint that loads and is finite.")
 @click.option("--device", type=str, default="cpu", show_default=True, help="cpu, cuda, cuda:1 or auto.")
+@threads_option(default=None, extra=" [default: train.threads, 0]")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override any config field, e.g. --set train.precision=bf16 (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config as JSON and exit.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
-def cli(config_path, data, outdir, steps, batch, resume, device, overrides, dry_run, progress):
+def cli(config_path, data, outdir, steps, batch, resume, device, threads, overrides, dry_run, progress):
     from gan.cli_utils import parse_overrides, pick_device
     from gan.config import load_config
     over = parse_overrides(overrides)
@@ -43,6 +45,8 @@ def cli(config_path, data, outdir, steps, batch, resume, device, overrides, dry_
         over.setdefault("train", {})["steps"] = steps
     if batch is not None:
         over.setdefault("train", {})["batch"] = batch
+    if threads is not None:
+        over.setdefault("train", {})["threads"] = threads
     cfg = load_config(config_path, over)
     outdir = outdir or f"runs/{cfg.name}"
     if dry_run:
@@ -50,6 +54,8 @@ def cli(config_path, data, outdir, steps, batch, resume, device, overrides, dry_
         click.echo(f"# outdir: {outdir}", err=True)
         return
     from gan.cli_utils import fail
+    from gan.threads import configure
+    configure(cfg.train.threads)                 # before torch loads: its line is in the run's start line
     from gan.training import train
     from losses.perceptual import MissingWeightsError
     try:

@@ -144,3 +144,33 @@ def pick_device(device: str) -> str:
         return device
     raise click.BadParameter(f"device {device!r} is not available here; use cpu, cuda, cuda:N or auto",
                              param_hint="--device")
+
+
+class ThreadCount(click.ParamType):
+    """--threads: a whole number >= 0, or 'auto' (= 0, the automatic choice of gan/threads.py)."""
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) and not isinstance(value, bool):
+            n = value
+        elif str(value).strip().lower() == "auto":
+            return 0
+        else:
+            try:
+                n = int(str(value).strip())
+            except ValueError:
+                self.fail(f"{value!r} is not a thread count: give a whole number >= 1, or 0 / auto for the "
+                          f"automatic choice", param, ctx)
+        if n < 0:
+            self.fail(f"{n} threads: give a whole number >= 1, or 0 / auto for the automatic choice", param, ctx)
+        return n
+
+
+THREADS_HELP = ("CPU threads for torch: 0 / auto picks the cores this process may use, less those other programs "
+                "keep busy; an OMP_NUM_THREADS in the environment wins.")
+
+
+def threads_option(default=0, extra: str = ""):
+    """The --threads option every command shares (default None: the config's train.threads decides)."""
+    return click.option("--threads", type=ThreadCount(), default=default, show_default=default is not None,
+                        help=THREADS_HELP + extra)

@@ -137,6 +137,9 @@ class TrainConfig:
     seed: int = 0
     precision: str = "bf16"         # 'fp32', 'bf16' (autocast for the main phases; R1 stays fp32) or 'fp16' (CUDA)
     compile: bool = False           # torch.compile the G and D main phases
+    threads: int = 0                # torch CPU threads (train.py --threads); 0: automatic, the cores this process
+    #                                 may use less those other programs keep busy (gan/threads.py); an
+    #                                 OMP_NUM_THREADS in the environment wins
     log_every: int = 25             # steps between scalar logs
     sample_every: int = 250         # steps between sample videos (0: only at the end)
     checkpoint_every: int = 250     # steps between checkpoints (always one at the end)
@@ -363,7 +366,7 @@ def _validate_ranges(cfg: Config) -> None:
               "train.sample_seeds", "train.sample_frames")
     _at_least(cfg, 0, "data.num_objects", "G.warp_grid", "D.mbstd_group", "loss.image_weight",
               "loss.video_weight", "loss.r1_gamma", "train.ema_kimg", "train.sample_every",
-              "train.keep_checkpoints", "train.seed")
+              "train.keep_checkpoints", "train.seed", "train.threads")
     for key, value in (("data.fps", d.fps), ("G.motion_period", cfg.G.motion_period),
                        ("G.conv_clamp", cfg.G.conv_clamp), ("D.conv_clamp", cfg.D.conv_clamp),
                        ("train.max_minutes", t.max_minutes), ("train.ema_rampup", t.ema_rampup)):

@@ -26,6 +26,14 @@ def pretrained():
     return fetch_networks(["lpips-alex", "lpips-vgg", "inception"], progress=None)
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads():
+    """A command run in-process (CliRunner) sets torch's threads (gan/threads.py): each test starts from the suite's."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def tiny_cfg():
     from gan.config import load_config

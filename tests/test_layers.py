@@ -9,7 +9,7 @@ LOW = ("gan.data", "gan.networks", "gan.ops", "losses", "gan.config", "gan.check
 LOW_OK = LOW + ("gan.errors", "gan.video_io", "gan.cli_utils", "gan.watermark", "gan.watermark_ecc", "gan.weights")
 # The layers, lowest first. A module imports only from its own row or a row above it in this list.
 LAYERS = [
-    ("gan.errors", "gan.watermark", "gan.watermark_ecc", "gan.video_io", "gan.cli_utils"),   # plain helpers
+    ("gan.errors", "gan.watermark", "gan.watermark_ecc", "gan.video_io", "gan.cli_utils", "gan.threads"),  # helpers
     ("gan.weights",),                                                # pretrained networks: registry, cache
     ("gan.config", "gan.checkpoint", "gan.ops"),
     ("gan.data",),

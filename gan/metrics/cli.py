@@ -10,7 +10,7 @@ from typing import Optional
 
 import click
 
-from gan.cli_utils import Command, UsageFailure
+from gan.cli_utils import Command, UsageFailure, threads_option
 from gan.errors import one_line
 from gan.metrics.evaluate import METRICS
 
@@ -48,6 +48,16 @@ Examples:
 def _fail(e: Exception) -> None:
     """A failure of the metric code (bad clips, weights, shapes): one line through the common error path."""
     raise UsageFailure(one_line(e)) from e
+
+
+def _threads(requested: int, quiet: bool):
+    """Choose and apply the torch threads (gan/threads.py); the line goes to stderr unless --quiet. This module
+    loads torch on import, so the OpenMP wait policy stays the runtime's own (the line says so)."""
+    from gan.threads import configure
+    choice = configure(requested)
+    if not quiet:
+        click.echo(choice.describe(), err=True)
+    return choice
 
 
 def _write_json(path: Optional[str], report: dict) -> None:
@@ -94,7 +104,8 @@ _common = [
     click.option("--seed", type=int, default=0, show_default=True,
                  help="Real-clip selection seed and first generator seed."),
     click.option("--device", type=str, default="cpu", show_default=True, help="cpu, cuda or auto."),
-    click.option("--quiet", is_flag=True, help="No progress bars."),
+    threads_option(),
+    click.option("--quiet", is_flag=True, help="No progress bars (nor the threads line)."),
 ]
 
 
@@ -128,10 +139,11 @@ def _with_common(f):
 @click.option("--offline-dataset", type=click.Choice(["digits", "shapes"]), default=None,
               help="Built-in the real --data path is an export of (enables the offline metrics).")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write cached real statistics.")
-def metrics_cli(checkpoint, videos, data, data_seed, resolution, seed, device, quiet, out, metric_ids, num,
+def metrics_cli(checkpoint, videos, data, data_seed, resolution, seed, device, threads, quiet, out, metric_ids, num,
                 num_fake, stride, batch, i3d_weights, inception_weights, download, random_features,
                 feature_input_size, offline_dataset, no_cache):
     from gan.cli_utils import pick_device
+    choice = _threads(threads, quiet)
     from gan.metrics.evaluate import MetricOptions, compute_metrics
     ids = [m.strip() for m in metric_ids.split(",") if m.strip()]
     try:
@@ -147,6 +159,7 @@ def metrics_cli(checkpoint, videos, data, data_seed, resolution, seed, device, q
                                 inception_weights=inception_weights, download=download, use_cache=not no_cache,
                                 progress=not quiet, offline_dataset=offline_dataset)
         report = compute_metrics(ids, fake, real, res, options)
+        report["threads"] = choice.describe()
     except click.UsageError:
         raise
     except (ValueError, FileNotFoundError, RuntimeError) as e:
@@ -176,9 +189,10 @@ def metrics_cli(checkpoint, videos, data, data_seed, resolution, seed, device, q
               help="--detector ultralytics: lowest box confidence kept.")
 @click.option("--tracker", "tracker_cfg", type=str, default="bytetrack.yaml", show_default=True,
               help="--detector ultralytics: ultralytics tracker config (bytetrack.yaml, botsort.yaml or a path).")
-def analyze_cli(checkpoint, videos, data, data_seed, resolution, seed, device, quiet, out, dataset, num, frames,
-                objects, annotate, detector_name, weights, conf, tracker_cfg):
+def analyze_cli(checkpoint, videos, data, data_seed, resolution, seed, device, threads, quiet, out, dataset, num,
+                frames, objects, annotate, detector_name, weights, conf, tracker_cfg):
     from gan.cli_utils import pick_device
+    _threads(threads, quiet)
     from gan.metrics.clips import DatasetClips, FolderClips, GeneratorClips
     from gan.metrics.run_analysis import run_analysis
     if sum(x is not None for x in (checkpoint, videos, data)) != 1:

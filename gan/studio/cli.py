@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import click
 
-from gan.cli_utils import Command
+from gan.cli_utils import Command, threads_option
 
 
 @click.command(cls=Command, help=__doc__)
@@ -46,6 +46,7 @@ from gan.cli_utils import Command
               help="Where the record button writes its mp4s (never replacing a file) [default: studio_recordings]; "
                    "--train: the run folder [default: runs/<config name>].")
 @click.option("--device", type=str, default="cpu", show_default=True, help="cpu, cuda or auto.")
+@threads_option(default=None, extra=" [default: 0; --train: train.threads]")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
               help="A new tab's renderer precision (the page can change it): auto picks bf16 where the CPU/GPU "
                    "runs it natively.")
@@ -63,17 +64,20 @@ from gan.cli_utils import Command
                    "config's, else the public key].")
 @click.option("--watermark-user", type=click.IntRange(0, 65535), default=None,
               help="16-bit user id carried in the recordings' watermark.")
-def cli(checkpoint, train_, config_path, overrides, resume, paused, port, host, outdir, device, precision, compile_,
-        fps, seed, chunk, quality, watermark_key, watermark_user):
+def cli(checkpoint, train_, config_path, overrides, resume, paused, port, host, outdir, device, threads, precision,
+        compile_, fps, seed, chunk, quality, watermark_key, watermark_user):
     from pathlib import Path
 
-    from gan.cli_utils import fail, pick_device
+    from gan.cli_utils import fail
+    from gan.threads import configure
     if train_ == (checkpoint is not None):
         fail("choose one: --checkpoint CKPT (the player) or --train (the training room)")
     if train_:
-        return _train_room(config_path, overrides, resume, paused, outdir, pick_device(device), host, port)
+        return _train_room(config_path, overrides, resume, paused, outdir, device, threads, host, port)
     if config_path is not None or overrides or resume or paused:
         fail("--config, --set, --resume and --paused belong to --train")
+    choice = configure(threads or 0)                # before torch loads (its OpenMP settings)
+    from gan.cli_utils import pick_device
     outdir = outdir or "studio_recordings"
     from gan.studio.player import PlayerRoom
     from gan.studio.scene import Model
@@ -87,7 +91,8 @@ def cli(checkpoint, train_, config_path, overrides, resume, paused, port, host, 
     room = PlayerRoom(model, Path(outdir), model.defaults(settings), quality=quality)
     caps = model.capabilities()
     _serve([room], host, port, lambda url: f"reelgan studio: {caps['name']} ({caps['resolution']} px, step "
-                                          f"{caps['step']}) at {url} (recordings -> {outdir}; Ctrl-C stops)")
+                                          f"{caps['step']}) at {url} (recordings -> {outdir}; {choice.describe()}; "
+                                          f"Ctrl-C stops)")
 
 
 def _serve(rooms, host, port, line, sock=None):
@@ -107,12 +112,18 @@ def _serve(rooms, host, port, line, sock=None):
     serve(build_app(rooms, access), sock, on_ready=ready)
 
 
-def _train_room(config_path, overrides, resume, paused, outdir, device, host, port):
-    from gan.cli_utils import parse_overrides
+def _train_room(config_path, overrides, resume, paused, outdir, device, threads, host, port):
+    from gan.cli_utils import parse_overrides, pick_device
     from gan.config import load_config
+    from gan.threads import configure
+    over = parse_overrides(overrides)
+    if threads is not None:
+        over.setdefault("train", {})["threads"] = threads
+    cfg = load_config(config_path, over)
+    choice = configure(cfg.train.threads)           # before torch loads (its OpenMP settings)
+    device = pick_device(device)
     from gan.studio.app import bind
     from gan.studio.trainroom import Trainer, TrainRoom
-    cfg = load_config(config_path, parse_overrides(overrides))
     outdir = outdir or f"runs/{cfg.name}"
     trainer = Trainer(cfg, outdir, resume=resume, device=device, paused=paused)
     sock = bind(host, port)
@@ -122,7 +133,7 @@ def _train_room(config_path, overrides, resume, paused, outdir, device, host, po
         sock.close()
         raise
     _serve([TrainRoom(trainer)], host, port, lambda url: f"reelgan studio: training room, {cfg.name} into "
-           f"{outdir} at {url} (Ctrl-C stops after the current step and writes a checkpoint)", sock=sock)
+           f"{outdir} at {url} ({choice.describe()}; Ctrl-C stops after the current step and writes a checkpoint)", sock=sock)
     if trainer.status == "error":
         from gan.studio.scene import StudioError
         raise StudioError(trainer.message)

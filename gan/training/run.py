@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from gan import checkpoint as ckpt_io
+from gan import threads as cpu_threads
 from gan.config import Config, is_builtin
 from gan.data import build_dataset, infer_settings
 from gan.errors import ReelganError
@@ -357,7 +358,8 @@ def setup(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
     logger.text(f"reelgan: {cfg.name} on {device} x{world}, data {cfg.data.source} ({len(dataset)} videos, "
                 f"{mode.condition_words()}), G {_count(G) / 1e6:.2f}M params, "
                 f"D {(_count(D_image) + _count(D_video)) / 1e6:.2f}M, precision {cfg.train.precision}, "
-                f"{'compiled main phases (R1 eager)' if cfg.train.compile else 'eager'}, start step {start_step}")
+                f"{'compiled main phases (R1 eager)' if cfg.train.compile else 'eager'}, start step {start_step}, "
+                f"{cpu_threads.describe()}")
     for line in notes + [f"inferred from the data: {x}" for x in inferred]:
         logger.text(line)
     mode.announce(logger.text)                                         # mode, encoders, LPIPS backbone kind

@@ -1,0 +1,295 @@
+"""How many CPU threads torch uses: chosen from the cores this process may run on and how busy they are.
+
+Torch's default is one intra-op thread per core, and its OpenMP threads spin at every barrier. When another
+program holds one of those cores (a browser, a second run, a video call), every parallel region waits for the
+thread that is not running: on 2 cores beside one busy process the default trains ~12x slower than one thread
+(BENCHMARKS.md, "Busy CPU"). So each reelgan command (train.py, generate.py, the studio, reelgan-metrics /
+reelgan-analyze) calls `configure(requested)` before it loads torch:
+
+- cores: the CPUs of `os.sched_getaffinity`, counted as physical cores (SMT siblings share one), capped by a
+  cgroup v2 `cpu.max` / v1 `cpu.cfs_quota_us` limit;
+- busy: other programs' use of those CPUs, in cores, from two /proc/stat readings 0.25 s apart minus this
+  process's own use (no /proc/stat: the 1-minute load average); a core counts as busy from half a core's use;
+- threads = cores - busy cores, at least 1; under torchrun the cores are shared by the ranks of this machine;
+- OMP_WAIT_POLICY=PASSIVE (set before torch loads its OpenMP runtime, unless the user set it): a thread that
+  waits at a barrier sleeps instead of spinning, so a core taken by another program later in a run costs a
+  share of the speed instead of most of it;
+- `--threads N` / train.threads picks N instead; an OMP_NUM_THREADS in the environment wins over both.
+
+Inter-op threads follow the intra-op count (torch starts that pool only for torch.jit.fork-style work, which
+reelgan does not do); DataLoader workers already run one torch thread each (torch sets it in every worker).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, FrozenSet, Mapping, Optional, Sequence, Tuple
+
+from gan.errors import ReelganError
+
+ENV_THREADS = "OMP_NUM_THREADS"
+ENV_WAIT = "OMP_WAIT_POLICY"
+SAMPLE_SECONDS = 0.25               # long enough for 25 clock ticks per CPU (USER_HZ 100): a 4% resolution
+BUSY_FROM = 0.5                     # other programs' use of a core (in cores) from which that core counts as busy
+
+
+class ThreadsError(ReelganError, ValueError):
+    """A thread count that cannot be used (a negative --threads, an OMP_NUM_THREADS that is not a number)."""
+
+
+@dataclass(frozen=True)
+class ThreadChoice:
+    threads: int                    # torch intra-op threads
+    source: str                     # 'auto', 'option' (--threads / train.threads) or 'env' (OMP_NUM_THREADS)
+    cores: int                      # cores available to this process (affinity, physical cores, cgroup quota)
+    busy: Optional[float] = None    # other programs' use of those cores, in cores (None: not read)
+    ranks: int = 1                  # processes of this run on this machine (torchrun's LOCAL_WORLD_SIZE)
+    overridden: Optional[int] = None  # the --threads value that OMP_NUM_THREADS overrode
+    wait_policy: str = ""           # what configure() did about OMP_WAIT_POLICY, for the line
+
+    def describe(self) -> str:
+        """The start line's part, e.g. 'threads: 1 (2 cores available, 1 busy)'."""
+        if self.source == "env":
+            why = f"{ENV_THREADS}={self.threads} from the environment"
+            if self.overridden is not None:
+                why += f" wins over --threads {self.overridden}"
+        elif self.source == "option":
+            why = f"--threads {self.threads}; {self.cores} cores available"
+        else:
+            why = f"{self.cores} core{'s' if self.cores != 1 else ''} available"
+            if self.ranks > 1:
+                why += f" for {self.ranks} ranks"
+            elif self.busy is not None:
+                why += f", {busy_count(self.busy)} busy"
+        extra = f"; {self.wait_policy}" if self.wait_policy else ""
+        return f"threads: {self.threads} ({why}{extra})"
+
+
+# ---- what the machine offers --------------------------------------------------------------------------------------
+
+def allowed_cpus() -> FrozenSet[int]:
+    """The logical CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return frozenset(os.sched_getaffinity(0))
+    return frozenset(range(os.cpu_count() or 1))
+
+
+def physical_cores(cpus: Sequence[int], sysfs: Path = Path("/sys/devices/system/cpu")) -> int:
+    """How many physical cores the logical `cpus` sit on (SMT siblings count once); len(cpus) where unknown."""
+    seen = set()
+    for cpu in cpus:
+        topo = sysfs / f"cpu{cpu}" / "topology"
+        try:
+            seen.add(((topo / "physical_package_id").read_text().strip(), (topo / "core_id").read_text().strip()))
+        except OSError:
+            return len(cpus)
+    return len(seen) or len(cpus)
+
+
+def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup"), proc_cgroup: Path = Path("/proc/self/cgroup")
+                     ) -> Optional[float]:
+    """The CPU quota of this process's cgroup (and its parents), in cores; None where there is none.
+
+    cgroup v2: `cpu.max` holds 'QUOTA PERIOD' or 'max PERIOD'; v1: cpu.cfs_quota_us (-1: none) / cpu.cfs_period_us.
+    Inside a container the cgroup file's path may not exist under the mount: the mount's own root is read too."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    limits = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if controllers == "":                                           # v2: '0::/path'
+            bases, read = [root], _read_v2
+        elif "cpu" in controllers.split(","):                            # v1: '4:cpu,cpuacct:/path'
+            bases = [root / c for c in ("cpu", "cpu,cpuacct", "cpuacct,cpu") if (root / c).is_dir()]
+            read = _read_v1
+        else:
+            continue
+        for base in bases:
+            rel = Path(path.lstrip("/"))
+            for folder in {base / rel, *[base / p for p in rel.parents], base}:
+                limit = read(folder)
+                if limit is not None:
+                    limits.append(limit)
+    return min(limits) if limits else None
+
+
+def _read_v2(folder: Path) -> Optional[float]:
+    try:
+        quota, period = (folder / "cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        return None
+    return None if quota == "max" or float(period) <= 0 else float(quota) / float(period)
+
+
+def _read_v1(folder: Path) -> Optional[float]:
+    try:
+        quota = float((folder / "cpu.cfs_quota_us").read_text())
+        period = float((folder / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return None if quota <= 0 or period <= 0 else quota / period
+
+
+def available_cores(cpus: Optional[Sequence[int]] = None) -> int:
+    """Cores this process can use: physical cores of its affinity set, capped by a cgroup quota (rounded up)."""
+    cpus = sorted(allowed_cpus() if cpus is None else cpus)
+    cores = physical_cores(cpus)
+    quota = cgroup_cpu_limit()
+    if quota is not None:
+        cores = min(cores, max(1, math.ceil(quota - 1e-6)))
+    return max(1, cores)
+
+
+# ---- how busy the cores are -----------------------------------------------------------------------------------
+
+def cpu_ticks(stat_text: str, cpus: Sequence[int]) -> Tuple[int, int]:
+    """(busy, total) clock ticks of the logical `cpus`, summed, from /proc/stat's text (iowait counts as idle)."""
+    want = {f"cpu{c}" for c in cpus}
+    busy = total = 0
+    for line in stat_text.splitlines():
+        fields = line.split()
+        if fields and fields[0] in want:
+            # user nice system idle iowait irq softirq steal [guest guest_nice: already inside user and nice]
+            ticks = [int(x) for x in fields[1:9]]
+            idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+            busy += sum(ticks) - idle
+            total += sum(ticks)
+    return busy, total
+
+
+def own_ticks(stat_text: str) -> int:
+    """utime + stime of a process, in clock ticks, from its /proc/<pid>/stat text (all its threads)."""
+    after = stat_text.rsplit(")", 1)[1].split()        # the name in parentheses may hold spaces
+    return int(after[11]) + int(after[12])
+
+
+def others_busy(before: Tuple[int, int, int], after: Tuple[int, int, int], ncpus: int) -> float:
+    """Other programs' use of the CPUs between two (busy, total, own) tick readings, in cores (0..ncpus)."""
+    busy = (after[0] - before[0]) - (after[2] - before[2])
+    elapsed = (after[1] - before[1]) / max(ncpus, 1)                # ticks of wall time per CPU
+    if elapsed <= 0:
+        return 0.0
+    return min(float(ncpus), max(0.0, busy / elapsed))
+
+
+def _reading(cpus: Sequence[int]) -> Tuple[int, int, int]:
+    busy, total = cpu_ticks(Path("/proc/stat").read_text(), cpus)
+    return busy, total, own_ticks(Path("/proc/self/stat").read_text())
+
+
+def busy_cores(cpus: Optional[Sequence[int]] = None, seconds: float = SAMPLE_SECONDS) -> Optional[float]:
+    """Other programs' use of this process's CPUs right now, in cores; None where it cannot be read."""
+    cpus = sorted(allowed_cpus() if cpus is None else cpus)
+    try:
+        before = _reading(cpus)
+        time.sleep(seconds)
+        return others_busy(before, _reading(cpus), len(cpus))
+    except (OSError, ValueError, IndexError):
+        pass
+    if hasattr(os, "getloadavg"):                                       # macOS: runnable processes, 1-minute mean
+        return min(float(len(cpus)), os.getloadavg()[0])
+    return None
+
+
+def busy_count(busy: float) -> int:
+    """Cores counted as busy for a use of `busy` cores: each half-used core counts."""
+    return int(math.floor(busy + 1 - BUSY_FROM))
+
+
+# ---- the choice ---------------------------------------------------------------------------------------------
+
+def decide(requested: int, env: Mapping[str, str], cores: int, busy: Optional[float], ranks: int = 1
+           ) -> ThreadChoice:
+    """The thread count from its inputs (pure: tests give the readings). `requested` 0 = automatic."""
+    if requested < 0:
+        raise ThreadsError(f"--threads must be >= 0 (0: automatic), got {requested}")
+    value = env.get(ENV_THREADS, "").strip()
+    if value:
+        try:
+            n = int(value.split(",")[0])                              # OpenMP allows a list per nesting level
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ThreadsError(f"{ENV_THREADS}={value!r} is not a positive whole number; unset it or set e.g. "
+                               f"{ENV_THREADS}=1")
+        return ThreadChoice(n, "env", cores, overridden=requested or None)
+    if requested:
+        return ThreadChoice(requested, "option", cores)
+    if ranks > 1:                                                   # the ranks share the cores; no sample needed
+        return ThreadChoice(max(1, cores // ranks), "auto", cores, ranks=ranks)
+    taken = 0 if busy is None else busy_count(busy)
+    return ThreadChoice(max(1, cores - taken), "auto", cores, busy=busy)
+
+
+def local_ranks(env: Mapping[str, str]) -> int:
+    try:
+        return max(1, int(env.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+_CURRENT: Dict[str, ThreadChoice] = {}
+_READING: Dict[str, Tuple[int, Optional[float]]] = {}
+
+
+def machine_reading() -> Tuple[int, Optional[float]]:
+    """(cores, busy) of this process, read once per process (a command run twice in one process, as the tests
+    do, does not sample again)."""
+    if "reading" not in _READING:
+        cpus = sorted(allowed_cpus())
+        _READING["reading"] = (available_cores(cpus), busy_cores(cpus))
+    return _READING["reading"]
+
+
+def choose(requested: int = 0, env: Optional[Mapping[str, str]] = None) -> ThreadChoice:
+    """The thread count for this process: `requested` (> 0), else OMP_NUM_THREADS, else the automatic choice."""
+    env = os.environ if env is None else env
+    ranks = local_ranks(env)
+    if env.get(ENV_THREADS, "").strip() or requested or ranks > 1:
+        cores, busy = available_cores(), None                       # no 0.25 s sample when nothing uses it
+    else:
+        cores, busy = machine_reading()
+    return decide(requested, env, cores, busy, ranks)
+
+
+def configure(requested: int = 0) -> ThreadChoice:
+    """Choose the threads (see the module's text) and apply them: call it before the command loads torch, so
+    the OpenMP wait policy can still be set. Returns the choice; `describe()` gives its line later."""
+    choice = choose(requested)
+    note = ""
+    if choice.threads > 1 and ENV_WAIT not in os.environ:
+        if "torch" in sys.modules:
+            note = "OpenMP wait policy unchanged: torch was loaded first"
+        else:
+            os.environ[ENV_WAIT] = "PASSIVE"                        # read once, when libgomp loads
+    if choice.threads > 1 and ENV_WAIT in os.environ and os.environ[ENV_WAIT] != "PASSIVE":
+        note = f"{ENV_WAIT}={os.environ[ENV_WAIT]!r} from the environment"
+    if note:
+        choice = dataclasses.replace(choice, wait_policy=note)
+    import torch
+    torch.set_num_threads(choice.threads)
+    try:
+        torch.set_num_interop_threads(choice.threads)
+    except RuntimeError:                                             # already set, or inter-op work has started
+        pass
+    _CURRENT["choice"] = choice
+    return choice
+
+
+def describe() -> str:
+    """The start line's thread part: the configured choice, or torch's own count where no command chose."""
+    choice = _CURRENT.get("choice")
+    import torch
+    if choice is not None and choice.threads == torch.get_num_threads():
+        return choice.describe()
+    return f"threads: {torch.get_num_threads()} (set by the caller)"

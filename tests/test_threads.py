@@ -1,0 +1,190 @@
+"""The torch thread choice (gan/threads.py): cores from affinity and cgroups, other programs' load, the option and
+OMP_NUM_THREADS; and the commands that print it."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from gan import threads as T
+from tests.conftest import ROOT
+
+NO_ENV = {}
+
+
+# ---- the decision, from given readings --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("busy, expected", [(0.0, 2), (0.3, 2), (0.6, 1), (1.0, 1), (1.4, 1), (2.0, 1), (None, 2)])
+def test_two_cores_lose_a_thread_to_a_busy_core(busy, expected):
+    choice = T.decide(0, NO_ENV, cores=2, busy=busy)
+    assert (choice.threads, choice.source) == (expected, "auto")
+
+
+def test_many_cores_keep_the_idle_ones():
+    assert T.decide(0, NO_ENV, cores=16, busy=3.2).threads == 13
+    assert T.decide(0, NO_ENV, cores=1, busy=0.0).threads == 1
+
+
+def test_the_line_says_why():
+    assert T.decide(0, NO_ENV, cores=2, busy=1.0).describe() == "threads: 1 (2 cores available, 1 busy)"
+    assert T.decide(0, NO_ENV, cores=2, busy=0.1).describe() == "threads: 2 (2 cores available, 0 busy)"
+    assert T.decide(3, NO_ENV, cores=2, busy=None).describe() == "threads: 3 (--threads 3; 2 cores available)"
+
+
+def test_the_option_overrides_the_automatic_choice():
+    choice = T.decide(2, NO_ENV, cores=2, busy=2.0)
+    assert (choice.threads, choice.source) == (2, "option")
+
+
+def test_omp_num_threads_wins_over_everything_and_says_so():
+    choice = T.decide(4, {"OMP_NUM_THREADS": "1"}, cores=2, busy=0.0)
+    assert (choice.threads, choice.source) == (1, "env")
+    assert choice.describe() == "threads: 1 (OMP_NUM_THREADS=1 from the environment wins over --threads 4)"
+    assert T.decide(0, {"OMP_NUM_THREADS": "3"}, cores=2, busy=2.0).threads == 3
+    with pytest.raises(T.ThreadsError, match="OMP_NUM_THREADS='two'"):
+        T.decide(0, {"OMP_NUM_THREADS": "two"}, cores=2, busy=0.0)
+    with pytest.raises(T.ThreadsError, match="--threads must be >= 0"):
+        T.decide(-1, NO_ENV, cores=2, busy=0.0)
+
+
+def test_torchrun_ranks_share_the_cores():
+    choice = T.decide(0, NO_ENV, cores=8, busy=None, ranks=2)
+    assert choice.threads == 4 and "for 2 ranks" in choice.describe()
+    assert T.decide(0, NO_ENV, cores=2, busy=None, ranks=4).threads == 1
+
+
+# ---- the readings ---------------------------------------------------------------------------------------------
+
+STAT = """cpu  {a} 0 {b} {c} 0 0 0 0 0 0
+cpu0 {a0} 0 0 {i0} 3 0 0 0 0 0
+cpu1 {a1} 0 0 {i1} 0 0 0 0 0 0
+intr 1 2 3
+"""
+
+
+def _stat(a0, i0, a1, i1):
+    return STAT.format(a=a0 + a1, b=0, c=i0 + i1, a0=a0, i0=i0, a1=a1, i1=i1)
+
+
+def test_other_programs_load_from_two_proc_stat_readings():
+    before = _stat(100, 1000, 100, 1000)
+    after = _stat(100 + 2, 1000 + 98, 100 + 100, 1000)       # 1 s at 100 Hz: cpu1 fully busy, cpu0 idle
+    b0, t0 = T.cpu_ticks(before, [0, 1])
+    b1, t1 = T.cpu_ticks(after, [0, 1])
+    assert T.others_busy((b0, t0, 50), (b1, t1, 50), 2) == pytest.approx(1.02)
+    assert T.others_busy((b0, t0, 50), (b1, t1, 150), 2) == pytest.approx(0.02)    # that use was this process's
+    assert T.cpu_ticks(after, [1]) == (200, 1200)                                # only the CPUs asked about
+    assert T.busy_count(1.02) == 1 and T.busy_count(0.49) == 0 and T.busy_count(0.5) == 1
+
+
+def test_own_ticks_read_past_a_process_name_with_spaces():
+    text = "123 (my (odd) name) S 1 2 3 4 5 6 7 8 9 10 70 30 0 0 20 0 4"
+    assert T.own_ticks(text) == 100
+
+
+def test_cgroup_quota_v2_and_v1(tmp_path):
+    v2 = tmp_path / "v2"
+    (v2 / "user" / "job").mkdir(parents=True)
+    (v2 / "user" / "job" / "cpu.max").write_text("150000 100000\n")
+    (v2 / "cpu.max").write_text("max 100000\n")
+    (tmp_path / "cg2").write_text("0::/user/job\n")
+    assert T.cgroup_cpu_limit(v2, tmp_path / "cg2") == pytest.approx(1.5)
+    (v2 / "user" / "cpu.max").write_text("50000 100000\n")                   # a parent's limit binds too
+    assert T.cgroup_cpu_limit(v2, tmp_path / "cg2") == pytest.approx(0.5)
+
+    v1 = tmp_path / "v1"
+    (v1 / "cpu,cpuacct" / "docker" / "abc").mkdir(parents=True)
+    (v1 / "cpu,cpuacct" / "docker" / "abc" / "cpu.cfs_quota_us").write_text("200000\n")
+    (v1 / "cpu,cpuacct" / "docker" / "abc" / "cpu.cfs_period_us").write_text("100000\n")
+    (tmp_path / "cg1").write_text("5:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n")
+    assert T.cgroup_cpu_limit(v1, tmp_path / "cg1") == pytest.approx(2.0)
+    (v1 / "cpu,cpuacct" / "docker" / "abc" / "cpu.cfs_quota_us").write_text("-1\n")     # -1: no quota
+    assert T.cgroup_cpu_limit(v1, tmp_path / "cg1") is None
+    assert T.cgroup_cpu_limit(v1, tmp_path / "missing") is None
+
+
+def test_smt_siblings_count_as_one_core(tmp_path):
+    for cpu, core in ((0, 0), (1, 1), (2, 0), (3, 1)):                      # 2 cores, 2 threads each
+        topo = tmp_path / f"cpu{cpu}" / "topology"
+        topo.mkdir(parents=True)
+        (topo / "physical_package_id").write_text("0\n")
+        (topo / "core_id").write_text(f"{core}\n")
+    assert T.physical_cores([0, 1, 2, 3], tmp_path) == 2
+    assert T.physical_cores([0, 2], tmp_path) == 1
+    assert T.physical_cores([0, 5], tmp_path) == 2                          # unknown topology: count CPUs
+
+
+# ---- applied in a process ---------------------------------------------------------------------------------------
+
+def _child(code):
+    """Run `code` in a fresh Python without the thread variables of this environment; its stdout lines."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")}
+    env["PYTHONPATH"] = str(ROOT)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().splitlines()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity (Linux)")
+def test_one_allowed_core_gives_one_thread():
+    cpu = min(os.sched_getaffinity(0))
+    code = (f"import os; os.sched_setaffinity(0, {{{cpu}}})\n"
+            "from gan.threads import configure\n"
+            "choice = configure(0)\n"
+            "import torch\n"
+            "print(choice.threads, torch.get_num_threads(), os.environ.get('OMP_WAIT_POLICY', '-'))\n"
+            "print(choice.describe())\n")
+    lines = _child(code)
+    assert lines[0] == "1 1 -"                       # one thread: no OpenMP pool to tune
+    assert lines[1].startswith("threads: 1 (1 core available, ")
+
+
+def test_configure_applies_an_injected_busy_reading(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(T, "_READING", {"reading": (2, 1.0)})               # 2 cores, one held by another program
+    choice = T.configure(0)
+    assert (choice.threads, torch.get_num_threads()) == (1, 1)
+    assert choice.describe() == "threads: 1 (2 cores available, 1 busy)" == T.describe()
+    monkeypatch.setattr(T, "_READING", {"reading": (2, 0.0)})
+    choice = T.configure(0)
+    assert torch.get_num_threads() == 2
+    assert "torch was loaded first" in choice.describe()                   # the wait policy is no longer ours to set
+
+
+def test_passive_wait_policy_is_set_before_torch_loads_unless_the_user_set_one():
+    code = ("import sys\n"
+            "from gan import threads as T\n"
+            "T._READING['reading'] = (2, 0.0)\n"
+            "c = T.configure(0)\n"
+            "import os, torch\n"
+            "print(c.threads, torch.get_num_threads(), os.environ.get('OMP_WAIT_POLICY'), c.describe())\n")
+    assert _child(code) == ["2 2 PASSIVE threads: 2 (2 cores available, 0 busy)"]
+
+
+def test_train_prints_the_choice_and_the_environment_wins(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "MKL_NUM_THREADS"}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "train.py", "--config", "configs/tiny.yaml", "--steps", "0", "--threads",
+                          "2", "--outdir", str(tmp_path / "run"), "--no-progress"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    start = (tmp_path / "run" / "log.txt").read_text().splitlines()[0]
+    assert start.endswith("threads: 1 (OMP_NUM_THREADS=1 from the environment wins over --threads 2)")
+
+
+def test_the_commands_take_threads_and_reject_bad_counts(monkeypatch):
+    import train
+    from gan.metrics.cli import metrics_cli
+    res = CliRunner().invoke(train.cli, ["--threads", "3", "--dry-run"])
+    assert res.exit_code == 0 and '"threads": 3' in res.stdout
+    res = CliRunner().invoke(train.cli, ["--threads", "auto", "--set", "train.threads=5", "--dry-run"])
+    assert res.exit_code == 0 and '"threads": 0' in res.stdout                # the option over the config field
+    res = CliRunner().invoke(train.cli, ["--threads", "-2", "--dry-run"])
+    assert res.exit_code == 2 and "0 / auto" in res.output
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    res = CliRunner().invoke(metrics_cli, ["--threads", "1", "--data", "digits", "--metrics", "fvd-offline"])
+    assert res.exit_code == 2 and "--resolution is required" in res.output      # a usage error after the line
+    assert "threads: 1 (--threads 1; " in res.stderr and torch.get_num_threads() == 1
