@@ -210,3 +210,16 @@ def test_camera_config_errors_name_the_field():
         load_config(str(ROOT / "configs" / "i2v.yaml"), {"G": {"camera": "static"}})
     assert isinstance(build_generator(scene_cfg("auto")), torch.nn.Module)   # auto without data: today's G
     assert not isinstance(build_generator(scene_cfg("auto")), SceneGenerator)
+
+
+def test_sprites_cannot_turn_transparent():
+    from gan.networks.scene import MIN_COVERAGE
+    torch.manual_seed(0)
+    G = build_generator(scene_cfg("static", objects=3)).eval()
+    with torch.no_grad():
+        G.sprite_blocks[-1].torgb.bias[-1] = -30.0                       # alpha logits far below zero
+        sprites, _ = G.content(G.mapping_forward(torch.randn(4, G.z_dim)))
+    alpha = sprites.reshape(4, 3, G.img_channels + 1, *sprites.shape[2:])[:, :, -1]
+    # lifted to the floor (the clamp at 1 takes back up to ~16% of it from a peaked shape at this seed)
+    assert (alpha.mean(dim=(2, 3)) >= 0.8 * MIN_COVERAGE).all() and alpha.max() <= 1
+    assert alpha[..., 0, :].max() < 0.5 * alpha.max()                    # fading out at the box's edge

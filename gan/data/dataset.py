@@ -227,7 +227,8 @@ def infer_settings(cfg, dataset: ClipDataset) -> List[str]:
             cfg.G.camera = str(found.get("G.camera", "none")) if cfg.G.objects == -1 else "none"
             if cfg.G.camera != "none":
                 hint["G.camera"] = cfg.G.camera
-                for key in ("G.objects", "G.object_size", "G.backgrounds", "G.camera_speed"):
+                for key in ("G.objects", "G.object_size", "G.object_speed", "G.object_jitter", "G.backgrounds",
+                            "G.camera_speed"):
                     if key in found and (key != "G.backgrounds" or cfg.G.backgrounds == -1):
                         setattr(cfg.G, key[2:], found[key])
                         hint[key] = found[key]

@@ -93,7 +93,7 @@ def _luma(video: np.ndarray) -> np.ndarray:
 
 def camera_stats(video: np.ndarray, pairs: int = 8, samples: int = 24) -> Dict[str, object]:
     """Per-video statistics, uint8 [T, R, R, C] -> {'motion': median global shift (px / frame at SIZE px),
-    'border': median share of the 6 px border ring that changes by more than 0.05 over GAP frames, 'still': share
+    'mover_speed': their median px / frame, 'border': median share of the 6 px border ring that changes by more than 0.05 over GAP frames, 'still': share
     of pixels at the median background, 'movers': median moving regions per frame, 'mover_extent': their 90th
     percentile box side / frame side, 'thumb': the median background at 8 px (64 uint8 luma values, row major)}."""
     t = len(video)
@@ -115,12 +115,19 @@ def camera_stats(video: np.ndarray, pairs: int = 8, samples: int = 24) -> Dict[s
         for sl in ndimage.find_objects(labels):
             if sl is not None and (sl[0].stop - sl[0].start) * (sl[1].stop - sl[1].start) >= 4:
                 extents.append(max(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start) / SIZE)
+    # how fast the moving things go: each region's distance to the nearest region GAP frames later
+    steps = []
+    for k in starts:
+        a, b = (regions(np.abs(y[j] - bg) > FG_THRESHOLD) for j in (k, k + gap))
+        if len(a) and len(b):
+            steps += list(np.linalg.norm(a[:, None] - b[None], axis=-1).min(1) / gap)
     thumb = bg.reshape(8, SIZE // 8, 8, SIZE // 8).mean(axis=(1, 3))
     return {"motion": round(float(np.median(shifts)) if shifts else 0.0, 3),
             "border": round(float(np.median(border)) if border else 0.0, 3),
             "still": round(1.0 - float(fg.mean()), 4),
             "movers": float(np.median(counts)),
             "mover_extent": round(float(np.percentile(extents, 90)) if extents else 0.0, 3),
+            "mover_speed": round(float(np.median(steps)) if steps else 0.0, 3),
             "thumb": [int(v) for v in (thumb * 255).round().reshape(-1)]}
 
 
@@ -148,7 +155,7 @@ def count_cameras(thumbs: List[List[int]]) -> int:
 def suggest(stats: List[Dict[str, object]]) -> Dict[str, object]:
     """The generator settings for camera footage from its videos' camera_stats: the scene G (gan/networks/scene.py)
     with the camera kind most videos show; for a static camera as many foreground sprites as things move at once
-    (at most 6) and one background per camera; for a subject filling the frame no sprites (its content code holds
+    (at most 6), their size and speed, and one background per camera; for a subject filling the frame no sprites (its content code holds
     the identity, a small warp moves it); for a moving camera a canvas larger than the frame."""
     kinds = [kind_of(s) for s in stats]
     kind = max(("static", "subject", "moving"), key=kinds.count)
@@ -160,6 +167,11 @@ def suggest(stats: List[Dict[str, object]]) -> Dict[str, object]:
         ext = float(np.median([s["mover_extent"] for s in same if s["mover_extent"] > 0] or [0.2]))
         out["G.object_size"] = round(float(np.clip(1.3 * ext, 0.15, 0.5)), 2)
         out["G.backgrounds"] = count_cameras([s["thumb"] for s in same if s.get("thumb")])
+        # Fastest drift twice the median speed of the moving things, in box-free frame spans per frame (the
+        # layered G's default 0.08 is ~4 px / frame at 64 px; walkers go ~1 and were lost between frames).
+        speed = float(np.median([s.get("mover_speed", 0.0) for s in same]))
+        out["G.object_speed"] = round(float(np.clip(2 * speed / ((1 - out["G.object_size"]) * SIZE), 0.005, 0.08)), 3)
+        out["G.object_jitter"] = round(out["G.object_speed"] / 2, 4)
     elif kind == "subject":
         out["G.objects"] = 0
         out["G.backgrounds"] = count_cameras([s["thumb"] for s in same if s.get("thumb")])

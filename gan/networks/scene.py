@@ -37,6 +37,17 @@ from gan.networks.layers import FullyConnectedLayer, MappingNetwork
 CAMERAS = ("static", "subject", "moving")
 SUBJECT_WARP = 0.12          # largest warp displacement of a subject, in half-frames
 CAMERA_JITTER = 0.02         # largest offset of the camera path from the motion embedding, in canvas spans
+# Each sprite covers at least this share of its box (its alpha scaled up when less). Without a floor the sprites of
+# a static-camera run turned transparent within 50 steps (the Ds found the empty scene easier to accept: foreground
+# share 0.00005, real 0.02; BENCHMARKS.md, "Camera footage"); with one, a thing must be drawn and moved.
+MIN_COVERAGE = 0.15
+
+
+def sprite_window(res: int) -> torch.Tensor:
+    """[1, 1, res, res]: sin(pi u) sin(pi v) over the sprite box. Alpha is multiplied by it, so a sprite fades out
+    before its box's edge: without it, step-100 sprites showed their boxes' straight edges (docs/camera_*.png)."""
+    u = torch.sin(math.pi * (torch.arange(res, dtype=torch.float32) + 0.5) / res)
+    return (u[:, None] * u[None, :])[None, None]
 
 
 def synthesis(res: int, out_channels: int, cfg: GeneratorConfig) -> nn.ModuleList:
@@ -111,6 +122,7 @@ class SceneGenerator(VideoGenerator):
                                               impl=cfg.impl)
             self.sprite_res = cfg.object_resolution or sprite_resolution(cfg.object_size, resolution)
             self.sprite_blocks = synthesis(self.sprite_res, img_channels + 1, cfg)
+            self.register_buffer("window", sprite_window(self.sprite_res), persistent=False)
         self.w_mean_beta = 0.99
 
     # ---- the data prior --------------------------------------------------------------------------
@@ -199,7 +211,11 @@ class SceneGenerator(VideoGenerator):
         if not self.objects:
             return w.new_zeros(b, 0, 1, 1).float(), bg
         img = run_blocks(self.sprite_blocks, wo.reshape(b * self.objects, -1), fused)
-        alpha = torch.sigmoid(img[:, c:] + ALPHA_OFFSET)
+        alpha = torch.sigmoid(img[:, c:] + ALPHA_OFFSET) * self.window
+        # below the floor, the sprite's own shape (peak-normalised: stable however transparent) scaled up to it
+        shape = alpha / alpha.amax(dim=(1, 2, 3), keepdim=True).clamp(min=1e-30)
+        lifted = shape * (MIN_COVERAGE / shape.mean(dim=(1, 2, 3), keepdim=True).clamp(min=1e-6))
+        alpha = torch.where(alpha.mean(dim=(1, 2, 3), keepdim=True) < MIN_COVERAGE, lifted, alpha).clamp(max=1.0)
         sprites = torch.cat([img[:, :c] * alpha, alpha], dim=1).reshape(b, self.objects * (c + 1), *img.shape[2:])
         return sprites, bg
 
