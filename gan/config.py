@@ -84,6 +84,17 @@ class GeneratorConfig:
     object_jitter: float = 0.05     # largest offset the motion embedding adds to a trajectory (same units)
     background: str = "flat"        # layered G: 'flat' (one colour per video from w) or 'static' (the content
     #                                 blocks up to content_resolution, once per video, upsampled)
+    # Scene generator (gan/networks/scene.py): camera footage as a background seen through a camera, with G.objects
+    # sprites moving over it (0: none).
+    camera: str = "auto"            # 'none' (the synthesis or layered G, as G.objects says), 'static' (a fixed
+    #                                 scene), 'subject' (a face or person filling the frame), 'moving' (pans,
+    #                                 handheld); 'auto': read off disk data (gan/data/footage_kind.py; 'none' for the
+    #                                 built-ins, for frame conditioning and when G.objects is set)
+    backgrounds: int = -1           # scene G: learned backgrounds, started from the data's per-video medians (one per
+    #                                 camera); 0: the background is synthesised from w alone; -1: auto (the cameras
+    #                                 counted in the data; 0 for a moving camera, 1 where the data is not read)
+    canvas: float = 1.5             # scene G, moving camera: the canvas side / the frame side
+    camera_speed: float = 0.03      # scene G, moving camera: fastest pan, in canvas spans per frame
 
 
 @dataclass
@@ -297,6 +308,18 @@ def resolved_channels(data: DataConfig) -> int:
     return data.channels
 
 
+def resolved_camera(cfg: "Config") -> str:
+    """G.camera with 'auto' resolved where the data is not read: 'none' (infer_settings reads disk data)."""
+    return "none" if cfg.G.camera == "auto" else cfg.G.camera
+
+
+def resolved_backgrounds(cfg: "Config") -> int:
+    """G.backgrounds with -1 (auto) resolved where the data is not read: 0 for a moving camera, else 1."""
+    if cfg.G.backgrounds == -1:
+        return 0 if cfg.G.camera == "moving" else 1
+    return cfg.G.backgrounds
+
+
 def resolved_objects(cfg: "Config") -> int:
     """G.objects with -1 (auto) resolved: the layered G with one sprite per object for the built-in 'digits'
     (separate objects on black), the synthesis G for everything else. Image/continue conditioning picks the
@@ -419,6 +442,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError("G.motion_drift is for the synthesis generator (G.objects: 0); the layered generator's "
                           "objects already drift and bounce (G.object_speed)")
     validate_objects(cfg)
+    validate_camera(cfg)
     for impl in (cfg.G.impl, cfg.D.impl):
         if impl not in ("ref", "compiled"):
             raise ConfigError(f"impl must be 'ref' or 'compiled', got '{impl}'")
@@ -466,6 +490,17 @@ def validate_objects(cfg: Config) -> None:
         raise ConfigError("G.object_speed and G.object_jitter must be >= 0")
     if g.background not in ("flat", "static"):
         raise ConfigError(f"G.background must be 'flat' or 'static', got '{g.background}'")
+
+
+def validate_camera(cfg: Config) -> None:
+    g = cfg.G
+    if g.camera not in ("auto", "none", "static", "subject", "moving"):
+        raise ConfigError(f"G.camera must be 'auto', 'none', 'static', 'subject' or 'moving', got '{g.camera}'")
+    if g.backgrounds < -1 or g.canvas < 1 or g.camera_speed < 0:
+        raise ConfigError("G.backgrounds must be >= 0 (or -1: auto), G.canvas >= 1 and G.camera_speed >= 0")
+    if g.camera not in ("auto", "none") and cfg.cond.mode in ("image", "continue"):
+        raise ConfigError(f"G.camera={g.camera} has no frame-conditioned form: use G.camera=none with "
+                          f"cond.mode={cfg.cond.mode}")
 
 
 def _validate_cond(cfg: Config) -> None:

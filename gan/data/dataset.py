@@ -211,21 +211,37 @@ def open_disk_source(path: str, resolution: int, min_frames: int = 1, cache: str
 
 
 def infer_settings(cfg, dataset: ClipDataset) -> List[str]:
-    """Fill the config fields left to the data (data.channels 0, G.objects -1) in place; returns what was inferred
-    as 'key=value (why)' lines, for the run's log. The config saved with the run then holds concrete values."""
-    from gan.config import resolved_objects, validate_objects
+    """Fill the config fields left to the data (data.channels 0, G.objects -1, G.camera 'auto' with the scene G's
+    sizes, G.backgrounds -1) in place; returns what was inferred as 'key=value (why)' lines, for the run's log. The
+    config saved with the run then holds concrete values."""
+    from gan.config import resolved_backgrounds, resolved_objects, validate_camera, validate_objects
     source = dataset.source
     hint: Dict[str, object] = {}
     if cfg.data.channels == 0:
         cfg.data.channels = hint["data.channels"] = dataset.channels
-    if cfg.G.objects == -1:
-        if isinstance(source, PreparedDataset) and cfg.cond.mode in ("none", "text"):
-            found = source.suggestions()
-            cfg.G.objects = hint["G.objects"] = int(found["G.objects"])
-            if cfg.G.objects > 0:
-                cfg.G.object_size = hint["G.object_size"] = float(found["G.object_size"])
-        else:
-            cfg.G.objects = resolved_objects(cfg)
+    camera_auto = cfg.G.camera == "auto"
+    if cfg.G.objects == -1 or camera_auto:
+        reads = isinstance(source, PreparedDataset) and cfg.cond.mode in ("none", "text")
+        found = source.suggestions() if reads else {}
+        if camera_auto:                                    # a set G.objects keeps the G it names
+            cfg.G.camera = str(found.get("G.camera", "none")) if cfg.G.objects == -1 else "none"
+            if cfg.G.camera != "none":
+                hint["G.camera"] = cfg.G.camera
+                for key in ("G.objects", "G.object_size", "G.object_speed", "G.object_jitter", "G.backgrounds",
+                            "G.camera_speed"):
+                    if key in found and (key != "G.backgrounds" or cfg.G.backgrounds == -1):
+                        setattr(cfg.G, key[2:], found[key])
+                        hint[key] = found[key]
+        if cfg.G.objects == -1:
+            if reads:
+                cfg.G.objects = hint["G.objects"] = int(found["G.objects"])
+                if cfg.G.objects > 0:
+                    cfg.G.object_size = hint["G.object_size"] = float(found["G.object_size"])
+            else:
+                cfg.G.objects = resolved_objects(cfg)
     said = [f"{k} ({why})" for k, why in explain(hint).items()]
+    if cfg.G.backgrounds == -1:
+        cfg.G.backgrounds = resolved_backgrounds(cfg)
     validate_objects(cfg)                                     # the inferred G meets the same checks as a set one
+    validate_camera(cfg)
     return said

@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from gan.data.footage_kind import camera_stats, explain_kind, suggest
 from gan.data.readers import (IMAGE_EXTENSIONS, DataError, _assign_class_labels, _decode_image, _frame_dirs,
                               _Source, _subfolders, find_video_files, relative_files, zip_videos)
 from gan.video_io import resize_square
@@ -35,7 +36,7 @@ from gan.video_io import resize_square
 logger = logging.getLogger(__name__)
 
 FORMAT = "reelgan-prepared"
-VERSION = 1
+VERSION = 2                            # 2: per-video camera statistics (footage_kind.camera_stats)
 INDEX = "index.json"
 SHARD_BYTES = 1 << 30                  # a new shard after ~1 GiB, so no single file is unwieldy
 GREY_TOLERANCE = 6                     # a frame is grey when its channels differ by at most this (uint8) ...
@@ -60,6 +61,7 @@ class PreparedVideo:
     objects: int = 0                   # separate objects over a flat background (median over sampled frames; 0: no
     #                                    flat background)
     extent: float = 0.0                # median object box side / frame side in the sampled frames
+    camera: Dict = field(default_factory=dict)  # camera footage (no flat background): footage_kind.camera_stats
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -330,12 +332,13 @@ def _write_shards(listing: _Listing, folder: Path, size: int, workers: Optional[
                 handle = open(folder / f"shard_{shard:03d}.u8", "wb")
             handle.write(np.ascontiguousarray(video).tobytes())
             objects, extent = layout(video)
+            camera = camera_stats(video) if objects == 0 else {}
             videos.append(PreparedVideo(name, shard, offset, len(video),
                                         label=listing.caption_labels.get(name, label) if not listing.class_names
                                         else label,
                                         caption=listing.captions.get(name), fps=got["fps"] or listing.fps,
                                         width=got["width"], height=got["height"],
-                                        grey=is_grey(video), objects=objects, extent=extent))
+                                        grey=is_grey(video), objects=objects, extent=extent, camera=camera))
             offset += len(video)
         handle.close()
     finally:
@@ -445,7 +448,8 @@ class PreparedDataset(_Source):
                    if self.skipped["truncated"] else ""))
 
     def suggestions(self) -> Dict[str, object]:
-        """Settings read off the data: channels, and the layered G for separate objects over a flat background."""
+        """Settings read off the data: channels; the layered G for separate objects over a flat background; the scene G
+        for camera footage, with the camera kind, its moving things and backgrounds (footage_kind.suggest)."""
         out: Dict[str, object] = {"data.channels": self.channels}
         objects = [v.objects for v in self.videos]
         flat = float(np.mean([o > 0 for o in objects]))
@@ -454,7 +458,8 @@ class PreparedDataset(_Source):
             ext = float(np.median([v.extent for v in self.videos if v.objects > 0]))
             out["G.object_size"] = round(float(np.clip(OBJECT_MARGIN * ext, 0.15, 0.75)), 2)
         else:
-            out["G.objects"] = 0
+            out.update(suggest([v.camera for v in self.videos if v.camera]) if any(v.camera for v in self.videos)
+                       else {"G.objects": 0})
         fps = [v.fps for v in self.videos if v.fps]
         if fps:
             out["data.fps"] = float(np.median(fps))
@@ -466,7 +471,9 @@ def explain(hint: Dict[str, object]) -> Dict[str, str]:
     out = {}
     if "data.channels" in hint:
         out[f"data.channels={hint['data.channels']}"] = "every frame is grey" if hint["data.channels"] == 1 else "colour"
-    if hint.get("G.objects"):
+    if "G.camera" in hint:
+        out.update(explain_kind(hint))
+    elif hint.get("G.objects"):
         out[f"G.objects={hint['G.objects']}, G.object_size={hint['G.object_size']}"] = \
             "separate objects over a flat background: the layered generator"
     elif "G.objects" in hint:

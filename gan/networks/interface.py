@@ -3,6 +3,8 @@
 c is None, class ids [B] or vectors [B, c_dim] (a caption's embedding) for
 - `Generator` (generator.py): the synthesis G; content drawn once per video by synthesis blocks, warped per frame;
 - `LayeredGenerator` (layered.py): K sprites drawn once per video, moved and composited over a background;
+- `SceneGenerator` (scene.py): camera footage, a background seen through a static or moving camera (started
+  from the data's backgrounds: `backgrounds`, `fit_backgrounds`) with sprites moving over it;
 and a still [B, C, H, W] or K context frames [B, K, C, H, W] for their frame-conditioned forms (conditional.py):
 - `ConditionalGenerator`: a `Generator` (composed, self.G) driven by the encoders of encoders.py;
 - `LayeredConditionalGenerator`: the reference frame split into object layers that move rigidly (the layered G's
@@ -49,6 +51,7 @@ class VideoGenerator(nn.Module):
     resolution: int
     context_frames: int
     objects: int
+    backgrounds: int = 0      # > 0: a bank of that many backgrounds that `fit_backgrounds` starts from the data
 
     # ---- every generator -------------------------------------------------------------------------
     def forward(self, z: torch.Tensor, c: Optional[torch.Tensor], t: torch.Tensor,
@@ -98,6 +101,10 @@ class VideoGenerator(nn.Module):
     @property
     def w_avg(self) -> torch.Tensor:
         """The tracked mean latent [w_size] that truncation pulls towards (zeros before training)."""
+        raise NotImplementedError
+
+    def fit_backgrounds(self, images: torch.Tensor) -> None:
+        """Start the background bank from images [N, C, H, W] in [-1, 1] read off the data (backgrounds > 0)."""
         raise NotImplementedError
 
     @property

@@ -289,6 +289,19 @@ class KeyedDataset(torch.utils.data.Dataset):
         return self.dataset[index]
 
 
+def fit_backgrounds(G, source) -> str:
+    """Start a scene G's background bank from the per-camera medians of a prepared source; returns a log line."""
+    from gan.data.footage_kind import median_backgrounds
+    if not hasattr(source, "read") or not hasattr(source, "videos"):
+        return "data: no frames to start the background bank from (a built-in source); it starts blank"
+    found = median_backgrounds(source, G.backgrounds)                        # uint8 [N, H, W, C]
+    images = torch.from_numpy(found).permute(0, 3, 1, 2).float() / 127.5 - 1
+    if images.shape[1] != G.img_channels:
+        images = images[:, :1] if G.img_channels == 1 else images.expand(-1, G.img_channels, -1, -1)
+    G.fit_backgrounds(images.to(next(G.parameters()).device))
+    return f"data: the background bank starts from {len(found)} per-camera median(s) of the footage"
+
+
 def setup(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", progress: bool = True,
           text_encoder=None) -> Run:
     """Build a run from `cfg` in `outdir` (a new one, or with `resume` the newest usable checkpoint there).
@@ -332,6 +345,8 @@ def setup(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
     for m in mode.synced_modules():
         dist_utils.broadcast_module(m)
     G = build_generator(cfg, c_dim).to(device)
+    if G.backgrounds > 0 and state is None:                  # the scene G's bank starts from the footage's medians
+        notes.append(fit_backgrounds(G, dataset.source))
     D_image, D_video = (d.to(device) for d in mode.build_discriminators())
     for m in (G, D_image, D_video):
         m.to(memory_format=torch.channels_last)
