@@ -250,7 +250,7 @@ def test_text_and_image_models(tmp_path):
     from tests.test_conditional import _text_setup
     ct, G, *_ = _text_setup()
     torch.save({"format_version": FORMAT_VERSION, "config": ct.cfg.to_dict(), "step": 0, "c_dim": G.c_dim, "G_ema": G.state_dict(),
-                **ct.checkpoint_extra()}, tmp_path / "t2v.pt")
+                **ct.state()}, tmp_path / "t2v.pt")
     m = Model(tmp_path / "t2v.pt")
     assert m.capabilities()["text"] and not m.capabilities()["classes"]
     s = m.defaults({"precision": "fp32"})
