@@ -110,7 +110,7 @@ def server_side(ckpt: Path, precision: str, compile_: bool, chunk: int, frames: 
 
 def run_case(config: str, res: int, fps: float, precision: str, compile_: bool, tmp: Path, window: float,
              repeats: int, changes: int, gap: float, chunk: int) -> dict:
-    from gan.studio.browser import open_browser
+    from tests.browser import open_browser
     ckpt = make_checkpoint(config, res, tmp / f"{config}{res}.pt")
     result = {"config": config, "res": res, "target_fps": fps, "precision": precision, "compile": compile_,
               "chunk": chunk, **server_side(ckpt, precision, compile_, chunk)}
@@ -150,7 +150,7 @@ def run_case(config: str, res: int, fps: float, precision: str, compile_: bool, 
 
 def screenshot(ckpt: str, out: Path) -> None:
     """The player room on `ckpt` after a few seconds of play: docs/studio_player.png."""
-    from gan.studio.browser import open_browser
+    from tests.browser import open_browser
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = start_server(Path(ckpt), Path(tmp), "--seed", "3")
         driver = open_browser(1000, 720)

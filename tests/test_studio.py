@@ -19,7 +19,7 @@ import torch
 
 from gan import watermark as wm
 from gan.checkpoint import FORMAT_VERSION
-from gan.studio import browser
+from tests import browser
 from gan.studio.broadcast import HEADER, Stream, Viewer
 from gan.studio.record import Recorder, reserve
 from gan.studio.scene import Model, Scene, StudioError, slerp
