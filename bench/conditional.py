@@ -22,7 +22,6 @@ import datetime as dt
 import json
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -372,13 +371,8 @@ def render_section(doc: Dict, json_path: str) -> str:
 
 
 def update_markdown(path: Path, doc: Dict, json_path: str) -> None:
-    body = f"{START}\n{render_section(doc, json_path)}\n{END}"
-    text = path.read_text() if path.exists() else "# reelgan benchmarks\n"
-    if START in text and END in text:
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: body, text, count=1, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n## Conditional\n" + body + "\n"
-    path.write_text(text)
+    from bench.report import replace_section
+    replace_section(path, START, END, "Conditional", render_section(doc, json_path))
 
 
 @click.command(help=__doc__)

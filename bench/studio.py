@@ -80,13 +80,8 @@ def stop_server(proc) -> None:
 
 
 def wait(driver, script: str, timeout: float = 120.0):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        value = driver.execute_script(script)
-        if value:
-            return value
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out: {script} (status: {driver.execute_script('return window.studio.status')})")
+    from tests.browser import wait_for
+    return wait_for(driver, script, timeout, poll=0.05)
 
 
 def server_side(ckpt: Path, precision: str, compile_: bool, chunk: int, frames: int = 48) -> dict:

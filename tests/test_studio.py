@@ -359,14 +359,7 @@ needs_browser = pytest.mark.skipif(browser.missing_reason() is not None, reason=
 
 
 def _wait(driver, script, timeout=30.0):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        value = driver.execute_script(script)
-        if value:
-            return value
-        time.sleep(0.1)
-    status = driver.execute_script("return window.studio.status")
-    raise AssertionError(f"timed out waiting for: {script}; status: {status}")
+    return browser.wait_for(driver, script, timeout)
 
 
 def _pixels(driver) -> np.ndarray:
