@@ -27,6 +27,8 @@ Real-time mode (one endless clip of the first seed, chunk by chunk, constant mem
 """
 from __future__ import annotations
 
+import sys
+
 import click
 
 from gan.cli_utils import Command, threads_option
@@ -94,9 +96,18 @@ def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_valu
         stream, stream_to, precision, compile_, image, video, context_stride, prompt, no_watermark, watermark_key,
         watermark_user, labels, label_threshold, dataset):
     from gan.threads import configure
-    log = lambda m: click.echo(m, err=True)  # noqa: E731
+    choice = configure(threads)                                     # before torch loads (its OpenMP settings)
+    said = []
+
+    def log(message):                                               # the thread choice leads the first line said,
+        if not said:                                                # so a bad checkpoint stays one line
+            said.append(True)
+            click.echo(choice.describe(), err=True)
+        click.echo(message, err=True)
+
     from gan.sampling.onnx_runtime import is_onnx
     if is_onnx(checkpoint):                                          # reelgan-export --format onnx: ONNX Runtime
+        from gan.sampling import parse_seeds
         from gan.sampling.onnx_runtime import onnx_cli
         others = dict(stream=stream, image=image, video=video, prompt=prompt, labels=labels, dataset=dataset,
                       compile=compile_, stream_to=stream_to, class_value=class_value)
@@ -107,54 +118,20 @@ def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_valu
     if precision == "int8":
         raise click.UsageError("--precision int8 runs on ONNX Runtime: export the generator first "
                                "(reelgan-export CKPT G.onnx --format onnx), then --checkpoint G.onnx --precision int8")
-    conditioned = image is not None or video is not None or prompt is not None
-    if stream and conditioned:
-        raise click.UsageError("--stream renders unconditional and class-conditional models only "
-                               "(not --image/--video/--prompt)")
-    if not stream and (stream_to is not None or compile_ or precision != "fp32"):
-        raise click.UsageError("--stream-to, --precision and --compile apply to --stream only")
-    if not stream and outdir is None:
-        raise click.UsageError("Missing option '--outdir'.")
-    if conditioned and class_value is not None:
-        from gan.conditioning.inputs import ConditionError
-        raise ConditionError("--class does not combine with --image/--video/--prompt")
-    if stream and (labels is not None or dataset is not None):
-        raise click.UsageError("--labels / --dataset write files beside clips: not with --stream")
-    choice = configure(threads)                                     # before torch loads (its OpenMP settings)
-    from gan.checkpoint import load
+    from gan import watermark as wm
     from gan.cli_utils import pick_device
     from gan.sampling import generate, parse_seeds
-    state = load(checkpoint, map_location="cpu")                    # the one read of the file
-    log(choice.describe())                                          # after it: a bad file stays one line
-    if labels is not None and not conditioned:
-        from gan.labels import require_layered     # before anything is said or rendered: the synthesis G has no objects
-        from gan.sampling import load_generator
-        require_layered(load_generator(checkpoint, state=state)[0])
-    mark = _watermark(checkpoint, state, no_watermark, watermark_key, watermark_user, log)
     # --stream without an explicit --frames renders an endless clip
     explicit = ctx.get_parameter_source("frames") is not click.core.ParameterSource.DEFAULT
     result = generate(checkpoint, outdir, parse_seeds(seeds), frames if explicit or not stream else None, fps, fmt,
                       truncation, class_value=class_value, image=image, video=video, prompt=prompt,
                       context_stride=context_stride, device=pick_device(device), chunk=chunk, batch=batch,
                       stream=stream, stream_to=stream_to, precision=precision, compile=compile_,
-                      stdout=click.get_binary_stream("stdout"), log=log, watermark=mark, state=state,
-                      labels=labels, label_threshold=label_threshold, dataset=dataset)
-    if not stream:
-        for p in result:
-            click.echo(str(p))
-
-
-def _watermark(checkpoint, state, off: bool, key_file, user_id, log):
-    """The Watermarker every writer gets (None with --no-watermark); its line goes to the log (stderr)."""
-    if off:
-        if key_file is not None or user_id is not None:
-            raise click.UsageError("--no-watermark does not combine with --watermark-key / --watermark-user")
-        log("watermark OFF (--no-watermark): these clips carry no invisible watermark")
-        return None
-    from gan.sampling import checkpoint_watermarker
-    mark = checkpoint_watermarker(checkpoint, key_file=key_file, user_id=user_id, state=state)
-    log(mark.describe())
-    return mark
+                      stdout=sys.stdout.buffer, log=log,
+                      watermark=None if no_watermark else wm.AUTO, watermark_key=watermark_key,
+                      watermark_user=watermark_user, labels=labels, label_threshold=label_threshold, dataset=dataset)
+    for p in ([] if stream else result):
+        click.echo(str(p))
 
 
 def main():

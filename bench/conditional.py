@@ -22,7 +22,6 @@ import datetime as dt
 import json
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -118,12 +117,17 @@ def test_set(cfg, clips: int):
 def eval_i2v(ckpt: Path, clips: int, lpips, frames: int = 8) -> Dict:
     from gan.conditioning.inputs import frames_to_tensor
     from gan.conditioning.measure import mean_speed, psnr
-    from gan.sampling import animate, load_conditional
+    from gan.sampling import ClipRenderer, load_conditional
     G, info = load_conditional(ckpt)
+    r = ClipRenderer(G)
+
+    def animate(still, seeds, n, time_step=1.0):                 # image-to-video through the renderer
+        times = torch.arange(n, dtype=torch.float64) * time_step
+        return r.whole(r.conditioned_clips(seeds, still[None], torch.zeros(1), times))
     ds = test_set(info["config"], clips)
     ch = info["config"].data.channels                   # the model's: 1 for the built-in digits' luma
     real = [frames_to_tensor(ds.render(i, 0, frames), ch) for i in range(clips)]
-    gen = [animate(G, r[0], [i], frames)[0] for i, r in enumerate(real)]
+    gen = [animate(x[0], [i], frames)[0] for i, x in enumerate(real)]
     # Do objects keep their shape and move plausibly? reelgan-analyze (detector, tracker, shapes classifier) on
     # longer clips (16 frames, 2 data frames apart: several pixels of motion), generated and real alike.
     from gan.metrics.analysis import AnalysisConfig, ClipAnalyzer, aggregate
@@ -136,7 +140,7 @@ def eval_i2v(ckpt: Path, clips: int, lpips, frames: int = 8) -> Dict:
     for i in range(clips):
         real_long = frames_to_tensor(ds.render(i, 0, 16, 2), ch)
         longer["real"].append(analyzer.analyze(to_uint8(real_long.float())))
-        gen_long = animate(G, real_long[0], [i], 16, time_step=2)[0]
+        gen_long = animate(real_long[0], [i], 16, time_step=2)[0]
         longer["generated"].append(analyzer.analyze(to_uint8(gen_long.float())))
     keys = ("identity_consistency", "motion_plausibility", "count_accuracy", "clean_clips")
     analysis = {}
@@ -162,15 +166,18 @@ def eval_i2v(ckpt: Path, clips: int, lpips, frames: int = 8) -> Dict:
 def eval_continue(ckpt: Path, clips: int, lpips, stride: int = 2, future: int = 8, near: int = 3) -> Dict:
     from gan.conditioning.inputs import frames_to_tensor
     from gan.conditioning.measure import psnr
-    from gan.sampling import continue_clip, load_conditional
+    from gan.sampling import ClipRenderer, load_conditional
     G, info = load_conditional(ckpt)
+    r = ClipRenderer(G)
     ds = test_set(info["config"], clips)
     k = G.context_frames
     preds, copies, targets = [], [], []
     for i in range(clips):
         real = frames_to_tensor(ds.render(i, 0, k + future, stride), info["config"].data.channels)
         context, target = real[:k], real[k:]
-        preds.append(continue_clip(G, context, [i], future, context_stride=stride, time_step=stride)[0])
+        context_times = torch.arange(k, dtype=torch.float64) * stride
+        times = float(context_times[-1]) + torch.arange(1, future + 1, dtype=torch.float64) * stride
+        preds.append(r.whole(r.conditioned_clips([i], context, context_times, times))[0])
         copies.append(context[-1:].expand_as(target))
         targets.append(target)
     P, C, T = torch.stack(preds), torch.stack(copies), torch.stack(targets)   # [N, F, C, H, W]
@@ -189,7 +196,7 @@ def eval_text(ckpt: Path, ckpt_uncond: Optional[Path], clips: int, frames: int =
     (gan.metrics.analysis); its main object's colour, class and tracked direction are compared with the caption."""
     from gan.conditioning.inputs import frames_to_tensor
     from gan.conditioning.measure import prompt_agreement
-    from gan.sampling import load_conditional, text_clips
+    from gan.sampling import ClipRenderer, load_conditional, prompt_condition
     from gan.metrics.analysis import AnalysisConfig, ClipAnalyzer
     from gan.metrics.classifier import ObjectLabeler
     from gan.sampling import load_generator, render
@@ -202,7 +209,8 @@ def eval_text(ckpt: Path, ckpt_uncond: Optional[Path], clips: int, frames: int =
     rows = {"text model": [], "unconditional model": [], "real clips": []}
     for i in range(clips):
         obj = ds.factors(i)["objects"][0]
-        clips_i = {"text model": text_clips(G, info["text_encoder"], ds.caption(i), [i], frames)[0],
+        c = prompt_condition(info["text_encoder"], ds.caption(i), [i])
+        clips_i = {"text model": ClipRenderer(G, fused=False).render([i], frames, c=c)[0],
                    "real clips": frames_to_tensor(ds.render(i, 0, frames))}
         if Gu is not None:
             clips_i["unconditional model"] = render(Gu, [i], frames, fused=False)[0]
@@ -363,13 +371,8 @@ def render_section(doc: Dict, json_path: str) -> str:
 
 
 def update_markdown(path: Path, doc: Dict, json_path: str) -> None:
-    body = f"{START}\n{render_section(doc, json_path)}\n{END}"
-    text = path.read_text() if path.exists() else "# reelgan benchmarks\n"
-    if START in text and END in text:
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: body, text, count=1, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n## Conditional\n" + body + "\n"
-    path.write_text(text)
+    from bench.report import replace_section
+    replace_section(path, START, END, "Conditional", render_section(doc, json_path))
 
 
 @click.command(help=__doc__)

@@ -20,7 +20,7 @@ def measure(name: str, res: int, precision: str, chunk: int, frames: int, thread
     torch.set_num_threads(threads)
     cfg = load_config(f"configs/{name}.yaml", {"data": {"resolution": res}})
     torch.manual_seed(0)
-    r = ClipRenderer(build_generator(cfg, 0).eval(), chunk=chunk, precision=precision)
+    r = ClipRenderer(build_generator(cfg, 0).eval(), chunk=chunk, precision=None if precision == "eager" else precision)
     for _ in r.render_chunks([0], frames):                        # warm-up
         pass
     rates = []
@@ -35,7 +35,7 @@ def measure(name: str, res: int, precision: str, chunk: int, frames: int, thread
 if __name__ == "__main__":
     import argparse
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cell", action="append", required=True, help="config:px:precision:chunk, e.g. lite:128:fp32:4")
+    ap.add_argument("--cell", action="append", required=True, help="config:px:precision:chunk, e.g. lite:128:fp32:4 (precision 'eager': G itself, generate()'s path)")
     ap.add_argument("--frames", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()

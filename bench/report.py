@@ -166,13 +166,7 @@ def replace_section(path: Path, start: str, end: str, title: str, body: str) -> 
 
 def update_markdown(path: Path, doc: Dict, json_path) -> None:
     """Replace only the text between the speed markers (create the file or the section if missing)."""
-    body = f"{START}\n{render_section(doc, str(json_path))}\n{END}"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: body, text, count=1, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n## Speed\n\n" + body + "\n"
-    path.write_text(text)
+    replace_section(path, START, END, "Speed", render_section(doc, str(json_path)))
 
 
 if __name__ == "__main__":  # re-render from a results file: python bench/report.py bench/results/X.json

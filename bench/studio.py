@@ -80,13 +80,8 @@ def stop_server(proc) -> None:
 
 
 def wait(driver, script: str, timeout: float = 120.0):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        value = driver.execute_script(script)
-        if value:
-            return value
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out: {script} (status: {driver.execute_script('return window.studio.status')})")
+    from tests.browser import wait_for
+    return wait_for(driver, script, timeout, poll=0.05)
 
 
 def server_side(ckpt: Path, precision: str, compile_: bool, chunk: int, frames: int = 48) -> dict:
@@ -110,7 +105,7 @@ def server_side(ckpt: Path, precision: str, compile_: bool, chunk: int, frames: 
 
 def run_case(config: str, res: int, fps: float, precision: str, compile_: bool, tmp: Path, window: float,
              repeats: int, changes: int, gap: float, chunk: int) -> dict:
-    from gan.studio.browser import open_browser
+    from tests.browser import open_browser
     ckpt = make_checkpoint(config, res, tmp / f"{config}{res}.pt")
     result = {"config": config, "res": res, "target_fps": fps, "precision": precision, "compile": compile_,
               "chunk": chunk, **server_side(ckpt, precision, compile_, chunk)}
@@ -150,7 +145,7 @@ def run_case(config: str, res: int, fps: float, precision: str, compile_: bool, 
 
 def screenshot(ckpt: str, out: Path) -> None:
     """The player room on `ckpt` after a few seconds of play: docs/studio_player.png."""
-    from gan.studio.browser import open_browser
+    from tests.browser import open_browser
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = start_server(Path(ckpt), Path(tmp), "--seed", "3")
         driver = open_browser(1000, 720)

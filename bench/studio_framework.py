@@ -225,7 +225,7 @@ def serve_gradio(paths: list, port: int, fps: float, fresh: bool = False) -> Non
 
 def run_one(name: str, python: str, frames_dir: Path, fps: float, warmup: float, window: float,
             repeats: int) -> dict:
-    from gan.studio.browser import open_browser
+    from tests.browser import open_browser
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT), GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS="1")
     proc = subprocess.Popen([python, __file__, "serve", name, str(frames_dir), str(port), str(fps)], cwd=ROOT,

@@ -99,7 +99,7 @@ def evaluate(ckpt: Path, clips: int, frames: int = 8) -> Dict:
     from gan.conditioning.paraphrase import VARIANTS, paraphrase
     from gan.metrics.analysis import AnalysisConfig, ClipAnalyzer
     from gan.metrics.classifier import ObjectLabeler
-    from gan.sampling import load_conditional, seed_z, text_clips
+    from gan.sampling import ClipRenderer, load_conditional, prompt_condition, seed_z
     from gan.video_io import to_uint8
     G, info = load_conditional(ckpt)
     cfg, enc = info["config"], info["text_encoder"]
@@ -112,7 +112,7 @@ def evaluate(ckpt: Path, clips: int, frames: int = 8) -> Dict:
         obj, caption = ds.factors(i)["objects"][0], ds.caption(i)
         for name, make in prompts.items():
             p = make(caption)
-            clip = text_clips(G, enc, p, [i], frames)[0]
+            clip = ClipRenderer(G, fused=False).render([i], frames, c=prompt_condition(enc, p, [i]))[0]
             rows[name].append(prompt_agreement(analyzer.analyze(to_uint8(clip.float())), obj))
             if G.objects > 0:                # the layered G's sprite velocity for this prompt, no tracking
                 vel = G.drift(G.mapping_forward(seed_z(G, [i], "cpu"), enc.encode([p]).float()))[0, 0]

@@ -86,7 +86,7 @@ def take_screenshot(path: Path, config, steps: int) -> None:
     import re
     import subprocess
 
-    from gan.studio import browser
+    from tests import browser
     with tempfile.TemporaryDirectory() as d:
         cmd = [sys.executable, "-m", "gan.studio.cli", "--train", "--port", "0", "--outdir", str(Path(d) / "run")]
         cmd += ["--config", config] if config else []

@@ -52,7 +52,7 @@ def real_clips(split: str, seed: int, num: int, frames: int, stride: int, resolu
 
 def generated_clips(checkpoint: str, num: int, frames: int, stride: int, batch: int = 8):
     """(uint8 frames, ObjectBoxes) of seeds 0..num-1 of a layered checkpoint: its free labels, class 0."""
-    from gan.labels import layered_labels
+    from gan.sampling import layered_labels
     from gan.sampling import load_generator
     from gan.video_io import to_uint8
     G, _ = load_generator(checkpoint)

@@ -1,4 +1,4 @@
-"""Watermark benchmark (issue 20): robustness, false positives, quality and cost, ours vs invisible-watermark.
+"""Watermark benchmark: robustness, false positives, quality and cost, ours vs invisible-watermark.
 
     OMP_NUM_THREADS=1 python bench/watermark.py            # full run (~10 min on 2 shared cores)
     OMP_NUM_THREADS=1 python bench/watermark.py --quick    # a small subset while developing
@@ -252,7 +252,7 @@ def update_benchmarks(text: str) -> None:
     if START in doc:
         doc = doc[:doc.index(START)] + text + doc[doc.index(END) + len(END):]
     else:
-        doc = doc.rstrip() + "\n\n## Watermark (issue 20)\n" + text + "\n"
+        doc = doc.rstrip() + "\n\n## Watermark\n" + text + "\n"
     path.write_text(doc)
 
 

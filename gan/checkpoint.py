@@ -118,20 +118,58 @@ def save_atomic(obj: Dict[str, Any], path: Union[str, Path]) -> None:
         raise
 
 
-SAFETENSORS_META = ("format_version", "kind", "config", "c_dim", "class_names", "step", "weights_dtype")
+# ---- generator files: export, best.pt and the Hub folder hold the same fields ---------------------------
+
+GENERATOR_KIND = "reelgan-generator"
+SAFETENSORS_META = ("format_version", "kind", "config", "c_dim", "class_names", "step", "weights_dtype", "cond")
+TEXT_PREFIX = "cond.text_encoder."          # a text model's built-in encoder weights beside G's in a tensor file
+
+
+def no_cond(mode: str = "none") -> Dict[str, Any]:
+    """The 'cond' entry of a model without a built-in text encoder."""
+    return {"mode": mode, "text_encoder": None, "text_vocab": None, "external_text_encoder": None}
+
+
+def generator_file(ckpt: Dict[str, Any], path: Union[str, Path] = "the checkpoint", dtype=None,
+                   **extra: Any) -> Dict[str, Any]:
+    """The generator-only contents of any checkpoint (a run state or a generator file): G_ema (or G), the config,
+    c_dim, class names, step and the 'cond' entry (a text model's encoder and vocabulary), so every file made
+    from it samples as the run does. `dtype` stores floating-point weights in it; `extra`: more fields."""
+    key = generator_key(ckpt, path)
+    cast = (lambda v: v.to(dtype) if v.is_floating_point() else v) if dtype is not None else (lambda v: v)
+    cond = dict(ckpt.get("cond") or no_cond(ckpt["config"].get("cond", {}).get("mode", "none")))
+    if cond.get("text_encoder") is not None:
+        cond["text_encoder"] = {k: v.clone() for k, v in cond["text_encoder"].items()}
+    return {"format_version": FORMAT_VERSION, "kind": GENERATOR_KIND, "config": ckpt["config"],
+            "c_dim": int(ckpt.get("c_dim", 0)), "class_names": [str(n) for n in ckpt.get("class_names", [])],
+            "step": ckpt.get("step"), "cond": cond, "G_ema": {k: cast(v).clone() for k, v in ckpt[key].items()},
+            **extra}
+
+
+def shareable_config(config: Dict[str, Any]) -> Dict[str, Any]:
+    """The config of a model file meant to be shared (export, Hub): it names no watermark key file, whose path is
+    private and useless elsewhere (the key bytes are never in a config); the model id ignores this section, so the
+    mark's payload is unchanged."""
+    config = dict(config)
+    config["watermark"] = {**config.get("watermark", {}), "key": ""}
+    return config
 
 
 def save_safetensors(payload: Dict[str, Any], path: Union[str, Path]) -> None:
-    """A generator file as safetensors: payload['G_ema'] as the tensors, every other field of SAFETENSORS_META
-    as JSON text in the header metadata (safetensors metadata is str -> str). Written atomically."""
+    """A generator file as safetensors: payload['G_ema'] (and a built-in text encoder's weights, under TEXT_PREFIX)
+    as the tensors, every other field of SAFETENSORS_META as JSON text in the header metadata (safetensors
+    metadata is str -> str). Written atomically."""
     from safetensors.torch import save_file
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {k: json.dumps(payload[k]) for k in SAFETENSORS_META if k in payload}
+    cond = dict(payload.get("cond") or no_cond())
+    tensors = {k: v.contiguous() for k, v in payload["G_ema"].items()}
+    tensors.update({TEXT_PREFIX + k: v.contiguous() for k, v in (cond.pop("text_encoder", None) or {}).items()})
+    meta = {k: json.dumps(cond if k == "cond" else payload[k]) for k in SAFETENSORS_META if k in payload}
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        save_file({k: v.contiguous() for k, v in payload["G_ema"].items()}, tmp, metadata=meta)
+        save_file(tensors, tmp, metadata=meta)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -151,15 +189,41 @@ def _load_safetensors(path: Path) -> Dict[str, Any]:
         raise CheckpointError(f"{path} has no reelgan config in its metadata (export it with "
                               f"`reelgan-export CKPT OUT --format safetensors`)")
     ckpt = {k: json.loads(v) for k, v in meta.items() if k in SAFETENSORS_META}
-    ckpt["G_ema"] = state
+    text = {k[len(TEXT_PREFIX):]: v for k, v in state.items() if k.startswith(TEXT_PREFIX)}
+    ckpt["G_ema"] = {k: v for k, v in state.items() if not k.startswith(TEXT_PREFIX)}
+    if text:
+        ckpt["cond"] = {**ckpt.get("cond", {}), "text_encoder": text}
     return ckpt
 
 
+def _load_hub_folder(path: Path) -> Dict[str, Any]:
+    """A Hub folder (gan/hub.py's save_pretrained: config.json of the wrapper's fields, model.safetensors of its
+    modules 'G.*' and 'text_encoder.*') as a generator file's dict."""
+    from safetensors.torch import load_file
+    try:
+        fields = json.loads((path / "config.json").read_text())
+        state = load_file(str(path / "model.safetensors"))
+    except Exception as e:
+        raise CheckpointError(f"cannot read the Hub folder {path}: {e}") from None
+    check_format(fields.get("format_version", 1), path)
+    cond = dict(fields.get("cond") or no_cond(fields["reelgan_config"].get("cond", {}).get("mode", "none")))
+    text = {k[len("text_encoder."):]: v for k, v in state.items() if k.startswith("text_encoder.")}
+    if text:
+        cond["text_encoder"] = text
+    return {"format_version": fields["format_version"], "kind": GENERATOR_KIND, "config": fields["reelgan_config"],
+            "c_dim": fields.get("c_dim", 0), "class_names": fields.get("class_names") or [], "step": fields.get("step"),
+            "cond": cond, "G_ema": {k[2:]: v for k, v in state.items() if k.startswith("G.")}}
+
+
 def load(path: Union[str, Path], map_location="cpu") -> Dict[str, Any]:
-    """A checkpoint or exported generator file (torch .pt, or .safetensors from reelgan-export) as a dict."""
+    """A checkpoint or exported generator file (torch .pt, .safetensors from reelgan-export, or a Hub folder) as
+    a dict."""
     path = Path(path)
+    if path.is_dir() and (path / "config.json").is_file() and (path / "model.safetensors").is_file():
+        return _load_hub_folder(path)
     if path.is_dir():
-        raise CheckpointError(f"{path} is a folder; give a checkpoint file (e.g. {path}/checkpoints/latest.pt)")
+        raise CheckpointError(f"{path} is a folder; give a checkpoint file (e.g. {path}/checkpoints/latest.pt) or "
+                              f"a Hub folder (config.json + model.safetensors)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":

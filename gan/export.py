@@ -1,7 +1,8 @@
 """Export the EMA generator of a training checkpoint to a small generator-only file.
 
-The file holds plain data only: G_ema's state dict, the config as plain types, c_dim, class_names, the
-training step and a format version. No discriminators, no optimizer states, no RNG states. It loads with
+The file holds plain data only (gan.checkpoint.generator_file, the one layout of generator files): G_ema's state
+dict, the config as plain types, c_dim, class_names, the training step, the 'cond' entry (a text model's
+built-in encoder and vocabulary) and a format version. No discriminators, no optimizer states, no RNG states. It loads with
 `torch.load(weights_only=True)` through `gan.sampling.load_generator`, like a full checkpoint, so every
 sampling entry point (generate.py, FastSampler) accepts either.
 
@@ -36,7 +37,7 @@ from gan.config import Config
 from gan.networks import build_generator
 from gan import checkpoint as ckpt_io
 
-KIND = "reelgan-generator"
+KIND = ckpt_io.GENERATOR_KIND
 STORE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -65,30 +66,14 @@ def export_generator(checkpoint: Union[str, Path], out: Union[str, Path], dtype:
         info = export_checkpoint_onnx(checkpoint, out)
         return {**info, "params": None, "source_bytes": checkpoint.stat().st_size}
     ckpt = ckpt_io.load(checkpoint, map_location="cpu")
-    key = ckpt_io.generator_key(ckpt, checkpoint)
-    cfg = Config.from_dict(ckpt["config"])
-    c_dim = int(ckpt.get("c_dim", 0))
+    payload = ckpt_io.generator_file(ckpt, checkpoint, STORE_DTYPES[dtype], weights_dtype=dtype)
+    payload["config"] = ckpt_io.shareable_config(payload["config"])
     # Rebuild G from the checkpoint's own config and load strictly: a file that would not load later
     # is never written.
-    G = build_generator(cfg, c_dim)
-    ckpt_io.load_modules(ckpt, {key: G}, checkpoint)
-    store = STORE_DTYPES[dtype]
-    state = {k: (v.to(store) if v.is_floating_point() else v).clone()
-             for k, v in G.state_dict().items()}
-    config = cfg.to_dict()
-    # A shared model names no watermark key file: the path is private and useless elsewhere (the key bytes
-    # are never in a config); the model id ignores this section, so the mark's payload is unchanged.
-    config.get("watermark", {})["key"] = ""
-    payload = {
-        "format_version": ckpt_io.FORMAT_VERSION,
-        "kind": KIND,
-        "config": config,
-        "c_dim": c_dim,
-        "class_names": [str(n) for n in ckpt.get("class_names", [])],
-        "step": ckpt.get("step"),
-        "weights_dtype": dtype,
-        "G_ema": state,
-    }
+    G = build_generator(Config.from_dict(payload["config"]), payload["c_dim"])
+    ckpt_io.load_modules({"G": {k: v.float() if v.is_floating_point() else v for k, v in payload["G_ema"].items()}},
+                         {"G": G}, checkpoint)
+    state = payload["G_ema"]
     if fmt == "safetensors":
         ckpt_io.save_safetensors(payload, out)
     else:

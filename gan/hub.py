@@ -22,7 +22,8 @@ import torch.nn as nn
 
 from gan.config import Config, resolved_objects
 from gan.networks import build_generator
-from gan.checkpoint import FORMAT_VERSION, check_format, load
+from gan.checkpoint import FORMAT_VERSION, check_format, generator_file, load, no_cond, shareable_config
+from gan.conditioning.text import build_text_encoder
 
 INSTALL_HINT = 'pip install "reelgan[hub]"'
 try:
@@ -114,28 +115,31 @@ class ReelganGenerator(nn.Module, PyTorchModelHubMixin, library_name="reelgan",
                  class_names: Optional[List[str]] = None,
                  step: Optional[int] = None,            # training steps behind these weights
                  metrics: Optional[Dict[str, float]] = None,    # measured numbers for the card
-                 format_version: int = FORMAT_VERSION):  # the checkpoint format of reelgan_config and weights
+                 format_version: int = FORMAT_VERSION,  # the checkpoint format of reelgan_config and weights
+                 cond: Optional[dict] = None):          # the 'cond' entry without weights: mode, a text model's
+                                                        # vocabulary (its encoder is the module `text_encoder`)
         super().__init__()
         check_format(format_version, "this reelgan generator")
         self.config, self.c_dim = dict(reelgan_config), int(c_dim)
         self.class_names, self.step, self.metrics = list(class_names or []), step, dict(metrics or {})
         self.cfg = Config.from_dict(self.config)
-        if self.cfg.cond.mode not in ("none",):
-            raise ValueError(f"the hub wrapper holds unconditional and class-conditional generators; this one is "
-                             f"cond.mode={self.cfg.cond.mode!r}")
+        self.cond = {**no_cond(self.cfg.cond.mode), **(cond or {}), "text_encoder": None}
         self.G = build_generator(self.cfg, self.c_dim).eval().requires_grad_(False)
+        if self.cond["text_vocab"] is not None:                # a text model's built-in encoder, saved beside G
+            self.text_encoder = build_text_encoder(self.cfg.cond, (), vocab=self.cond["text_vocab"]).eval()
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Union[str, Path]) -> "ReelganGenerator":
         """From a training checkpoint or an exported .pt / .safetensors generator; the run's logged metrics
         (log.jsonl beside checkpoints/) go on the card."""
-        ckpt = load(checkpoint)
-        key = "G_ema" if "G_ema" in ckpt else "G"
-        config = dict(ckpt["config"])
-        config["watermark"] = {**config.get("watermark", {}), "key": ""}   # no private key file path on the Hub
-        model = cls(config, ckpt.get("c_dim", 0), [str(n) for n in ckpt.get("class_names", [])],
-                    ckpt.get("step"), run_metrics(checkpoint), ckpt["format_version"])
-        model.G.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt[key].items()})
+        f = generator_file(load(checkpoint), checkpoint)
+        f["config"] = shareable_config(f["config"])
+        text = f["cond"].get("text_encoder")
+        model = cls(f["config"], f["c_dim"], f["class_names"], f["step"], run_metrics(checkpoint), f["format_version"],
+                    {k: v for k, v in f["cond"].items() if k != "text_encoder"})
+        model.G.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in f["G_ema"].items()})
+        if text is not None:
+            model.text_encoder.load_state_dict(text)
         return model
 
     @classmethod
@@ -162,7 +166,9 @@ class ReelganGenerator(nn.Module, PyTorchModelHubMixin, library_name="reelgan",
         metrics = "\n".join(f"- {k}: {v:.4g}" if isinstance(v, float) else f"- {k}: {v}"
                             for k, v in self.metrics.items()) or \
             "None recorded with these weights (run `reelgan-metrics --checkpoint ...`)."
-        cond = f"class-conditional ({', '.join(self.class_names) or self.c_dim} classes)" if self.c_dim else "none"
+        cond = {"none": f"class-conditional ({', '.join(self.class_names) or self.c_dim} classes)" if self.c_dim
+                else "none", "text": "text-to-video (a sentence)", "image": "image-to-video (a still)",
+                "continue": "video continuation (a clip's last frames)"}[self.cfg.cond.mode]
         card_data = self._hub_mixin_info.model_card_data
         card_data.license = card_data.license or "mit"
         return ModelCard.from_template(

@@ -15,7 +15,7 @@ models, else 0 ('object'): the unconditional G does not know what its objects ar
 labels the K objects it split off the still; smaller objects past the K largest stay in its background and
 get no box.
 
-Writers: YOLO (one txt per frame), COCO (one json per clip, `track_id` on each annotation), MOTChallenge
+Sampling feeds these from the clips it renders (gan/sampling/sinks.py). Writers: YOLO (one txt per frame), COCO (one json per clip, `track_id` on each annotation), MOTChallenge
 (one txt per clip, with visibility), and `YoloDataset`: the folder layout ultralytics trains from
 (images/{train,val}, labels/{train,val}, data.yaml).
 """
@@ -24,19 +24,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 import torch
 
+from gan.errors import ReelganError
 from gan.networks import VideoGenerator
-from gan.sampling.load import SamplingError, load_generator, resolve_class
-from gan.sampling.render import chunk_states
 
 FORMATS = ("yolo", "coco", "mot")
 
 
-class LabelError(SamplingError):
+class LabelError(ReelganError, ValueError):
     pass
 
 
@@ -90,27 +89,6 @@ def clip_boxes(alphas: torch.Tensor, cls: int = 0, first_frame: int = 0, thresho
         out.append(ObjectBox(first_frame + t, k + 1, int(cls), tuple(int(v) for v in boxes[t, k].tolist()),
                              round(float(visibility[t, k]), 4)))
     return out
-
-
-@torch.no_grad()
-def layered_labels(G: VideoGenerator, seeds: Sequence[int], num_frames: int, *, c: Optional[torch.Tensor] = None,
-                   classes: Optional[Sequence[int]] = None, threshold: float = 0.5, return_frames: bool = False,
-                   **render_kw):
-    """Labels of the clips that `gan.sampling.render_chunks(G, seeds, num_frames, c=c, **render_kw)` renders:
-    a list of ObjectBoxes per seed, plus the frames [B, T, C, H, W] in [-1, 1] with return_frames."""
-    require_layered(G)
-    labels: List[List[ObjectBox]] = [[] for _ in seeds]
-    frames, k = [], 0
-    fused = render_kw.get("fused", True)
-    for w, content, v in chunk_states(G, seeds, num_frames, c=c, **render_kw):
-        placed, bg = G.placed_layers(w, content, v)                              # [B, t, K, C + 1, H, W]
-        alphas = placed[:, :, :, -1]
-        for i in range(len(seeds)):
-            labels[i] += clip_boxes(alphas[i], 0 if classes is None else classes[i], k, threshold)
-        if return_frames:
-            frames.append(G.frames(w, content, v, fused=fused).clamp(-1, 1))
-        k += v.shape[1]
-    return (labels, torch.cat(frames, dim=1)) if return_frames else labels
 
 
 @torch.no_grad()
@@ -195,7 +173,9 @@ class YoloDataset:
         self.root, self.names = Path(root), list(names)
         self.counts = {"train": 0, "val": 0}
 
-    def add_clip(self, stem: str, frames_u8: np.ndarray, boxes: Sequence[ObjectBox], split: str = "train") -> None:
+    def add_clip(self, stem: str, frames_u8: np.ndarray, boxes: Sequence[ObjectBox], split: str = "train",
+                 first: int = 0) -> None:
+        """Frames first.. of a clip (uint8 [t, H, W, 3]) and the boxes of those frames (a clip may come in parts)."""
         from PIL import Image
         if split not in self.counts:
             raise ValueError(f"split must be train or val, got {split!r}")
@@ -203,8 +183,10 @@ class YoloDataset:
         images, labels = self.root / "images" / split, self.root / "labels" / split
         images.mkdir(parents=True, exist_ok=True)
         labels.mkdir(parents=True, exist_ok=True)
-        for i, frame in enumerate(by_frame(boxes, t)):
-            Image.fromarray(frames_u8[i]).save(images / f"{stem}_{i:06d}.png")
+        shifted = [ObjectBox(b.frame - first, b.track, b.cls, b.box, b.visibility) for b in boxes]
+        for j, frame in enumerate(by_frame(shifted, t)):
+            i = first + j
+            Image.fromarray(frames_u8[j]).save(images / f"{stem}_{i:06d}.png")
             lines = yolo_lines(frame, w, h)
             (labels / f"{stem}_{i:06d}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
         self.counts[split] += t
@@ -223,49 +205,3 @@ class YoloDataset:
 def split_of(index: int, val_every: int = 5) -> str:
     """Every `val_every`-th clip (the 5th, 10th, ...) goes to val, the rest to train."""
     return "val" if val_every > 0 and index % val_every == val_every - 1 else "train"
-
-
-def generate_labels(checkpoint: str, clip_paths: Sequence[Path], seeds: Sequence[int], fmt: str, frames: int = 64,
-                    fps: Optional[float] = None, truncation: float = 1.0, class_value: Optional[str] = None,
-                    device: str = "cpu", chunk: int = 16, batch: int = 4, threshold: float = 0.5,
-                    dataset: Optional[str] = None, state: Optional[Dict] = None) -> List[Path]:
-    """The labels of the clips `gan.sampling.generate_videos` wrote for `seeds` (same arguments, same clips),
-    beside each clip; with `dataset`, also that folder in the ultralytics layout. Returns the written paths."""
-    if fmt not in FORMATS:
-        raise LabelError(f"unknown label format {fmt!r}: use one of {', '.join(FORMATS)}")
-    if len(clip_paths) != len(seeds):
-        raise LabelError("labels are written per clip: not with --format grid")
-    G, info = load_generator(checkpoint, device, state)
-    require_layered(G)
-    cls = resolve_class(class_value, info)
-    names = info["class_names"] or ([str(i) for i in range(info["c_dim"])] if info["c_dim"] else ["object"])
-    data_fps = info["config"].data.fps
-    kw = dict(time_step=data_fps / (data_fps if fps is None else float(fps)), truncation=truncation, chunk=chunk,
-              device=device)
-    ds = YoloDataset(dataset, names) if dataset else None
-    written: List[Path] = []
-    for i in range(0, len(seeds), batch):
-        group = list(seeds[i:i + batch])
-        c = torch.full((len(group),), cls, dtype=torch.long) if cls is not None else None
-        out = layered_labels(G, group, frames, c=c, classes=[cls or 0] * len(group), threshold=threshold,
-                             return_frames=ds is not None, **kw)
-        labels, clips = out if ds is not None else (out, None)
-        written += write_clip_labels(fmt, clip_paths[i:i + batch], group, labels, frames, G.resolution, names, ds,
-                                     clips, first=i)
-    if ds is not None:
-        written.append(ds.finish())
-    return written
-
-
-def write_clip_labels(fmt: str, clip_paths: Sequence[Path], seeds: Sequence[int], labels: Sequence[List[ObjectBox]],
-                      frames: int, resolution: int, names: Sequence[str], ds: Optional[YoloDataset] = None,
-                      clips: Optional[torch.Tensor] = None, first: int = 0) -> List[Path]:
-    """Labels beside each clip and, with `ds`, the clips' frames ([S, T, C, H, W] in [-1, 1]) into the dataset
-    folder (clip number first + j decides train / val)."""
-    from gan import video_io
-    written = []
-    for j, (seed, boxes) in enumerate(zip(seeds, labels)):
-        written.append(write_labels(fmt, Path(clip_paths[j]), boxes, frames, resolution, resolution, names))
-        if ds is not None:
-            ds.add_clip(f"seed{seed:04d}", video_io.to_uint8(clips[j].float().cpu()), boxes, split_of(first + j))
-    return written

@@ -106,8 +106,8 @@ class VideoGANLoss:
         frames = torch.gather(video, 1, idx[:, :, None, None, None].expand(-1, -1, *video.shape[2:]))
         return frames.reshape(b * self.image_frames, *video.shape[2:])
 
-    def frame_condition(self, c: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-        return None if c is None else c.repeat_interleave(self.image_frames, dim=0)
+    def frame_condition(self, c: Optional[torch.Tensor], frames: Optional[int] = None) -> Optional[torch.Tensor]:
+        return None if c is None else c.repeat_interleave(frames or self.image_frames, dim=0)
 
     def run_D(self, video: Tensor, times: Tensor, c: Optional[Tensor], augment: bool = True) -> Dict[str, Tensor]:
         """Logits of each D that is on: {'image': [B*k, ...], 'video': [B, ...]}."""
@@ -117,6 +117,15 @@ class VideoGANLoss:
         if self.video_on:
             logits["video"] = self.main["video"](video, times, c)
         return logits
+
+    @torch.no_grad()
+    def score_clips(self, video: Tensor, times: Tensor, c: Optional[Tensor]) -> Dict[str, Tensor]:
+        """Each clip's mean logit [B] from each D, as the D phase sees a clip but on every frame and without
+        augmentation, eager (the video D even while its weight is 0): what a clip looks like to the Ds (the training
+        room shows it)."""
+        b, t = video.shape[:2]
+        image = self.D_image(video.flatten(0, 1), self.frame_condition(c, t)).reshape(b, t, -1).mean(dim=(1, 2))
+        return {"image": image, "video": self.D_video(video, times, c).reshape(b, -1).mean(dim=1)}
 
     def generate(self, batch: Batch) -> torch.Tensor:
         return self.main["G"](batch.z, batch.gen_c, batch.gen_times, batch.motion)

@@ -218,7 +218,7 @@ def test_run_analysis_writes_report_and_annotated_mp4(tmp_path, labeler):
 
 def test_analyze_cli_on_checkpoint_and_folder_is_deterministic(tmp_path, tiny_cfg, tiny_G):
     from gan.metrics.cli import analyze_cli
-    from gan.sampling import generate_videos
+    from gan.sampling import generate
     from gan.checkpoint import FORMAT_VERSION, save_atomic
     ckpt = tmp_path / "tiny.pt"
     save_atomic({"format_version": FORMAT_VERSION, "config": tiny_cfg.to_dict(), "G_ema": tiny_G.state_dict(),
@@ -231,7 +231,7 @@ def test_analyze_cli_on_checkpoint_and_folder_is_deterministic(tmp_path, tiny_cf
         outputs.append(json.loads((tmp_path / f"a{i}" / "analysis.json").read_text())["aggregate"])
     assert outputs[0] == outputs[1]
     videos = tmp_path / "videos"
-    generate_videos(str(ckpt), str(videos), [0, 1, 2], frames=T)
+    generate(str(ckpt), str(videos), [0, 1, 2], frames=T)
     result = CliRunner().invoke(analyze_cli, ["--videos", str(videos), "--dataset", "shapes", "--num", "3",
                                               "--quiet"])
     assert result.exit_code == 0, result.output

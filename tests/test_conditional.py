@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from gan.checkpoint import FORMAT_VERSION
 from gan.conditioning import ConditionError, load_image, load_video
 from gan.config import Config, ConfigError, load_config
-from gan.networks import ConditionalGenerator, build_generator
+from gan.networks import ConditionalGenerator, build_discriminators, build_generator
 from tests.conftest import ROOT
 from tests.test_text_conditioning import CONFIGS, _cfg, _text_setup
 
@@ -112,19 +112,17 @@ def test_continuation_reads_motion_from_the_context_and_has_gradients():
 
 def _recon_setup(mode, lpips_model):
     """Like _text_setup for 'image' / 'continue', with the session's shared LPIPS model (fast)."""
-    from gan.training.conditional import ConditionalTraining
+    from gan.training.modes import FrameMode
     from gan.data import build_dataset
     from losses import ClipAugment, VideoGANLoss
     from losses.perceptual import ReconstructionLoss
     cfg = _cfg(mode, G={"objects": 0})          # the synthesis G: its first frame is reconstructed, not exact
     ds = build_dataset(cfg.data, seed=0)
-    ct = ConditionalTraining.__new__(ConditionalTraining)
-    ct.cfg, ct.mode, ct.device, ct.text_encoder, ct.external_text, ct._samples = cfg, mode, torch.device("cpu"), \
-        None, False, None
-    ct.recon = ReconstructionLoss(lpips_model, 1.0, 1.0, cfg.cond.temporal_weight)
+    ct = FrameMode(cfg, "cpu", first_frame_only=mode == "image",
+                   recon=ReconstructionLoss(lpips_model, 1.0, 1.0, cfg.cond.temporal_weight))
     torch.manual_seed(0)
     G = build_generator(cfg)
-    D_image, D_video = ct.build_discriminators()
+    D_image, D_video = build_discriminators(cfg)
     loss = VideoGANLoss(G, D_image, D_video, ClipAugment([]), cfg.D.image_frames, r1_gamma=0.1, **ct.loss_hooks())
     data = torch.utils.data.default_collate([ds[i] for i in range(2)])
     batch = ct.make_batch(G, data, "cpu", torch.Generator().manual_seed(0))

@@ -5,7 +5,7 @@ import torch
 
 from gan.networks import build_generator
 from gan.conditioning.text import build_text_encoder
-from gan.training.conditional import caption_negatives
+from gan.training.modes import caption_negatives
 from gan.config import load_config
 from gan.data import BouncingShapes
 from tests.conftest import ROOT

@@ -105,10 +105,65 @@ def test_push_to_hub_uploads_the_save_pretrained_folder(run, tmp_path, monkeypat
     torch.testing.assert_close(_clip(back.G), _clip(load_generator(run)[0]), rtol=0, atol=0)
 
 
-def test_hub_wrapper_refuses_conditional_modes(run):
-    cfg = load_config(str(ROOT / "configs" / "i2v.yaml"))
-    with pytest.raises(ValueError, match="cond.mode='image'"):
-        ReelganGenerator(cfg.to_dict())
+PRESETS = sorted(p.stem for p in (ROOT / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_presets_exports_sample_exactly_as_the_full_checkpoint(preset, tmp_path):
+    # .pt, .safetensors and the Hub folder carry every mode's state (a text model's encoder too): generate()
+    # writes the same pixels from each as from the full checkpoint (at 32 px, so that every preset is fast).
+    import warnings
+
+    import numpy as np
+    from PIL import Image
+
+    from gan.conditioning.text import build_text_encoder
+    from gan.export import export_generator
+    from gan.sampling import generate
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cfg = load_config(str(ROOT / "configs" / f"{preset}.yaml"),
+                          {"data": {"resolution": 32, "num_videos": 4}, "cond": {"lpips_random_backbone": True}})
+    torch.manual_seed(0)
+    mode, option = cfg.cond.mode, {}
+    state = {"format_version": ckpt_io.FORMAT_VERSION, "config": cfg.to_dict(), "step": 3, "seen": 6,
+             "class_names": [], "cond": ckpt_io.no_cond(mode)}
+    if mode == "text" and cfg.cond.text_encoder == "minilm":          # pretrained: named with its SHA-256, not stored
+        from gan.conditioning.pretrained import pretrained_text_encoder
+        enc = pretrained_text_encoder(cfg.cond)
+        state["cond"].update(external_text_encoder=type(enc).__name__, pretrained_text_encoder=enc.record())
+        option = {"prompt": "a red circle moving left"}
+    elif mode == "text":
+        enc = build_text_encoder(cfg.cond, ["a red circle moving left"])
+        state["cond"].update(text_encoder=enc.state_dict(), text_vocab=list(enc.tokenizer.vocab))
+        option = {"prompt": "a red circle moving left"}
+    elif mode != "none":
+        still = np.zeros((32, 32, 3), np.uint8)
+        still[8:20, 4:14] = 255
+        Image.fromarray(still).save(tmp_path / "still.png")
+        if mode == "image":
+            option = {"image": str(tmp_path / "still.png")}
+        else:
+            from gan import video_io
+            video_io.write_mp4(tmp_path / "in.mp4", np.stack([np.roll(still, k, 1) for k in range(6)]), 8)
+            option = {"video": str(tmp_path / "in.mp4")}
+    G = build_generator(cfg, cfg.cond.text_dim if mode == "text" else 0)
+    with torch.no_grad():
+        for p in G.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    state.update(c_dim=G.c_dim, G=G.state_dict(), G_ema=G.state_dict())
+    full = tmp_path / "run" / "checkpoints" / "latest.pt"
+    ckpt_io.save_atomic(state, full)
+    export_generator(full, tmp_path / "G.pt")
+    export_generator(full, tmp_path / "G.safetensors", fmt="safetensors")
+    ReelganGenerator.from_checkpoint(full).save_pretrained(tmp_path / "hub")
+
+    def frames(source, name):
+        (folder,) = generate(str(source), str(tmp_path / name), [5], 3, fmt="png", **option)
+        return np.stack([np.asarray(Image.open(f)) for f in sorted(folder.glob("*.png"))])
+    expected = frames(full, "full")
+    for name in ("G.pt", "G.safetensors", "hub"):
+        np.testing.assert_array_equal(frames(tmp_path / name, name.replace(".", "_")), expected, err_msg=name)
 
 
 def test_hub_folders_of_the_old_format_are_refused_with_the_last_release(run, tmp_path):

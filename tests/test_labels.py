@@ -10,7 +10,8 @@ from click.testing import CliRunner
 from gan.config import load_config
 from gan.data.builtin import _digit_sprite
 from gan.export import KIND
-from gan.labels import LabelError, boxes_from_alpha, layered_labels, require_layered, visible_alpha
+from gan.labels import LabelError, boxes_from_alpha, require_layered, visible_alpha
+from gan.sampling import layered_labels
 from gan.networks import LayeredGenerator, build_generator
 from gan.sampling import render
 from gan import checkpoint as ckpt_io

@@ -134,11 +134,11 @@ def test_layered_G_gradients_reach_every_part(layered_G):
 
 
 def test_layered_G_streams_in_windows_like_a_whole_render(layered_G):
-    from gan.sampling import render, render_chunks
+    from gan.sampling import ClipRenderer, render
     whole = render(layered_G, [3, 4], 20, fused=False)
-    chunks = torch.cat(list(render_chunks(layered_G, [3, 4], 20, chunk=6, fused=False)), dim=1)
+    chunks = torch.cat(list(ClipRenderer(layered_G, chunk=6, fused=False).render_chunks([3, 4], 20)), dim=1)
     torch.testing.assert_close(chunks, whole)
-    late = torch.cat(list(render_chunks(layered_G, [3, 4], 4, start=16, fused=False)), dim=1)
+    late = torch.cat(list(ClipRenderer(layered_G, fused=False).render_chunks([3, 4], 4, start=16)), dim=1)
     torch.testing.assert_close(late, whole[:, 16:20])
 
 

@@ -137,7 +137,7 @@ def test_continuation_carries_the_context_motion_on():
 
 
 def test_layered_generator_is_chosen_by_config_and_checkpoints_round_trip(tmp_path):
-    from gan.sampling import animate, load_conditional
+    from gan.sampling import ClipRenderer, load_conditional
     from gan.projector import project
     from gan.training.loop import train
     cfg = _cfg("image", train={"steps": 2, "batch": 2, "checkpoint_every": 2, "log_every": 1, "sample_every": 0},
@@ -149,8 +149,10 @@ def test_layered_generator_is_chosen_by_config_and_checkpoints_round_trip(tmp_pa
     G, info = load_conditional(tmp_path / "checkpoints" / "latest.pt")
     assert isinstance(G, LayeredConditionalGenerator) and info["mode"] == "image"
     still = _clip(0, 1, 1)[0]
-    clip = animate(G, still, [3], 5)
+    renderer, times = ClipRenderer(G), torch.arange(5, dtype=torch.float64)
+    animate = lambda: renderer.whole(renderer.conditioned_clips([3], still[None], torch.zeros(1), times))  # noqa
+    clip = animate()
     torch.testing.assert_close(clip[0, 0], still, atol=1e-5, rtol=0)
-    torch.testing.assert_close(animate(G, still, [3], 5), clip)                        # a seed is a clip
+    torch.testing.assert_close(animate(), clip)                        # a seed is a clip
     with pytest.raises(ValueError, match="layered image/continuation"):
         project(G, clip[0], steps=1, lpips_weight=0)

@@ -296,7 +296,7 @@ def _tiny_checkpoint(tmp_path, cfg, G):
 
 def test_cli_on_checkpoint_and_mp4_folder_gives_same_numbers_twice(tmp_path, tiny_cfg, tiny_G):
     from gan.metrics.cli import metrics_cli
-    from gan.sampling import generate_videos
+    from gan.sampling import generate
     ckpt = _tiny_checkpoint(tmp_path, tiny_cfg, tiny_G)
     args = ["--checkpoint", str(ckpt), "--metrics", "fvd-offline,kvd-offline", "--num", "8", "--quiet"]
     runs = []
@@ -312,7 +312,7 @@ def test_cli_on_checkpoint_and_mp4_folder_gives_same_numbers_twice(tmp_path, tin
     assert "FVD-shapes-offline" in result.output                        # the one-line summary
 
     videos = tmp_path / "videos"
-    generate_videos(str(ckpt), str(videos), list(range(8)), frames=16)
+    generate(str(ckpt), str(videos), list(range(8)), frames=16)
     folder_args = ["--videos", str(videos), "--data", "shapes", "--data-seed", "0", "--resolution", "16",
                    "--metrics", "fvd-offline", "--num", "8", "--quiet"]
     values = []

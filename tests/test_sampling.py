@@ -5,7 +5,7 @@ import imageio_ffmpeg
 import pytest
 import torch
 
-from gan.sampling import SamplingError, generate_videos, load_generator, parse_seeds, render, render_chunks
+from gan.sampling import ClipRenderer, SamplingError, generate, load_generator, parse_seeds, render
 from gan.training import train
 from gan.video_io import probe_video
 
@@ -46,7 +46,7 @@ def test_frame_rate_resamples_time(G):
 
 
 def test_long_clips_render_in_constant_memory_without_looping(G):
-    chunks = render_chunks(G, [0], None, chunk=8)      # endless
+    chunks = ClipRenderer(G, chunk=8).render_chunks([0], None)      # endless
     frames = [next(chunks) for _ in range(130)]        # 1040 frames
     assert all(c.shape == (1, 8, 3, 16, 16) for c in frames)
     first, late = frames[0][0, 0], frames[-1][0, -1]
@@ -55,18 +55,18 @@ def test_long_clips_render_in_constant_memory_without_looping(G):
 
 
 def test_generate_writes_playable_files(checkpoint, tmp_path):
-    paths = generate_videos(checkpoint, str(tmp_path / "mp4"), [0, 1, 2], frames=9, fps=10, batch=2, chunk=4)
+    paths = generate(checkpoint, str(tmp_path / "mp4"), [0, 1, 2], frames=9, fps=10, batch=2, chunk=4)
     assert [p.name for p in paths] == ["seed0000.mp4", "seed0001.mp4", "seed0002.mp4"]
     info = probe_video(paths[0])
     assert info["frames"] == 9 and abs(info["fps"] - 10) < 1e-6
     probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(paths[0])],
                            capture_output=True, text=True).stderr
     assert "h264" in probe and "yuv420p" in probe
-    gif = generate_videos(checkpoint, str(tmp_path / "gif"), [4], frames=5, fmt="gif")[0]
+    gif = generate(checkpoint, str(tmp_path / "gif"), [4], frames=5, fmt="gif")[0]
     assert gif.suffix == ".gif" and gif.stat().st_size > 0
-    png = generate_videos(checkpoint, str(tmp_path / "png"), [4], frames=5, fmt="png")[0]
+    png = generate(checkpoint, str(tmp_path / "png"), [4], frames=5, fmt="png")[0]
     assert len(list(png.glob("*.png"))) == 5
-    grid = generate_videos(checkpoint, str(tmp_path / "grid"), [0, 1, 2, 3], frames=4, fmt="grid")[0]
+    grid = generate(checkpoint, str(tmp_path / "grid"), [0, 1, 2, 3], frames=4, fmt="grid")[0]
     assert probe_video(grid)["width"] > 2 * 16
 
 
@@ -82,9 +82,9 @@ def test_bad_requests_fail_clearly(checkpoint, tmp_path):
         with pytest.raises(SamplingError, match="seed"):
             parse_seeds(bad)
     with pytest.raises(SamplingError, match="unconditional"):
-        generate_videos(checkpoint, str(tmp_path), [0], frames=2, class_value="1")
+        generate(checkpoint, str(tmp_path), [0], frames=2, class_value="1")
     with pytest.raises(SamplingError, match="format"):
-        generate_videos(checkpoint, str(tmp_path), [0], frames=2, fmt="avi")
+        generate(checkpoint, str(tmp_path), [0], frames=2, fmt="avi")
 
 
 @pytest.mark.parametrize("extra", [[], ["--format", "gif", "--no-watermark"]])
@@ -112,10 +112,10 @@ def test_data_fps_sets_the_default_rate_and_the_time_step(checkpoint, tmp_path):
     state["config"]["data"]["fps"] = 8.0
     eight = tmp_path / "eight.pt"
     ckpt_io.save_atomic(state, eight)
-    assert probe_video(generate_videos(str(eight), str(tmp_path / "mp4"), [2], frames=4)[0])["fps"] == 8
+    assert probe_video(generate(str(eight), str(tmp_path / "mp4"), [2], frames=4)[0])["fps"] == 8
 
     def frames(fps):
-        folder = generate_videos(str(eight), str(tmp_path / f"png{fps}"), [2], frames=6, fps=fps, fmt="png",
+        folder = generate(str(eight), str(tmp_path / f"png{fps}"), [2], frames=6, fps=fps, fmt="png",
                                  watermark=None)[0]
         return np.stack([np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))])
     at_8, at_16 = frames(None), frames(16)

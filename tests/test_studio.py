@@ -20,7 +20,7 @@ import torch
 
 from gan import watermark as wm
 from gan.checkpoint import FORMAT_VERSION
-from gan.studio import browser
+from tests import browser
 from gan.studio.broadcast import HEADER, Stream, Viewer
 from gan.studio.record import Recorder, reserve
 from gan.studio.scene import LIMITS, STILL_ANCHORS, Model, Scene, StudioError, slerp
@@ -251,7 +251,7 @@ def test_text_and_image_models(tmp_path):
     from tests.test_conditional import _text_setup
     ct, G, *_ = _text_setup()
     torch.save({"format_version": FORMAT_VERSION, "config": ct.cfg.to_dict(), "step": 0, "c_dim": G.c_dim, "G_ema": G.state_dict(),
-                **ct.checkpoint_extra()}, tmp_path / "t2v.pt")
+                **ct.state()}, tmp_path / "t2v.pt")
     m = Model(tmp_path / "t2v.pt")
     assert m.capabilities()["text"] and not m.capabilities()["classes"]
     s = m.defaults({"precision": "fp32"})
@@ -385,14 +385,7 @@ needs_browser = pytest.mark.skipif(browser.missing_reason() is not None, reason=
 
 
 def _wait(driver, script, timeout=30.0):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        value = driver.execute_script(script)
-        if value:
-            return value
-        time.sleep(0.1)
-    status = driver.execute_script("return window.studio.status")
-    raise AssertionError(f"timed out waiting for: {script}; status: {status}")
+    return browser.wait_for(driver, script, timeout)
 
 
 def _pixels(driver) -> np.ndarray:

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gan.studio import browser
+from tests import browser
 from gan.studio.guard import Access
 from tests.conftest import ROOT
 from tests.test_bad_input import _conditional_checkpoint

@@ -8,7 +8,7 @@ import torch
 from gan.checkpoint import FORMAT_VERSION
 from gan.conditioning import ConditionError, LearnedTextEncoder, TextEncoder, WordTokenizer
 from gan.config import ConfigError, load_config
-from gan.networks import build_generator
+from gan.networks import build_discriminators, build_generator
 from losses.adversarial import d_logistic
 from losses.conditional import d_matching_aware
 from tests.conftest import ROOT
@@ -44,15 +44,15 @@ def test_tokenizer_and_text_encoders_follow_the_protocol():
 
 
 def _text_setup(objects=None, **cond):
-    from gan.training.conditional import ConditionalTraining
+    from gan.training.modes import TextMode
     from gan.data import build_dataset
     from losses import ClipAugment, VideoGANLoss
     cfg = _cfg("text", cond=cond, **({"G": {"objects": objects}} if objects is not None else {}))
     torch.manual_seed(0)
     ds = build_dataset(cfg.data, seed=0)
-    ct = ConditionalTraining(cfg, ds, "cpu")
+    ct = TextMode(cfg, ds, "cpu")
     G = build_generator(cfg, ct.c_dim)
-    D_image, D_video = ct.build_discriminators()
+    D_image, D_video = build_discriminators(cfg, ct.c_dim)
     loss = VideoGANLoss(G, D_image, D_video, ClipAugment([]), cfg.D.image_frames, r1_gamma=0.1, **ct.loss_hooks())
     data = torch.utils.data.default_collate([ds[i] for i in range(4)])
     batch = ct.make_batch(G, data, "cpu", torch.Generator().manual_seed(0))
@@ -93,7 +93,7 @@ def test_text_condition_reaches_G_and_both_Ds_with_gradients(objects):
 
 def test_external_text_encoder_is_used_frozen_and_required_at_sampling(tmp_path):
     from gan.sampling import load_conditional
-    from gan.training.conditional import ConditionalTraining
+    from gan.training.modes import TextMode
     from gan.data import build_dataset
 
     class Hashing:                                          # any object with .dim and .encode fits the protocol
@@ -103,13 +103,13 @@ def test_external_text_encoder_is_used_frozen_and_required_at_sampling(tmp_path)
             return torch.stack([torch.randn(32, generator=torch.Generator().manual_seed(hash(c) % 2 ** 31))
                                 for c in captions])
     cfg = _cfg("text")
-    ct = ConditionalTraining(cfg, build_dataset(cfg.data, seed=0), "cpu", text_encoder=Hashing())
-    assert ct.external_text and ct.d_parameters() == [] and ct.state_dict()["external_text_encoder"] == "Hashing"
+    ct = TextMode(cfg, build_dataset(cfg.data, seed=0), "cpu", text_encoder=Hashing())
+    assert ct.external_text and ct.d_parameters() == [] and ct.state()["cond"]["external_text_encoder"] == "Hashing"
     with pytest.raises(ValueError, match="text_dim"):
-        ConditionalTraining(_cfg("text", cond={"text_dim": 16}), build_dataset(cfg.data, seed=0), "cpu",
+        TextMode(_cfg("text", cond={"text_dim": 16}), build_dataset(cfg.data, seed=0), "cpu",
                             text_encoder=Hashing())
     torch.save({"format_version": FORMAT_VERSION, "config": cfg.to_dict(), "G_ema": build_generator(cfg, ct.c_dim).state_dict(),
-                "c_dim": 32, "cond": ct.state_dict()}, tmp_path / "ext.pt")
+                "c_dim": 32, **ct.state()}, tmp_path / "ext.pt")
     with pytest.raises(ConditionError, match="external text encoder"):
         load_conditional(tmp_path / "ext.pt")
     assert load_conditional(tmp_path / "ext.pt", text_encoder=Hashing())[1]["text_encoder"] is not None
@@ -167,7 +167,7 @@ def test_caption_negatives_swap_one_factor_and_flag_what_a_frame_shows():
 
 
 def test_text_training_uses_the_datasets_word_groups_and_config_checks_them():
-    from gan.training.conditional import caption_negatives
+    from gan.training.modes import caption_negatives
     from gan.data import BouncingShapes, MovingDigits
     from gan.data.builtin import PALETTE
     cfg = _cfg("text")

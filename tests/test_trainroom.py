@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from gan.config import load_config
-from gan.studio import browser
+from tests import browser
 from gan.studio.scene import StudioError
 from gan.studio.trainroom import Trainer, frame_differences, mean_pairwise_distance, sheet, to_uint8
 from gan.training.run import KnobError

@@ -125,15 +125,15 @@ def test_keys_payloads_and_model_ids(tmp_path, monkeypatch):
 
 
 def test_every_sampler_output_carries_the_models_mark(ckpt64, tmp_path):
-    from gan.sampling import generate_videos
+    from gan.sampling import generate
     expected = _expected_payload(ckpt64)
     for fmt in ("mp4", "gif", "png", "grid"):
-        paths = generate_videos(str(ckpt64), str(tmp_path / fmt), [0, 1] if fmt == "grid" else [0], frames=16,
+        paths = generate(str(ckpt64), str(tmp_path / fmt), [0, 1] if fmt == "grid" else [0], frames=16,
                                 fmt=fmt, chunk=5)
         det = _detect(paths[0])
         assert det.detected, (fmt, det)
         assert _bits_agree(det, expected) >= 0.85, fmt
-    off = generate_videos(str(ckpt64), str(tmp_path / "off"), [0], frames=16, fmt="gif", watermark=None)[0]
+    off = generate(str(ckpt64), str(tmp_path / "off"), [0], frames=16, fmt="gif", watermark=None)[0]
     assert _detect(off).detected is False
 
 
@@ -167,7 +167,7 @@ def test_generate_cli_default_stream_no_watermark_and_private_key(ckpt64, tmp_pa
 
 
 def test_conditional_sampling_is_marked(tmp_path):
-    from gan.sampling import generate_conditional
+    from gan.sampling import generate
     from gan.conditioning.text import build_text_encoder
     from gan.config import load_config
     with warnings.catch_warnings():
@@ -178,7 +178,7 @@ def test_conditional_sampling_is_marked(tmp_path):
     extra = {"cond": {"mode": "text", "text_encoder": enc.state_dict(), "text_vocab": enc.tokenizer.vocab,
                       "external_text_encoder": None}}
     ckpt = _ckpt(tmp_path / "t2v.pt", cfg, cfg.cond.text_dim, extra)
-    path = generate_conditional(str(ckpt), str(tmp_path / "out"), [0], frames=16, fmt="png",
+    path = generate(str(ckpt), str(tmp_path / "out"), [0], frames=16, fmt="png",
                                 prompt="a red circle moving left")[0]
     det = _detect(path)
     assert det.detected and _bits_agree(det, _expected_payload(ckpt)) >= 0.85

@@ -7,7 +7,7 @@ recorded in checkpoints by name and SHA-256 and rebuilt from the weights cache b
 with .dim and .encode() fits too, passed by hand:
 
     train(cfg, outdir, text_encoder=MyEncoder())   # with cfg.cond.text_dim = MyEncoder.dim; kept frozen
-    generate_conditional(ckpt, out, seeds, prompt="...", text_encoder=MyEncoder())
+    gan.sampling.generate(ckpt, out, seeds, prompt="...", text_encoder=MyEncoder())
 
 An external encoder is used as it is (frozen, never saved in checkpoints); the built-in one is trained
 with the discriminators (its embedding is what their projection heads compare clips against), and

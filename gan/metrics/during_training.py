@@ -98,10 +98,10 @@ class TrainingMetrics:
         return value < self.best_value if lower else value > self.best_value
 
     def _save_best(self, step: int, seen: int, G_ema, values: Dict[str, float]) -> None:
-        state = {"format_version": ckpt_io.FORMAT_VERSION, "config": self.cfg.to_dict(), "step": step,
-                 "seen": seen, "c_dim": self.c_dim, "class_names": self.class_names,
-                 "G_ema": ckpt_io.unwrap(G_ema).state_dict(), "metrics": dict(values),
-                 "best_metric": self.best_metric}
+        state = ckpt_io.generator_file({"config": self.cfg.to_dict(), "step": step, "c_dim": self.c_dim,
+                                        "class_names": self.class_names, "G_ema": ckpt_io.unwrap(G_ema).state_dict()},
+                                       self.ckpt_dir / "best.pt", seen=seen, metrics=dict(values),
+                                       best_metric=self.best_metric)
         ckpt_io.save_atomic(state, self.ckpt_dir / "best.pt")
         (self.ckpt_dir / "best.json").write_text(json.dumps({"step": step, "metric": self.best_metric,
                                                              "value": self.best_value, "values": values}) + "\n")

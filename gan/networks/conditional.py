@@ -76,6 +76,14 @@ def check_context(G: VideoGenerator, mode: str, c: Optional[torch.Tensor]) -> to
     return c
 
 
+def context_with_times(G: VideoGenerator, c: Optional[torch.Tensor], context_times: torch.Tensor) -> torch.Tensor:
+    """prepare()'s condition as context frames [B, K, C, H, W], checked against its times [B, K]."""
+    ctx = G.context_of(c)
+    assert context_times.shape == (ctx.shape[0], G.context_frames), \
+        f"context_times must be [B, {G.context_frames}], got {tuple(context_times.shape)}"
+    return ctx
+
+
 class ConditionalGenerator(VideoGenerator):
     """G(z, c, t, motion) with c = a still [B, C, H, W] or context frames [B, K, C, H, W] -> [B, T, C, H, W]: the
     synthesis G (self.G) driven by the encoders (see the module doc). For 'continue', the context frames sit at
@@ -134,10 +142,7 @@ class ConditionalGenerator(VideoGenerator):
     def prepare(self, z: torch.Tensor, c: torch.Tensor, context_times: torch.Tensor, motion: torch.Tensor,
                 truncation_psi: float = 1.0, update_w_avg: bool = False, fused: bool = False) -> Dict:
         """w, content, motion codes and the reference frame's motion embedding (see VideoGenerator.prepare)."""
-        ctx = self.context_of(c)
-        b = ctx.shape[0]
-        assert context_times.shape == (b, self.context_frames), \
-            f"context_times must be [B, {self.context_frames}], got {tuple(context_times.shape)}"
+        ctx = context_with_times(self, c, context_times)
         vec, (feat, rgb) = self.encode_reference(ctx[:, -1])
         w = self.G.mapping_forward(z, vec, truncation_psi, update_w_avg)
         x, img = self.G.content(w, fused)
@@ -188,14 +193,6 @@ class LayeredConditionalGenerator(VideoGenerator):
     def latent_generator(self) -> None:
         return None                            # the layers are the reference frame's own pixels
 
-    @property
-    def motion_period(self) -> float:
-        return self.motion.period
-
-    @property
-    def w_avg(self) -> torch.Tensor:
-        return self.mapping.w_avg
-
     # ---- condition -> layers -------------------------------------------------------------------
     def layers(self, ctx: torch.Tensor) -> Dict:
         """The reference (last) frame of the context [B, K, C, H, W] split: object alphas and layers, the frame
@@ -225,10 +222,7 @@ class LayeredConditionalGenerator(VideoGenerator):
 
     def prepare(self, z: torch.Tensor, c: torch.Tensor, context_times: torch.Tensor, motion: torch.Tensor,
                 truncation_psi: float = 1.0, update_w_avg: bool = False, fused: bool = False) -> Dict:
-        ctx = self.context_of(c)
-        b = ctx.shape[0]
-        assert context_times.shape == (b, self.context_frames), \
-            f"context_times must be [B, {self.context_frames}], got {tuple(context_times.shape)}"
+        ctx = context_with_times(self, c, context_times)
         state = self.layers(ctx)
         w = self.mapping(z, state["vectors"], truncation_psi, update_w_avg)
         span = (2 - 2 * state["extent"]).clamp(min=1e-3)                 # where the centre can go, [-1, 1] units

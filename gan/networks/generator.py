@@ -289,14 +289,6 @@ class Generator(VideoGenerator):
         self.v_avg_beta = 0.995
 
     # ---- latents -------------------------------------------------------------------------------
-    @property
-    def motion_period(self) -> float:
-        return self.motion.period
-
-    @property
-    def w_avg(self) -> torch.Tensor:
-        return self.mapping.w_avg
-
     def mapping_forward(self, z, c=None, truncation_psi: float = 1.0, update_w_avg: bool = False):
         return self.mapping(z, condition_vector(c, self.c_dim, z.dtype), truncation_psi, update_w_avg)
 

@@ -78,8 +78,8 @@ class VideoGenerator(nn.Module):
 
     @property
     def motion_period(self) -> float:
-        """Frames between two motion anchors."""
-        raise NotImplementedError
+        """Frames between two motion anchors (the `motion` network's; a generator without one overrides this)."""
+        return self.motion.period
 
     def num_anchors(self, t_max: float) -> int:
         """Motion codes (anchors 0..) needed to render times up to t_max."""
@@ -100,8 +100,9 @@ class VideoGenerator(nn.Module):
 
     @property
     def w_avg(self) -> torch.Tensor:
-        """The tracked mean latent [w_size] that truncation pulls towards (zeros before training)."""
-        raise NotImplementedError
+        """The tracked mean latent [w_size] that truncation pulls towards (zeros before training): the `mapping`
+        network's (a generator without one overrides this)."""
+        return self.mapping.w_avg
 
     def fit_backgrounds(self, images: torch.Tensor) -> None:
         """Start the background bank from images [N, C, H, W] in [-1, 1] read off the data (backgrounds > 0)."""

@@ -240,14 +240,6 @@ class LayeredGenerator(VideoGenerator):
             self.motion.w_mean.copy_(self.mapping(z, c).reshape(-1, cfg.w_dim).mean(0))
 
     # ---- latents -------------------------------------------------------------------------------
-    @property
-    def motion_period(self) -> float:
-        return self.motion.period
-
-    @property
-    def w_avg(self) -> torch.Tensor:
-        return self.mapping.w_avg
-
     def mapping_forward(self, z, c=None, truncation_psi: float = 1.0, update_w_avg: bool = False):
         return self.mapping(z, condition_vector(c, self.c_dim, z.dtype), truncation_psi, update_w_avg)
 

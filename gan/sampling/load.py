@@ -82,7 +82,7 @@ def text_encoder_of(info: Dict) -> TextEncoder:
     if info["text_encoder"] is None:
         raise ConditionError(f"this model was trained with an external text encoder "
                              f"({info['external_text_encoder']}); pass the same one: "
-                             f"generate_conditional(..., text_encoder=...)")
+                             f"generate(..., text_encoder=...)")
     return info["text_encoder"]
 
 
@@ -104,13 +104,23 @@ def _text_encoder(ckpt: Dict, cfg: Config, device, given: Optional[TextEncoder])
     return enc.to(device).eval().requires_grad_(False)
 
 
-def resolve_watermark(watermark, G, info: Dict) -> Optional[wm.Watermarker]:
-    """`watermark` as the samplers take it: wm.AUTO (the default: the model's mark, key from $REELGAN_WATERMARK_KEY
-    or the config, else the public key), a Watermarker, or None (no mark)."""
+def resolve_watermark(watermark, G, info: Dict, key_file: Optional[str] = None, user_id: Optional[int] = None,
+                      log=None) -> Optional[wm.Watermarker]:
+    """`watermark` as the samplers take it: wm.AUTO (the default: the model's mark, key from `key_file`,
+    $REELGAN_WATERMARK_KEY or the config, else the public key; `user_id` in the payload), a Watermarker, or None
+    (no mark). `log` gets a line saying which mark (or that there is none)."""
+    if watermark is None:
+        if key_file is not None or user_id is not None:
+            raise SamplingError("--no-watermark does not combine with --watermark-key / --watermark-user")
+        if log is not None:
+            log("watermark OFF (--no-watermark): these clips carry no invisible watermark")
+        return None
     if isinstance(watermark, str):
         if watermark != wm.AUTO:
             raise SamplingError(f"watermark must be {wm.AUTO!r}, a Watermarker or None, got {watermark!r}")
-        return wm.for_generator(G, info["config"])
+        watermark = wm.for_generator(G, info["config"], key_file=key_file, user_id=user_id)
+    if log is not None:
+        log(watermark.describe())
     return watermark
 
 

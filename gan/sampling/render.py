@@ -8,9 +8,8 @@ a chunk's frames are computed, never which frames.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Callable, Iterable, Iterator, NamedTuple, Optional, Sequence
 
-import numpy as np
 import torch
 
 from gan.conditioning.inputs import ConditionError
@@ -47,6 +46,20 @@ def frame_times(num_frames: Optional[int], chunk: int, time_step: float = 1.0, s
             yield start + torch.arange(k, k + m, dtype=torch.float64) * time_step, n
             k += n
     return chunks()
+
+
+class Prepared(NamedTuple):
+    """A group of clips prepared once (gan/sampling/conditions.py): the times of their frames, chunk by chunk, and
+    how to render them. The renderer turns it into chunks (ClipRenderer.clip_chunks)."""
+    times: Iterable[tuple]                      # (times [m] float64, n kept) per chunk, as frame_times yields
+    frames_at: Callable                         # times [m] -> frames [B, m, C, H, W]
+    alphas_at: Callable                         # times [m] -> the layered G's objects in place: alpha [B, m, K, H, W]
+    lead: Optional[torch.Tensor] = None         # frames given, not rendered, before the rendered ones [B, K, C, H, W]
+
+
+class Chunk(NamedTuple):
+    t: Optional[torch.Tensor]                   # the frames' times [n] (None: the given lead frames)
+    frames: torch.Tensor                        # [B, n, C, H, W] in [-1, 1]
 
 
 class ClipRenderer:
@@ -159,19 +172,16 @@ class ClipRenderer:
                       truncation: float = 1.0) -> Iterator[torch.Tensor]:
         """Yield [B, t, C, H, W] float chunks in [-1, 1] (t <= chunk) of the clips of `seeds`; frame k is
         at time start + k * time_step (in training-data frames). num_frames None renders forever."""
+        clips = self.latent_clips(seeds, num_frames, time_step=time_step, start=start, c=c, truncation=truncation)
+        return (chunk.frames for chunk in self.clip_chunks(clips))
+
+    def latent_clips(self, seeds: Sequence[int], num_frames: Optional[int], *, time_step: float = 1.0,
+                     start: float = 0.0, c: Optional[torch.Tensor] = None, truncation: float = 1.0) -> Prepared:
+        """Unconditional, class and text models: the clips of `seeds` (condition c per seed), prepared once."""
         times = frame_times(num_frames, self.chunk, time_step, start, pad=self._fixed)
         w, x, img = self.prepare(seeds, c, truncation)
-        yield from self._chunks(times, lambda t: self._frames(w, x, img, self.motion(seeds, t, w)))
-
-    def chunk_states(self, seeds: Sequence[int], num_frames: Optional[int], *, time_step: float = 1.0,
-                     start: float = 0.0, c: Optional[torch.Tensor] = None,
-                     truncation: float = 1.0) -> Iterator[tuple]:
-        """What render_chunks renders, before rendering: (w, content (x, img), motion v [B, t, m]) per chunk;
-        object labels read the layered G's sprite placement from these (gan/labels.py)."""
-        w, x, img = self.prepare(seeds, c, truncation)
-        for t, n in frame_times(num_frames, self.chunk, time_step, start):
-            with self.grad_off():
-                yield w, (x, img), self.motion(seeds, t, w)[:, :n]
+        return Prepared(times, lambda t: self._frames(w, x, img, self.motion(seeds, t, w)),
+                        lambda t: self.G.placed_layers(w, (x, img), self.motion(seeds, t, w))[0][:, :, :, -1])
 
     def prepare_conditioned(self, seeds: Sequence[int], cond: torch.Tensor, context_times: torch.Tensor,
                             t_max: float, truncation: float = 1.0):
@@ -185,26 +195,33 @@ class ClipRenderer:
             ct = context_times.float().to(self.device)[None].expand(s, -1)
             return G.prepare(z, c, ct, motion, truncation_psi=truncation)
 
-    def render_conditioned(self, seeds: Sequence[int], cond: torch.Tensor, context_times: torch.Tensor,
-                           times: torch.Tensor, truncation: float = 1.0) -> Iterator[torch.Tensor]:
-        """Image / continue models: chunks of the clips at `times` [T] from one condition `cond` [K, C, H, W]
-        given at `context_times` [K], one clip per seed (seed -> z and the random motion codes)."""
-        G, s = self.G, len(seeds)
+    def conditioned_clips(self, seeds: Sequence[int], cond: torch.Tensor, context_times: torch.Tensor,
+                          times: torch.Tensor, truncation: float = 1.0, lead: bool = False) -> Prepared:
+        """Image / continue models: the clips at `times` [T] (float64) from one condition `cond` [K, C, H, W] given
+        at `context_times` [K], one per seed, prepared once; lead=True writes `cond` before the rendered frames."""
         state = self.prepare_conditioned(seeds, cond, context_times, float(times.max()), truncation)
-        chunks = ((times[i:i + self.chunk], len(times[i:i + self.chunk])) for i in range(0, len(times), self.chunk))
-        at = lambda t: t.float().to(self.device)[None].expand(s, -1)          # noqa: E731  [T] -> [S, T]
-        yield from self._chunks(chunks, lambda t: G.render_prepared(state, at(t)))
+        at = lambda t: t.float().to(self.device)[None].expand(len(seeds), -1)          # noqa: E731  [T] -> [S, T]
+        chunks = [(times[i:i + self.chunk], len(times[i:i + self.chunk])) for i in range(0, len(times), self.chunk)]
+        return Prepared(chunks, lambda t: self.G.render_prepared(state, at(t)),
+                        lambda t: self.G.placed_layers(state, at(t))[:, :, :, -1],
+                        cond[None].expand(len(seeds), *cond.shape) if lead else None)
 
-    def _chunks(self, times: Iterator[tuple], frames_at: Callable) -> Iterator[torch.Tensor]:
-        """The one chunk loop: frames_at(times [m]) -> [B, m, C, H, W]; keeps the first n of each chunk."""
-        for t, n in times:
+    def clip_chunks(self, clips: Prepared) -> Iterator[Chunk]:
+        """The clips of a Prepared group, chunk by chunk (constant memory): its lead frames, then the rendered ones."""
+        if clips.lead is not None:
+            yield Chunk(None, clips.lead.to(self.device).clamp(-1, 1))
+        for t, n in clips.times:
             with self.grad_off():
-                out = frames_at(t).clamp(-1, 1)
-            yield out[:, :n]
+                out = clips.frames_at(t).clamp(-1, 1)
+            yield Chunk(t[:n], out[:, :n])
 
     def render(self, seeds: Sequence[int], num_frames: int, **kwargs) -> torch.Tensor:
         """Whole clips [B, T, C, H, W] (short clips; use render_chunks for long ones)."""
-        return torch.cat(list(self.render_chunks(seeds, num_frames, **kwargs)), dim=1)
+        return self.whole(self.latent_clips(seeds, num_frames, **kwargs))
+
+    def whole(self, clips: Prepared) -> torch.Tensor:
+        """A Prepared group's clips at once [B, T, C, H, W] (short clips; clip_chunks for long ones)."""
+        return torch.cat([chunk.frames for chunk in self.clip_chunks(clips)], dim=1)
 
 
 class FastSampler(ClipRenderer):
@@ -214,65 +231,10 @@ class FastSampler(ClipRenderer):
         super().__init__(G, device, precision=precision, **kwargs)
 
 
-def render_chunks(G: VideoGenerator, seeds: Sequence[int], num_frames: Optional[int], *, time_step: float = 1.0,
-                  start: float = 0.0, c: Optional[torch.Tensor] = None, truncation: float = 1.0,
-                  chunk: int = 16, device="cpu", fused: bool = True) -> Iterator[torch.Tensor]:
-    """ClipRenderer(G).render_chunks: [B, t, C, H, W] chunks rendered by G itself."""
-    return ClipRenderer(G, device, chunk, fused).render_chunks(seeds, num_frames, time_step=time_step, start=start,
-                                                               c=c, truncation=truncation)
-
-
-def chunk_states(G: VideoGenerator, seeds: Sequence[int], num_frames: Optional[int], *, time_step: float = 1.0,
-                 start: float = 0.0, c: Optional[torch.Tensor] = None, truncation: float = 1.0,
-                 chunk: int = 16, device="cpu", fused: bool = True) -> Iterator[tuple]:
-    """ClipRenderer(G).chunk_states: what render_chunks renders, per chunk, before rendering."""
-    return ClipRenderer(G, device, chunk, fused).chunk_states(seeds, num_frames, time_step=time_step, start=start,
-                                                              c=c, truncation=truncation)
-
-
-def render(G: VideoGenerator, seeds: Sequence[int], num_frames: int, **kwargs) -> torch.Tensor:
-    """Whole clips [B, T, C, H, W] (for short clips; use render_chunks for long ones)."""
-    return torch.cat(list(render_chunks(G, seeds, num_frames, **kwargs)), dim=1)
-
-
-def render_grid_video(G: VideoGenerator, seeds: Sequence[int], num_frames: int, device, c_dim: int = 0,
-                      nrow: Optional[int] = None) -> np.ndarray:
-    """A grid of clips as uint8 [T, H', W', 3]; conditional models cycle through the classes."""
-    from gan.video_io import make_grid, to_uint8
-    c = torch.arange(len(seeds)) % c_dim if c_dim > 0 else None
-    was_training = G.training
-    G.eval()
-    video = render(G, seeds, num_frames, c=c, device=device, fused=False)
-    G.train(was_training)
-    return make_grid(to_uint8(video.float().cpu()), nrow=nrow or min(4, len(seeds)))
-
-
-# ---- conditional models: a still, a clip to continue, a sentence ----------------------------------
-
-
-def render_conditioned(G, seeds: Sequence[int], cond: torch.Tensor, context_times: torch.Tensor, times: torch.Tensor,
-                       truncation: float = 1.0, chunk: int = 16, device="cpu") -> torch.Tensor:
-    """Clips [S, T, C, H, W] at `times` [T] from one condition `cond` [K, C, H, W] given at `context_times` [K]."""
-    chunks = ClipRenderer(G, device, chunk).render_conditioned(seeds, cond, context_times, times, truncation)
-    return torch.cat(list(chunks), dim=1)
-
-
-def animate(G, still: torch.Tensor, seeds: Sequence[int], num_frames: int, time_step: float = 1.0,
-            **kw) -> torch.Tensor:
-    """Image-to-video: [S, num_frames, C, H, W]; frame 0 renders the still, later frames move it."""
-    times = torch.arange(num_frames, dtype=torch.float64) * time_step
-    return render_conditioned(G, seeds, still.unsqueeze(0), torch.zeros(1), times, **kw)
-
-
-def continue_clip(G, context: torch.Tensor, seeds: Sequence[int], num_frames: int, context_stride: int = 1,
-                  time_step: float = 1.0, **kw) -> torch.Tensor:
-    """Continuation: `num_frames` predicted frames after the K context frames [K, C, H, W] (given
-    `context_stride` data frames apart), `time_step` apart -> [S, num_frames, C, H, W]."""
-    k = context.shape[0]
-    context_times = torch.arange(k, dtype=torch.float64) * context_stride
-    last = float(context_times[-1])
-    times = torch.cat([context_times, last + torch.arange(1, num_frames + 1, dtype=torch.float64) * time_step])
-    return render_conditioned(G, seeds, context, context_times, times, **kw)[:, k:]
+def render(G: VideoGenerator, seeds: Sequence[int], num_frames: int, *, chunk: int = 16, device="cpu",
+           fused: bool = True, **kwargs) -> torch.Tensor:
+    """Whole clips [B, T, C, H, W] of G itself (short clips; ClipRenderer.render_chunks for long ones)."""
+    return ClipRenderer(G, device, chunk, fused).render(seeds, num_frames, **kwargs)
 
 
 def prompt_condition(text_encoder, prompt: str, seeds: Sequence[int], device="cpu") -> torch.Tensor:
@@ -282,11 +244,3 @@ def prompt_condition(text_encoder, prompt: str, seeds: Sequence[int], device="cp
     with torch.no_grad():
         emb = text_encoder.encode([prompt])
     return emb.to(device=device, dtype=torch.float32).expand(len(seeds), -1)
-
-
-def text_clips(G, text_encoder, prompt: str, seeds: Sequence[int], num_frames: int, time_step: float = 1.0,
-               truncation: float = 1.0, chunk: int = 16, device="cpu") -> torch.Tensor:
-    """Text-to-video: [S, num_frames, C, H, W] for one prompt."""
-    c = prompt_condition(text_encoder, prompt, seeds, device)
-    return render(G, seeds, num_frames, time_step=time_step, c=c, truncation=truncation, chunk=chunk,
-                  device=device, fused=False)

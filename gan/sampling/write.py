@@ -106,15 +106,23 @@ def finish_stream(writer, stream_to: Optional[str], stdout, stats: Dict) -> None
 def stream_clip(sampler: "ClipRenderer", seed: int, writer, num_frames: Optional[int] = None, *,
                 fps: float, time_step: float = 1.0, c: Optional[torch.Tensor] = None, truncation: float = 1.0,
                 log: Optional[Callable[[str], None]] = None, report_every: float = 5.0) -> Dict[str, float]:
-    """Render one clip chunk by chunk into `writer` (anything with `.write(uint8 [t, H, W, 3])`) until
-    num_frames (None: until interrupted). Reports the achieved frames/s against the target `fps` through
-    `log` every `report_every` seconds and at the end; returns the totals."""
+    """Render one clip of `seed` chunk by chunk into `writer` (see stream_chunks) until num_frames (None: until
+    interrupted)."""
+    chunks = sampler.render_chunks([seed], num_frames, time_step=time_step, c=c, truncation=truncation)
+    return stream_chunks(chunks, writer, fps=fps, describe=sampler.describe(), log=log, report_every=report_every)
+
+
+def stream_chunks(chunks: Iterable[torch.Tensor], writer, *, fps: float, describe: str = "",
+                  log: Optional[Callable[[str], None]] = None, report_every: float = 5.0) -> Dict[str, float]:
+    """Write one clip's chunks [1, t, C, H, W] into `writer` (anything with `.write(uint8 [t, H, W, 3])`) as they
+    are rendered. Reports the achieved frames/s against the target `fps` through `log` every `report_every`
+    seconds and at the end; returns the totals."""
     stats = {"frames": 0, "seconds": 0.0, "first_chunk_s": 0.0, "fps": 0.0, "steady_fps": 0.0, "target_fps": fps,
              "stopped": "done"}
     t0 = time.perf_counter()
     t_first = t_report = None
     try:
-        for part in sampler.render_chunks([seed], num_frames, time_step=time_step, c=c, truncation=truncation):
+        for part in chunks:
             writer.write(to_uint8(part[0]))
             now = time.perf_counter()
             stats["frames"] += part.shape[1]
@@ -137,7 +145,7 @@ def stream_clip(sampler: "ClipRenderer", seed: int, writer, num_frames: Optional
     if log is not None:
         log(f"stream: {stats['frames']} frames in {stats['seconds']:.1f} s ({stats['fps']:.1f} frames/s overall, "
             f"first chunk {stats['first_chunk_s']:.2f} s); steady {stats['steady_fps']:.1f} frames/s vs target "
-            f"{fps:g} = {stats['steady_fps'] / fps:.2f}x real time [{sampler.describe()}]")
+            f"{fps:g} = {stats['steady_fps'] / fps:.2f}x real time [{describe}]")
     return stats
 
 

@@ -33,6 +33,7 @@ from gan.errors import ReelganError, one_line
 from gan.studio.broadcast import encode_jpeg
 from gan.studio.player import reject_constant, read_body
 from gan.studio.scene import StudioError, show
+from gan.video_io import to_uint8
 
 STATIC = Path(__file__).resolve().parent / "static"
 CURVES = ("G/loss", "D/loss", "real/logit_image", "fake/logit_image_d", "real/logit_video", "fake/logit_video_d",
@@ -41,14 +42,6 @@ VISUAL_SHARE = 0.03          # at most this share of the wall time goes to the p
 DIVERSITY_WARN = 0.3         # fakes' pairwise distance below this share of the reals': likely mode collapse
 MAX_DELAY = 10.0
 MAX_CONTROL = 4096           # bytes in one control request
-
-
-def to_uint8(video: torch.Tensor) -> np.ndarray:
-    """[B, T, C, H, W] in [-1, 1] -> uint8 [B, T, H, W, 3]."""
-    x = ((video.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    if x.shape[2] == 1:
-        x = x.expand(-1, -1, 3, -1, -1)
-    return x[:, :, :3].permute(0, 1, 3, 4, 2).cpu().numpy()
 
 
 def sheet(clips: np.ndarray) -> np.ndarray:
@@ -178,7 +171,7 @@ class Trainer:
     def _main(self) -> None:
         from gan import checkpoint as ckpt_io
         from gan.training.hooks import call_hooks, default_hooks
-        from gan.training.loop import step
+        from gan.training.loop import finish, step
         run = None
         try:
             run = self.prepare().run
@@ -187,9 +180,8 @@ class Trainer:
             t0 = time.perf_counter()
             while self._wait_turn():
                 if run.step >= self.cfg.train.steps or run.stop_reason is not None:
-                    if not self._finished:          # as train() ends: the last samples and checkpoint
-                        run.logger.video(run.step, run.sample_grid(), fps=self.cfg.data.fps)
-                        run.save()
+                    if not self._finished:          # train()'s end: the last checkpoint and samples
+                        finish(run)
                     self._finished, self.status = True, "finished"
                     self.message = (f"reached train.steps={self.cfg.train.steps}" if run.stop_reason is None else
                                     run.stop_reason) + "; restart with --resume and a larger train.steps to go on"
@@ -223,7 +215,7 @@ class Trainer:
                 run.close()
             return
         latest = run.ckpt_dir / "latest.pt"
-        if not self._finished and (run.start_step < run.step or not latest.exists()):
+        if run.saved_step != run.step or not latest.exists():
             run.save()                                      # (a finished run saved its last step already)
         run.logger.text(f"training room stopped at step {run.step}; checkpoint {latest}")
         run.close()
@@ -246,12 +238,8 @@ class Trainer:
             fake = run.G_ema(batch.z, batch.gen_c, batch.gen_times, batch.motion)
             scores = {}
             for side, video, times in (("real", batch.real, batch.times), ("fake", fake, batch.gen_times)):
-                c = loss.condition(batch, "Dmain", side)
-                b, t = video.shape[:2]
-                frame_c = None if c is None else c.repeat_interleave(t, dim=0)
-                image = run.D_image(video.flatten(0, 1), frame_c).reshape(b, t, -1).mean(dim=(1, 2))
-                vid = run.D_video(video, times, c).reshape(b, -1).mean(dim=1)
-                scores[side] = {"image": image.float().cpu().tolist(), "video": vid.float().cpu().tolist()}
+                logits = loss.score_clips(video, times, loss.condition(batch, "Dmain", side))
+                scores[side] = {k: v.float().cpu().tolist() for k, v in logits.items()}
             diversity = mean_pairwise_distance(fake) / max(real_div, 1e-8)
             diffs = frame_differences(torch.cat([batch.real[:1], fake[:1]]))
             self.visual = {

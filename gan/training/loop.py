@@ -99,9 +99,7 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
             stats = step(run)
             bar.update(1)
             call_hooks(run, stats, all_hooks)
-        latest = run.ckpt_dir / "latest.pt"
-        if run.start_step < run.step or not latest.exists():
-            run.save()
+        summary = finish(run)
     except (FloatingPointError, ckpt_io.NonFiniteError) as e:
         # Nothing non-finite is ever written: latest.pt and the snapshots stay as they were.
         where = f"the last good checkpoint is {run.last_checkpoint}" if run.last_checkpoint else \
@@ -113,6 +111,17 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
         raise TrainingError(msg) from None
     finally:
         bar.close()
+    run.close()
+    dist_utils.barrier()
+    return summary
+
+
+def finish(run: Run) -> Dict:
+    """The end of a run, as train() and the training room end it: the last checkpoint (unless this step's is
+    written), the last sample grid, and with several ranks the check that they hold the same weights. Returns
+    train()'s summary; the run stays open (run.close() ends it)."""
+    if run.saved_step != run.step or not (run.ckpt_dir / "latest.pt").exists():
+        run.save()
     sample_path = run.log_samples() if run.rank == 0 else None
     checksum = weights_checksum(run.G)
     if run.world > 1:  # every rank must end with rank 0's weights; say so in the log, fail loudly if not
@@ -120,8 +129,6 @@ def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
         if max(sums) - min(sums) > 1e-6 * max(1.0, abs(checksum)):
             raise TrainingError(f"ranks diverged: G weight checksums {sums}")
         run.logger.text(f"all {run.world} ranks hold identical G weights (checksum {checksum:.6f})")
-    run.close()
-    dist_utils.barrier()
     return {"step": run.step, "seen": run.seen, "checkpoint": str(run.ckpt_dir / "latest.pt"),
             "samples": str(sample_path), "rank": run.rank, "world_size": run.world, "g_checksum": checksum}
 

@@ -22,12 +22,11 @@ from gan import threads as cpu_threads
 from gan.config import Config, is_builtin
 from gan.data import build_dataset, infer_settings
 from gan.errors import ReelganError
-from gan.networks import build_generator
+from gan.networks import build_discriminators, build_generator
 from gan.training import distributed as dist_utils
-from gan.training.conditional import ConditionalTraining
 from gan.training.logger import RunLogger
 from gan.training.media import real_grid
-from gan.training.modes import PlainMode, step_seed
+from gan.training.modes import TrainingMode, build_mode, step_seed
 from losses import AdaptiveAugment, ClipAugment, VideoGANLoss
 
 
@@ -83,7 +82,7 @@ class Run:
     rank: int
     world: int
     dataset: Any
-    mode: Any                                   # PlainMode or ConditionalTraining
+    mode: TrainingMode                          # plain, text or frame-conditioned (gan/training/modes.py)
     G: torch.nn.Module
     G_ema: torch.nn.Module
     D_image: torch.nn.Module
@@ -102,6 +101,7 @@ class Run:
     start_step: int = 0
     resumed_from: Optional[Path] = None
     last_checkpoint: Optional[Path] = None
+    saved_step: Optional[int] = None            # the step of the last checkpoint written or resumed from
     stop_reason: Optional[str] = None           # set by a hook (time budget) to end train()'s loop
     window: Dict[str, List[float]] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -109,7 +109,8 @@ class Run:
 
     @property
     def c_dim(self) -> int:
-        return self.mode.c_dim
+        """The condition size of the built G (the checkpoint's c_dim)."""
+        return self.G.c_dim
 
     @property
     def ckpt_dir(self) -> Path:
@@ -174,12 +175,12 @@ class Run:
         if self.rank == 0:
             extra = {"c_dim": self.c_dim, "class_names": list(self.dataset.class_names),
                      "augment": augment_state(self.augment, self.ada),
-                     **self.mode.checkpoint_extra()}                    # a conditional mode: text encoder + vocab
+                     **self.mode.state()}                               # the text mode: its encoder + vocabulary
             state = ckpt_io.run_state(self.cfg.to_dict(), self.step, self.seen, self.modules, self.optimizers,
                                       **extra)
             ckpt_io.save_run(state, self.ckpt_dir, self.cfg.train.keep_checkpoints)
         dist_utils.barrier()
-        self.last_checkpoint = self.ckpt_dir / "latest.pt"
+        self.last_checkpoint, self.saved_step = self.ckpt_dir / "latest.pt", self.step
         return self.last_checkpoint
 
     def sample_grid(self) -> np.ndarray:
@@ -313,78 +314,109 @@ def setup(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
     if cfg.train.batch % world:
         raise TrainingError(f"train.batch={cfg.train.batch} must be divisible by the number of processes ({world})")
     out = Path(outdir)
+    resumed_from, state, skipped = _run_folder(out, resume, rank, device)
+    torch.manual_seed(cfg.train.seed)
+    notes: List[str] = []
+    dataset = build_dataset(cfg.data, seed=cfg.train.seed, progress=progress and rank == 0, say=notes.append)
+    notes += [f"inferred from the data: {x}" for x in infer_settings(cfg, dataset)]   # channels / objects
+    mode = build_mode(cfg, dataset, device, dataset.num_classes if cfg.data.labels else 0, text_encoder)
+    nets = _networks(cfg, mode, device, source=dataset.source if state is None else None, notes=notes)
+    start_step, seen = _restore(state, resumed_from, nets, mode)
+    logger = _logger(cfg, out, device, rank, world, resume, start_step, resumed_from, skipped, dataset, mode, nets, notes)
+    augment, ada = _augmentation(cfg, state)
+    scaler_G, scaler_D = (torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16") for _ in "GD")
+    G, D_image, D_video = nets["G"], nets["D_image"], nets["D_video"]
+    loss = VideoGANLoss(G, D_image, D_video, augment, cfg.D.image_frames, cfg.loss.image_weight,
+                        cfg.loss.video_weight, cfg.loss.r1_gamma, autocast_for(cfg.train.precision, device),
+                        grad_scale={"G": scaler_G.scale, "D": scaler_D.scale}, compile=cfg.train.compile,
+                        **mode.loss_hooks())                             # a conditional mode's condition + terms
+    return Run(cfg=cfg, outdir=out, device=device, rank=rank, world=world, dataset=dataset, mode=mode, G=G,
+               G_ema=nets["G_ema"], D_image=D_image, D_video=D_video, opt_G=nets["opt_G"], opt_D=nets["opt_D"],
+               scaler_G=scaler_G, scaler_D=scaler_D, loss=loss, augment=augment, ada=ada,
+               loader=_loader(cfg, dataset, device, rank, world, start_step), logger=logger, step=start_step,
+               seen=seen, start_step=start_step, resumed_from=resumed_from, last_checkpoint=resumed_from,
+               saved_step=start_step if resumed_from is not None else None)
+
+
+def _run_folder(out: Path, resume: bool, rank: int, device):
+    """(path, state, skipped) of the checkpoint to resume from ((None, None, []) for a new run); a new run in a
+    folder that holds one, or --resume of a folder that does not exist, is an error."""
     ckpt_dir = out / "checkpoints"
-    latest = ckpt_dir / "latest.pt"
     if resume and not out.is_dir():
         raise TrainingError(f"--resume: the run folder {out} does not exist (a typo?); drop --resume to start "
                             f"a new run there")
-    if rank == 0 and not resume and (latest.exists() or any(ckpt_dir.glob("step_*.pt"))):
+    if rank == 0 and not resume and ((ckpt_dir / "latest.pt").exists() or any(ckpt_dir.glob("step_*.pt"))):
         raise TrainingError(f"{out} already holds a run ({ckpt_dir}); pass --resume to continue it or choose "
                             f"another --outdir")
-    if rank == 0 and resume:  # leftovers of a write that a kill interrupted; the real files are intact
+    if not resume:
+        return None, None, []
+    if rank == 0:                  # leftovers of a write that a kill interrupted; the real files are intact
         for tmp in ckpt_dir.glob("*.tmp"):
             tmp.unlink(missing_ok=True)
-    resumed_from, state, skipped = None, None, []
-    if resume:                                                      # the newest usable checkpoint, or an error
-        try:
-            resumed_from, state, skipped = ckpt_io.find_resumable(ckpt_dir, map_location=device)
-        except ckpt_io.CheckpointError as e:
-            raise TrainingError(f"--resume in {out}: {e}") from None
-    torch.manual_seed(cfg.train.seed)
-    notes = []
-    dataset = build_dataset(cfg.data, seed=cfg.train.seed, progress=progress and rank == 0, say=notes.append)
-    inferred = infer_settings(cfg, dataset)                  # data.channels / G.objects left to the data
-    c_dim = dataset.num_classes if cfg.data.labels else 0
+    try:
+        return ckpt_io.find_resumable(ckpt_dir, map_location=device)
+    except ckpt_io.CheckpointError as e:
+        raise TrainingError(f"--resume in {out}: {e}") from None
 
-    # ---- the mode's hooks: plain (unconditional / classes) or a conditional mode ----
-    if cfg.cond.mode != "none":
-        mode = ConditionalTraining(cfg, dataset, device, text_encoder=text_encoder)
-    else:
-        mode = PlainMode(cfg, device, c_dim)
-    c_dim = mode.c_dim
+
+def _networks(cfg: Config, mode: TrainingMode, device, source=None, notes: Optional[List[str]] = None) -> Dict[str, Any]:
+    """G, G_ema, both Ds and their optimizers (the Ds' with the mode's own parameters), alike on every rank;
+    `source`: a new run's data, which starts a scene G's background bank (its log line goes to `notes`)."""
     for m in mode.synced_modules():
         dist_utils.broadcast_module(m)
-    G = build_generator(cfg, c_dim).to(device)
-    if G.backgrounds > 0 and state is None:                  # the scene G's bank starts from the footage's medians
-        notes.append(fit_backgrounds(G, dataset.source))
-    D_image, D_video = (d.to(device) for d in mode.build_discriminators())
+    G = build_generator(cfg, mode.c_dim).to(device)
+    if G.backgrounds > 0 and source is not None:          # a new run: the scene G's bank starts from the footage's
+        notes.append(fit_backgrounds(G, source))          # per-camera medians (before G_ema copies G)
+    D_image, D_video = (d.to(device) for d in build_discriminators(cfg, mode.c_dim))
     for m in (G, D_image, D_video):
         m.to(memory_format=torch.channels_last)
         dist_utils.broadcast_module(m)
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     opt_G, opt_D = make_optimizers(cfg, G, D_image, D_video)
-    mode.add_to_optimizer(opt_D)                                       # the built-in text encoder learns with D
-    start_step, seen = 0, 0
-    if state is not None:
-        try:
-            start_step, seen = ckpt_io.restore_run(state, {"G": G, "G_ema": G_ema, "D_image": D_image,
-                                                           "D_video": D_video}, {"opt_G": opt_G, "opt_D": opt_D},
-                                                   resumed_from)
-        except ckpt_io.CheckpointError as e:
-            raise TrainingError(str(e)) from None
-        mode.restore(state)
+    if mode.d_parameters():                                            # the built-in text encoder learns with D
+        opt_D.add_param_group({"params": mode.d_parameters()})
+    return {"G": G, "G_ema": copy.deepcopy(G).eval().requires_grad_(False), "D_image": D_image, "D_video": D_video,
+            "opt_G": opt_G, "opt_D": opt_D}
 
+
+def _restore(state: Optional[Dict], path: Optional[Path], nets: Dict[str, Any], mode: TrainingMode) -> Tuple[int, int]:
+    """(step, seen) of the checkpoint loaded into the networks, optimizers and mode; (0, 0) for a new run."""
+    if state is None:
+        return 0, 0
+    try:
+        counters = ckpt_io.restore_run(state, {k: nets[k] for k in ("G", "G_ema", "D_image", "D_video")},
+                                       {k: nets[k] for k in ("opt_G", "opt_D")}, path)
+    except ckpt_io.CheckpointError as e:
+        raise TrainingError(str(e)) from None
+    mode.restore(state)
+    return counters
+
+
+def _logger(cfg: Config, out: Path, device, rank: int, world: int, resume: bool, start_step: int, resumed_from, skipped,
+            dataset, mode: TrainingMode, nets: Dict[str, Any], notes: List[str]) -> RunLogger:
+    """The run's logger, with its config saved and its first lines written (and the real clips, once)."""
+    G, D = nets["G"], (nets["D_image"], nets["D_video"])
     logger = RunLogger(out, enabled=rank == 0, resume=resume, resume_step=start_step)
     if resumed_from is not None:
         for path, reason in skipped:
             logger.text(f"--resume: skipped {path.name}: {reason}")
         logger.text(f"--resume: continuing from {resumed_from} (step {start_step})")
-    logger.save_config(cfg, extra={"c_dim": c_dim, "class_names": list(dataset.class_names), "world_size": world})
-    logger.text(f"reelgan: {cfg.name} on {device} x{world}, data {cfg.data.source} ({len(dataset)} videos, "
-                f"{mode.condition_words()}), G {_count(G) / 1e6:.2f}M params, "
-                f"D {(_count(D_image) + _count(D_video)) / 1e6:.2f}M, precision {cfg.train.precision}, "
+    logger.save_config(cfg, extra={"c_dim": G.c_dim, "class_names": list(dataset.class_names), "world_size": world})
+    logger.text(f"reelgan: {cfg.name} on {device} x{world}, data {cfg.data.source} "
+                f"({len(dataset)} videos, {mode.describe(G.c_dim)}), G {_count(G) / 1e6:.2f}M params, "
+                f"D {sum(map(_count, D)) / 1e6:.2f}M, precision {cfg.train.precision}, "
                 f"{'compiled main phases (R1 eager)' if cfg.train.compile else 'eager'}, start step {start_step}, "
                 f"{cpu_threads.describe()}")
-    for line in notes + [f"inferred from the data: {x}" for x in inferred]:
+    for line in notes:
         logger.text(line)
     mode.announce(logger.text)                                         # mode, encoders, LPIPS backbone kind
     if rank == 0 and start_step == 0:                                   # the real clips, once, beside the samples
         reals, captions = real_grid(dataset, cfg.train.sample_seeds, cfg.train.sample_frames)
         logger.reals(reals, cfg.data.fps, captions)
+    return logger
 
-    # fp16 (CUDA) needs loss scaling; bf16 has float32's range and does not.
-    scaler_G = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
-    scaler_D = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
+
+def _augmentation(cfg: Config, state: Optional[Dict]) -> Tuple[ClipAugment, Optional[AdaptiveAugment]]:
+    """The clip augmentation and, with loss.augment_target, ADA (its p and signs restored on resume)."""
     augment = ClipAugment(cfg.loss.augment, cfg.loss.augment_prob)
     ada = None
     if cfg.loss.augment_target is not None:
@@ -392,21 +424,16 @@ def setup(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", p
         if state is not None and state.get("augment"):
             augment.prob = float(state["augment"]["p"])
             ada.signs = list(state["augment"]["signs"])
-    loss = VideoGANLoss(G, D_image, D_video, augment, cfg.D.image_frames, cfg.loss.image_weight,
-                        cfg.loss.video_weight, cfg.loss.r1_gamma, autocast_for(cfg.train.precision, device),
-                        grad_scale={"G": scaler_G.scale, "D": scaler_D.scale}, compile=cfg.train.compile,
-                        **mode.loss_hooks())                             # a conditional mode's condition + terms
+    return augment, ada
 
+
+def _loader(cfg: Config, dataset, device, rank: int, world: int, start_step: int) -> torch.utils.data.DataLoader:
+    """Batches keyed by step (StepBatchSampler), so a resumed run draws what the stopped one would have."""
     workers = cfg.data.workers if cfg.data.workers >= 0 else auto_workers(cfg.data.source, device)
-    loader = torch.utils.data.DataLoader(
+    return torch.utils.data.DataLoader(
         KeyedDataset(dataset), num_workers=workers, pin_memory=device.type == "cuda",
         batch_sampler=StepBatchSampler(len(dataset), cfg.train.batch // world, cfg.train.seed, rank, start_step, None),
         persistent_workers=False, prefetch_factor=4 if workers > 0 else None)
-    return Run(cfg=cfg, outdir=out, device=device, rank=rank, world=world, dataset=dataset, mode=mode, G=G,
-               G_ema=G_ema, D_image=D_image, D_video=D_video, opt_G=opt_G, opt_D=opt_D, scaler_G=scaler_G,
-               scaler_D=scaler_D, loss=loss, augment=augment, ada=ada, loader=loader, logger=logger,
-               step=start_step, seen=seen, start_step=start_step, resumed_from=resumed_from,
-               last_checkpoint=resumed_from)
 
 
 def weights_checksum(module: torch.nn.Module) -> float:

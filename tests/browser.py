@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import time
 from typing import Optional, Sequence
 
 from gan.errors import ReelganError
@@ -56,3 +57,15 @@ def open_browser(width: int = 900, height: int = 800, extra_args: Sequence[str] 
         opts.add_argument(arg)
     return webdriver.Chrome(service=Service(executable_path=_which(DRIVER_NAMES)), options=opts)
 
+
+def wait_for(driver, script: str, timeout: float = 30.0, poll: float = 0.1):
+    """The first truthy value of `script` (JavaScript run in the page), polled every `poll` s; a TimeoutError that
+    names the script and the page's status after `timeout` s."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        value = driver.execute_script(script)
+        if value:
+            return value
+        time.sleep(poll)
+    status = driver.execute_script("return window.studio && window.studio.status")
+    raise TimeoutError(f"timed out waiting for: {script}; status: {status}")
