@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from gan import __version__
-from gan.errors import ReelganError, publish
+from gan.errors import ReelganError, disk_full, publish
 
 # The checkpoint format. 2 (reelgan 0.2.0): the config holds every field of gan/config.py as it is, and nothing
 # fills in keys a file lacks with older behaviours. Files of an older format are refused (check_format).
@@ -112,9 +112,12 @@ def save_atomic(obj: Dict[str, Any], path: Union[str, Path]) -> None:
             f.flush()
             os.fsync(f.fileno())
         publish(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        full = disk_full(e, path, "then run again (a training run: --resume)")
+        if full is not None:
+            raise full from None
         raise
 
 
@@ -126,16 +129,20 @@ def save_safetensors(payload: Dict[str, Any], path: Union[str, Path]) -> None:
     as JSON text in the header metadata (safetensors metadata is str -> str). Written atomically."""
     from safetensors.torch import save_file
     path = Path(path)
+    check_finite(payload, f"the state to save as {path}")        # as save_atomic: e.g. fp16 overflow to Inf
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {k: json.dumps(payload[k]) for k in SAFETENSORS_META if k in payload}
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         save_file({k: v.contiguous() for k, v in payload["G_ema"].items()}, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
+        publish(tmp, path)
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        full = disk_full(e, path, "then run again")
+        if full is not None:
+            raise full from None
         raise
 
 
@@ -150,7 +157,11 @@ def _load_safetensors(path: Path) -> Dict[str, Any]:
     if "config" not in meta or "format_version" not in meta:
         raise CheckpointError(f"{path} has no reelgan config in its metadata (export it with "
                               f"`reelgan-export CKPT OUT --format safetensors`)")
-    ckpt = {k: json.loads(v) for k, v in meta.items() if k in SAFETENSORS_META}
+    try:
+        ckpt = {k: json.loads(v) for k, v in meta.items() if k in SAFETENSORS_META}
+    except ValueError as e:
+        raise CheckpointError(f"{path}: its metadata is not the JSON reelgan-export writes ({e}); export the "
+                              f"checkpoint again") from None
     ckpt["G_ema"] = state
     return ckpt
 

@@ -53,13 +53,19 @@ def export_generator(checkpoint: Union[str, Path], out: Union[str, Path], dtype:
         raise ckpt_io.CheckpointError(f"{out} exists; pass --force to overwrite it")
     ckpt = ckpt_io.load(checkpoint, map_location="cpu")
     key = ckpt_io.generator_key(ckpt, checkpoint)
-    cfg = Config.from_dict(ckpt["config"])
+    cfg = Config.from_checkpoint(ckpt["config"], checkpoint)
     c_dim = int(ckpt.get("c_dim", 0))
     # Rebuild G from the checkpoint's own config and load strictly: a file that would not load later
     # is never written.
     G = build_generator(cfg, c_dim)
     ckpt_io.load_modules(ckpt, {key: G}, checkpoint)
     store = STORE_DTYPES[dtype]
+    if store.is_floating_point:                            # a weight beyond the dtype's range would become Inf
+        top = torch.finfo(store).max
+        big = [k for k, v in G.state_dict().items() if v.is_floating_point() and v.abs().max() > top]
+        if big:
+            raise ckpt_io.CheckpointError(f"{checkpoint}: weight '{big[0]}' exceeds {dtype}'s range "
+                                          f"(|w| > {top:g}); export with --dtype bf16 or fp32")
     state = {k: (v.to(store) if v.is_floating_point() else v).clone()
              for k, v in G.state_dict().items()}
     payload = {

@@ -119,7 +119,7 @@ class ReelganGenerator(nn.Module, PyTorchModelHubMixin, library_name="reelgan",
         check_format(format_version, "this reelgan generator")
         self.config, self.c_dim = dict(reelgan_config), int(c_dim)
         self.class_names, self.step, self.metrics = list(class_names or []), step, dict(metrics or {})
-        self.cfg = Config.from_dict(self.config)
+        self.cfg = Config.from_checkpoint(self.config, "this reelgan generator")
         if self.cfg.cond.mode not in ("none",):
             raise ValueError(f"the hub wrapper holds unconditional and class-conditional generators; this one is "
                              f"cond.mode={self.cfg.cond.mode!r}")

@@ -23,7 +23,7 @@ from typing import Callable, Dict, Optional
 import click
 import torch
 
-from gan.cli_utils import Command, fail
+from gan.cli_utils import Command, fail, FiniteFloat
 from gan.errors import ReelganError
 from gan.networks import VideoGenerator, motion_codes_for_seed
 
@@ -189,13 +189,13 @@ def _watermarker(G, cfg, off: bool, key_file, for_generator):
 @click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True, help="Optimisation steps.")
 @click.option("--max-frames", type=click.IntRange(min=2), default=32, show_default=True,
               help="Frames of the input clip to project (from its start).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True)
-@click.option("--lpips-weight", type=click.FloatRange(min=0), default=1.0, show_default=True,
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=0.05, show_default=True)
+@click.option("--lpips-weight", type=FiniteFloat(min=0), default=1.0, show_default=True,
               help="LPIPS term (0: MSE only, no pretrained backbone needed).")
 @click.option("--lpips-backbone", type=str, default=None,
               help="LPIPS backbone weights file [default: the torch hub cache].")
-@click.option("--mse-weight", type=click.FloatRange(min=0), default=1.0, show_default=True)
-@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--mse-weight", type=FiniteFloat(min=0), default=1.0, show_default=True)
+@click.option("--fps", type=FiniteFloat(min=0.01, max=1000), default=None,
               help="Re-render at this frame rate [default: the training data's].")
 @click.option("--frames", type=click.IntRange(min=1), default=None,
               help="Re-render this many frames [default: as many as cover the projected span].")

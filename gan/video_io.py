@@ -183,6 +183,23 @@ def declared_frames(path: PathLike, meta: dict) -> Optional[int]:
     return int(round(n)) if math.isfinite(n) and n > 0 else None
 
 
+def probe_size(path: PathLike) -> tuple:
+    """(height, width) of a video's frames, from its header (nothing decoded beyond the first frame)."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise VideoReadError(path, "file not found")
+    try:
+        gen = imageio_ffmpeg.read_frames(path)
+        try:
+            meta = next(gen)
+        finally:
+            gen.close()
+    except (OSError, RuntimeError, ValueError, IndexError, AttributeError, StopIteration) as e:
+        raise VideoReadError(path, _last_line(e)) from e
+    width, height = meta["source_size"]
+    return int(height), int(width)
+
+
 def probe_video(path: PathLike) -> dict:
     """Frame count, frame rate and size of a video: `dict(frames=int, fps=float, width=int, height=int)`.
 

@@ -398,9 +398,16 @@ def detect(frames: np.ndarray, key: bytes = PUBLIC_KEY, scales: Sequence[float] 
     if t < MIN_FRAMES or min(h, w) < MIN_SIZE:
         return Detection(None, None, reason=f"undetermined: {t} frame(s) of {h}x{w}; the detector needs at least "
                          f"{MIN_FRAMES} frame of at least {MIN_SIZE}x{MIN_SIZE} px", **base)
+    return detect_view(prepare(frames), base, key, scales, threshold)   # the mark is the same on every frame
+
+
+def detect_view(mean: torch.Tensor, base: dict, key: bytes = PUBLIC_KEY, scales: Sequence[float] = SCALES,
+                threshold: float = P_THRESHOLD) -> Detection:
+    """detect() on the detector's view of a clip (prepare(); a caller reading a long clip in parts averages the
+    parts' views); `base` = dict(frames=T, size=(H, W)) of what was read."""
+    h, w = mean.shape
     keys = Key(key)
     sync = np.where(keys.group < 0, keys.phase, 0)
-    mean = prepare(frames)                                          # the mark is the same on every frame
     n_tests = TILE * TILE
     others = [s for s in scales if s != 1.0]
     w1 = (SCALE1_WEIGHT if others else 1.0) if 1.0 in scales else 0.0

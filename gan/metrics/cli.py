@@ -10,9 +10,12 @@ from typing import Optional
 
 import click
 
-from gan.cli_utils import Command, UsageFailure
+from gan import limits
+from gan.cli_utils import Command, UsageFailure, FiniteFloat
 from gan.errors import one_line
 from gan.metrics.evaluate import METRICS
+
+MAX_CLIPS = 1_000_000     # clips per side: a million at 10 clips/s is a day; papers use 2048 to 10k
 
 
 METRICS_HELP = """Distances between generated and real clips; prints a one-line summary, --out writes JSON.
@@ -88,7 +91,7 @@ _common = [
                  help="Real data: 'digits', 'shapes' or a dataset path [default: the checkpoint's training data]."),
     click.option("--data-seed", type=int, default=0, show_default=True,
                  help="Content seed of a built-in --data (training uses train.seed)."),
-    click.option("--resolution", type=click.IntRange(min=8), default=None,
+    click.option("--resolution", type=click.IntRange(min=8, max=4096), default=None,
                  help="Frame size clips are compared at [default: the checkpoint's]."),
     click.option("--seed", type=int, default=0, show_default=True,
                  help="Real-clip selection seed and first generator seed."),
@@ -108,19 +111,19 @@ def _with_common(f):
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the JSON report to this file.")
 @click.option("--metrics", "metric_ids", type=str, default="fvd16,fid", show_default=True,
               help=f"Comma-separated: {', '.join(METRICS)}.")
-@click.option("--num", type=click.IntRange(min=2), default=2048, show_default=True,
+@click.option("--num", type=click.IntRange(min=2, max=MAX_CLIPS), default=2048, show_default=True,
               help="Real and fake clips (StyleGAN-V uses 2048).")
-@click.option("--num-fake", type=click.IntRange(min=2), default=None, help="Fake clips [default: --num].")
+@click.option("--num-fake", type=click.IntRange(min=2, max=MAX_CLIPS), default=None, help="Fake clips [default: --num].")
 @click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
               help="Data frames between clip frames.")
-@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Clips per feature batch.")
+@click.option("--batch", type=click.IntRange(min=1, max=4096), default=8, show_default=True, help="Clips per feature batch.")
 @click.option("--i3d-weights", type=str, default=None, help="Path or URL of i3d_torchscript.pt [default: cache].")
 @click.option("--inception-weights", type=str, default=None,
               help="Path or URL of inception-2015-12-05.pt [default: cache].")
 @click.option("--download", is_flag=True, help="Download missing published weights into the cache.")
 @click.option("--random-features", is_flag=True,
               help="TESTING ONLY: I3D / Inception with random weights; results are marked NOT comparable.")
-@click.option("--feature-input-size", type=click.IntRange(min=32), default=None,
+@click.option("--feature-input-size", type=click.IntRange(min=32, max=1024), default=None,
               help="With --random-features only: network input size [default: 224 for I3D, 299 for Inception].")
 @click.option("--offline-dataset", type=click.Choice(["digits", "shapes"]), default=None,
               help="Built-in the real --data path is an export of (enables the offline metrics).")
@@ -131,6 +134,9 @@ def metrics_cli(checkpoint, videos, data, data_seed, resolution, seed, device, q
     from gan.cli_utils import pick_device
     from gan.metrics.evaluate import MetricOptions, compute_metrics
     ids = [m.strip() for m in metric_ids.split(",") if m.strip()]
+    # features of every clip are kept (2048-d float64 for FID's Inception, at most): bounded before any work
+    limits.require_memory((num + (num_fake or num)) * 2048 * 8, f"--num {num} / --num-fake {num_fake or num} "
+                          f"clips' features", "ask for fewer clips (FVD papers use 2048)")
     try:
         fake, real, res = _sources(checkpoint, videos, data, data_seed, resolution, pick_device(device),
                                    offline_dataset)
@@ -158,9 +164,11 @@ def metrics_cli(checkpoint, videos, data, data_seed, resolution, seed, device, q
               help="Folder for analysis.json and annotated.mp4 [default: print the summary only].")
 @click.option("--dataset", type=click.Choice(["digits", "shapes"]), default=None,
               help="Which object classifier to use [default: the checkpoint's / --data's built-in].")
-@click.option("--num", type=click.IntRange(min=1), default=64, show_default=True, help="Clips to analyse.")
-@click.option("--frames", type=click.IntRange(min=3), default=16, show_default=True, help="Frames per clip.")
-@click.option("--objects", type=click.IntRange(min=0), default=None,
+@click.option("--num", type=click.IntRange(min=1, max=MAX_CLIPS), default=64, show_default=True,
+              help="Clips to analyse.")
+@click.option("--frames", type=click.IntRange(min=3, max=100_000), default=16, show_default=True,
+              help="Frames per clip.")
+@click.option("--objects", type=click.IntRange(min=0, max=64), default=None,
               help="Expected objects per clip [default: the checkpoint's / built-in's num_objects, none for "
                    "--videos; 0: do not score counts].")
 @click.option("--annotate", type=click.IntRange(min=0), default=16, show_default=True,
@@ -169,7 +177,7 @@ def metrics_cli(checkpoint, videos, data, data_seed, resolution, seed, device, q
               show_default=True, help="threshold: bright objects on dark (no weights); ultralytics: a YOLO model "
                                       "(--weights) tracked by ultralytics' own tracker (pip install 'reelgan[yolo]').")
 @click.option("--weights", type=str, default=None, help="--detector ultralytics: the YOLO weights (.pt).")
-@click.option("--conf", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+@click.option("--conf", type=FiniteFloat(0, 1), default=0.25, show_default=True,
               help="--detector ultralytics: lowest box confidence kept.")
 @click.option("--tracker", "tracker_cfg", type=str, default="bytetrack.yaml", show_default=True,
               help="--detector ultralytics: ultralytics tracker config (bytetrack.yaml, botsort.yaml or a path).")

@@ -10,13 +10,15 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
+from gan import limits
 from gan import watermark as wm
 from gan.conditioning.inputs import ConditionError, last_frames, load_image, load_video
 from gan.conditioning.text import TextEncoder
 from gan.sampling.load import (SamplingError, check_mode, checkpoint_mode, load_generator, read, resolve_class,
                                resolve_watermark, text_encoder_of)
 from gan.sampling.render import ClipRenderer, prompt_condition
-from gan.sampling.write import FORMATS, finish_stream, open_stream, stream_clip, write_clips
+from gan.sampling.write import FORMATS, finish_stream, open_stream, output_paths, stream_clip, write_clips
+from gan.writes import refuse_existing
 
 
 def generate(checkpoint, outdir: Optional[str], seeds: Sequence[int], frames: Optional[int] = 64,
@@ -26,7 +28,8 @@ def generate(checkpoint, outdir: Optional[str], seeds: Sequence[int], frames: Op
              batch: int = 4, stream: bool = False, stream_to: Optional[str] = None, precision: str = "fp32",
              compile: bool = False, stdout=None, text_encoder: Optional[TextEncoder] = None,
              log: Optional[Callable[[str], None]] = None, watermark=wm.AUTO, state: Optional[Dict] = None,
-             labels: Optional[str] = None, label_threshold: float = 0.5, dataset: Optional[str] = None):
+             labels: Optional[str] = None, label_threshold: float = 0.5, dataset: Optional[str] = None,
+             overwrite: bool = True):
     """Render `seeds` of `checkpoint` into `outdir`; returns the written paths (stream=True: the stream's totals).
 
     Condition (at most one): `class_value` (class-conditional), `image` (frame 0 of every clip), `video` (its
@@ -35,7 +38,8 @@ def generate(checkpoint, outdir: Optional[str], seeds: Sequence[int], frames: Op
     endless when frames is None, through the renderer's `precision` / `compile` options. `watermark`:
     wm.AUTO (the model's mark), a Watermarker, or None (unmarked). `state`: the file's contents if read.
     `labels` (yolo / coco / mot; layered models, not --video) writes each clip's object boxes beside it and
-    `dataset` the ultralytics folder (gan/labels.py)."""
+    `dataset` the ultralytics folder (gan/labels.py). overwrite=False (generate.py without --force) refuses
+    before rendering when an output exists. Sizes are checked against this machine first (check_request)."""
     given = {k: v for k, v in (("image", image), ("continue", video), ("text", prompt)) if v is not None}
     if len(given) > 1:
         raise ConditionError("give exactly one of --image, --video, --prompt")
@@ -63,11 +67,13 @@ def generate(checkpoint, outdir: Optional[str], seeds: Sequence[int], frames: Op
     cfg = info["config"]
     fps = cfg.data.fps if fps is None else float(fps)
     step = cfg.data.fps / fps                                          # data frames per output frame
+    check_request(frames, fps, truncation, step, seeds, G.resolution, fmt, chunked=wanted == "none" and fmt == "mp4")
     if stream:
         return _stream(G, info, seeds[0], frames, fps, step, truncation, class_value, outdir, stream_to, stdout,
-                       mark, log, ClipRenderer(G, device, chunk, precision=precision, compile=compile))
+                       mark, log, ClipRenderer(G, device, chunk, precision=precision, compile=compile), overwrite)
     if outdir is None:
         raise SamplingError("pass an output folder (--outdir)")
+    refuse_existing(output_paths(outdir, seeds, fmt), overwrite)
     renderer = ClipRenderer(G, device, chunk, fused=wanted == "none")
     if wanted == "none":                                               # unconditional / class: batches of seeds
         cls = resolve_class(class_value, info)
@@ -76,6 +82,9 @@ def generate(checkpoint, outdir: Optional[str], seeds: Sequence[int], frames: Op
         for group in groups:
             c = torch.full((len(group),), cls, dtype=torch.long) if cls is not None else None
             chunks = renderer.render_chunks(group, frames, time_step=step, c=c, truncation=truncation)
+            if frames is not None:                        # a progress bar, and a refusal of days of work
+                chunks = limits.timed(chunks, -(-frames // renderer.chunk), f"seeds {group[0]}-{group[-1]}", log,
+                                      progress=log is not None)
             if fmt == "grid":
                 return write_clips(chunks, outdir, seeds, fps, fmt, watermark=mark)
             written += write_clips(chunks, outdir, group, fps, fmt, watermark=mark)
@@ -135,11 +144,27 @@ def _write_labels(fmt, paths, seeds, boxes, frames, res, dataset, clips) -> List
     return written
 
 
+def check_request(frames: Optional[int], fps: float, truncation: float, step: float, seeds: Sequence[int], res: int,
+                  fmt: str, chunked: bool) -> None:
+    """Frames, rates and truncation finite and in range, and what a non-chunked output holds in memory at once
+    (every frame of every seed as float32) within this machine's: checked before anything is rendered."""
+    limits.finite(fps, "--fps", 0, 1000, lo_open=True)
+    limits.finite(step, "--fps (the time step it gives against the model's data.fps)", 0, 1e6, lo_open=True)
+    limits.finite(truncation, "--truncation", 0, 2)
+    if frames is None:
+        return
+    limits.require_int(frames, "--frames", 1, limits.MAX_FRAMES)
+    if not chunked:
+        limits.require_memory(len(seeds) * frames * 3 * res * res * 4, f"{len(seeds)} clip(s) of {frames} frames "
+                              f"at {res}x{res} in --format {fmt} (held whole in memory)",
+                              "ask for fewer --frames or --seeds, or use --format mp4 (written chunk by chunk)")
+
+
 def _stream(G, info, seed, frames, fps, step, truncation, class_value, outdir, stream_to, stdout, mark, log,
-            renderer: ClipRenderer) -> Dict:
+            renderer: ClipRenderer, overwrite: bool = True) -> Dict:
     cls = resolve_class(class_value, info)
     c = torch.full((1,), cls, dtype=torch.long) if cls is not None else None
-    writer, target = open_stream(seed, fps, outdir, stream_to, stdout, mark)
+    writer, target = open_stream(seed, fps, outdir, stream_to, stdout, mark, overwrite)
     res = G.resolution
     if log is not None:
         length = "endless: Ctrl-C stops" if frames is None else f"{frames} frames"
