@@ -102,26 +102,29 @@ def finite(value, name: str, lo: Optional[float] = None, hi: Optional[float] = N
 
 def timed(items: Iterable[T], total: int, what: str, log: Optional[Callable[[str], None]] = None,
           progress: bool = True, max_hours: float = MAX_HOURS) -> Iterator[T]:
-    """Yield `items` (`total` of them) with a progress bar on stderr; after the first item, say how long the
-    rest will take and refuse (LimitError, raised into the caller's loop so its writers clean up) above max_hours."""
+    """Yield `items` (`total` of them) with a progress bar on stderr; after the second item (the first carries
+    one-time costs), say how long the rest will take and refuse above max_hours (a LimitError raised into the
+    caller's loop, so its writers clean up)."""
     bar = None
     if progress and total > 1:
         from tqdm.auto import tqdm
         bar = tqdm(total=total, desc=what, unit="chunk", dynamic_ncols=True, file=sys.stderr, leave=False)
-    t0 = time.perf_counter()
+    t = time.perf_counter()
     try:
         for k, item in enumerate(items):
             yield item
             if bar is not None:
                 bar.update(1)
-            if k == 0 and total > 1:
-                eta = (time.perf_counter() - t0) * (total - 1)
+            if k == 0:
+                t = time.perf_counter()
+            elif k == 1 and total > 2:
+                per = time.perf_counter() - t
+                eta = per * (total - 2)
                 if eta > max_hours * 3600:
-                    raise LimitError(f"{what} would take about {human_seconds(eta)} ({total} chunks at "
-                                     f"{time.perf_counter() - t0:.2f} s each; at most {max_hours:g} h): ask for "
-                                     f"less (fewer frames or seeds)")
+                    raise LimitError(f"{what} would take about {human_seconds(eta)} ({total} chunks at {per:.3f} s "
+                                     f"each; at most {max_hours:g} h): ask for less (fewer frames or seeds)")
                 if log is not None and eta > 10:
-                    log(f"{what}: about {human_seconds(eta)} left ({total} chunks)")
+                    log(f"{what}: about {human_seconds(eta)} for the {total - 2} chunks left")
     finally:
         if bar is not None:
             bar.close()
