@@ -245,6 +245,18 @@ def load_modules(state: Dict[str, Any], modules: Dict[str, torch.nn.Module], pat
                                   f"({first[:200]}); use the config the checkpoint was trained with") from None
 
 
+MAX_C_DIM = 100_000     # a condition size (classes, text embedding) no model needs more of
+
+
+def c_dim_of(ckpt: Dict[str, Any], path: Union[str, Path]) -> int:
+    """The checkpoint's condition size, checked (it sizes an embedding before any weight is read)."""
+    c_dim = ckpt.get("c_dim", 0)
+    if isinstance(c_dim, bool) or not isinstance(c_dim, int) or not 0 <= c_dim <= MAX_C_DIM:
+        raise CheckpointError(f"{path}: its c_dim {c_dim!r} is not a condition size (an integer in "
+                              f"0..{MAX_C_DIM}); use a checkpoint reelgan wrote")
+    return c_dim
+
+
 def generator_key(ckpt: Dict[str, Any], path: Union[str, Path]) -> str:
     """'G_ema' (or 'G') of a checkpoint to sample from, after checking it has a config and finite weights."""
     key = "G_ema" if "G_ema" in ckpt else "G"

@@ -339,6 +339,8 @@ def _read_yaml(path: Path, seen) -> Dict[str, Any]:
             d = yaml.safe_load(f) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {path} is not text (not UTF-8): give a YAML preset") from None
     if not isinstance(d, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
     base = d.pop("base", None)
@@ -528,7 +530,12 @@ MAX_INT = 2 ** 31 - 1
 SIZE_CAPS = {"data.num_objects": 64, "G.objects": 64, "G.mapping_layers": 64, "cond.text_layers": 64,
              "cond.text_max_tokens": 4096, "cond.motion_anchors": 4096, "train.sample_seeds": 1024,
              "data.clip_frames": 4096, "D.mbstd_group": 4096, "G.channel_max": 16384, "D.channel_max": 16384,
-             "G.channel_base": 2 ** 22, "D.channel_base": 2 ** 22}
+             "G.channel_base": 2 ** 22, "D.channel_base": 2 ** 22, "G.z_dim": 65536, "G.w_dim": 65536,
+             "G.motion_dim": 65536, "G.time_features": 65536, "G.motion_drift": 4096, "G.warp_grid": 1024,
+             "G.object_resolution": 4096, "cond.encoder_dim": 65536, "cond.encoder_channels": 16384,
+             "cond.text_dim": 65536, "cond.context_frames": 4096, "loss.r1_interval": 10 ** 6,
+             "loss.augment_interval": 10 ** 6, "D.video_fuse_resolution": 4096, "D.video_resolution": 4096,
+             "data.workers": 1024}
 
 
 def _channels(base: int, cap: int, r: int) -> int:

@@ -54,7 +54,7 @@ def export_generator(checkpoint: Union[str, Path], out: Union[str, Path], dtype:
     ckpt = ckpt_io.load(checkpoint, map_location="cpu")
     key = ckpt_io.generator_key(ckpt, checkpoint)
     cfg = Config.from_checkpoint(ckpt["config"], checkpoint)
-    c_dim = int(ckpt.get("c_dim", 0))
+    c_dim = ckpt_io.c_dim_of(ckpt, checkpoint)
     # Rebuild G from the checkpoint's own config and load strictly: a file that would not load later
     # is never written.
     G = build_generator(cfg, c_dim)

@@ -160,6 +160,7 @@ def test_cli_counts_are_bounded(tmp_path, cmd, args, words):
     assert time.perf_counter() - t0 < 60 and not (tmp_path / "o").exists()
 
 
+@pytest.mark.numerics
 def test_watermark_detect_reads_a_large_clip_in_bounded_pieces(tmp_path, monkeypatch):
     """Large frames are read as a tile-aligned centre crop, a few frames at a time; the mark is still found
     (here the crop is made small, so a small clip stands in for a 4K one)."""

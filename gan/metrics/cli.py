@@ -13,6 +13,7 @@ import click
 from gan import limits
 from gan.cli_utils import Command, UsageFailure, FiniteFloat
 from gan.errors import one_line
+from gan.writes import refuse_existing
 from gan.metrics.evaluate import METRICS
 
 MAX_CLIPS = 1_000_000     # clips per side: a million at 10 clips/s is a day; papers use 2048 to 10k
@@ -54,8 +55,11 @@ def _fail(e: Exception) -> None:
 
 def _write_json(path: Optional[str], report: dict) -> None:
     if path:
+        from gan.errors import publish
+        tmp = Path(f"{path}.tmp")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
+        tmp.write_text(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
+        publish(tmp, path)
 
 
 def _sources(checkpoint, videos, data, data_seed, resolution, device, imitates):
@@ -128,12 +132,14 @@ def _with_common(f):
 @click.option("--offline-dataset", type=click.Choice(["digits", "shapes"]), default=None,
               help="Built-in the real --data path is an export of (enables the offline metrics).")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write cached real statistics.")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
 def metrics_cli(checkpoint, videos, data, data_seed, resolution, seed, device, quiet, out, metric_ids, num,
                 num_fake, stride, batch, i3d_weights, inception_weights, download, random_features,
-                feature_input_size, offline_dataset, no_cache):
+                feature_input_size, offline_dataset, no_cache, force):
     from gan.cli_utils import pick_device
     from gan.metrics.evaluate import MetricOptions, compute_metrics
     ids = [m.strip() for m in metric_ids.split(",") if m.strip()]
+    refuse_existing([out] if out else [], force)                # before minutes of work, not after
     # features of every clip are kept (2048-d float64 for FID's Inception, at most): bounded before any work
     limits.require_memory((num + (num_fake or num)) * 2048 * 8, f"--num {num} / --num-fake {num_fake or num} "
                           f"clips' features", "ask for fewer clips (FVD papers use 2048)")
@@ -181,13 +187,15 @@ def metrics_cli(checkpoint, videos, data, data_seed, resolution, seed, device, q
               help="--detector ultralytics: lowest box confidence kept.")
 @click.option("--tracker", "tracker_cfg", type=str, default="bytetrack.yaml", show_default=True,
               help="--detector ultralytics: ultralytics tracker config (bytetrack.yaml, botsort.yaml or a path).")
+@click.option("--force", is_flag=True, help="Replace analysis.json / annotated.mp4 when --out holds them.")
 def analyze_cli(checkpoint, videos, data, data_seed, resolution, seed, device, quiet, out, dataset, num, frames,
-                objects, annotate, detector_name, weights, conf, tracker_cfg):
+                objects, annotate, detector_name, weights, conf, tracker_cfg, force):
     from gan.cli_utils import pick_device
     from gan.metrics.clips import DatasetClips, FolderClips, GeneratorClips
     from gan.metrics.run_analysis import run_analysis
     if sum(x is not None for x in (checkpoint, videos, data)) != 1:
         raise click.UsageError("pass exactly one of --checkpoint, --videos or --data (the clips to analyse)")
+    refuse_existing([Path(out) / n for n in ("analysis.json", "annotated.mp4")] if out else [], force)
     if (weights is not None) != (detector_name == "ultralytics"):
         raise click.UsageError("--weights goes with --detector ultralytics, and that detector needs it")
     try:

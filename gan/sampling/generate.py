@@ -68,6 +68,9 @@ def generate(checkpoint, outdir: Optional[str], seeds: Sequence[int], frames: Op
     fps = cfg.data.fps if fps is None else float(fps)
     step = cfg.data.fps / fps                                          # data frames per output frame
     check_request(frames, fps, truncation, step, seeds, G.resolution, fmt, chunked=wanted == "none" and fmt == "mp4")
+    limits.require_memory(min(batch, len(seeds)) * min(chunk, frames or chunk) * 64 * G.resolution ** 2 * 4,
+                          f"rendering --batch {batch} x --chunk {chunk} frames at once (about 64 feature maps of "
+                          f"{G.resolution}x{G.resolution} each)", "lower --batch or --chunk")
     if stream:
         return _stream(G, info, seeds[0], frames, fps, step, truncation, class_value, outdir, stream_to, stdout,
                        mark, log, ClipRenderer(G, device, chunk, precision=precision, compile=compile), overwrite)

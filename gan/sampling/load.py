@@ -8,7 +8,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 
 from gan import watermark as wm
-from gan.checkpoint import CheckpointError, generator_key, load, load_modules
+from gan.checkpoint import CheckpointError, c_dim_of, generator_key, load, load_modules
 from gan.conditioning.inputs import ConditionError
 from gan.conditioning.text import TextEncoder, build_text_encoder
 from gan.config import Config
@@ -53,7 +53,8 @@ def load_generator(path: Union[str, Path], device="cpu", state: Optional[Dict] =
     key = generator_key(ckpt, path)
     cfg = Config.from_checkpoint(ckpt["config"], path)
     mode = cfg.cond.mode
-    G = build_generator(cfg, int(ckpt.get("c_dim", 0)))
+    c_dim = c_dim_of(ckpt, path)
+    G = build_generator(cfg, c_dim)
     load_modules(ckpt, {key: G}, path)
     G = G.to(device).eval().requires_grad_(False)
     info = {"config": cfg, "mode": mode, "c_dim": ckpt.get("c_dim", 0), "step": ckpt.get("step"),

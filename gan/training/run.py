@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -310,7 +311,7 @@ def claim_run_folder(outdir: str, resume: bool, force: bool) -> Optional[FolderL
     if not resume:
         ckpts = [out / "checkpoints" / n for n in ("latest.pt", "best.pt")] + \
             sorted((out / "checkpoints").glob("step_*.pt"))
-        used = [out / n for n in RUN_FILES] + ckpts
+        used = [out / n for n in RUN_FILES] + ckpts + [out / "samples", out / "tensorboard"]
         try:
             refuse_existing(used, force, flag="--resume to continue that run, or --force to start over there")
         except WriteError:
@@ -318,6 +319,8 @@ def claim_run_folder(outdir: str, resume: bool, force: bool) -> Optional[FolderL
             raise
         for path in ckpts:                                          # --force: the old run's checkpoints go
             path.unlink(missing_ok=True)
+        if force:                                                   # and its TensorBoard events (a new run)
+            shutil.rmtree(out / "tensorboard", ignore_errors=True)
     return lock
 
 
