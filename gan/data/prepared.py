@@ -153,7 +153,10 @@ def _read_captions(listing: _Listing) -> None:
                 listing.captions[key] = str(row["caption"])
             if row.get("label") not in (None, ""):
                 try:
-                    label = int(row["label"])
+                    label = row["label"]
+                    if isinstance(label, float) and not label.is_integer():
+                        raise ValueError
+                    label = int(label)
                 except (ValueError, TypeError, OverflowError):
                     raise DataError(f"{path} row {k + 1}: label {row['label']!r} is not an integer") from None
                 if not 0 <= label < MAX_CLASSES:                # c_dim = largest label + 1 is allocated
