@@ -29,9 +29,12 @@ from __future__ import annotations
 
 import sys
 
-import click
+try:                                # Ctrl-C while Python imports: a quiet exit, not an import traceback
+    import click
 
-from gan.cli_utils import Command, threads_option
+    from gan.cli_utils import Command, FiniteFloat, threads_option
+except KeyboardInterrupt:
+    raise SystemExit(130) from None
 
 
 @click.command(cls=Command, help=__doc__)
@@ -40,12 +43,12 @@ from gan.cli_utils import Command, threads_option
 @click.option("--outdir", type=click.Path(file_okay=False), default=None,
               help="Where to write the clips (required, except with --stream --stream-to).")
 @click.option("--seeds", type=str, default="0-3", show_default=True, help="Seeds: list and ranges, e.g. 0-3,7.")
-@click.option("--frames", type=click.IntRange(min=1), default=64, show_default=True, help="Frames per clip.")
-@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--frames", type=click.IntRange(min=1, max=10 ** 8), default=64, show_default=True, help="Frames per clip.")
+@click.option("--fps", type=FiniteFloat(min=0.01, max=1000), default=None,
               help="Output frame rate [default: the training data's]; other rates resample motion in time.")
 @click.option("--format", "fmt", type=click.Choice(["mp4", "gif", "png", "grid"]), default="mp4",
               show_default=True, help="One file per seed (mp4/gif), PNG frame folders, or one grid mp4.")
-@click.option("--truncation", type=click.FloatRange(min=0, max=2), default=1.0, show_default=True,
+@click.option("--truncation", type=FiniteFloat(min=0, max=2), default=1.0, show_default=True,
               help="Truncation psi (1: off; lower: typical, less varied content).")
 @click.option("--class", "class_value", type=str, default=None, help="Class index or name (conditional models).")
 @click.option("--device", type=str, default="cpu", show_default=True, help="cpu, cuda or auto.")
@@ -85,16 +88,17 @@ from gan.cli_utils import Command, threads_option
 @click.option("--labels", type=click.Choice(["yolo", "coco", "mot"]), default=None,
               help="Layered models: write each object's box, track id and class in every frame beside each clip "
                    "(taken from the generator's own sprite placement and alpha).")
-@click.option("--label-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
+@click.option("--label-threshold", type=FiniteFloat(0, 1, min_open=True, max_open=True), default=0.5,
               show_default=True, help="--labels: a pixel belongs to an object's box where its visible alpha "
                                       "exceeds this.")
 @click.option("--dataset", type=click.Path(file_okay=False), default=None,
               help="--labels: also write this folder in the ultralytics layout (images/, labels/, data.yaml; "
                    "every 5th clip in val).")
+@click.option("--force", is_flag=True, help="Replace clips (seedNNNN.*) that OUTDIR already holds.")
 @click.pass_context
 def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_value, device, threads, chunk, batch,
         stream, stream_to, precision, compile_, image, video, context_stride, prompt, no_watermark, watermark_key,
-        watermark_user, labels, label_threshold, dataset):
+        watermark_user, labels, label_threshold, dataset, force):
     from gan.threads import configure
     choice = configure(threads)                                     # before torch loads (its OpenMP settings)
     said = []
@@ -129,7 +133,8 @@ def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_valu
                       stream=stream, stream_to=stream_to, precision=precision, compile=compile_,
                       stdout=sys.stdout.buffer, log=log,
                       watermark=None if no_watermark else wm.AUTO, watermark_key=watermark_key,
-                      watermark_user=watermark_user, labels=labels, label_threshold=label_threshold, dataset=dataset)
+                      watermark_user=watermark_user, labels=labels, label_threshold=label_threshold, dataset=dataset,
+                      overwrite=force)
     for p in ([] if stream else result):
         click.echo(str(p))
 

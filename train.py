@@ -12,9 +12,12 @@ Examples:
 """
 from __future__ import annotations
 
-import click
+try:                                # Ctrl-C while Python imports: a quiet exit, not an import traceback
+    import click
 
-from gan.cli_utils import Command, threads_option
+    from gan.cli_utils import Command, threads_option
+except KeyboardInterrupt:
+    raise SystemExit(130) from None
 
 
 @click.command(cls=Command, help=__doc__)
@@ -29,13 +32,15 @@ from gan.cli_utils import Command, threads_option
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="Clips per step (overrides train.batch).")
 @click.option("--resume", is_flag=True,
               help="Continue the run in OUTDIR from its newest checkpoint that loads and is finite.")
+@click.option("--force", is_flag=True,
+              help="Start a new run in an OUTDIR that holds one (its checkpoints are deleted, its logs rewritten).")
 @click.option("--device", type=str, default="cpu", show_default=True, help="cpu, cuda, cuda:1 or auto.")
 @threads_option(default=None, extra=" [default: train.threads, 0]")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override any config field, e.g. --set train.precision=bf16 (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config as JSON and exit.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
-def cli(config_path, data, outdir, steps, batch, resume, device, threads, overrides, dry_run, progress):
+def cli(config_path, data, outdir, steps, batch, resume, force, device, threads, overrides, dry_run, progress):
     from gan.cli_utils import parse_overrides, pick_device
     from gan.config import load_config
     over = parse_overrides(overrides)
@@ -53,13 +58,15 @@ def cli(config_path, data, outdir, steps, batch, resume, device, threads, overri
         click.echo(cfg.to_json())
         click.echo(f"# outdir: {outdir}", err=True)
         return
+    if resume and force:
+        raise click.UsageError("--resume continues a run, --force replaces it: pass one of them")
     from gan.cli_utils import fail
     from gan.threads import configure
     configure(cfg.train.threads)                 # before torch loads: its line is in the run's start line
     from gan.training import train
     from losses.perceptual import MissingWeightsError
     try:
-        summary = train(cfg, outdir, resume=resume, device=pick_device(device), progress=progress)
+        summary = train(cfg, outdir, resume=resume, device=pick_device(device), progress=progress, force=force)
     except MissingWeightsError as e:
         fail(f"{e} Here: --set cond.lpips_backbone=PATH, or --set cond.lpips_weight=0 for L1 only.")
     if summary["rank"] == 0:

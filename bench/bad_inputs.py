@@ -6,6 +6,7 @@ this one), in-process through click's CliRunner, and prints the counts and one l
 \b
   OMP_NUM_THREADS=1 python bench/bad_inputs.py                      # this tree
   OMP_NUM_THREADS=1 python bench/bad_inputs.py --root /tmp/base     # another checkout, same cases
+  OMP_NUM_THREADS=1 python bench/bad_inputs.py --processes [--root /tmp/base]   # round 2: real processes
 """
 from __future__ import annotations
 
@@ -39,12 +40,47 @@ def _classify(res, expect: str, changed: bool) -> str:
     return "clear error"
 
 
+def processes(root: Path, only=()) -> None:
+    """The second round (bench/bad_cases.py): every case a real process of the tree at `root`."""
+    sys.path.insert(0, str(HERE / "bench"))
+    import bad_cases
+    work = Path(tempfile.mkdtemp(prefix="reelgan_bad2_"))
+    user, scratch = work / "user", work / "scratch"
+    user.mkdir()
+    scratch.mkdir()
+    bad_cases.build_world(root, user)
+    hashes = lambda d: {str(p): _digest(p) for p in Path(d).rglob("*") if p.is_file()}   # noqa: E731
+    results = []
+    for name, argv, expect in bad_cases.CASES:
+        if only and name not in only:
+            continue
+        verdict, code, tail = bad_cases.run_case(root, user, scratch, argv, expect, hashes)
+        results.append((verdict, name, code, tail))
+        print(f"{verdict:14s} {name:30s} exit {code}: {tail}", file=sys.stderr, flush=True)
+    counts = {}
+    for verdict, *_ in results:
+        counts[verdict] = counts.get(verdict, 0) + 1
+    click.echo(f"\n{root}: {len(results)} processes; " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _digest(p: Path) -> str:
+    import hashlib
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
 @click.command(help=__doc__)
 @click.option("--root", type=click.Path(exists=True, file_okay=False), default=str(HERE), show_default=True)
 @click.option("--skip", multiple=True, help="Case names not to run (e.g. seeds-huge on a tree without the seed cap: "
                                             "it allocates ~800 GB); counted as 'skipped'.")
-def main(root, skip):
+@click.option("--processes", "as_processes", is_flag=True,
+              help="Run the second round instead (bench/bad_cases.py: real processes, watchdog on time and memory).")
+@click.option("--only", multiple=True, help="--processes: these case names only.")
+def main(root, skip, as_processes, only):
     root = Path(root).resolve()
+    if as_processes:
+        processes(root, only)
+        return
     sys.path.insert(0, str(root))
     import torch
     torch.set_num_threads(1)

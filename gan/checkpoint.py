@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from gan import __version__
-from gan.errors import ReelganError, publish
+from gan.errors import ReelganError, disk_full, publish
 
 # The checkpoint format. 2 (reelgan 0.2.0): the config holds every field of gan/config.py as it is, and nothing
 # fills in keys a file lacks with older behaviours. Files of an older format are refused (check_format).
@@ -112,9 +112,12 @@ def save_atomic(obj: Dict[str, Any], path: Union[str, Path]) -> None:
             f.flush()
             os.fsync(f.fileno())
         publish(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        full = disk_full(e, path, "then run again (a training run: --resume)")
+        if full is not None:
+            raise full from None
         raise
 
 
@@ -161,6 +164,7 @@ def save_safetensors(payload: Dict[str, Any], path: Union[str, Path]) -> None:
     metadata is str -> str). Written atomically."""
     from safetensors.torch import save_file
     path = Path(path)
+    check_finite(payload, f"the state to save as {path}")        # as save_atomic: e.g. fp16 overflow to Inf
     path.parent.mkdir(parents=True, exist_ok=True)
     cond = dict(payload.get("cond") or no_cond())
     tensors = {k: v.contiguous() for k, v in payload["G_ema"].items()}
@@ -170,10 +174,13 @@ def save_safetensors(payload: Dict[str, Any], path: Union[str, Path]) -> None:
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
+        publish(tmp, path)
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        full = disk_full(e, path, "then run again")
+        if full is not None:
+            raise full from None
         raise
 
 
@@ -188,7 +195,11 @@ def _load_safetensors(path: Path) -> Dict[str, Any]:
     if "config" not in meta or "format_version" not in meta:
         raise CheckpointError(f"{path} has no reelgan config in its metadata (export it with "
                               f"`reelgan-export CKPT OUT --format safetensors`)")
-    ckpt = {k: json.loads(v) for k, v in meta.items() if k in SAFETENSORS_META}
+    try:
+        ckpt = {k: json.loads(v) for k, v in meta.items() if k in SAFETENSORS_META}
+    except ValueError as e:
+        raise CheckpointError(f"{path}: its metadata is not the JSON reelgan-export writes ({e}); export the "
+                              f"checkpoint again") from None
     text = {k[len(TEXT_PREFIX):]: v for k, v in state.items() if k.startswith(TEXT_PREFIX)}
     ckpt["G_ema"] = {k: v for k, v in state.items() if not k.startswith(TEXT_PREFIX)}
     if text:
@@ -296,6 +307,18 @@ def load_modules(state: Dict[str, Any], modules: Dict[str, torch.nn.Module], pat
             first = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e)[:200])
             raise CheckpointError(f"{path}: its '{key}' weights do not fit the model this config builds "
                                   f"({first[:200]}); use the config the checkpoint was trained with") from None
+
+
+MAX_C_DIM = 100_000     # a condition size (classes, text embedding) no model needs more of
+
+
+def c_dim_of(ckpt: Dict[str, Any], path: Union[str, Path]) -> int:
+    """The checkpoint's condition size, checked (it sizes an embedding before any weight is read)."""
+    c_dim = ckpt.get("c_dim", 0)
+    if isinstance(c_dim, bool) or not isinstance(c_dim, int) or not 0 <= c_dim <= MAX_C_DIM:
+        raise CheckpointError(f"{path}: its c_dim {c_dim!r} is not a condition size (an integer in "
+                              f"0..{MAX_C_DIM}); use a checkpoint reelgan wrote")
+    return c_dim
 
 
 def generator_key(ckpt: Dict[str, Any], path: Union[str, Path]) -> str:

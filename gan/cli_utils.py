@@ -7,14 +7,17 @@ guard, a click usage error) prints ONE line `error: <message>` to stderr and exi
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
+import threading
 from typing import Any, Dict, Iterable
 
 import click
 import yaml
 
 from gan.errors import EXIT_USER_ERROR, ReelganError, one_line
+from gan.writes import clean_exit_on_sigterm
 
 
 class UsageFailure(ReelganError):
@@ -55,6 +58,9 @@ def _run(command: click.Command, base_main, args, prog_name, complete_var, stand
     if not standalone_mode:
         return base_main(command, args, prog_name, complete_var, standalone_mode, **extra)
     debug = _debug_requested(args)
+    clean_exit_on_sigterm()
+    if not debug:
+        threading.excepthook = _thread_error
     try:
         rv = base_main(command, args, prog_name, complete_var, False, **extra)
     except click.Abort:
@@ -68,6 +74,18 @@ def _run(command: click.Command, base_main, args, prog_name, complete_var, stand
         click.echo(f"error: {_message(e)}", err=True)
         sys.exit(EXIT_USER_ERROR)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _thread_error(args) -> None:
+    """A background thread's expected failure (TensorBoard's writer on a full or read-only disk) as one line; the
+    main thread meets the same fault at its next write and stops there."""
+    if args.exc_type is SystemExit:
+        return
+    if not _expected(args.exc_value):
+        sys.__excepthook__(args.exc_type, args.exc_value, args.exc_traceback)
+        return
+    name = getattr(args.thread, "name", "a background thread")
+    click.echo(f"error: {_message(args.exc_value)} (in {name})", err=True)
 
 
 def _debug_option() -> click.Option:
@@ -96,6 +114,17 @@ class Group(click.Group):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         return _run(self, click.Group.main, args, prog_name, complete_var, standalone_mode, extra)
+
+
+class FiniteFloat(click.FloatRange):
+    """click.FloatRange that also refuses nan and inf (a range check alone lets nan through: nan < x is False)."""
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        v = super().convert(value, param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return v
 
 
 def parse_overrides(items: Iterable[str]) -> Dict[str, Any]:

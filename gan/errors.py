@@ -5,7 +5,9 @@ every CLI prints it as one line `error: <message>` and exits with status 2 (gan/
 """
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from pathlib import Path
 from typing import Union
 
@@ -14,6 +16,31 @@ EXIT_USER_ERROR = 2
 
 class ReelganError(Exception):
     """A failure whose message names the problem and the fix."""
+
+
+class DiskFullError(ReelganError, OSError):
+    """A write that ran out of disk space (or hit a file-size or quota limit); nothing older was replaced."""
+
+
+_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def disk_full(e: BaseException, path: Union[str, Path], hint: str = "") -> Union["DiskFullError", None]:
+    """A DiskFullError for `path` when `e` (or the error it happened in: torch.save re-raises a failed write
+    as a RuntimeError) is a full disk, a file-size limit or a quota; else None."""
+    seen = e
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _FULL:
+            try:
+                free = shutil.disk_usage(Path(path).parent).free
+                room = f"{free / 2 ** 20:.1f} MiB free there"
+            except OSError:
+                room = "free space unknown"
+            return DiskFullError(f"cannot write {path}: {os.strerror(seen.errno).lower()} ({room}); nothing older "
+                                 f"was replaced or removed. Free some space or choose another folder"
+                                 + (f", {hint}" if hint else ""))
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def one_line(e: BaseException) -> str:

@@ -66,6 +66,16 @@ def export_generator(checkpoint: Union[str, Path], out: Union[str, Path], dtype:
         info = export_checkpoint_onnx(checkpoint, out)
         return {**info, "params": None, "source_bytes": checkpoint.stat().st_size}
     ckpt = ckpt_io.load(checkpoint, map_location="cpu")
+    Config.from_checkpoint(ckpt["config"], checkpoint)             # a stored config out of range: one line
+    ckpt_io.c_dim_of(ckpt, checkpoint)
+    store = STORE_DTYPES[dtype]
+    if store.is_floating_point:                            # a weight beyond the dtype's range would become Inf
+        top = torch.finfo(store).max
+        weights = ckpt[ckpt_io.generator_key(ckpt, checkpoint)]
+        big = [k for k, v in weights.items() if v.is_floating_point() and v.float().abs().max() > top]
+        if big:
+            raise ckpt_io.CheckpointError(f"{checkpoint}: weight '{big[0]}' exceeds {dtype}'s range "
+                                          f"(|w| > {top:g}); export with --dtype bf16 or fp32")
     payload = ckpt_io.generator_file(ckpt, checkpoint, STORE_DTYPES[dtype], weights_dtype=dtype)
     payload["config"] = ckpt_io.shareable_config(payload["config"])
     # Rebuild G from the checkpoint's own config and load strictly: a file that would not load later

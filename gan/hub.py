@@ -122,7 +122,7 @@ class ReelganGenerator(nn.Module, PyTorchModelHubMixin, library_name="reelgan",
         check_format(format_version, "this reelgan generator")
         self.config, self.c_dim = dict(reelgan_config), int(c_dim)
         self.class_names, self.step, self.metrics = list(class_names or []), step, dict(metrics or {})
-        self.cfg = Config.from_dict(self.config)
+        self.cfg = Config.from_checkpoint(self.config, "this reelgan generator")
         self.cond = {**no_cond(self.cfg.cond.mode), **(cond or {}), "text_encoder": None}
         self.G = build_generator(self.cfg, self.c_dim).eval().requires_grad_(False)
         if self.cond["text_vocab"] is not None:                # a text model's built-in encoder, saved beside G

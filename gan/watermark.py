@@ -438,7 +438,15 @@ def detect(frames: np.ndarray, key: bytes = PUBLIC_KEY, scales: Sequence[float] 
     if t < MIN_FRAMES or min(h, w) < MIN_SIZE:
         return Detection(None, None, reason=f"undetermined: {t} frame(s) of {h}x{w}; the detector needs at least "
                          f"{MIN_FRAMES} frame of at least {MIN_SIZE}x{MIN_SIZE} px", **base)
-    mean = prepare(frames)                                          # the mark is the same on every frame
+    return detect_view(prepare(frames), base, key, scales, threshold, versions)   # the mark is the same on every frame
+
+
+def detect_view(mean: torch.Tensor, base: dict, key: bytes = PUBLIC_KEY, scales: Sequence[float] = SCALES,
+                threshold: float = P_THRESHOLD, versions: Sequence[int] = VERSIONS) -> Detection:
+    """detect() on the detector's view of a clip (prepare(); a caller reading a long clip in parts averages the
+    parts' views); `base` = dict(frames=T, size=(H, W)) of what was read."""
+    h, w = mean.shape
+    base = {"key_fingerprint": key_fingerprint(key), "key_public": is_public(key), **base}
     best = None
     for version in versions:                                        # each layout has its own sync pattern
         keys = Key(key, version)

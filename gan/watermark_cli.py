@@ -23,7 +23,7 @@ import click
 import numpy as np
 
 from gan import watermark as wm
-from gan.cli_utils import Group
+from gan.cli_utils import Group, FiniteFloat
 from gan.errors import EXIT_USER_ERROR, one_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -54,6 +54,70 @@ def key_name(det: wm.Detection) -> str:
     return f"{'public' if det.key_public else 'private'} key {det.key_fingerprint}"
 
 
+MAX_SIDE = 1024            # detection reads at most this square of each frame, at a multiple of the mark's tile
+MAX_PIXELS = 2 ** 24       # ... and at most this many pixels over all frames: bounded memory and time on 4K clips
+
+
+def _crop_box(h: int, w: int):
+    """(top, left, height, width): the central MAX_SIDE square (or less), its corner on the tile grid so the
+    detector sees the pattern at the same shift as in the whole frame."""
+    ch, cw = min(h, MAX_SIDE), min(w, MAX_SIDE)
+    top, left = (h - ch) // 2 // wm.TILE * wm.TILE, (w - cw) // 2 // wm.TILE * wm.TILE
+    return top, left, ch, cw
+
+
+def frame_batches(path: str, max_frames: int, batch_pixels: int = 2 ** 23):
+    """uint8 [b, h, w, 3] batches of a file's frames, each cropped to _crop_box, at most MAX_PIXELS in all.
+    Videos are decoded by ffmpeg one frame at a time: memory holds one batch, not the clip."""
+    p = Path(path)
+    if p.is_dir() or p.suffix.lower() in IMAGE_SUFFIXES:
+        frames = read_frames(path, max_frames)
+        top, left, ch, cw = _crop_box(*frames.shape[1:3])
+        n = max(1, min(len(frames), MAX_PIXELS // (ch * cw)))
+        yield frames[:n, top:top + ch, left:left + cw]
+        return
+    from gan.video_io import VideoReadError, _last_line, probe_size
+    h, w = probe_size(path)
+    top, left, ch, cw = _crop_box(h, w)
+    n = max(1, min(max_frames, MAX_PIXELS // (ch * cw)))
+    per = max(1, batch_pixels // (ch * cw))
+    import imageio_ffmpeg
+    params = ["-fps_mode", "passthrough", "-vf", f"crop={cw}:{ch}:{left}:{top}", "-frames:v", str(n)]
+    got = []
+    try:
+        gen = imageio_ffmpeg.read_frames(path, output_params=params)
+        try:
+            next(gen)
+            for buf in gen:
+                got.append(np.frombuffer(buf, np.uint8).reshape(ch, cw, 3))
+                if len(got) == per:
+                    yield np.stack(got)
+                    got = []
+        finally:
+            gen.close()
+    except (OSError, RuntimeError, ValueError, IndexError, AttributeError) as e:
+        raise VideoReadError(path, _last_line(e)) from e
+    if got:
+        yield np.stack(got)
+
+
+def detect_file(path: str, keys, threshold: float, max_frames: int) -> wm.Detection:
+    """detect_any over a file's frames read in batches (frame_batches): the views of the batches are averaged.
+    `keys`: one key or several (see detect_any)."""
+    keys = [keys] if isinstance(keys, bytes) else list(keys)
+    total, frames, size = None, 0, (0, 0)
+    for part in frame_batches(path, max_frames):
+        if part.shape[1] < wm.MIN_SIZE or part.shape[2] < wm.MIN_SIZE:
+            return wm.detect(part, key=keys[0], threshold=threshold)      # says "undetermined: too small"
+        view = wm.prepare(part) * len(part)
+        total = view if total is None else total + view
+        frames, size = frames + len(part), part.shape[1:3]
+    if total is None:
+        raise ValueError(f"{path}: no frames decoded")
+    view, base = total / frames, dict(frames=frames, size=size)
+    return _best_of(lambda key, thr: wm.detect_view(view, base, key=key, threshold=thr), keys, threshold)
+
+
 def _line(path: str, det: wm.Detection, keys: str) -> str:
     if det.detected is None:
         return f"{path}: undetermined ({det.reason})"
@@ -69,9 +133,13 @@ def _line(path: str, det: wm.Detection, keys: str) -> str:
 def detect_any(frames: np.ndarray, keys, threshold: float) -> wm.Detection:
     """Search each key (threshold split between them: Bonferroni); the detection with the lowest p_false,
     its p_false scaled to cover all keys searched."""
+    return _best_of(lambda key, thr: wm.detect(frames, key=key, threshold=thr), keys, threshold)
+
+
+def _best_of(detect_with, keys, threshold: float) -> wm.Detection:
     best = None
     for key in keys:
-        det = wm.detect(frames, key=key, threshold=threshold / len(keys))
+        det = detect_with(key, threshold / len(keys))
         if det.p_false is not None:
             det.p_false = min(1.0, det.p_false * len(keys))
         if best is None or (det.p_false is not None and (best.p_false is None or det.p_false < best.p_false)):
@@ -94,7 +162,7 @@ def cli():
               "key_public, proves, verdict.")
 @click.option("--key", "key_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help=f"Private key file [default: ${wm.KEY_ENV}]; the public key is always searched too.")
-@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=wm.P_THRESHOLD, show_default=True,
+@click.option("--threshold", type=FiniteFloat(0, 1, min_open=True), default=wm.P_THRESHOLD, show_default=True,
               help="Detected when the false-positive probability is below this.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=512, show_default=True,
               help="Frames read from the start of each file.")
@@ -108,12 +176,11 @@ def detect(files, as_json, key_file, threshold, max_frames):
     failed = False
     for path in files:
         try:
-            frames = read_frames(path, max_frames)
+            det = detect_file(path, keys, threshold, max_frames)
         except (OSError, ValueError, RuntimeError) as e:
             click.echo(f"{path}: error: {e}", err=True)
             failed = True
             continue
-        det = detect_any(frames, keys, threshold)
         if as_json:
             proves = PROVES[bool(det.key_public)] if det.detected else None
             click.echo(json.dumps({"file": path, **det.to_dict(), "proves": proves}))
@@ -130,10 +197,15 @@ def detect(files, as_json, key_file, threshold, max_frames):
               help="48-bit payload as hex (12 digits: 8 of model id, 4 of user id).")
 @click.option("--key", "key_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help=f"Private key file [default: ${wm.KEY_ENV}, else the public key].")
-@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--fps", type=FiniteFloat(min=0.01, max=1000), default=None,
               help="Frame rate of OUT [default: the input's, else 16].")
-def embed(src, out, payload, key_file, fps):
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+def embed(src, out, payload, key_file, fps, force):
     from gan import video_io
+    from gan.writes import refuse_existing
+    refuse_existing([out], force)
+    if Path(out).resolve() == Path(src).resolve():
+        raise wm.WatermarkError(f"{out} is the input: write the marked copy to another file")
     try:
         key, origin = wm.resolve_key(key_file)
         mark = wm.Watermarker(key, wm.parse_payload(payload), origin=origin)

@@ -82,6 +82,7 @@ def test_export_cli(tiny_ckpt, tmp_path):
     assert res.exit_code == 2 and "--force" in res.output
 
 
+@pytest.mark.numerics
 def test_fast_sampler_fp32_matches_reference_and_bf16_is_close(tiny_G):
     ref = render(tiny_G, [3, 5], 10, chunk=4)
     fast = FastSampler(tiny_G, chunk=4).render([3, 5], 10)
@@ -101,6 +102,7 @@ def test_precision_errors(tiny_G):
         FastSampler(tiny_G, precision="int4")
 
 
+@pytest.mark.numerics
 def test_preview_resolution_is_the_skip_sum_at_that_block(tiny_G):
     """A preview renders the blocks up to its size: exactly the RGB sum that the full render has at that block."""
     from gan.sampling import ClipRenderer
@@ -124,6 +126,7 @@ def test_preview_resolution_is_the_skip_sum_at_that_block(tiny_G):
         ClipRenderer(G, resolution=16)
 
 
+@pytest.mark.numerics
 def test_motion_window_matches_the_networks_float32_times(tiny_G):
     """Times just below an anchor boundary in float64 round onto it in float32, as the motion network sees them."""
     from gan.sampling import ClipRenderer

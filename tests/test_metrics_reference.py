@@ -38,6 +38,7 @@ def _features(n, d, seed):
     return real, fake
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("n,d,seed", [(256, 16, 0), (64, 64, 1), (24, 32, 2)])   # last: N < D, singular
 def test_fid_matches_torchmetrics(n, d, seed):
     real, fake = _features(n, d, seed)
@@ -53,6 +54,7 @@ def test_fid_matches_torchmetrics(n, d, seed):
     assert frechet_distance(m1, c1, m2, c2) != pytest.approx(expected, rel=RTOL)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("n,d,seed", [(200, 16, 0), (50, 64, 3)])
 def test_kid_matches_torchmetrics(n, d, seed):
     real, fake = _features(n, d, seed)
@@ -66,6 +68,7 @@ def test_kid_matches_torchmetrics(n, d, seed):
     assert kernel_distance(real, fake, num_subsets=1, max_subset_size=n) == pytest.approx(expected, rel=RTOL)
 
 
+@pytest.mark.numerics
 def test_mmd_subset_estimate_matches_torchmetrics():
     # Per-subset estimator on a near-identical pair: the unbiased estimate is negative here (-0.25).
     real, _ = _features(64, 8, 4)

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from gan.ops import bias_act, downsample2d, filter2d, modulated_conv2d, setup_filter, upfirdn2d, upsample2d
 
 
+@pytest.mark.numerics
 def test_separable_fir_equals_2d_fir_forward_and_backward():
     x = torch.randn(2, 3, 9, 10, dtype=torch.float64, requires_grad=True)
     for up, down, pad in [(1, 1, [1, 2, 2, 1]), (2, 1, [2, 1, 2, 1]), (1, 2, [1, 1, 1, 1])]:
@@ -20,6 +21,7 @@ def test_separable_fir_equals_2d_fir_forward_and_backward():
         torch.testing.assert_close(ga, gb)
 
 
+@pytest.mark.numerics
 def test_resampling_preserves_a_constant_in_the_interior():
     x = torch.full((1, 2, 8, 8), 3.0)
     f = setup_filter()
@@ -29,6 +31,7 @@ def test_resampling_preserves_a_constant_in_the_interior():
     torch.testing.assert_close(filter2d(x, f)[..., 2:-2, 2:-2], torch.full((1, 2, 4, 4), 3.0))
 
 
+@pytest.mark.numerics
 def test_upfirdn2d_matches_conv_transpose_definition():
     # Zero-insertion upsampling + FIR equals a strided transposed conv with the (gain-scaled) filter.
     x = torch.randn(1, 1, 5, 5, dtype=torch.float64)
@@ -38,6 +41,7 @@ def test_upfirdn2d_matches_conv_transpose_definition():
     torch.testing.assert_close(y, ref)
 
 
+@pytest.mark.numerics
 def test_bias_act_matches_manual_formula():
     x, b = torch.randn(4, 5, 3, 3), torch.randn(5)
     y = bias_act(x, b, act="lrelu", clamp=0.5)
@@ -47,6 +51,7 @@ def test_bias_act_matches_manual_formula():
         bias_act(x, act="swishy")
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("demodulate", [True, False])
 def test_modconv_fused_equals_unfused_and_per_sample_weights(demodulate):
     torch.manual_seed(0)

@@ -64,6 +64,7 @@ def _detect(path, key=wm.PUBLIC_KEY):
 # ---- the method ------------------------------------------------------------------------------------
 
 
+@pytest.mark.numerics
 def test_marked_detects_unmarked_does_not_and_payload_round_trips(clip, mark):
     marked = mark.embed(clip)
     assert marked.dtype == np.uint8 and marked.shape == clip.shape
@@ -79,11 +80,13 @@ def test_marked_detects_unmarked_does_not_and_payload_round_trips(clip, mark):
     assert clean.detected is False and clean.p_false > 1e-3 and clean.payload is None
 
 
+@pytest.mark.numerics
 def test_wrong_key_does_not_detect(clip, mark):
     det = wm.detect(mark.embed(clip), key=b"somebody else's private key 123")
     assert det.detected is False and det.p_false > 1e-3
 
 
+@pytest.mark.numerics
 def test_crop_and_partial_clips_still_detect(clip, mark):
     marked = mark.embed(clip)
     cropped = wm.detect(marked[:, 6:-6, 6:-6])                  # 10% off each side: a cyclic shift of the tile
@@ -97,6 +100,7 @@ def test_too_small_or_empty_clips_are_undetermined(clip, mark):
     assert wm.detect(np.zeros((0, 64, 64, 3), np.uint8)).verdict == "undetermined"
 
 
+@pytest.mark.numerics
 def test_crf28_reencode_of_a_small_clip_still_detects(clip, mark, tmp_path):
     video_io.write_mp4(tmp_path / "a.mp4", clip, 16, crf=28, watermark=mark)
     det = _detect(tmp_path / "a.mp4")
@@ -199,6 +203,7 @@ def test_projection_rerender_is_marked(ckpt64, tmp_path, clip):
 # ---- the reelgan-watermark command ---------------------------------------------------------------------
 
 
+@pytest.mark.numerics
 def test_watermark_cli_embed_and_detect(clip, tmp_path):
     video_io.write_gif(tmp_path / "in.gif", clip, 16)
     res = CliRunner().invoke(wm_cli, ["embed", str(tmp_path / "in.gif"), str(tmp_path / "out.mp4"),

@@ -19,7 +19,7 @@ import click
 import numpy as np
 from tqdm import tqdm
 
-from gan.cli_utils import Group
+from gan.cli_utils import Group, FiniteFloat
 from gan.config import DataConfig
 from gan.errors import publish
 from gan.data.builtin import BouncingShapes, MovingDigits, MovingDots
@@ -55,13 +55,16 @@ def main():
 @click.option("--source", type=click.Choice(sorted(BUILTINS)), default="digits", show_default=True,
               help="Built-in dataset to render.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
-@click.option("--num", type=click.IntRange(min=1), default=200, show_default=True, help="Number of videos.")
-@click.option("--frames", type=click.IntRange(min=1), default=64, show_default=True, help="Frames per video.")
-@click.option("--resolution", type=click.IntRange(min=8), default=64, show_default=True, help="Frame size (px).")
-@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=16.0, show_default=True,
+@click.option("--num", type=click.IntRange(min=1, max=10 ** 7), default=200, show_default=True,
+              help="Number of videos.")
+@click.option("--frames", type=click.IntRange(min=1, max=10 ** 6), default=64, show_default=True,
+              help="Frames per video.")
+@click.option("--resolution", type=click.IntRange(min=8, max=4096), default=64, show_default=True,
+              help="Frame size (px).")
+@click.option("--fps", type=FiniteFloat(min=0.01, max=1000), default=16.0, show_default=True,
               help="Frame rate stored in the mp4 files.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Content seed.")
-@click.option("--objects", type=click.IntRange(min=1), default=2, show_default=True, help="Objects per video.")
+@click.option("--objects", type=click.IntRange(min=1, max=64), default=2, show_default=True, help="Objects per video.")
 @click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True,
               help="Digit images to draw from (train and test images are disjoint).")
 @click.option("--labels/--no-labels", default=False, show_default=True,
@@ -80,6 +83,9 @@ def export(source, out, num, frames, resolution, fps, seed, objects, split, labe
     out_dir = Path(out)
     if out_dir.exists() and any(out_dir.iterdir()) and not force:
         raise click.UsageError(f"output folder {out_dir} is not empty; choose a new --out or pass --force")
+    from gan import limits
+    limits.require_memory(4 * 3 * frames * resolution ** 2, f"one video of {frames} frames at {resolution}x"
+                          f"{resolution}", "lower --frames or --resolution")
     out_dir.mkdir(parents=True, exist_ok=True)
     data = BUILTINS[source](resolution=resolution, num_videos=num, video_frames=frames, num_objects=objects,
                             seed=seed, split=split)
@@ -114,7 +120,8 @@ def export(source, out, num, frames, resolution, fps, seed, objects, split, labe
 @click.option("--resolution", type=click.IntRange(min=8, max=4096), default=DataConfig().resolution,
               show_default=True, help="Frame size to store (short side resized, centre crop); a power of two.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Decoding processes [default: all cores].")
-def prepare(src, out, resolution, workers):
+@click.option("--force", is_flag=True, help="Replace OUT when it is a prepared dataset of another source.")
+def prepare(src, out, resolution, workers, force):
     """Decode the videos of SRC once into OUT: uint8 frames in memory-mapped shards, with an index.
 
     `train.py --data OUT` then trains from it directly (`train.py --data SRC` does the same through a cache).
@@ -125,16 +132,20 @@ def prepare(src, out, resolution, workers):
       python train.py --data data/clips64 --outdir runs/mine
     """
     from gan.data.prepared import is_prepared, list_source, cache_key
-    if is_prepared(out):
-        existing = open_prepared(out)
-        if existing.index["key"] == cache_key(list_source(src), resolution):
-            click.echo(f"{out} is up to date ({existing.summary()})")
-            return
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        data = prepare_dataset(src, out, resolution, workers=workers)
-    for w in caught:
-        click.echo(f"warning: {w.message}", err=True)
+        listing = list_source(src)
+        if is_prepared(out):
+            existing = open_prepared(out)
+            if existing.index["key"] == cache_key(listing, resolution):
+                click.echo(f"{out} is up to date ({existing.summary()})")
+                return
+            if not force:
+                raise click.UsageError(f"{out} is a prepared dataset of another source or resolution; pass "
+                                       f"--force to replace it, or choose another OUT")
+        data = prepare_dataset(src, out, resolution, workers=workers, listing=listing)
+    for w in dict.fromkeys(str(w.message) for w in caught):
+        click.echo(f"warning: {w}", err=True)
     click.echo(f"{data.summary()}; {data.index['seconds']:.1f} s")
     _print_suggestions(data)
 

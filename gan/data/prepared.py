@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 import warnings
@@ -38,6 +39,8 @@ logger = logging.getLogger(__name__)
 FORMAT = "reelgan-prepared"
 VERSION = 2                            # 2: per-video camera statistics (footage_kind.camera_stats)
 INDEX = "index.json"
+MAX_CLASSES = 100_000                  # gan.limits.MAX_CLASSES (data imports nothing but errors and video_io)
+SHARD_NAME = re.compile(r"shard_\d{3}\.(u8|grey)")         # the files a prepared dataset holds besides INDEX
 SHARD_BYTES = 1 << 30                  # a new shard after ~1 GiB, so no single file is unwieldy
 GREY_TOLERANCE = 6                     # a frame is grey when its channels differ by at most this (uint8) ...
 GREY_OUTLIERS = 1e-3                   # ... for all but this fraction of its pixels (codec ringing, dither)
@@ -152,9 +155,16 @@ def _read_captions(listing: _Listing) -> None:
                 listing.captions[key] = str(row["caption"])
             if row.get("label") not in (None, ""):
                 try:
-                    listing.caption_labels[key] = int(row["label"])
-                except ValueError:
+                    label = row["label"]
+                    if isinstance(label, float) and not label.is_integer():
+                        raise ValueError
+                    label = int(label)
+                except (ValueError, TypeError, OverflowError):
                     raise DataError(f"{path} row {k + 1}: label {row['label']!r} is not an integer") from None
+                if not 0 <= label < MAX_CLASSES:                # c_dim = largest label + 1 is allocated
+                    raise DataError(f"{path} row {k + 1}: label {label} is out of range: labels are class ids "
+                                    f"0..{MAX_CLASSES - 1}, numbered from 0")
+                listing.caption_labels[key] = label
         break
     for name, key in listing.items:
         if name in listing.captions:
@@ -282,6 +292,12 @@ def prepare(src: str, out: str, resolution: int, workers: Optional[int] = None, 
     out_path = Path(out)
     if out_path.exists() and not (out_path / INDEX).is_file() and any(out_path.iterdir()):
         raise DataError(f"{out} exists and is not a prepared dataset; choose a new output folder")
+    if out_path.exists() and (out_path / INDEX).is_file():           # replaced below: only if all of it is ours
+        foreign = sorted(n for n in os.listdir(out_path) if n != INDEX and not SHARD_NAME.fullmatch(n))
+        if foreign:
+            raise DataError(f"{out} is a prepared dataset of another source and also holds {foreign[0]!r}"
+                            f"{f' (and {len(foreign) - 1} more)' if len(foreign) > 1 else ''}, which reelgan did "
+                            f"not write: move it out or choose a new output folder")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(f"{out_path}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

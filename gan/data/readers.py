@@ -214,12 +214,24 @@ class VideoFolder(_Source):
         return frames
 
 
+def _regular(path: str) -> bool:
+    """A regular file (through links); a FIFO, socket or device named like a video would block a reader: warned
+    about and skipped."""
+    if os.path.isfile(path):
+        return True
+    if os.path.exists(path):
+        warnings.warn(f"skipped {path}: not a regular file (a pipe, socket or device)")
+    return False
+
+
 def find_video_files(root: str) -> List[str]:
-    """All video files below `root` (hidden files and folders ignored), in natural order."""
+    """All video files below `root` (hidden files and folders, and anything not a regular file, ignored), in
+    natural order."""
     found = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if not _is_hidden(d)]
-        found += [os.path.join(folder, f) for f in files if _has_ext(f, VIDEO_EXTENSIONS) and not _is_hidden(f)]
+        found += [os.path.join(folder, f) for f in files if _has_ext(f, VIDEO_EXTENSIONS) and not _is_hidden(f)
+                  and _regular(os.path.join(folder, f))]
     return sorted(found, key=lambda p: natural_key(os.path.relpath(p, root)))
 
 
@@ -313,7 +325,7 @@ def relative_files(root: str) -> List[str]:
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if not _is_hidden(d)]
         rel = os.path.relpath(folder, root).replace(os.sep, "/")
-        names += [f"{rel}/{f}" if rel != "." else f for f in files]
+        names += [f"{rel}/{f}" if rel != "." else f for f in files if _regular(os.path.join(folder, f))]
     return names
 
 

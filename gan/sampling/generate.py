@@ -9,13 +9,15 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 
+from gan import limits
 from gan import watermark as wm
 from gan.conditioning.text import TextEncoder
 from gan.sampling.conditions import Condition, Output, condition_for
 from gan.sampling.load import load_generator, read, resolve_watermark
 from gan.sampling.render import ClipRenderer
 from gan.sampling.sinks import LabelSink
-from gan.sampling.write import finish_stream, open_stream, stream_chunks, write_clips
+from gan.sampling.write import finish_stream, open_stream, output_paths, stream_chunks, write_clips
+from gan.writes import refuse_existing
 
 
 def generate(checkpoint, outdir: Optional[str], seeds: Sequence[int], frames: Optional[int] = 64,
@@ -26,7 +28,7 @@ def generate(checkpoint, outdir: Optional[str], seeds: Sequence[int], frames: Op
              compile: bool = False, stdout=None, text_encoder: Optional[TextEncoder] = None,
              log: Optional[Callable[[str], None]] = None, watermark=wm.AUTO, watermark_key: Optional[str] = None,
              watermark_user: Optional[int] = None, state: Optional[Dict] = None, labels: Optional[str] = None,
-             label_threshold: float = 0.5, dataset: Optional[str] = None):
+             label_threshold: float = 0.5, dataset: Optional[str] = None, overwrite: bool = True):
     """Render `seeds` of `checkpoint` into `outdir`; returns the written paths (stream=True: the stream's totals).
 
     Condition (at most one): `class_value` (class-conditional), `image` (frame 0 of every clip), `video` (its
@@ -35,7 +37,8 @@ def generate(checkpoint, outdir: Optional[str], seeds: Sequence[int], frames: Op
     endless when frames is None, through the renderer's `precision` / `compile` options. `watermark`:
     wm.AUTO (the model's mark; `watermark_key` / `watermark_user` change it), a Watermarker, or None (unmarked).
     `state`: the file's contents if read. `labels` (yolo / coco / mot; layered models, not --video) writes each
-    clip's object boxes beside it and `dataset` the ultralytics folder (gan/labels.py)."""
+    clip's object boxes beside it and `dataset` the ultralytics folder (gan/labels.py). overwrite=False (generate.py
+    without --force) refuses before rendering when an output exists; sizes are checked against this machine first."""
     out = Output(outdir, fmt, frames, fps, batch, stream, stream_to, precision, compile, labels, label_threshold,
                  dataset)
     G, info = load_generator(checkpoint, device, read(checkpoint, state), text_encoder)   # the one build of G
@@ -45,9 +48,14 @@ def generate(checkpoint, outdir: Optional[str], seeds: Sequence[int], frames: Op
     mark = resolve_watermark(watermark, G, info, watermark_key, watermark_user, log)
     fps = info["config"].data.fps if fps is None else float(fps)
     step = info["config"].data.fps / fps                                # data frames per output frame
+    check_request(frames, fps, truncation, step, seeds, G.resolution, fmt, chunked=stream or fmt == "mp4")
+    limits.require_memory(min(batch, len(seeds)) * min(chunk, frames or chunk) * 64 * G.resolution ** 2 * 4,
+                          f"rendering --batch {batch} x --chunk {chunk} frames at once (about 64 feature maps of "
+                          f"{G.resolution}x{G.resolution} each)", "lower --batch or --chunk")
     renderer = ClipRenderer(G, device, chunk, fused=cond.fused, **out.renderer_options())
     if stream:
-        return _stream(cond, renderer, seeds[0], out, fps, step, truncation, stdout, mark, log)
+        return _stream(cond, renderer, seeds[0], out, fps, step, truncation, stdout, mark, log, overwrite)
+    refuse_existing(output_paths(outdir, seeds, fmt), overwrite)
     written: List[Path] = []
     for group in out.groups(seeds):
         clips = cond.prepare(renderer, group, frames, step, truncation)
@@ -58,11 +66,27 @@ def generate(checkpoint, outdir: Optional[str], seeds: Sequence[int], frames: Op
     return written + (sink.finish() if sink else [])
 
 
+def check_request(frames: Optional[int], fps: float, truncation: float, step: float, seeds: Sequence[int], res: int,
+                  fmt: str, chunked: bool) -> None:
+    """Frames, rates and truncation finite and in range, and what a non-chunked output holds in memory at once
+    (every frame of every seed as float32) within this machine's: checked before anything is rendered."""
+    limits.finite(fps, "--fps", 0, 1000, lo_open=True)
+    limits.finite(step, "--fps (the time step it gives against the model's data.fps)", 0, 1e6, lo_open=True)
+    limits.finite(truncation, "--truncation", 0, 2)
+    if frames is None:
+        return
+    limits.require_int(frames, "--frames", 1, limits.MAX_FRAMES)
+    if not chunked:
+        limits.require_memory(len(seeds) * frames * 3 * res * res * 4, f"{len(seeds)} clip(s) of {frames} frames "
+                              f"at {res}x{res} in --format {fmt} (held whole in memory)",
+                              "ask for fewer --frames or --seeds, or use --format mp4 (written chunk by chunk)")
+
+
 def _stream(cond: Condition, renderer: ClipRenderer, seed: int, out: Output, fps: float, step: float,
-            truncation: float, stdout, mark, log) -> Dict:
+            truncation: float, stdout, mark, log, overwrite: bool = True) -> Dict:
     """One clip of `seed`, chunk by chunk into the stream writer, with the achieved rate against `fps`."""
     from gan import video_io
-    writer, target = open_stream(seed, fps, out.outdir, out.stream_to, stdout, mark)
+    writer, target = open_stream(seed, fps, out.outdir, out.stream_to, stdout, mark, overwrite)
     res = renderer.G.resolution
     if log is not None:
         length = "endless: Ctrl-C stops" if out.frames is None else f"{out.frames} frames"

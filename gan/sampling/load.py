@@ -8,7 +8,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 
 from gan import watermark as wm
-from gan.checkpoint import CheckpointError, generator_key, load, load_modules
+from gan.checkpoint import CheckpointError, c_dim_of, generator_key, load, load_modules
 from gan.conditioning.inputs import ConditionError
 from gan.conditioning.pretrained import pretrained_text_encoder
 from gan.conditioning.text import TextEncoder, build_text_encoder
@@ -52,9 +52,10 @@ def load_generator(path: Union[str, Path], device="cpu", state: Optional[Dict] =
     class_names, step and, for 'text', the text encoder (the saved built-in one, or `text_encoder`)."""
     ckpt = read(path, state)
     key = generator_key(ckpt, path)
-    cfg = Config.from_dict(ckpt["config"])
+    cfg = Config.from_checkpoint(ckpt["config"], path)
     mode = cfg.cond.mode
-    G = build_generator(cfg, int(ckpt.get("c_dim", 0)))
+    c_dim = c_dim_of(ckpt, path)
+    G = build_generator(cfg, c_dim)
     load_modules(ckpt, {key: G}, path)
     G = G.to(device).eval().requires_grad_(False)
     info = {"config": cfg, "mode": mode, "c_dim": ckpt.get("c_dim", 0), "step": ckpt.get("step"),
@@ -131,7 +132,7 @@ def checkpoint_watermarker(path: Union[str, Path], key_file: Optional[str] = Non
     key = "G_ema" if "G_ema" in ckpt else "G"
     if key not in ckpt:
         raise CheckpointError(f"{path} holds no generator weights")
-    return wm.for_generator(ckpt[key], Config.from_dict(ckpt["config"]), key_file=key_file, user_id=user_id)
+    return wm.for_generator(ckpt[key], Config.from_checkpoint(ckpt["config"], path), key_file=key_file, user_id=user_id)
 
 
 MAX_SEEDS = 100_000       # one file per seed: more is a typo, not a request

@@ -13,21 +13,32 @@ import torch
 from gan import video_io
 from gan.sampling.load import SamplingError
 from gan.video_io import to_uint8
+from gan.writes import refuse_existing
 
 FORMATS = ("mp4", "gif", "png", "grid")
 
 
+def output_paths(outdir: Union[str, Path], seeds: Sequence[int], fmt: str, prefix: str = "") -> List[Path]:
+    """The files (png: folders) write_clips makes for `seeds` in `fmt`."""
+    out = Path(outdir)
+    if fmt == "grid":
+        return [out / f"{prefix}grid_seeds{seeds[0]}-{seeds[-1]}.mp4"]
+    ext = {"mp4": ".mp4", "gif": ".gif", "png": ""}[fmt]
+    return [out / f"{prefix}seed{s:04d}{ext}" for s in seeds]
+
+
 def write_clips(clips: Union[torch.Tensor, Iterable[torch.Tensor]], outdir: Union[str, Path], seeds: Sequence[int],
-                fps: float, fmt: str, prefix: str = "", watermark=None) -> List[Path]:
+                fps: float, fmt: str, prefix: str = "", watermark=None, overwrite: bool = True) -> List[Path]:
     """Clips [S, T, C, H, W] in [-1, 1], or an iterable of such chunks along T, -> one file per seed (mp4 /
     gif / png folder) or one grid mp4. mp4 files are encoded chunk by chunk (constant memory); a failure
-    leaves no partial file."""
+    leaves no partial file. overwrite=False refuses (WriteError) when one of the outputs exists."""
     if fmt not in FORMATS:
         raise SamplingError(f"unknown format {fmt!r}: use mp4, gif, png or grid")
     chunks = [clips] if torch.is_tensor(clips) else clips
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{prefix}seed{s:04d}" for s in seeds]
+    refuse_existing(output_paths(outdir, seeds, fmt, prefix), overwrite)
     if fmt == "mp4":
         writers = [video_io.Mp4Writer(p.with_suffix(".mp4"), fps, watermark=watermark) for p in paths]
         try:
@@ -61,7 +72,7 @@ def write_clips(clips: Union[torch.Tensor, Iterable[torch.Tensor]], outdir: Unio
 
 
 def open_stream(seed: int, fps: float, outdir: Optional[str], stream_to: Optional[str], stdout,
-                watermark) -> Tuple[object, str]:
+                watermark, overwrite: bool = True) -> Tuple[object, str]:
     """(writer, target) for a stream: '-' raw rgb24 frames on `stdout`; a path: .mp4 encoded, anything else
     raw; neither: OUTDIR/seedNNNN_stream.mp4."""
     if stream_to == "-":
@@ -75,6 +86,7 @@ def open_stream(seed: int, fps: float, outdir: Optional[str], stream_to: Optiona
             path = Path(outdir) / f"seed{seed:04d}_stream.mp4"
         else:
             path = Path(stream_to)
+        refuse_existing([path], overwrite)
         path.parent.mkdir(parents=True, exist_ok=True)
         is_mp4 = path.suffix.lower() == ".mp4"
         writer = (video_io.Mp4Writer(path, fps, watermark=watermark) if is_mp4

@@ -85,13 +85,22 @@ def step(run: Run) -> Dict[str, float]:
 
 
 def train(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", progress: bool = True,
-          text_encoder=None, hooks: Optional[Sequence[Hook]] = None) -> Dict:
+          text_encoder=None, hooks: Optional[Sequence[Hook]] = None, force: bool = False) -> Dict:
     """Train from `cfg` into `outdir` (checkpoints/, samples/, logs) up to cfg.train.steps. Returns a summary.
 
     `text_encoder`: for cond.mode 'text', an external encoder following gan.conditioning.TextEncoder
     (kept frozen) instead of the built-in one. `hooks`: more hooks, called after the built-in ones
-    (log, sample, checkpoint, metrics) and before the time budget's check."""
-    run = setup(cfg, outdir, resume=resume, device=device, progress=progress, text_encoder=text_encoder)
+    (log, sample, checkpoint, metrics) and before the time budget's check. `force`: a new run may start in a
+    folder that holds an old one (its checkpoints are deleted, its logs rewritten)."""
+    run = setup(cfg, outdir, resume=resume, device=device, progress=progress, text_encoder=text_encoder, force=force)
+    try:
+        return _train(run, progress, hooks)
+    finally:
+        run.release()                                   # whatever ends the run (an error, Ctrl-C) frees the folder
+
+
+def _train(run: Run, progress: bool, hooks: Optional[Sequence[Hook]]) -> Dict:
+    cfg = run.cfg
     bar = _progress(progress and run.rank == 0, run.step, cfg.train.steps)
     all_hooks = default_hooks(run, bar, extra=hooks)
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from gan.config import Config, is_builtin
 from gan.data import build_dataset, infer_settings
 from gan.errors import ReelganError
 from gan.networks import build_discriminators, build_generator
+from gan.writes import FolderLock, WriteError, refuse_existing
 from gan.training import distributed as dist_utils
 from gan.training.logger import RunLogger
 from gan.training.media import real_grid
@@ -106,6 +108,7 @@ class Run:
     window: Dict[str, List[float]] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
     data: Optional[Iterator] = None             # the loader's iterator, started by the first step
+    folder_lock: Optional[FolderLock] = None    # held from setup() to close(): one process per run folder
 
     @property
     def c_dim(self) -> int:
@@ -196,6 +199,13 @@ class Run:
     def close(self) -> None:
         self.data = None                                             # ends the loader's worker processes
         self.logger.close()
+        self.release()
+
+    def release(self) -> None:
+        """Unlock the run folder (close() does it; a run that stops on an error calls it on the way out)."""
+        if self.folder_lock is not None:
+            self.folder_lock.release()
+            self.folder_lock = None
 
 
 def _check_knob(name: str, value):
@@ -303,12 +313,51 @@ def fit_backgrounds(G, source) -> str:
     return f"data: the background bank starts from {len(found)} per-camera median(s) of the footage"
 
 
+RUN_FILES = ("config.json", "log.txt", "log.jsonl")          # what a run writes at its start, besides checkpoints
+
+
+def claim_run_folder(outdir: str, resume: bool, force: bool) -> Optional[FolderLock]:
+    """Lock `outdir` for this process (a second process on the same folder gets one line), after checking that a
+    new run (no `resume`) replaces nothing there; `force` starts a new run over an old one (its checkpoints go)."""
+    out = Path(outdir)
+    if resume and not out.is_dir():
+        return None                                                 # setup() says the folder does not exist
+    lock = FolderLock(out)
+    if not resume:
+        ckpts = [out / "checkpoints" / n for n in ("latest.pt", "best.pt")] + \
+            sorted((out / "checkpoints").glob("step_*.pt"))
+        used = [out / n for n in RUN_FILES] + ckpts + [out / "samples", out / "tensorboard"]
+        try:
+            refuse_existing(used, force, flag="--resume to continue that run, or --force to start over there")
+        except WriteError:
+            lock.release()
+            raise
+        for path in ckpts:                                          # --force: the old run's checkpoints go
+            path.unlink(missing_ok=True)
+        if force:                                                   # and its TensorBoard events (a new run)
+            shutil.rmtree(out / "tensorboard", ignore_errors=True)
+    return lock
+
+
 def setup(cfg: Config, outdir: str, resume: bool = False, device: str = "cpu", progress: bool = True,
-          text_encoder=None) -> Run:
+          text_encoder=None, force: bool = False) -> Run:
     """Build a run from `cfg` in `outdir` (a new one, or with `resume` the newest usable checkpoint there).
 
     `text_encoder`: for cond.mode 'text', an external encoder following gan.conditioning.TextEncoder
-    (kept frozen) instead of the built-in one. `progress`: show the dataset preparation's progress."""
+    (kept frozen) instead of the built-in one. `progress`: show the dataset preparation's progress.
+    The folder is locked for this process until run.close(); a new run refuses a used folder unless `force`."""
+    lock = claim_run_folder(outdir, resume, force) if int(os.environ.get("RANK", "0")) == 0 else None
+    try:
+        run = _setup(cfg, outdir, resume, device, progress, text_encoder)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    run.folder_lock = lock
+    return run
+
+
+def _setup(cfg: Config, outdir: str, resume: bool, device: str, progress: bool, text_encoder) -> Run:
     device = torch.device(device)
     rank, world = dist_utils.init_from_env(device)
     if cfg.train.batch % world:

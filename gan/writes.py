@@ -1,0 +1,99 @@
+"""One rule for every write: nothing a user made is replaced or deleted without an explicit --force, a run folder
+has one process at a time, and a terminated command leaves no temp file behind (a leaf: imports only gan.errors).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Iterable, Optional, Union
+
+from gan.errors import ReelganError
+
+LOCK_NAME = ".reelgan.lock"
+
+
+class WriteError(ReelganError):
+    """A write that would replace or delete something the user has, or a folder another process uses."""
+
+
+def refuse_existing(paths: Iterable[Union[str, Path]], force: bool, flag: str = "--force") -> None:
+    """Raise WriteError naming the first of `paths` that exists (a file or a folder), unless `force`."""
+    if force:
+        return
+    found = [Path(p) for p in paths if os.path.lexists(p)]
+    if found:
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise WriteError(f"{found[0]}{more} already exists; pass {flag} to replace it, or choose another "
+                         f"output")
+
+
+class FolderLock:
+    """An exclusive lock on a folder (fcntl on FOLDER/.reelgan.lock), held until release() or process exit.
+
+    A second process asking for the same folder gets one line naming the holder's pid. release() removes the
+    lock file (and the folder, when the lock made it and nothing else was written there)."""
+
+    def __init__(self, folder: Union[str, Path], what: str = "run folder"):
+        import fcntl
+        self.folder = Path(folder)
+        self._made = not self.folder.exists()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.path = self.folder / LOCK_NAME
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise WriteError(f"the {what} {self.folder} is in use by another reelgan process (pid {holder}); "
+                                 f"wait for it to finish or stop it, or choose another folder") from None
+            try:                                  # the holder before us may have removed the file: lock anew
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        self._fd: Optional[int] = fd
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.unlink(self.path)                  # while locked: a waiter that opened it re-checks the inode
+        except OSError:
+            pass
+        os.close(self._fd)
+        self._fd = None
+        if self._made:
+            try:
+                self.folder.rmdir()               # only if empty: nothing was written
+            except OSError:
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+class Terminated(SystemExit):
+    """SIGTERM as an exception: every `except BaseException` / `finally` on the way out runs (temp files are
+    removed, partial outputs aborted), then the process exits with status 143 (128 + SIGTERM)."""
+
+
+def _on_sigterm(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)           # a second SIGTERM kills at once
+    raise Terminated(128 + signum)
+
+
+def clean_exit_on_sigterm() -> None:
+    """Turn SIGTERM into Terminated in the main thread (Ctrl-C is KeyboardInterrupt already)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
