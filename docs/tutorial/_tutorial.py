@@ -53,6 +53,8 @@ def run(script: str, *args) -> object:
     import generate
     import train
     args = [str(a) for a in args]
+    if script == "generate.py" and "--stream" not in args:
+        args.append("--force")                   # a chapter run again draws its own clips again (in its run folder)
     print("$ " + shlex.join(["python", script, *args]), flush=True)
     cli = {"train.py": train.cli, "generate.py": generate.cli}[script]
     return cli.main(args=args, prog_name=script, standalone_mode=False)
@@ -68,6 +70,9 @@ def train_run(outdir: Path, config: str, short: bool, *extra: str) -> float:
         saved = json.loads((outdir / "config.json").read_text())
         saved.pop("_run", None)
         wanted = _resolved_config(args)
+        for section, key, auto in INFERRED:              # read off the data at the start: the run holds the value
+            if wanted.get(section, {}).get(key) == auto and key in saved.get(section, {}):
+                wanted[section][key] = saved[section][key]
         if saved != wanted:
             raise click.ClickException(f"{outdir} holds a run with other settings (a --short run, or an older "
                                        f"version of this chapter); delete it or pass another --runs folder")
@@ -77,6 +82,10 @@ def train_run(outdir: Path, config: str, short: bool, *extra: str) -> float:
         args.append("--resume")
     run("train.py", *args)
     return float(log_records(outdir)[-1]["time"])
+
+
+# Config fields left to the data ('auto' values) that a run saves resolved (gan.data.infer_settings).
+INFERRED = (("data", "channels", 0), ("G", "objects", -1), ("G", "camera", "auto"), ("G", "backgrounds", -1))
 
 
 def _resolved_config(args) -> Dict:

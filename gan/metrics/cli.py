@@ -55,13 +55,16 @@ def _fail(e: Exception) -> None:
 
 
 def _threads(requested: int, quiet: bool):
-    """Choose and apply the torch threads (gan/threads.py); the line goes to stderr unless --quiet. This module
-    loads torch on import, so the OpenMP wait policy stays the runtime's own (the line says so)."""
+    """Choose and apply the torch threads (gan/threads.py). This module loads torch on import, so the OpenMP wait
+    policy stays the runtime's own (the line says so); _say_threads prints the line once the inputs are read, so
+    that a bad input stays one line."""
     from gan.threads import configure
-    choice = configure(requested)
+    return configure(requested)
+
+
+def _say_threads(choice, quiet: bool) -> None:
     if not quiet:
         click.echo(choice.describe(), err=True)
-    return choice
 
 
 def _write_json(path: Optional[str], report: dict) -> None:
@@ -170,6 +173,7 @@ def metrics_cli(checkpoint, videos, data, data_seed, resolution, seed, device, t
                                 feature_input_size=feature_input_size, i3d_weights=i3d_weights,
                                 inception_weights=inception_weights, download=download, use_cache=not no_cache,
                                 progress=not quiet, offline_dataset=offline_dataset)
+        _say_threads(choice, quiet)
         report = compute_metrics(ids, fake, real, res, options)
         report["threads"] = choice.describe()
     except click.UsageError:
@@ -207,7 +211,7 @@ def metrics_cli(checkpoint, videos, data, data_seed, resolution, seed, device, t
 def analyze_cli(checkpoint, videos, data, data_seed, resolution, seed, device, threads, quiet, out, dataset, num,
                 frames, objects, annotate, detector_name, weights, conf, tracker_cfg, force):
     from gan.cli_utils import pick_device
-    _threads(threads, quiet)
+    choice = _threads(threads, quiet)
     from gan.metrics.clips import DatasetClips, FolderClips, GeneratorClips
     from gan.metrics.run_analysis import run_analysis
     if sum(x is not None for x in (checkpoint, videos, data)) != 1:
@@ -238,6 +242,7 @@ def analyze_cli(checkpoint, videos, data, data_seed, resolution, seed, device, t
             expected = source.num_objects if source.builtin else None
             if not resolution:
                 raise click.UsageError("--resolution is required with --data")
+        _say_threads(choice, quiet)
         report = run_analysis(source, resolution, dataset=dataset or source.builtin, num=num, frames=frames,
                               seed=seed, expected_objects=expected if objects is None else (objects or None),
                               outdir=out, annotate=annotate, progress=not quiet, detector=detector,
