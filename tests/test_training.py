@@ -35,7 +35,8 @@ def test_tiny_run_writes_checkpoint_logs_and_samples(tmp_path):
         assert any(key in r for r in logs), key
     assert (out / "samples" / "step_0000004.gif").stat().st_size > 0
     assert any((out / "tensorboard").iterdir())
-    with pytest.raises(TrainingError, match="--resume"):              # never overwrite a run
+    from gan.writes import WriteError
+    with pytest.raises(WriteError, match="--resume"):                 # never overwrite a run
         train(_cfg(), str(out), progress=False)
 
 
