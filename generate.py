@@ -32,7 +32,7 @@ import sys
 try:                                # Ctrl-C while Python imports: a quiet exit, not an import traceback
     import click
 
-    from gan.cli_utils import Command, FiniteFloat, threads_option
+    from gan.cli_utils import Command, FiniteFloat, threads_option, watermark_options
 except KeyboardInterrupt:
     raise SystemExit(130) from None
 
@@ -80,11 +80,9 @@ except KeyboardInterrupt:
 @click.option("--prompt", type=str, default=None, help="Text-to-video models: the sentence to render.")
 @click.option("--no-watermark", is_flag=True,
               help="Write clips WITHOUT the invisible watermark (on by default; the log says when it is off).")
-@click.option("--watermark-key", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Private watermark key file [default: $REELGAN_WATERMARK_KEY, else the checkpoint config's "
-                   "watermark.key, else the public key that anyone can check].")
-@click.option("--watermark-user", type=click.IntRange(0, 65535), default=None,
-              help="16-bit user id carried in the watermark payload [default: the config's watermark.user_id].")
+@watermark_options("Private watermark key file [default: $REELGAN_WATERMARK_KEY, else the checkpoint config's "
+                   "watermark.key, else the public key that anyone can check].",
+                   "16-bit user id carried in the watermark payload [default: the config's watermark.user_id].")
 @click.option("--labels", type=click.Choice(["yolo", "coco", "mot"]), default=None,
               help="Layered models: write each object's box, track id and class in every frame beside each clip "
                    "(taken from the generator's own sprite placement and alpha).")

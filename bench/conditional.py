@@ -432,13 +432,9 @@ def cli(budget, clips, threads, workdir, lpips_backbone, only, steps, overrides,
            "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "threads": threads,
                        "torch": torch.__version__, "python": platform.python_version()},
            "training": training, "results": results, "total_s": time.time() - t_start}
-    res_dir = ROOT / "bench" / "results"
-    res_dir.mkdir(parents=True, exist_ok=True)
-    path = res_dir / f"conditional-{doc['date']}{'-' + tag if tag else ''}.json"
-    path.write_text(json.dumps(doc, indent=2, default=float))
-    click.echo(render_section(doc, str(path.relative_to(ROOT))))
-    if markdown:
-        update_markdown(ROOT / "BENCHMARKS.md", doc, str(path.relative_to(ROOT)))
+    from bench.report import save_results
+    path = save_results(doc, f"conditional-{doc['date']}{'-' + tag if tag else ''}", ROOT, render_section,
+                        update_markdown if markdown else None)
     log(f"done in {(time.time() - t_start) / 60:.1f} min; wrote {path}")
 
 

@@ -173,3 +173,17 @@ if __name__ == "__main__":  # re-render from a results file: python bench/report
     p = Path(sys.argv[1])
     update_markdown(Path(sys.argv[2]) if len(sys.argv) > 2 else Path(__file__).resolve().parents[1] / "BENCHMARKS.md",
                     json.loads(p.read_text()), p)
+
+
+def save_results(doc: Dict, name: str, root: Path, render, update=None) -> Path:
+    """Write `doc` as bench/results/NAME.json, print render(doc, json_path) and, given `update`, refresh
+    BENCHMARKS.md with update(BENCHMARKS.md, doc, json_path); returns the JSON's path."""
+    res = root / "bench" / "results"
+    res.mkdir(parents=True, exist_ok=True)
+    path = res / f"{name}.json"
+    path.write_text(json.dumps(doc, indent=2, default=float))
+    rel = str(path.relative_to(root))
+    print(render(doc, rel))
+    if update is not None:
+        update(root / "BENCHMARKS.md", doc, rel)
+    return path

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import json
 import os
 import platform
 import re
@@ -220,13 +219,9 @@ def cli(steps, clips, workdir, reuse, markdown):
            "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                        "torch": torch.__version__, "python": platform.python_version()},
            "results": results, "total_s": time.time() - t0}
-    res = ROOT / "bench" / "results"
-    res.mkdir(parents=True, exist_ok=True)
-    path = res / f"text_encoder-{doc['date']}.json"
-    path.write_text(json.dumps(doc, indent=2, default=float))
-    click.echo(render_section(doc, str(path.relative_to(ROOT))))
-    if markdown:
-        update_markdown(ROOT / "BENCHMARKS.md", doc, str(path.relative_to(ROOT)))
+    from bench.report import save_results
+    path = save_results(doc, f"text_encoder-{doc['date']}", ROOT, render_section,
+                        update_markdown if markdown else None)
     log(f"done in {(time.time() - t0) / 60:.1f} min; wrote {path}")
 
 

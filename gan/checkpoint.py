@@ -11,7 +11,7 @@ import random
 import warnings
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Tuple, Union
+from typing import Any, Callable, Dict, List, Tuple, Union
 
 import numpy as np
 import torch
@@ -105,17 +105,26 @@ def save_atomic(obj: Dict[str, Any], path: Union[str, Path]) -> None:
     path = Path(path)
     check_finite(obj, f"the state to save as {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
+
+    def write(fd: int, tmp: str) -> None:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+    _write_then_publish(path, write, "then run again (a training run: --resume)")
+
+
+def _write_then_publish(path: Path, write: Callable[[int, str], None], hint: str) -> None:
+    """write(fd, tmp) into a temp file beside `path`, then rename it over `path`; on any failure the temp file goes
+    and a full disk is one line (ending in `hint`)."""
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        write(fd, tmp)
         publish(tmp, path)
     except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        full = disk_full(e, path, "then run again (a training run: --resume)")
+        full = disk_full(e, path, hint)
         if full is not None:
             raise full from None
         raise
@@ -170,18 +179,11 @@ def save_safetensors(payload: Dict[str, Any], path: Union[str, Path]) -> None:
     tensors = {k: v.contiguous() for k, v in payload["G_ema"].items()}
     tensors.update({TEXT_PREFIX + k: v.contiguous() for k, v in (cond.pop("text_encoder", None) or {}).items()})
     meta = {k: json.dumps(cond if k == "cond" else payload[k]) for k in SAFETENSORS_META if k in payload}
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+
+    def write(fd: int, tmp: str) -> None:
+        os.close(fd)
         save_file(tensors, tmp, metadata=meta)
-        publish(tmp, path)
-    except BaseException as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        full = disk_full(e, path, "then run again")
-        if full is not None:
-            raise full from None
-        raise
+    _write_then_publish(path, write, "then run again")
 
 
 def _load_safetensors(path: Path) -> Dict[str, Any]:

@@ -203,3 +203,12 @@ def threads_option(default=0, extra: str = ""):
     """The --threads option every command shares (default None: the config's train.threads decides)."""
     return click.option("--threads", type=ThreadCount(), default=default, show_default=default is not None,
                         help=THREADS_HELP + extra)
+
+
+def watermark_options(key_help: str, user_help: str):
+    """--watermark-key FILE and --watermark-user ID, as generate.py and the studio share them."""
+    def decorate(func):
+        func = click.option("--watermark-user", type=click.IntRange(0, 65535), default=None, help=user_help)(func)
+        return click.option("--watermark-key", type=click.Path(exists=True, dir_okay=False), default=None,
+                            help=key_help)(func)
+    return decorate

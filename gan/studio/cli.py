@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import click
 
-from gan.cli_utils import Command, threads_option
+from gan.cli_utils import Command, threads_option, watermark_options
 
 
 @click.command(cls=Command, help=__doc__)
@@ -59,11 +59,8 @@ from gan.cli_utils import Command, threads_option
               help="Frames rendered per call: more is faster per frame, fewer reacts sooner to a control.")
 @click.option("--quality", type=click.IntRange(10, 100), default=90, show_default=True,
               help="JPEG quality of the stream (recordings take the rendered frames, not the JPEGs).")
-@click.option("--watermark-key", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Private watermark key for recordings [default: as generate.py: $REELGAN_WATERMARK_KEY, the "
-                   "config's, else the public key].")
-@click.option("--watermark-user", type=click.IntRange(0, 65535), default=None,
-              help="16-bit user id carried in the recordings' watermark.")
+@watermark_options("Private watermark key for recordings [default: as generate.py: $REELGAN_WATERMARK_KEY, the "
+                   "config's, else the public key].", "16-bit user id carried in the recordings' watermark.")
 def cli(checkpoint, train_, config_path, overrides, resume, paused, port, host, outdir, device, threads, precision,
         compile_, fps, seed, chunk, quality, watermark_key, watermark_user):
     from pathlib import Path
