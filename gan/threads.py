@@ -11,9 +11,10 @@ reelgan-analyze) calls `configure(requested)` before it loads torch:
 - busy: other programs' use of those CPUs, in cores, from two /proc/stat readings 0.25 s apart minus this
   process's own use (no /proc/stat: the 1-minute load average); a core counts as busy from half a core's use;
 - threads = cores - busy cores, at least 1; under torchrun the cores are shared by the ranks of this machine;
-- OMP_WAIT_POLICY=PASSIVE (set before torch loads its OpenMP runtime, unless the user set it): a thread that
-  waits at a barrier sleeps instead of spinning, so a core taken by another program later in a run costs a
-  share of the speed instead of most of it;
+- GOMP_SPINCOUNT=2000 (set before torch loads its OpenMP runtime, unless the user set it or OMP_WAIT_POLICY): a
+  thread that waits at a barrier spins briefly, then sleeps, so a core taken by another program later in a run
+  costs a share of the speed instead of most of it, and a run alone keeps its speed (PASSIVE, no spin at all, cost
+  18% alone; libgomp's default spin, 2x beside a busy core: BENCHMARKS.md, "Busy CPU");
 - `--threads N` / train.threads picks N instead; an OMP_NUM_THREADS in the environment wins over both.
 
 Inter-op threads follow the intra-op count (torch starts that pool only for torch.jit.fork-style work, which
@@ -34,6 +35,8 @@ from gan.errors import ReelganError
 
 ENV_THREADS = "OMP_NUM_THREADS"
 ENV_WAIT = "OMP_WAIT_POLICY"
+ENV_SPIN = "GOMP_SPINCOUNT"     # libgomp (torch's OpenMP on Linux): spins at a barrier before it sleeps
+SPIN = "2000"
 SAMPLE_SECONDS = 0.25               # long enough for 25 clock ticks per CPU (USER_HZ 100): a 4% resolution
 BUSY_FROM = 0.5                     # other programs' use of a core (in cores) from which that core counts as busy
 
@@ -50,7 +53,7 @@ class ThreadChoice:
     busy: Optional[float] = None    # other programs' use of those cores, in cores (None: not read)
     ranks: int = 1                  # processes of this run on this machine (torchrun's LOCAL_WORLD_SIZE)
     overridden: Optional[int] = None  # the --threads value that OMP_NUM_THREADS overrode
-    wait_policy: str = ""           # what configure() did about OMP_WAIT_POLICY, for the line
+    wait_policy: str = ""           # what configure() did about the OpenMP wait (OMP_WAIT_POLICY, GOMP_SPINCOUNT)
 
     def describe(self) -> str:
         """The start line's part, e.g. 'threads: 1 (2 cores available, 1 busy)'."""
@@ -267,13 +270,17 @@ def configure(requested: int = 0) -> ThreadChoice:
     the OpenMP wait policy can still be set. Returns the choice; `describe()` gives its line later."""
     choice = choose(requested)
     note = ""
-    if choice.threads > 1 and ENV_WAIT not in os.environ:
+    mine = os.environ.get(ENV_SPIN) == SPIN and ENV_WAIT not in os.environ
+    if choice.threads > 1 and ENV_WAIT not in os.environ and ENV_SPIN not in os.environ:
         if "torch" in sys.modules:
             note = "OpenMP wait policy unchanged: torch was loaded first"
         else:
-            os.environ[ENV_WAIT] = "PASSIVE"                        # read once, when libgomp loads
-    if choice.threads > 1 and ENV_WAIT in os.environ and os.environ[ENV_WAIT] != "PASSIVE":
-        note = f"{ENV_WAIT}={os.environ[ENV_WAIT]!r} from the environment"
+            os.environ[ENV_SPIN] = SPIN                              # read once, when libgomp loads
+            mine = True
+    if choice.threads > 1 and not mine and not note:
+        given = [f"{k}={os.environ[k]!r}" for k in (ENV_WAIT, ENV_SPIN) if k in os.environ]
+        if given:
+            note = f"{' '.join(given)} from the environment"
     if note:
         choice = dataclasses.replace(choice, wait_policy=note)
     import torch

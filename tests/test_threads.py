@@ -120,7 +120,8 @@ def test_smt_siblings_count_as_one_core(tmp_path):
 
 def _child(code):
     """Run `code` in a fresh Python without the thread variables of this environment; its stdout lines."""
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY",
+                                                        "GOMP_SPINCOUNT")}
     env["PYTHONPATH"] = str(ROOT)
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=120)
@@ -135,7 +136,7 @@ def test_one_allowed_core_gives_one_thread():
             "from gan.threads import configure\n"
             "choice = configure(0)\n"
             "import torch\n"
-            "print(choice.threads, torch.get_num_threads(), os.environ.get('OMP_WAIT_POLICY', '-'))\n"
+            "print(choice.threads, torch.get_num_threads(), os.environ.get('GOMP_SPINCOUNT', '-'))\n"
             "print(choice.describe())\n")
     lines = _child(code)
     assert lines[0] == "1 1 -"                       # one thread: no OpenMP pool to tune
@@ -154,14 +155,19 @@ def test_configure_applies_an_injected_busy_reading(monkeypatch):
     assert "torch was loaded first" in choice.describe()                   # the wait policy is no longer ours to set
 
 
-def test_passive_wait_policy_is_set_before_torch_loads_unless_the_user_set_one():
-    code = ("import sys\n"
+def test_short_spin_is_set_before_torch_loads_unless_the_user_set_a_wait():
+    code = ("import os, sys\n"
             "from gan import threads as T\n"
             "T._READING['reading'] = (2, 0.0)\n"
             "c = T.configure(0)\n"
-            "import os, torch\n"
-            "print(c.threads, torch.get_num_threads(), os.environ.get('OMP_WAIT_POLICY'), c.describe())\n")
-    assert _child(code) == ["2 2 PASSIVE threads: 2 (2 cores available, 0 busy)"]
+            "import torch\n"
+            "print(c.threads, torch.get_num_threads(), os.environ.get('GOMP_SPINCOUNT'), c.describe())\n"
+            "os.environ['OMP_WAIT_POLICY'] = 'ACTIVE'\n"
+            "del os.environ['GOMP_SPINCOUNT']\n"
+            "print(T.configure(0).describe())\n")
+    lines = _child(code)
+    assert lines[0] == "2 2 2000 threads: 2 (2 cores available, 0 busy)"
+    assert "OMP_WAIT_POLICY='ACTIVE' from the environment" in lines[1]
 
 
 def test_train_prints_the_choice_and_the_environment_wins(tmp_path):
