@@ -19,14 +19,24 @@ class WriteError(ReelganError):
 
 
 def refuse_existing(paths: Iterable[Union[str, Path]], force: bool, flag: str = "--force") -> None:
-    """Raise WriteError naming the first of `paths` that exists (a file or a folder), unless `force`."""
+    """Raise WriteError naming the first of `paths` that exists (a file, a folder or a link), unless `force`. A
+    pipe or a device (a FIFO, /dev/null) holds nothing to lose: writing into it is what the user asked for."""
     if force:
         return
-    found = [Path(p) for p in paths if os.path.lexists(p)]
+    found = [Path(p) for p in paths if os.path.lexists(p) and not _is_stream(Path(p))]
     if found:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
         raise WriteError(f"{found[0]}{more} already exists; pass {flag} to replace it, or choose another "
                          f"output")
+
+
+def _is_stream(path: Path) -> bool:
+    import stat
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
 
 
 class FolderLock:

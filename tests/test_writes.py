@@ -176,3 +176,14 @@ def test_ctrl_c_in_the_first_seconds_is_no_traceback(tmp_path, delay):
     _, err = p.communicate(timeout=120)
     assert "Traceback" not in err, err
     assert p.returncode in (1, 130, 0, -signal.SIGINT), (p.returncode, err)
+
+
+def test_a_pipe_or_device_is_written_into_not_refused(tmp_path):
+    # --stream-to /dev/null or a FIFO another program reads: nothing there to lose, so no --force is needed
+    from gan.writes import WriteError, refuse_existing
+    fifo = tmp_path / "frames.fifo"
+    os.mkfifo(fifo)
+    refuse_existing([fifo, "/dev/null"], force=False)
+    (tmp_path / "clip.mp4").write_bytes(b"mine")
+    with pytest.raises(WriteError, match="clip.mp4 already exists"):
+        refuse_existing([fifo, tmp_path / "clip.mp4"], force=False)
