@@ -1,9 +1,15 @@
 import os
 import sys
+import tempfile
 from pathlib import Path
 
-import pytest
-import torch
+# torch.compile's on-disk kernel cache, one per CPU kernel setting: .ci/run runs the float tests a second time with
+# ATEN_CPU_CAPABILITY=avx2, and kernels compiled under one setting abort the process when loaded under another.
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(
+    tempfile.gettempdir(), f"reelgan-inductor-{os.environ.get('ATEN_CPU_CAPABILITY', 'default')}"))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
