@@ -265,6 +265,23 @@ def choose(requested: int = 0, env: Optional[Mapping[str, str]] = None) -> Threa
     return decide(requested, env, cores, busy, ranks)
 
 
+def _import_torch():
+    """torch, imported with SIGINT held: a Ctrl-C that lands inside torch's C++ start-up aborts the process
+    (pybind11 terminates on the KeyboardInterrupt); held, it arrives after the import as an ordinary one."""
+    import signal
+    import threading
+    if "torch" in sys.modules or not hasattr(signal, "pthread_sigmask") or \
+            threading.current_thread() is not threading.main_thread():
+        import torch
+        return torch
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        import torch
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    return torch
+
+
 def configure(requested: int = 0) -> ThreadChoice:
     """Choose the threads (see the module's text) and apply them: call it before the command loads torch, so
     the OpenMP wait policy can still be set. Returns the choice; `describe()` gives its line later."""
@@ -283,7 +300,7 @@ def configure(requested: int = 0) -> ThreadChoice:
             note = f"{' '.join(given)} from the environment"
     if note:
         choice = dataclasses.replace(choice, wait_policy=note)
-    import torch
+    torch = _import_torch()
     torch.set_num_threads(choice.threads)
     try:
         torch.set_num_interop_threads(choice.threads)
