@@ -13,7 +13,7 @@ LAYERS = [
     ("gan.errors", "gan.limits", "gan.writes", "gan.watermark", "gan.watermark_ecc", "gan.video_io", "gan.cli_utils",
      "gan.threads"),                                                 # plain helpers
     ("gan.weights",),                                                # pretrained networks: registry, cache
-    ("gan.config", "gan.checkpoint", "gan.ops"),
+    ("gan.config_sizes", "gan.config", "gan.checkpoint", "gan.ops"),
     ("gan.data",),
     ("gan.networks", "gan.conditioning"),                            # generators, discriminators, encoders
     ("losses",),                                                     # gradient logic over those networks
