@@ -18,6 +18,7 @@ import torch
 
 from gan import __version__
 from gan.errors import ReelganError, disk_full, publish
+from gan.writes import held_signals
 
 # The checkpoint format. 2 (reelgan 0.2.0): the config holds every field of gan/config.py as it is, and nothing
 # fills in keys a file lacks with older behaviours. Files of an older format are refused (check_format).
@@ -119,8 +120,9 @@ def _write_then_publish(path: Path, write: Callable[[int, str], None], hint: str
     and a full disk is one line (ending in `hint`)."""
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
-        write(fd, tmp)
-        publish(tmp, path)
+        with held_signals():                       # a stop signal waits for the file: it is published whole
+            write(fd, tmp)
+            publish(tmp, path)
     except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -17,7 +17,7 @@ import click
 import yaml
 
 from gan.errors import EXIT_USER_ERROR, ReelganError, one_line
-from gan.writes import clean_exit_on_sigterm
+from gan.writes import Terminated, clean_exit_on_sigterm, stop_signal_in
 
 
 class UsageFailure(ReelganError):
@@ -69,6 +69,12 @@ def _run(command: click.Command, base_main, args, prog_name, complete_var, stand
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except Exception as e:                                     # noqa: BLE001: only expected types are caught
+        stop = None if debug else stop_signal_in(e)
+        if isinstance(stop, Terminated):                       # a library's cleanup error hid the stop signal
+            sys.exit(stop.code)
+        if stop is not None:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
         if debug or not _expected(e):
             raise
         click.echo(f"error: {_message(e)}", err=True)

@@ -3,11 +3,12 @@ has one process at a time, and a terminated command leaves no temp file behind (
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
 from pathlib import Path
-from typing import Iterable, Optional, Union
+from typing import Iterable, Iterator, List, Optional, Union
 
 from gan.errors import ReelganError
 
@@ -101,6 +102,48 @@ class Terminated(SystemExit):
 def _on_sigterm(signum, frame):
     signal.signal(signal.SIGTERM, signal.SIG_DFL)           # a second SIGTERM kills at once
     raise Terminated(128 + signum)
+
+
+@contextlib.contextmanager
+def held_signals() -> Iterator[None]:
+    """Hold SIGTERM and SIGINT while a short write finishes, then act on the first one that came: a stop signal
+    raised inside torch.save's zip writer is masked by the writer's own cleanup error (exit 1 and a traceback instead
+    of 143), and the checkpoint is lost besides. Outside the main thread, or nested, this is a no-op."""
+    if threading.current_thread() is not threading.main_thread() or getattr(_held, "on", False):
+        yield
+        return
+    pending: List[int] = []
+    old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    for s in old:
+        signal.signal(s, lambda signum, frame: pending.append(signum))
+    _held.on = True
+    try:
+        yield
+    finally:
+        _held.on = False
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    if pending:
+        handler = old[pending[0]]
+        if callable(handler):
+            handler(pending[0], None)
+        elif handler == signal.SIG_DFL:
+            signal.raise_signal(pending[0])
+
+
+_held = threading.local()
+
+
+def stop_signal_in(e: BaseException) -> Optional[BaseException]:
+    """The Terminated or KeyboardInterrupt that `e` was raised while handling, if any (a library's cleanup error
+    that replaced the stop signal on its way out)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, (Terminated, KeyboardInterrupt)):
+            return e
+        seen.add(id(e))
+        e = e.__context__
+    return None
 
 
 def clean_exit_on_sigterm() -> None:

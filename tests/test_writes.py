@@ -187,3 +187,49 @@ def test_a_pipe_or_device_is_written_into_not_refused(tmp_path):
     (tmp_path / "clip.mp4").write_bytes(b"mine")
     with pytest.raises(WriteError, match="clip.mp4 already exists"):
         refuse_existing([fifo, tmp_path / "clip.mp4"], force=False)
+
+
+class _SignalsWhilePickled:
+    """Sends `sig` to this process from inside torch.save's pickler, the moment the race in CI hit."""
+
+    def __init__(self, sig):
+        self.sig = sig
+
+    def __reduce__(self):
+        os.kill(os.getpid(), self.sig)
+        return (int, (5,))
+
+
+@pytest.mark.parametrize("sig, raised", [(signal.SIGTERM, "Terminated"), (signal.SIGINT, "KeyboardInterrupt")])
+def test_a_stop_signal_inside_a_checkpoint_write_waits_for_the_file(tmp_path, sig, raised):
+    from gan.checkpoint import save_atomic
+    from gan.writes import Terminated, clean_exit_on_sigterm
+    old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    clean_exit_on_sigterm()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    path = tmp_path / "step.pt"
+    try:
+        with pytest.raises((Terminated, KeyboardInterrupt)) as info:
+            save_atomic({"x": _SignalsWhilePickled(sig)}, path)
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    assert type(info.value).__name__ == raised and info.value.__context__ is None
+    assert torch_load(path) == {"x": 5} and not list(tmp_path.glob("*.tmp"))   # published whole, then stopped
+
+
+def torch_load(path):
+    import torch
+    return torch.load(path, weights_only=False)   # the test wrote it: int(5) by reduce
+
+
+def test_a_stop_signal_hidden_under_a_cleanup_error_still_exits_as_the_signal():
+    from gan.writes import Terminated, stop_signal_in
+    try:
+        try:
+            raise Terminated(143)
+        except Terminated:
+            raise RuntimeError("unexpected pos 504704 vs 504592")          # torch's zip writer, cleaning up
+    except RuntimeError as e:
+        assert stop_signal_in(e).code == 143
+    assert stop_signal_in(RuntimeError("plain")) is None
