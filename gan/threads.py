@@ -8,7 +8,7 @@ reelgan-analyze) calls `configure(requested)` before it loads torch:
 
 - cores: the CPUs of `os.sched_getaffinity`, counted as physical cores (SMT siblings share one), capped by a
   cgroup v2 `cpu.max` / v1 `cpu.cfs_quota_us` limit;
-- busy: other programs' use of those CPUs, in cores, from two /proc/stat readings 0.25 s apart minus this
+- busy: other programs' use of those CPUs, in cores, from /proc/stat readings over 0.25 s minus this
   process's own use (no /proc/stat: the 1-minute load average); a core counts as busy from half a core's use;
 - threads = cores - busy cores, at least 1; under torchrun the cores are shared by the ranks of this machine;
 - GOMP_SPINCOUNT=2000 (set before torch loads its OpenMP runtime, unless the user set it or OMP_WAIT_POLICY): a
@@ -37,7 +37,7 @@ ENV_THREADS = "OMP_NUM_THREADS"
 ENV_WAIT = "OMP_WAIT_POLICY"
 ENV_SPIN = "GOMP_SPINCOUNT"     # libgomp (torch's OpenMP on Linux): spins at a barrier before it sleeps
 SPIN = "2000"
-SAMPLE_SECONDS = 0.25               # long enough for 25 clock ticks per CPU (USER_HZ 100): a 4% resolution
+SAMPLE_SECONDS = 0.25               # two windows of 12 clock ticks per CPU (USER_HZ 100): an 8% resolution each
 BUSY_FROM = 0.5                     # other programs' use of a core (in cores) from which that core counts as busy
 
 
@@ -185,18 +185,28 @@ def others_busy(before: Tuple[int, int, int], after: Tuple[int, int, int], ncpus
     return min(float(ncpus), max(0.0, busy / elapsed))
 
 
+def least_busy(readings: Sequence[Tuple[int, int, int]], ncpus: int) -> float:
+    """Other programs' use over the quietest window between consecutive (busy, total, own) readings, in cores."""
+    return min(others_busy(a, b, ncpus) for a, b in zip(readings, readings[1:]))
+
+
 def _reading(cpus: Sequence[int]) -> Tuple[int, int, int]:
     busy, total = cpu_ticks(Path("/proc/stat").read_text(), cpus)
     return busy, total, own_ticks(Path("/proc/self/stat").read_text())
 
 
-def busy_cores(cpus: Optional[Sequence[int]] = None, seconds: float = SAMPLE_SECONDS) -> Optional[float]:
-    """Other programs' use of this process's CPUs right now, in cores; None where it cannot be read."""
+def busy_cores(cpus: Optional[Sequence[int]] = None, seconds: float = SAMPLE_SECONDS, windows: int = 2
+               ) -> Optional[float]:
+    """Other programs' use of this process's CPUs right now, in cores: the least of `windows` back-to-back samples,
+    so a blip (a process exiting, a tab redrawing) does not cost a thread that a program running throughout would;
+    None where it cannot be read."""
     cpus = sorted(allowed_cpus() if cpus is None else cpus)
     try:
-        before = _reading(cpus)
-        time.sleep(seconds)
-        return others_busy(before, _reading(cpus), len(cpus))
+        readings = [_reading(cpus)]
+        for _ in range(windows):
+            time.sleep(seconds / windows)
+            readings.append(_reading(cpus))
+        return least_busy(readings, len(cpus))
     except (OSError, ValueError, IndexError):
         pass
     if hasattr(os, "getloadavg"):                                       # macOS: runnable processes, 1-minute mean

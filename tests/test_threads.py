@@ -79,6 +79,15 @@ def test_other_programs_load_from_two_proc_stat_readings():
     assert T.busy_count(1.02) == 1 and T.busy_count(0.49) == 0 and T.busy_count(0.5) == 1
 
 
+def test_a_blip_in_one_window_costs_no_thread_a_program_running_throughout_does():
+    # (busy, total, own) ticks over 2 CPUs, windows of 25 ticks per CPU: a process that ran only in the first
+    # window (exiting as we start) is not busy; one that ran in both windows is
+    blip = [(0, 0, 0), (25, 50, 0), (25, 100, 0)]
+    steady = [(0, 0, 0), (25, 50, 0), (50, 100, 0)]
+    assert T.busy_count(T.least_busy(blip, 2)) == 0
+    assert T.busy_count(T.least_busy(steady, 2)) == 1 and T.least_busy(steady, 2) == pytest.approx(1.0)
+
+
 def test_own_ticks_read_past_a_process_name_with_spaces():
     text = "123 (my (odd) name) S 1 2 3 4 5 6 7 8 9 10 70 30 0 0 20 0 4"
     assert T.own_ticks(text) == 100
