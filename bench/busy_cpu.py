@@ -4,7 +4,7 @@ count and OpenMP wait policy), side by side.
 
     python bench/busy_cpu.py                     # ~10 minutes on 2 cores; JSON in bench/results/, BENCHMARKS.md
     python bench/busy_cpu.py --repeats 1 --states alone,busy1 --no-markdown     # a quick look
-    python bench/busy_cpu.py --what studio       # the studio's frames shown in headless Chromium: ~15 minutes
+    python bench/busy_cpu.py --what studio       # the studio's frames shown in headless Chromium: ~12-15 min
 
 A busy process is a pure-Python spin loop started before the runs of its state and killed after them. Each run
 is a fresh `python train.py` (the default config, `train.max_minutes` bounding it, steps/s from step 1 on: the
@@ -41,8 +41,10 @@ MODES = {"today": None, "auto": [], "1 thread": ["--threads", "1"], "2 threads":
 SPIN = "while True:\n    pass\n"
 STUDIO_FPS = 120.0                  # the studio's highest --fps: the page paces frames to it (and to its display)
 STUDIO_WARMUP = 6                   # frames the page shows before the warm-up's seconds start
-STUDIO_CAP = ("The page draws on requestAnimationFrame, paced to --fps: frames shown cannot exceed the lower of "
-              "--fps and the page's display rate.")
+STUDIO_CAP = ("The page draws on requestAnimationFrame paced to --fps, so frames shown cannot exceed the lower of "
+              "--fps and the display's rate: 60 frames/s in headless Chromium. Hence the second table: frames the "
+              "page received per second, the server's output (at most --fps), of which it drops what it cannot "
+              "show.")
 
 
 def base_tree(dest: Path) -> str:
@@ -123,19 +125,20 @@ def studio_rate(tree: Path, extra: List[str], checkpoint: Path, out: Path, windo
         except TimeoutError:
             return {"rate": None, "timeout_s": timeout, "wall_s": round(time.time() - t0, 1)}
         time.sleep(3.0)                             # as bench/studio.py: the page's buffer and pacing settle
-        shown = lambda: (driver.execute_script("return window.studio.stats.shown"), time.perf_counter())  # noqa: E731
-        reads = [shown()]
+        count = "const s = window.studio.stats; return [s.shown, s.received];"
+        reads = [(driver.execute_script(count), time.perf_counter())]
         for _ in range(windows):
             time.sleep(window)
-            reads.append(shown())
+            reads.append((driver.execute_script(count), time.perf_counter()))
         errors = driver.execute_script("return window.studio.stats.errors")
     finally:
         if driver is not None:
             driver.quit()
         stop_server(proc)
-    rate = lambda a, b: (b[0] - a[0]) / (b[1] - a[1])                                                # noqa: E731
+    rate = lambda a, b, k=0: (b[0][k] - a[0][k]) / (b[1] - a[1])                                     # noqa: E731
     threads = re.search(r"threads: \d+ \([^)]*\)", line)
     return {"rate": rate(reads[0], reads[-1]), "windows": [round(rate(a, b), 1) for a, b in zip(reads, reads[1:])],
+            "received_per_s": round(rate(reads[0], reads[-1], 1), 1),    # frames the server sent: up to --fps
             "wall_s": round(time.time() - t0, 1), "threads": threads.group(0) if threads else "torch default",
             **({"page_errors": errors[:3]} if errors else {})}
 
@@ -233,11 +236,12 @@ def main(states, modes, repeats, timeout, train_minutes, train_steps, frames, st
     doc["loadavg_end"] = list(os.getloadavg())
     doc["minutes"] = round((time.time() - t_start) / 60, 1)
     doc["table"] = {}
-    for what in whats:
+    for what in whats + (["studio received"] if "studio" in whats else []):
+        key = "received_per_s" if what == "studio received" else "rate"
         for state in states:
             for mode in modes:
-                runs = [r for r in doc["runs"] if (r["what"], r["state"], r["mode"]) == (what, state, mode)]
-                cell = summary([r.get("rate") for r in runs])
+                runs = [r for r in doc["runs"] if (r["what"], r["state"], r["mode"]) == (what.split()[0], state, mode)]
+                cell = summary([r.get(key) for r in runs])
                 if any("timeout_s" in r for r in runs):
                     cell["timeouts"] = timeout
                 cell["estimates"] = sum("estimate" in r for r in runs)
@@ -287,10 +291,11 @@ def render(doc: Dict, path) -> str:
     out += [" ".join(notes), ""]
     for what, unit, digits in (("train", "`python train.py` steps/s", 3), ("generate", "`generate.py --stream` "
                                                                            "frames/s", 1),
-                               ("studio", "studio frames shown/s", 1)):
-        if what not in whats:
+                               ("studio", "studio frames shown/s", 1),
+                               ("studio received", "studio frames received/s", 1)):
+        if what.split()[0] not in whats:
             continue
-        too_slow = (STUDIO_WARMUP, f"not {STUDIO_WARMUP} frames shown") if what == "studio" else (1, "no step")
+        too_slow = (STUDIO_WARMUP, f"not {STUDIO_WARMUP} frames shown") if what != "train" else (1, "no step")
         out += [f"| {unit} | " + " | ".join(modes) + " | auto / best fixed | auto / today |",
                 "|---" * (len(modes) + 3) + "|"]
         for state in states:
@@ -300,9 +305,8 @@ def render(doc: Dict, path) -> str:
             ratio = f"{auto / max(fixed):.2f}" if fixed and auto else "-"
             vs_today = f"{auto / today:.2f}" if auto and today else "-"
             label = {"alone": "alone", "busy1": "beside 1 busy process", "busy2": "beside 2 busy processes"}[state]
-            out.append(f"| {label} | " + " | ".join(_cell(cells[m], digits, *too_slow) + ("*" if cells[m].get("estimates")
-                                                                                    else "") for m in modes)
-                       + f" | {ratio} | {vs_today} |")
+            row = [_cell(cells[m], digits, *too_slow) + ("*" if cells[m].get("estimates") else "") for m in modes]
+            out.append(f"| {label} | " + " | ".join(row) + f" | {ratio} | {vs_today} |")
         out.append("")
     threads = {(r["state"], r["mode"]): r.get("threads") for r in doc["runs"] if r["what"] == doc["runs"][0]["what"]}
     out.append("Thread lines the automatic choice printed (the last run of each state): " + "; ".join(
