@@ -4,11 +4,14 @@ count and OpenMP wait policy), side by side.
 
     python bench/busy_cpu.py                     # ~10 minutes on 2 cores; JSON in bench/results/, BENCHMARKS.md
     python bench/busy_cpu.py --repeats 1 --states alone,busy1 --no-markdown     # a quick look
+    python bench/busy_cpu.py --what studio       # the studio's frames shown in headless Chromium: ~12-15 min
 
 A busy process is a pure-Python spin loop started before the runs of its state and killed after them. Each run
 is a fresh `python train.py` (the default config, `train.max_minutes` bounding it, steps/s from step 1 on: the
 first step's warm-up left out) or `python generate.py --stream` (steady frames/s, the first chunk left out) in
-its own process, with OMP_NUM_THREADS / MKL_NUM_THREADS / OMP_WAIT_POLICY removed from its environment so the
+its own process, or `reelgan-studio` (at its highest --fps, STUDIO_FPS) with a fresh headless Chromium on its
+page as bench/studio.py opens it (frames shown per second, from the page's own count, after a warm-up), each
+with OMP_NUM_THREADS / MKL_NUM_THREADS / OMP_WAIT_POLICY removed from its environment so the
 code under test decides. On a shared machine the 'alone' state is not alone: every run records the load average.
 """
 from __future__ import annotations
@@ -33,8 +36,15 @@ from bench.report import replace_section  # noqa: E402
 
 START, END = "<!-- busy-cpu:start -->", "<!-- busy-cpu:end -->"
 STATES = {"alone": 0, "busy1": 1, "busy2": 2}
+KINDS = ("train", "generate", "studio")
 MODES = {"today": None, "auto": [], "1 thread": ["--threads", "1"], "2 threads": ["--threads", "2"]}
 SPIN = "while True:\n    pass\n"
+STUDIO_FPS = 120.0                  # the studio's highest --fps: the page paces frames to it (and to its display)
+STUDIO_WARMUP = 6                   # frames the page shows before the warm-up's seconds start
+STUDIO_CAP = ("The page draws on requestAnimationFrame paced to --fps, so frames shown cannot exceed the lower of "
+              "--fps and the display's rate: 60 frames/s in headless Chromium. Hence the second table: frames the "
+              "page received per second, the server's output (at most --fps), of which it drops what it cannot "
+              "show.")
 
 
 def base_tree(dest: Path) -> str:
@@ -95,6 +105,44 @@ def generate_rate(tree: Path, extra: List[str], checkpoint: Path, out: Path, fra
             "threads": threads.group(0) if threads else "torch default"}
 
 
+def studio_rate(tree: Path, extra: List[str], checkpoint: Path, out: Path, windows: int, window: float,
+                timeout: float) -> Dict:
+    """Frames/s the studio's page shows: the page's count over `windows` windows of `window` s after a warm-up."""
+    from bench.studio import start_server, stop_server, wait
+    from tests.browser import open_browser
+    t0 = time.time()
+    try:
+        proc, url, line = start_server(checkpoint, out / "rec", "--fps", f"{STUDIO_FPS:g}", *extra, tree=tree,
+                                       env=clean_env(tree))
+    except RuntimeError as e:
+        return {"error": str(e).splitlines()[-1:], "wall_s": round(time.time() - t0, 1)}
+    driver = None
+    try:
+        driver = open_browser()
+        driver.get(url)
+        try:
+            wait(driver, f"return window.studio.ready && window.studio.stats.shown >= {STUDIO_WARMUP}", timeout)
+        except TimeoutError:
+            return {"rate": None, "timeout_s": timeout, "wall_s": round(time.time() - t0, 1)}
+        time.sleep(3.0)                             # as bench/studio.py: the page's buffer and pacing settle
+        count = "const s = window.studio.stats; return [s.shown, s.received];"
+        reads = [(driver.execute_script(count), time.perf_counter())]
+        for _ in range(windows):
+            time.sleep(window)
+            reads.append((driver.execute_script(count), time.perf_counter()))
+        errors = driver.execute_script("return window.studio.stats.errors")
+    finally:
+        if driver is not None:
+            driver.quit()
+        stop_server(proc)
+    rate = lambda a, b, k=0: (b[0][k] - a[0][k]) / (b[1] - a[1])                                     # noqa: E731
+    threads = re.search(r"threads: \d+ \([^)]*\)", line)
+    return {"rate": rate(reads[0], reads[-1]), "windows": [round(rate(a, b), 1) for a, b in zip(reads, reads[1:])],
+            "received_per_s": round(rate(reads[0], reads[-1], 1), 1),    # frames the server sent: up to --fps
+            "wall_s": round(time.time() - t0, 1), "threads": threads.group(0) if threads else "torch default",
+            **({"page_errors": errors[:3]} if errors else {})}
+
+
 def spinners(n: int) -> List[subprocess.Popen]:
     procs = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(n)]
     time.sleep(1.0 if n else 0)                     # running before the next command reads the machine
@@ -124,23 +172,35 @@ def cpu_model() -> str:
 @click.option("--train-steps", type=click.IntRange(min=2), default=12, show_default=True)
 @click.option("--frames", type=click.IntRange(min=32), default=1024, show_default=True,
               help="generate.py frames (the steady rate leaves out the first chunk of 16).")
+@click.option("--studio-windows", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Studio: windows of frames shown per run, after the warm-up.")
+@click.option("--studio-window", type=click.FloatRange(min=0.5), default=5.0, show_default=True,
+              help="Studio: seconds per window.")
 @click.option("--what", default="train,generate", show_default=True,
-              help="Comma-separated: train, generate (one alone writes its own JSON and BENCHMARKS.md table).")
+              help="Comma-separated: train, generate, studio (one alone writes its own JSON and BENCHMARKS.md table).")
 @click.option("--markdown/--no-markdown", default=True, show_default=True, help="Refresh BENCHMARKS.md.")
-def main(states, modes, repeats, timeout, train_minutes, train_steps, frames, what, markdown):
+def main(states, modes, repeats, timeout, train_minutes, train_steps, frames, studio_windows, studio_window, what,
+         markdown):
     states, modes, whats = states.split(","), modes.split(","), what.split(",")
+    for name, given, known in (("--states", states, STATES), ("--modes", modes, MODES), ("--what", whats, KINDS)):
+        if set(given) - set(known):
+            raise click.BadParameter(f"{', '.join(sorted(set(given) - set(known)))}: choose from {', '.join(known)}",
+                                     param_hint=name)
     tag = "" if set(whats) == {"train", "generate"} else "-" + "-".join(whats)
     t_start = time.time()
     doc = {"command": "python bench/busy_cpu.py " + " ".join(sys.argv[1:]), "cpu": cpu_model(),
            "cores": os.cpu_count(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
            "loadavg_start": list(os.getloadavg()), "repeats": repeats, "timeout_s": timeout,
            "train_minutes": train_minutes, "frames": frames, "runs": []}
+    if "studio" in whats:
+        doc.update(studio_fps=STUDIO_FPS, studio_windows=studio_windows, studio_window_s=studio_window)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "base").mkdir()
         doc["base_commit"] = base_tree(tmp / "base")
         trees = {m: (tmp / "base" if MODES[m] is None else ROOT) for m in modes}
-        ck = tmp / "ck"             # a default-config checkpoint for generate.py (1 step), by the tree both read
+        ck = tmp / "ck"             # a default-config checkpoint for generate.py and the studio (1 step), by the
+                                    # tree both read
         subprocess.run([sys.executable, "train.py", "--outdir", str(ck), "--no-progress", "--steps", "1",
                         "--set", "train.sample_every=0"], cwd=tmp / "base",
                        env=dict(os.environ, PYTHONPATH=str(tmp / "base"), OMP_NUM_THREADS="1"), check=True,
@@ -159,9 +219,13 @@ def main(states, modes, repeats, timeout, train_minutes, train_steps, frames, wh
                             out.mkdir()
                             load = os.getloadavg()[0]
                             args = MODES[mode] or []
-                            res = (train_rate(trees[mode], args, out, train_minutes, train_steps, timeout)
-                                   if what == "train" else
-                                   generate_rate(trees[mode], args, checkpoint, out, frames, timeout))
+                            if what == "train":
+                                res = train_rate(trees[mode], args, out, train_minutes, train_steps, timeout)
+                            elif what == "generate":
+                                res = generate_rate(trees[mode], args, checkpoint, out, frames, timeout)
+                            else:
+                                res = studio_rate(trees[mode], args, checkpoint, out, studio_windows, studio_window,
+                                                  timeout)
                             res.update(state=state, mode=mode, what=what, repeat=r, loadavg_1min=load)
                             doc["runs"].append(res)
                             print(json.dumps(res), flush=True)
@@ -172,11 +236,12 @@ def main(states, modes, repeats, timeout, train_minutes, train_steps, frames, wh
     doc["loadavg_end"] = list(os.getloadavg())
     doc["minutes"] = round((time.time() - t_start) / 60, 1)
     doc["table"] = {}
-    for what in whats:
+    for what in whats + (["studio received"] if "studio" in whats else []):
+        key = "received_per_s" if what == "studio received" else "rate"
         for state in states:
             for mode in modes:
-                runs = [r for r in doc["runs"] if (r["what"], r["state"], r["mode"]) == (what, state, mode)]
-                cell = summary([r.get("rate") for r in runs])
+                runs = [r for r in doc["runs"] if (r["what"], r["state"], r["mode"]) == (what.split()[0], state, mode)]
+                cell = summary([r.get(key) for r in runs])
                 if any("timeout_s" in r for r in runs):
                     cell["timeouts"] = timeout
                 cell["estimates"] = sum("estimate" in r for r in runs)
@@ -192,9 +257,10 @@ def main(states, modes, repeats, timeout, train_minutes, train_steps, frames, wh
         replace_section(ROOT / "BENCHMARKS.md", start, end, "Busy CPU", render(doc, path.relative_to(ROOT)))
 
 
-def _cell(s: Dict, digits: int) -> str:
+def _cell(s: Dict, digits: int, first: int = 1, what: str = "no step") -> str:
+    """Median (min-max); for runs that all timed out, the bound: fewer than `first` in the timeout."""
     if s.get("timeouts") and not s.get("n"):
-        return f"< {1 / s['timeouts']:.{digits + 1}f} (no step in {s['timeouts']:g} s)"
+        return f"< {first / s['timeouts']:.{digits + 1}f} ({what} in {s['timeouts']:g} s)"
     if not s.get("n"):
         return "-"
     return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}-{s['max']:.{digits}f})"
@@ -207,23 +273,40 @@ def render(doc: Dict, path) -> str:
            f"{doc['cores']} cores, shared with other engineers' jobs: load average {doc['loadavg_start']} at the "
            f"start, {doc['loadavg_end']} at the end, so 'alone' means no busy process of the bench's own. Today = the "
            f"tree at {doc['base_commit']} (torch's default threads and OpenMP wait policy). Raw results: `{path}`._",
-           "", f"Median (min-max) of {doc.get('repeats', 2)} repeats; each run's own 1-minute load average is in the JSON. "
-           f"Training: `train.max_minutes={doc.get('train_minutes', 0.1)}`; a run that finished one step only in it counts that "
-           f"step, warm-up included (cells marked *). Sampling: {doc.get('frames', 64)} frames of seed 0. A run not done "
-           f"in {doc.get('timeout_s', 90):g} s counts as too slow.", ""]
+           ""]
+    whats = {r["what"] for r in doc["runs"]}
+    notes = [f"Median (min-max) of {doc.get('repeats', 2)} repeats; each run's own 1-minute load average is in the "
+             f"JSON. A run not done in {doc.get('timeout_s', 90):g} s counts as too slow."]
+    if "train" in whats:
+        notes.append(f"Training: `train.max_minutes={doc.get('train_minutes', 0.1)}`; a run that finished one step "
+                     "only in it counts that step, warm-up included (cells marked *).")
+    if "generate" in whats:
+        notes.append(f"Sampling: {doc.get('frames', 64)} frames of seed 0.")
+    if "studio" in whats:
+        notes.append(f"Studio: `reelgan-studio --fps {doc['studio_fps']:g}` (its highest) on a default-config "
+                     f"checkpoint, a fresh headless Chromium on its page as `bench/studio.py` opens it; frames shown "
+                     f"per second by the page's own count over {doc['studio_windows']} windows of "
+                     f"{doc['studio_window_s']:g} s, after {STUDIO_WARMUP} frames and 3 s of warm-up (a run that did "
+                     f"not show {STUDIO_WARMUP} in the time counts as too slow). {STUDIO_CAP}")
+    out += [" ".join(notes), ""]
     for what, unit, digits in (("train", "`python train.py` steps/s", 3), ("generate", "`generate.py --stream` "
-                                                                           "frames/s", 1)):
-        if not any(r["what"] == what for r in doc["runs"]):
+                                                                           "frames/s", 1),
+                               ("studio", "studio frames shown/s", 1),
+                               ("studio received", "studio frames received/s", 1)):
+        if what.split()[0] not in whats:
             continue
-        out += [f"| {unit} | " + " | ".join(modes) + " | auto / best fixed |", "|---" * (len(modes) + 2) + "|"]
+        too_slow = (STUDIO_WARMUP, f"not {STUDIO_WARMUP} frames shown") if what != "train" else (1, "no step")
+        out += [f"| {unit} | " + " | ".join(modes) + " | auto / best fixed | auto / today |",
+                "|---" * (len(modes) + 3) + "|"]
         for state in states:
             cells = {m: doc["table"].get(f"{what}|{state}|{m}", {}) for m in modes}
             fixed = [cells[m]["median"] for m in ("1 thread", "2 threads") if cells.get(m, {}).get("n")]
-            ratio = (f"{cells['auto']['median'] / max(fixed):.2f}" if fixed and cells.get("auto", {}).get("n")
-                     else "-")
+            auto, today = (cells.get(m, {}).get("median") for m in ("auto", "today"))   # None: not measured
+            ratio = f"{auto / max(fixed):.2f}" if fixed and auto else "-"
+            vs_today = f"{auto / today:.2f}" if auto and today else "-"
             label = {"alone": "alone", "busy1": "beside 1 busy process", "busy2": "beside 2 busy processes"}[state]
-            out.append(f"| {label} | " + " | ".join(_cell(cells[m], digits) + ("*" if cells[m].get("estimates") else "")
-                                                   for m in modes) + f" | {ratio} |")
+            row = [_cell(cells[m], digits, *too_slow) + ("*" if cells[m].get("estimates") else "") for m in modes]
+            out.append(f"| {label} | " + " | ".join(row) + f" | {ratio} | {vs_today} |")
         out.append("")
     threads = {(r["state"], r["mode"]): r.get("threads") for r in doc["runs"] if r["what"] == doc["runs"][0]["what"]}
     out.append("Thread lines the automatic choice printed (the last run of each state): " + "; ".join(
