@@ -216,11 +216,12 @@ def test_projection_lowers_its_loss_and_saves_weights_only(tmp_path, tiny_G, lpi
 # ---- inputs, CLIs -----------------------------------------------------------------------------------------
 
 
-def _fake_checkpoint(path, mode):
-    """A checkpoint of an untrained conditional model (what train() writes, without training)."""
+def _fake_checkpoint(path, mode, **over):
+    """A checkpoint of an untrained conditional model (what train() writes, without training); `over`: config
+    sections to change, as _cfg takes them."""
     from gan.conditioning.text import build_text_encoder
     from gan.networks import build_generator
-    cfg = _cfg(mode)
+    cfg = _cfg(mode, **over)
     torch.manual_seed(0)
     state = {"format_version": FORMAT_VERSION, "config": cfg.to_dict(), "step": 0}
     if mode == "text":
