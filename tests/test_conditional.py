@@ -350,10 +350,10 @@ def test_prompt_agreement_reads_real_clips_through_the_analysis():
     # The text-to-video measurement: reelgan-analyze's tracker + shapes classifier on a clip, compared with the
     # caption's factors. Real clips agree with their own caption and disagree with another object's.
     from gan.conditioning.inputs import frames_to_tensor
-    from gan.conditioning.measure import analysed_object, prompt_agreement
+    from gan.analysis.measure import analysed_object, prompt_agreement
     from gan.data import BouncingShapes
-    from gan.metrics.analysis import AnalysisConfig, ClipAnalyzer
-    from gan.metrics.classifier import ObjectLabeler
+    from gan.analysis.analyzer import AnalysisConfig, ClipAnalyzer
+    from gan.analysis.classifier import ObjectLabeler
     from gan.video_io import to_uint8
     ds = BouncingShapes(resolution=32, num_videos=12, video_frames=8, num_objects=1, seed=3, split="test")
     analyzer = ClipAnalyzer(ObjectLabeler("shapes", allow_train=False), config=AnalysisConfig(expected_objects=1))
