@@ -1,4 +1,4 @@
-"""Camera footage scores (gan/metrics/scene.py, no network) of real footage and of models trained on it (not a test).
+"""Camera footage scores (gan/analysis/footage.py, no network) of real footage and of models trained on it (not a test).
 
 For a footage folder: real 16-frame windows, and each checkpoint's clips, scored against the real per-pixel median
 background. Writes bench/results/camera-<name>.json, a figure docs/camera_<name>.png (2 clips x 8 frames per row,
@@ -41,7 +41,7 @@ def at_step_zero(data: str, camera: str):
     import torch
     from gan.config import load_config
     from gan.data.dataset import build_dataset, infer_settings
-    from gan.metrics.clips import GeneratorClips
+    from gan.clip_sources import GeneratorClips
     from gan.networks import build_generator
     from gan.training.run import fit_backgrounds
     cfg = load_config(str(ROOT / "configs" / "default.yaml"), {"data": {"source": data}, "G": {"camera": camera}})
@@ -65,8 +65,8 @@ def at_step_zero(data: str, camera: str):
 @click.option("--faces", is_flag=True, help="Also the identity score.")
 def main(data, name, ckpt, untrained, num, frames, faces):
     """Scores of real footage and of checkpoints; see the module docstring."""
-    from gan.metrics.clips import ClipSpec, DatasetClips, GeneratorClips
-    from gan.metrics.scene import background, luma, scores
+    from gan.clip_sources import ClipSpec, DatasetClips, GeneratorClips
+    from gan.analysis.footage import background, luma, scores
     spec = ClipSpec(frames, 64, 1)
     real = np.concatenate(list(DatasetClips(data).clips(num, spec, seed=0, batch=8)))
     bg = background(luma(real))

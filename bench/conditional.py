@@ -5,7 +5,7 @@ then measure it on held-out (test-split) built-in clips.
   against an unrelated still), and how fast the generated object moves vs the real one;
 - continuation: LPIPS / PSNR of predicted vs real future frames, against copying the last context frame;
 - text-to-video: the fraction of clips whose object has the prompt's colour and moves in the prompt's
-  direction (dominant colour and centroid motion, gan/conditioning/measure.py), for the text model,
+  direction (dominant colour and centroid motion, gan/analysis/measure.py), for the text model,
   the unconditional model trained on the same data (baseline), and real clips (the measurement's ceiling).
 
 \b
@@ -116,7 +116,7 @@ def test_set(cfg, clips: int):
 @torch.no_grad()
 def eval_i2v(ckpt: Path, clips: int, lpips, frames: int = 8) -> Dict:
     from gan.conditioning.inputs import frames_to_tensor
-    from gan.conditioning.measure import mean_speed, psnr
+    from gan.analysis.measure import mean_speed, psnr
     from gan.sampling import ClipRenderer, load_conditional
     G, info = load_conditional(ckpt)
     r = ClipRenderer(G)
@@ -130,8 +130,8 @@ def eval_i2v(ckpt: Path, clips: int, lpips, frames: int = 8) -> Dict:
     gen = [animate(x[0], [i], frames)[0] for i, x in enumerate(real)]
     # Do objects keep their shape and move plausibly? reelgan-analyze (detector, tracker, shapes classifier) on
     # longer clips (16 frames, 2 data frames apart: several pixels of motion), generated and real alike.
-    from gan.metrics.analysis import AnalysisConfig, ClipAnalyzer, aggregate
-    from gan.metrics.classifier import ObjectLabeler
+    from gan.analysis.analyzer import AnalysisConfig, ClipAnalyzer, aggregate
+    from gan.analysis.classifier import ObjectLabeler
     from gan.video_io import to_uint8
     cfg = info["config"]
     analyzer = ClipAnalyzer(ObjectLabeler(builtin_of(cfg)),
@@ -165,7 +165,7 @@ def eval_i2v(ckpt: Path, clips: int, lpips, frames: int = 8) -> Dict:
 @torch.no_grad()
 def eval_continue(ckpt: Path, clips: int, lpips, stride: int = 2, future: int = 8, near: int = 3) -> Dict:
     from gan.conditioning.inputs import frames_to_tensor
-    from gan.conditioning.measure import psnr
+    from gan.analysis.measure import psnr
     from gan.sampling import ClipRenderer, load_conditional
     G, info = load_conditional(ckpt)
     r = ClipRenderer(G)
@@ -193,12 +193,12 @@ def eval_continue(ckpt: Path, clips: int, lpips, stride: int = 2, future: int = 
 @torch.no_grad()
 def eval_text(ckpt: Path, ckpt_uncond: Optional[Path], clips: int, frames: int = 8) -> Dict:
     """Each test caption's clip goes through reelgan-analyze's detector, tracker and object classifier
-    (gan.metrics.analysis); its main object's colour, class and tracked direction are compared with the caption."""
+    (gan.analysis.analyzer); its main object's colour, class and tracked direction are compared with the caption."""
     from gan.conditioning.inputs import frames_to_tensor
-    from gan.conditioning.measure import prompt_agreement
+    from gan.analysis.measure import prompt_agreement
     from gan.sampling import ClipRenderer, load_conditional, prompt_condition
-    from gan.metrics.analysis import AnalysisConfig, ClipAnalyzer
-    from gan.metrics.classifier import ObjectLabeler
+    from gan.analysis.analyzer import AnalysisConfig, ClipAnalyzer
+    from gan.analysis.classifier import ObjectLabeler
     from gan.sampling import load_generator, render
     from gan.video_io import to_uint8
     G, info = load_conditional(ckpt)
@@ -219,7 +219,7 @@ def eval_text(ckpt: Path, ckpt_uncond: Optional[Path], clips: int, frames: int =
                                                named_colour=obj["color"] in ds.caption(i).split()))
     out = {"clips": clips, "frames": frames, "example_caption": ds.caption(0), "dataset": builtin_of(cfg)}
     if G.objects > 0:               # the layered G: where its w sends the sprite, read off G (no tracking)
-        from gan.conditioning.measure import direction_matches
+        from gan.analysis.measure import direction_matches
         from gan.sampling import seed_z
         hits = []
         for i in range(clips):
@@ -347,7 +347,7 @@ def render_section(doc: Dict, json_path: str) -> str:
                          "chance": "chance"}.get(name, name)
                 out.append(f"| {label} | {pct(v.get('colour'))} | {pct(v.get('class'))} | {pct(v.get('direction'))} | "
                            f"{pct(v.get('all'))} |")
-        out += ["", "Measured with `reelgan-analyze`'s pieces (gan/metrics/analysis.py): the threshold detector and "
+        out += ["", "Measured with `reelgan-analyze`'s pieces (gan/analysis/analyzer.py): the threshold detector and "
                 "tracker follow the clip's objects, " + ("the digit classifier names the longest object track"
                 if digits else "the shapes classifier names the longest object track (colour + "
                 "shape)") + ", and a least-squares fit of that track's centres gives its direction, matched to the "

@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gan.metrics.clips import DatasetClips, GeneratorClips  # noqa: E402
+from gan.clip_sources import DatasetClips, GeneratorClips  # noqa: E402
 from gan.metrics.evaluate import MetricOptions, compute_metrics  # noqa: E402
 from gan.metrics.features import build_extractor  # noqa: E402
 

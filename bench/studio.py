@@ -92,7 +92,7 @@ def server_side(ckpt: Path, precision: str, compile_: bool, chunk: int, frames: 
     import numpy as np
 
     from gan.studio.broadcast import encode_jpeg
-    from gan.studio.scene import Model
+    from gan.studio.playback import Model
     model = Model(ckpt, chunk=chunk)
     s = model.defaults({"precision": precision, "compile": compile_})
     model.render(s, [0.0] * chunk)                                     # warm-up (and compilation)

@@ -94,10 +94,10 @@ def embedding_ranks(enc) -> Dict:
 @torch.no_grad()
 def evaluate(ckpt: Path, clips: int, frames: int = 8) -> Dict:
     from bench.conditional import builtin_of, test_set
-    from gan.conditioning.measure import direction_matches, prompt_agreement
+    from gan.analysis.measure import direction_matches, prompt_agreement
     from gan.conditioning.paraphrase import VARIANTS, paraphrase
-    from gan.metrics.analysis import AnalysisConfig, ClipAnalyzer
-    from gan.metrics.classifier import ObjectLabeler
+    from gan.analysis.analyzer import AnalysisConfig, ClipAnalyzer
+    from gan.analysis.classifier import ObjectLabeler
     from gan.sampling import ClipRenderer, load_conditional, prompt_condition, seed_z
     from gan.video_io import to_uint8
     G, info = load_conditional(ckpt)

@@ -100,7 +100,7 @@ def train_and_test(work: Path, arm: str, train_images: List[str], test_images: L
 
 
 def fvd_offline(checkpoint: str, num: int) -> float:
-    from gan.metrics.clips import DatasetClips, GeneratorClips
+    from gan.clip_sources import DatasetClips, GeneratorClips
     from gan.metrics.evaluate import MetricOptions, compute_metrics
     fake = GeneratorClips(checkpoint)
     cfg = fake.config

@@ -218,3 +218,30 @@ def watermark_options(key_help: str, user_help: str):
         return click.option("--watermark-key", type=click.Path(exists=True, dir_okay=False), default=None,
                             help=key_help)(func)
     return decorate
+
+
+MAX_CLIPS = 1_000_000     # clips per side: a million at 10 clips/s is a day; papers use 2048 to 10k
+
+
+def clip_source_options(func):
+    """Which clips to read (gan/clip_sources.py) and how, as reelgan-metrics and reelgan-analyze share them."""
+    options = [
+        click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="Generator checkpoint: fake clips are rendered from it."),
+        click.option("--videos", type=click.Path(exists=True, file_okay=False), default=None,
+                     help="Folder of generated videos (mp4, gif, ...) instead of a checkpoint."),
+        click.option("--data", type=str, default=None,
+                     help="Real data: 'digits', 'shapes' or a dataset path [default: the checkpoint's training data]."),
+        click.option("--data-seed", type=int, default=0, show_default=True,
+                     help="Content seed of a built-in --data (training uses train.seed)."),
+        click.option("--resolution", type=click.IntRange(min=8, max=4096), default=None,
+                     help="Frame size clips are compared at [default: the checkpoint's]."),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Real-clip selection seed and first generator seed."),
+        click.option("--device", type=str, default="cpu", show_default=True, help="cpu, cuda or auto."),
+        threads_option(),
+        click.option("--quiet", is_flag=True, help="No progress bars (nor the threads line)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func

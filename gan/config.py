@@ -158,7 +158,7 @@ class TrainConfig:
     sample_seeds: int = 8           # videos in the sample grid
     sample_frames: int = 16         # frames per sample video
     keep_checkpoints: int = 2       # older step checkpoints are deleted (latest.pt is always kept)
-    metrics_every: int = 0          # steps between quality metrics (0: off); see gan/metrics/during_training.py
+    metrics_every: int = 0          # steps between quality metrics (0: off); see gan/training/quality.py
     metrics: List[str] = field(default_factory=list)  # e.g. ['fvd-offline', 'identity']; needed when metrics_every > 0
     best_metric: Optional[str] = None  # keep checkpoints/best.pt by this one of `metrics` (None: no best.pt)
 

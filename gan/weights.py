@@ -157,12 +157,16 @@ def expand(names: Iterable[str]) -> List[str]:
 # ---------------------------------------------------------------------------------------------------------
 # places and hashes
 
-def weights_dir() -> Path:
-    """$REELGAN_WEIGHTS_DIR, else $REELGAN_CACHE/weights, else ~/.cache/reelgan/weights."""
-    if os.environ.get("REELGAN_WEIGHTS_DIR"):
-        return Path(os.environ["REELGAN_WEIGHTS_DIR"]).expanduser()
+def cache_root() -> Path:
+    """$REELGAN_CACHE, else ~/.cache/reelgan: weights, real-data statistics, reelgan's own trained networks."""
     base = os.environ.get("REELGAN_CACHE")
-    return (Path(base).expanduser() if base else Path.home() / ".cache" / "reelgan") / "weights"
+    return Path(base).expanduser() if base else Path.home() / ".cache" / "reelgan"
+
+
+def weights_dir() -> Path:
+    """$REELGAN_WEIGHTS_DIR, else cache_root() / 'weights'."""
+    env = os.environ.get("REELGAN_WEIGHTS_DIR")
+    return Path(env).expanduser() if env else cache_root() / "weights"
 
 
 def raw_dir(name: str) -> Path:

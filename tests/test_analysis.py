@@ -1,4 +1,4 @@
-"""Clip analysis (gan/metrics): real clips score clean; planted defects built from MovingDigits renders
+"""Clip analysis (gan/analysis): real clips score clean; planted defects built from MovingDigits renders
 (an object vanishes, a digit changes identity mid-track, objects teleport) are flagged; the detector is
 pluggable; the tracker survives occlusions; reports, annotated mp4 and the CLI are deterministic."""
 import json
@@ -8,10 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 from gan.data.builtin import MovingDigits
-from gan.metrics.analysis import AnalysisConfig, ClipAnalyzer, aggregate
-from gan.metrics.classifier import ObjectLabeler
-from gan.metrics.detect import CallableDetector, Detection, Detector, ThresholdDetector
-from gan.metrics.track import Tracker
+from gan.analysis.analyzer import AnalysisConfig, ClipAnalyzer, aggregate
+from gan.analysis.classifier import ObjectLabeler
+from gan.analysis.detect import CallableDetector, Detection, Detector, ThresholdDetector
+from gan.analysis.track import Tracker
 
 RES, T = 32, 16
 
@@ -203,8 +203,8 @@ def test_detector_finds_objects_and_ignores_specks():
 
 
 def test_run_analysis_writes_report_and_annotated_mp4(tmp_path, labeler):
-    from gan.metrics.clips import DatasetClips
-    from gan.metrics.run_analysis import run_analysis
+    from gan.clip_sources import DatasetClips
+    from gan.analysis.run_analysis import run_analysis
     from gan.video_io import probe_video
     source = DatasetClips("digits", video_frames=32, num_videos=20)
     report = run_analysis(source, RES, dataset="digits", num=4, frames=T, expected_objects=2, outdir=str(tmp_path),
@@ -217,7 +217,7 @@ def test_run_analysis_writes_report_and_annotated_mp4(tmp_path, labeler):
 
 
 def test_analyze_cli_on_checkpoint_and_folder_is_deterministic(tmp_path, tiny_cfg, tiny_G):
-    from gan.metrics.cli import analyze_cli
+    from gan.analysis.cli import analyze_cli
     from gan.sampling import generate
     from gan.checkpoint import FORMAT_VERSION, save_atomic
     ckpt = tmp_path / "tiny.pt"

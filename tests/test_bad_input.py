@@ -15,10 +15,11 @@ from PIL import Image
 
 import generate
 import train
+from gan.analysis.cli import analyze_cli
 from gan.checkpoint import FORMAT_VERSION, save_atomic, save_safetensors
 from gan.data.cli import main as dataset_cli
 from gan.export import cli as export_cli
-from gan.metrics.cli import analyze_cli, metrics_cli
+from gan.metrics.cli import metrics_cli
 from gan.projector import cli as project_cli
 from tests.conftest import ROOT
 

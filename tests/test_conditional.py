@@ -216,11 +216,12 @@ def test_projection_lowers_its_loss_and_saves_weights_only(tmp_path, tiny_G, lpi
 # ---- inputs, CLIs -----------------------------------------------------------------------------------------
 
 
-def _fake_checkpoint(path, mode):
-    """A checkpoint of an untrained conditional model (what train() writes, without training)."""
+def _fake_checkpoint(path, mode, **over):
+    """A checkpoint of an untrained conditional model (what train() writes, without training); `over`: config
+    sections to change, as _cfg takes them."""
     from gan.conditioning.text import build_text_encoder
     from gan.networks import build_generator
-    cfg = _cfg(mode)
+    cfg = _cfg(mode, **over)
     torch.manual_seed(0)
     state = {"format_version": FORMAT_VERSION, "config": cfg.to_dict(), "step": 0}
     if mode == "text":
@@ -349,10 +350,10 @@ def test_prompt_agreement_reads_real_clips_through_the_analysis():
     # The text-to-video measurement: reelgan-analyze's tracker + shapes classifier on a clip, compared with the
     # caption's factors. Real clips agree with their own caption and disagree with another object's.
     from gan.conditioning.inputs import frames_to_tensor
-    from gan.conditioning.measure import analysed_object, prompt_agreement
+    from gan.analysis.measure import analysed_object, prompt_agreement
     from gan.data import BouncingShapes
-    from gan.metrics.analysis import AnalysisConfig, ClipAnalyzer
-    from gan.metrics.classifier import ObjectLabeler
+    from gan.analysis.analyzer import AnalysisConfig, ClipAnalyzer
+    from gan.analysis.classifier import ObjectLabeler
     from gan.video_io import to_uint8
     ds = BouncingShapes(resolution=32, num_videos=12, video_frames=8, num_objects=1, seed=3, split="test")
     analyzer = ClipAnalyzer(ObjectLabeler("shapes", allow_train=False), config=AnalysisConfig(expected_objects=1))

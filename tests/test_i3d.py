@@ -125,7 +125,7 @@ def test_torch_i3d_matches_jax_reference_logits(i3d_cache):
 
 def test_metrics_cli_fvd16_uses_fetched_i3d_and_names_it(i3d_cache, tmp_path, monkeypatch):
     from gan.metrics.cli import metrics_cli
-    from gan.metrics.clips import ClipSpec, DatasetClips
+    from gan.clip_sources import ClipSpec, DatasetClips
     from gan.video_io import write_mp4
     cache, path = i3d_cache
     monkeypatch.setenv("REELGAN_CACHE", str(cache))                         # after the fetch: no weight flags
@@ -142,7 +142,7 @@ def test_metrics_cli_fvd16_uses_fetched_i3d_and_names_it(i3d_cache, tmp_path, mo
     r = json.loads(out.read_text())["results"]["fvd16"]
     assert r["comparable"] is True and r["value"] > 0 and r["num_real"] == r["num_fake"] == 2
     assert r["network"]["source"]["sha256"] == I3D_SHA256 and I3D_SHA256 in r["features"]
-    from gan.metrics.weights import sha256_of
+    from gan.metrics.published_weights import sha256_of
     assert r["network"]["sha256"] == sha256_of(path)
     bad = CliRunner().invoke(metrics_cli, ["--videos", str(videos), "--data", "digits", "--resolution", "64",
                                            "--metrics", "fvd16", "--num", "2", "--quiet",

@@ -10,7 +10,7 @@ from gan.networks import LayeredConditionalGenerator, ObjectSplitter, build_gene
 from gan.networks.conditional import match_shifts
 from gan.networks.encoders import connected_components
 from gan.networks.layered import composite, peel_layers
-from gan.conditioning.measure import psnr
+from gan.analysis.measure import psnr
 from gan.data import BouncingShapes
 from tests.test_conditional import _cfg   # the mode's preset (the layered G), small data, random LPIPS
 

@@ -14,13 +14,16 @@ LAYERS = [
      "gan.threads"),                                                 # plain helpers
     ("gan.weights",),                                                # pretrained networks: registry, cache
     ("gan.config_sizes", "gan.config", "gan.checkpoint", "gan.ops"),
+    ("gan.trained_nets",),                                           # reelgan's own small networks: shipped, cached
     ("gan.data",),
     ("gan.networks", "gan.conditioning"),                            # generators, discriminators, encoders
     ("losses",),                                                     # gradient logic over those networks
     ("gan.labels",),                                                 # object boxes and their file formats
     ("gan.sampling", "gan.hub", "gan.export", "gan.onnx_export", "gan.projector", "gan.watermark_cli",
      "gan.weights_cli"),
-    ("gan.metrics",),
+    ("gan.clip_sources",),                                           # clips from a checkpoint, videos or a dataset
+    ("gan.metrics", "gan.analysis"),                                 # distances; what is in a clip (apart)
+    ("gan.trained_nets_cli",),                                       # trains the networks of both
     ("gan.training",),                                               # the loop: setup, step, hooks, modes
     ("gan.studio",),                                                 # the browser app over sampling and the loop
 ]
@@ -105,6 +108,13 @@ def test_no_folder_level_import_cycles():
     assert cycles(folder_graph(import_graph())) == []
 
 
+def test_analysis_and_metrics_are_apart():
+    # Peers over the shared clip sources and trained-network store below them: neither imports the other.
+    graph = import_graph()
+    assert [(a, b) for a, bs in graph.items() for b in bs
+            if {folder_of(a), folder_of(b)} == {"gan.metrics", "gan.analysis"}] == []
+
+
 def test_folder_cycles_are_found():
     graph = {"gan.a.x": {"gan.b.y"}, "gan.b.z": {"gan.a.w"}, "gan.a.w": set(), "gan.b.y": set()}
     assert cycles(graph) == [] and sorted(map(sorted, cycles(folder_graph(graph)))) == [["gan.a", "gan.b"]]
@@ -127,7 +137,8 @@ def test_low_layers_import_nothing_above_them():
     graph = import_graph()
     uphill = [(a, b) for a, bs in graph.items() for b in bs if a.startswith(LOW) and not b.startswith(LOW_OK)]
     assert uphill == []
-    assert graph["gan.checkpoint"] <= {"gan.errors"}                  # a leaf
+    assert graph["gan.writes"] <= {"gan.errors"}                      # a leaf
+    assert graph["gan.checkpoint"] <= {"gan.errors", "gan.writes"}    # a leaf but for writes' held stop signals
 
 
 def test_only_the_commands_and_the_studio_import_the_loop():

@@ -14,7 +14,8 @@ from gan import limits
 from gan.checkpoint import load, save_safetensors
 from gan.data.cli import main as dataset_cli
 from gan.export import cli as export_cli
-from gan.metrics.cli import analyze_cli, metrics_cli
+from gan.analysis.cli import analyze_cli
+from gan.metrics.cli import metrics_cli
 from tests.test_bad_input import TINY, _assert_clear, _hashes, _invoke, _train
 
 

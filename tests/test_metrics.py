@@ -11,8 +11,8 @@ import torch
 from click.testing import CliRunner
 
 from gan.metrics import cache as stats_cache
-from gan.metrics import weights as W
-from gan.metrics.clips import ClipSpec, DatasetClips, FolderClips
+from gan.metrics import published_weights as W
+from gan.clip_sources import ClipSpec, DatasetClips, FolderClips
 from gan.metrics.distances import (FeatureStats, PolynomialKernel, frechet_distance, kernel_distance,
                                    mmd2_unbiased)
 from gan.metrics.evaluate import MetricOptions, compute_metrics, real_statistics
@@ -335,7 +335,7 @@ def test_folder_with_too_few_videos_says_so(tmp_path):
 
 
 def test_self_trained_nets_are_cached_by_recipe(tmp_path):
-    from gan.metrics import trained
+    from gan import trained_nets as trained
     calls = []
 
     def train_fn(recipe):
@@ -349,25 +349,25 @@ def test_self_trained_nets_are_cached_by_recipe(tmp_path):
     assert len(calls) == 1 and torch.equal(state["w"], state2["w"]) and info2["sha256"] == info["sha256"]
     trained.load_or_train("unit", "digits", dict(recipe, seed=4), train_fn)   # another recipe: trains again
     assert len(calls) == 2
-    with pytest.raises(trained.TrainedNetError, match="train_nets"):
+    with pytest.raises(trained.TrainedNetError, match="trained_nets_cli"):
         trained.load_or_train("unit", "digits", dict(recipe, seed=5), train_fn, allow_train=False)
 
 
 def test_shipped_offline_and_classifier_weights_match_their_recipes():
     """The repository ships weights made by its own training code; a recipe change must come with new ones."""
-    from gan.metrics import trained
-    from gan.metrics.classifier_train import classifier_recipe
+    from gan import trained_nets as trained
+    from gan.analysis.classifier_train import classifier_recipe
     from gan.metrics.offline import recipe
     for dataset in ("digits", "shapes"):
         for kind, r in (("offline", recipe(dataset)), ("classifier", classifier_recipe(dataset))):
             path = trained.asset_path(kind, dataset)
             assert path.is_file() and path.stat().st_size < 2e6, path
             blob = torch.load(path, weights_only=True)
-            assert blob["recipe"] == r, f"{path} is stale: run python -m gan.metrics.train_nets --ship"
+            assert blob["recipe"] == r, f"{path} is stale: run python -m gan.trained_nets_cli --ship"
 
 
 def test_training_code_runs_on_a_tiny_recipe():
-    from gan.metrics.classifier_train import classifier_recipe, train_classifier
+    from gan.analysis.classifier_train import classifier_recipe, train_classifier
     from gan.metrics.offline import recipe
     from gan.metrics.offline_train import train_offline_net
     r = dict(recipe("shapes"), train_clips=8, steps=2, batch=4, test_clips=6)
@@ -387,7 +387,7 @@ def test_training_metric_config_is_validated(tiny_cfg):
     tiny_cfg.train.best_metric = "identity"
     with pytest.raises(ConfigError, match="best_metric"):
         validate(tiny_cfg)
-    from gan.metrics.during_training import check_metric_names
+    from gan.training.quality import check_metric_names
     with pytest.raises(ValueError, match="unknown metric 'fvd'"):
         check_metric_names(["fvd"], None)
 
@@ -404,7 +404,7 @@ class RecordingLogger:
 
 
 def test_training_hook_logs_and_keeps_the_best_checkpoint(tmp_path, tiny_cfg, tiny_G, monkeypatch):
-    from gan.metrics import during_training
+    from gan.training import quality as during_training
     from gan.sampling import load_generator
     monkeypatch.setattr(during_training, "TRAINING_CLIPS", 6)
     monkeypatch.setattr(during_training, "ANALYSIS_CLIPS", 2)
@@ -427,7 +427,7 @@ def test_training_hook_logs_and_keeps_the_best_checkpoint(tmp_path, tiny_cfg, ti
 def test_training_run_with_metrics_every_n_steps(tmp_path, monkeypatch):
     """End to end through the loop's hook: metrics in log.jsonl, best.pt written."""
     from gan.config import load_config
-    from gan.metrics import during_training
+    from gan.training import quality as during_training
     from gan.training import train
     from tests.conftest import ROOT
     monkeypatch.setattr(during_training, "TRAINING_CLIPS", 6)

@@ -6,7 +6,7 @@ import torch
 
 from gan.config import ConfigError, load_config
 from gan.data.footage_kind import camera_stats, count_cameras, kind_of, median_backgrounds, suggest
-from gan.metrics.scene import phase_shift, scores
+from gan.analysis.footage import phase_shift, scores
 from gan.networks import SceneGenerator, build_generator
 from gan.video_io import write_mp4
 from tests.conftest import ROOT
@@ -56,7 +56,7 @@ def sprites(t=24, size=64, seed=0):
 
 
 def luma_of(bg):
-    from gan.metrics.scene import luma
+    from gan.analysis.footage import luma
     return luma(bg.round().astype(np.uint8)[None, None])[0, 0]
 
 
@@ -177,7 +177,7 @@ def test_a_subject_is_drawn_once_and_warped_a_little():
     assert G.flow is not None and G.frame_modules() == [G.flow]
     with torch.no_grad():
         out = G(torch.randn(4, G.z_dim), None, torch.arange(12.0)[None].repeat(4, 1))
-    from gan.metrics.scene import identity
+    from gan.analysis.footage import identity
     y = out.mean(2).numpy()                                                  # [B, T, 16, 16]
     assert identity(np.kron(y, np.ones((4, 4)))) < 0.5
 

@@ -23,7 +23,7 @@ from gan.checkpoint import FORMAT_VERSION
 from tests import browser
 from gan.studio.broadcast import HEADER, Stream, Viewer
 from gan.studio.record import Recorder, reserve
-from gan.studio.scene import LIMITS, STILL_ANCHORS, Model, Scene, StudioError, slerp
+from gan.studio.playback import LIMITS, STILL_ANCHORS, Model, Scene, StudioError, slerp
 from gan.video_io import read_video
 from tests.conftest import ROOT
 

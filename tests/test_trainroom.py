@@ -16,7 +16,7 @@ import torch
 
 from gan.config import load_config
 from tests import browser
-from gan.studio.scene import StudioError
+from gan.studio.playback import StudioError
 from gan.studio.trainroom import Trainer, frame_differences, mean_pairwise_distance, sheet, to_uint8
 from gan.training.run import KnobError
 from tests.conftest import ROOT

@@ -16,8 +16,8 @@ import yaml  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
 from gan.config import load_config  # noqa: E402
-from gan.metrics.detect import Detection  # noqa: E402
-from gan.metrics.yolo import DetectorTracks, UltralyticsDetector  # noqa: E402
+from gan.analysis.detect import Detection  # noqa: E402
+from gan.analysis.yolo import DetectorTracks, UltralyticsDetector  # noqa: E402
 from gan.networks import build_generator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,7 +87,7 @@ def test_ultralytics_detector_tracks_a_clip(exported):
 
 
 def test_analyze_runs_end_to_end_with_the_ultralytics_detector(exported):
-    from gan.metrics.cli import analyze_cli
+    from gan.analysis.cli import analyze_cli
     out = exported["tmp"] / "analysis"
     res = CliRunner().invoke(analyze_cli, ["--videos", str(exported["tmp"] / "clips"), "--detector", "ultralytics",
                                            "--weights", str(exported["weights"]), "--conf", "0",
@@ -101,7 +101,7 @@ def test_analyze_runs_end_to_end_with_the_ultralytics_detector(exported):
 
 
 def test_missing_weights_fail_in_one_line_naming_the_file(tmp_path):
-    from gan.metrics.cli import analyze_cli
+    from gan.analysis.cli import analyze_cli
     missing = tmp_path / "nowhere" / "best.pt"
     res = CliRunner().invoke(analyze_cli, ["--data", "digits", "--resolution", "32", "--num", "1",
                                            "--detector", "ultralytics", "--weights", str(missing)])

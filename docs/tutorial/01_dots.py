@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 import _tutorial as tut
-from gan.conditioning.measure import mean_speed
+from gan.analysis.measure import mean_speed
 
 
 @tut.chapter

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 import _tutorial as tut
-from gan.conditioning.measure import centroid_track
+from gan.analysis.measure import centroid_track
 from gan.video_io import make_grid, to_uint8, write_gif
 
 SEEDS = "0-7"

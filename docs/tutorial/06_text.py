@@ -17,7 +17,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 import _tutorial as tut
-from gan.conditioning.measure import direction_matches, dominant_colour, motion_vector
+from gan.analysis.measure import direction_matches, dominant_colour, motion_vector
 from gan.data.builtin import _DIRECTIONS, PALETTE
 from gan.video_io import to_uint8, write_gif
 

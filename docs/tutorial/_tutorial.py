@@ -141,14 +141,14 @@ def flicker(clips: torch.Tensor) -> float:
 
 def dot_found(clips: torch.Tensor) -> float:
     """Share of frames that show a bright blob at all (a dot): [N, T, C, H, W] in [-1, 1]."""
-    from gan.conditioning.measure import centroid_track
+    from gan.analysis.measure import centroid_track
     return round(float(torch.stack([~torch.isnan(centroid_track(c)).any(dim=1) for c in clips]).float().mean()), 3)
 
 
 def dot_steps(clips: torch.Tensor) -> torch.Tensor:
     """How far (px) the bright blob's centre moves from each frame to the next, for every clip and frame
     (frames without a blob left out): [N, T, C, H, W] in [-1, 1] -> 1-D."""
-    from gan.conditioning.measure import centroid_track
+    from gan.analysis.measure import centroid_track
     steps = torch.cat([(centroid_track(c)[1:] - centroid_track(c)[:-1]).norm(dim=1) for c in clips])
     return steps[~torch.isnan(steps)]
 
@@ -161,9 +161,9 @@ def dot_step(clips: torch.Tensor) -> float:
 
 def colour_counts(clips: torch.Tensor) -> Dict[str, int]:
     """How many clips [N, T, C, H, W] show each of the built-in palette's colours (the hue of the moving object,
-    gan.conditioning.measure.dominant_colour); 'none': no object found."""
+    gan.analysis.measure.dominant_colour); 'none': no object found."""
     import collections
-    from gan.conditioning.measure import dominant_colour
+    from gan.analysis.measure import dominant_colour
     from gan.data.builtin import PALETTE
     counts = collections.Counter(dominant_colour(c) or "none" for c in clips)
     return {name: counts.get(name, 0) for name in [*PALETTE, "none"]}

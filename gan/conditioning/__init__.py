@@ -4,8 +4,9 @@
   frozen: minilm.py, chosen by pretrained.py; or your own);
 - image / continue: the frames themselves, encoded inside the frame-conditioned generators (gan/networks/
   conditional.py; `gan.networks.build_generator` builds the one a config asks for).
-Here: the text encoders (text.py), reading stills and clips (inputs.py) and measuring motion (measure.py); the
-training modes live in gan/training/modes.py, sampling in `gan/sampling/`, projection in `gan/projector.py`.
+Here: the text encoders (text.py) and reading stills and clips (inputs.py); the training modes live in
+gan/training/modes.py, sampling in `gan/sampling/`, projection in `gan/projector.py`, measuring whether clips follow
+their condition in gan/analysis/measure.py.
 """
 from gan.conditioning.inputs import ConditionError, load_image, load_video
 from gan.conditioning.text import LearnedTextEncoder, TextEncoder, WordTokenizer, build_text_encoder

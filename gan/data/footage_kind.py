@@ -14,7 +14,7 @@ from typing import Dict, List
 
 import numpy as np
 
-SIZE = 64                      # luma side the statistics (and gan/metrics/scene.py's scores) are read at
+SIZE = 64                      # luma side the statistics (and gan/analysis/footage.py's scores) are read at
 FG_THRESHOLD = 0.08            # |luma - background| above this is foreground (codec noise on real footage: ~0.01)
 MIN_AREA = 4                   # smallest region counted, in pixels at SIZE px
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from gan.errors import publish
 from gan.metrics.distances import FeatureStats
-from gan.metrics.weights import cache_root
+from gan.metrics.published_weights import cache_root
 
 logger = logging.getLogger(__name__)
 

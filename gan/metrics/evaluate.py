@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence
 
 from gan.errors import ReelganError
 from gan.metrics import cache
-from gan.metrics.clips import PROTOCOL, ClipSource, ClipSpec
+from gan.clip_sources import PROTOCOL, ClipSource, ClipSpec
 from gan.metrics.distances import FeatureStats, frechet_distance_from_stats, kernel_distance
 from gan.metrics.features import FeatureExtractor, build_extractor
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gan.metrics import weights as W
+from gan.metrics import published_weights as W
 
 RANDOM_LABEL = "random-init (NOT comparable)"
 

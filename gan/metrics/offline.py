@@ -17,7 +17,7 @@ from typing import Dict
 import numpy as np
 import torch
 
-from gan.metrics import trained
+from gan import trained_nets
 from gan.metrics.offline_net import CLIP_FRAMES, EMBED_DIM, INPUT_SIZE, OfflineVideoNet, num_targets
 from gan.metrics.offline_train import train_offline_net
 
@@ -25,7 +25,7 @@ OFFLINE_DATASETS = ("digits", "shapes")
 
 
 def recipe(dataset: str) -> Dict:
-    """Everything that defines the trained weights; changing any of it retrains (see trained.py)."""
+    """Everything that defines the trained weights; changing any of it retrains (see gan/trained_nets.py)."""
     if dataset not in OFFLINE_DATASETS:
         raise ValueError(f"offline features exist for {OFFLINE_DATASETS}, not '{dataset}'")
     return {"net": "OfflineVideoNet-v9", "dataset": dataset, "input": INPUT_SIZE, "frames": CLIP_FRAMES,
@@ -37,7 +37,7 @@ def recipe(dataset: str) -> Dict:
 def load_offline_net(dataset: str, allow_train: bool = True, path=None):
     """(OfflineVideoNet in eval mode, info) for 'digits' or 'shapes', trained on first use if needed."""
     r = recipe(dataset)
-    state, info = trained.load_or_train("offline", dataset, r, train_offline_net, allow_train, path)
+    state, info = trained_nets.load_or_train("offline", dataset, r, train_offline_net, allow_train, path)
     net = OfflineVideoNet(num_targets(dataset), r["width"])
     net.load_state_dict(state)
     return net.eval().requires_grad_(False), info

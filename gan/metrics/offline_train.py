@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from gan.data.builtin import PALETTE, SPEED_RANGE, BouncingShapes, MovingDigits
-from gan.metrics import trained
+from gan import trained_nets
 from gan.metrics.offline_net import CLIP_FRAMES, INPUT_SIZE, OfflineVideoNet, num_targets
 
 logger = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ def train_offline_net(recipe: Dict, progress: bool = True) -> Tuple[Dict[str, to
     dataset = recipe["dataset"]
     clips, targets = render_training_clips(dataset, recipe["train_clips"], recipe["content_seed"], "train",
                                            tuple(recipe["objects"]), seed=recipe["seed"])
-    with torch.random.fork_rng(devices=[]), trained.threads(recipe["threads"]):
+    with torch.random.fork_rng(devices=[]), trained_nets.threads(recipe["threads"]):
         torch.manual_seed(recipe["seed"])
         net = OfflineVideoNet(num_targets(dataset), recipe["width"])
         opt = torch.optim.AdamW(net.parameters(), lr=recipe["lr"], weight_decay=1e-4)

@@ -25,7 +25,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from gan.studio.guard import Access, Guard
-from gan.studio.scene import StudioError
+from gan.studio.playback import StudioError
 
 STATIC = Path(__file__).resolve().parent / "static"
 WS_MAX_MESSAGE = 64 * 1024

@@ -77,7 +77,7 @@ def cli(checkpoint, train_, config_path, overrides, resume, paused, port, host, 
     from gan.cli_utils import pick_device
     outdir = outdir or "studio_recordings"
     from gan.studio.player import PlayerRoom
-    from gan.studio.scene import Model
+    from gan.studio.playback import Model
     model = Model(checkpoint, pick_device(device), chunk)
     if watermark_key is not None or watermark_user is not None:
         from gan.sampling import checkpoint_watermarker
@@ -132,7 +132,7 @@ def _train_room(config_path, overrides, resume, paused, outdir, device, threads,
     _serve([TrainRoom(trainer)], host, port, lambda url: f"reelgan studio: training room, {cfg.name} into "
            f"{outdir} at {url} ({choice.describe()}; Ctrl-C stops after the current step and writes a checkpoint)", sock=sock)
     if trainer.status == "error":
-        from gan.studio.scene import StudioError
+        from gan.studio.playback import StudioError
         raise StudioError(trainer.message)
     click.echo(trainer.message)
 

@@ -31,7 +31,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from gan.errors import ReelganError, one_line
 from gan.studio.broadcast import Stream, Viewer
 from gan.studio.record import NAME, Recorder, stem_for
-from gan.studio.scene import LIMITS, Model, Scene, Settings, StudioError, in_range, show
+from gan.studio.playback import LIMITS, Model, Scene, Settings, StudioError, in_range, show
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_UPLOAD = 16 * 1024 * 1024

@@ -32,7 +32,7 @@ from starlette.routing import Route
 from gan.errors import ReelganError, one_line
 from gan.studio.broadcast import encode_jpeg
 from gan.studio.player import reject_constant, read_body
-from gan.studio.scene import StudioError, show
+from gan.studio.playback import StudioError, show
 from gan.video_io import to_uint8
 
 STATIC = Path(__file__).resolve().parent / "static"

@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from gan.metrics.during_training import TrainingMetrics
+from gan.training.quality import TrainingMetrics
 from gan.training import distributed as dist_utils
 from gan.training.run import Run
 
@@ -85,7 +85,7 @@ class CheckpointHook(Hook):
 
 
 class MetricsHook(Hook):
-    """Quality metrics of G_ema every train.metrics_every steps (gan/metrics/during_training.py): logged as
+    """Quality metrics of G_ema every train.metrics_every steps (gan/training/quality.py): logged as
     metrics/*, the best so far kept as checkpoints/best.pt."""
 
     def __init__(self, run: Run):

@@ -90,7 +90,7 @@ def mean_speed(clip: torch.Tensor) -> float:
 
 
 def analysed_object(report: dict) -> Optional[dict]:
-    """The main object of a clip as `reelgan-analyze` sees it (a report of gan.metrics.analysis.ClipAnalyzer):
+    """The main object of a clip as `reelgan-analyze` sees it (a report of gan.analysis.analyzer.ClipAnalyzer):
     the longest object track's label ("red circle" for shapes: colour + class; "7" for digits), split into
     colour and class, and its velocity in px/frame from a least-squares fit of the tracked centres.
     None when the clip has no recognised object (the analysis found only junk or nothing)."""

@@ -28,9 +28,9 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import numpy as np
 
 from gan.data.builtin import SPEED_RANGE
-from gan.metrics.classifier import JUNK, PAIR
-from gan.metrics.detect import Detector, ThresholdDetector
-from gan.metrics.track import Track, Tracker
+from gan.analysis.classifier import JUNK, PAIR
+from gan.analysis.detect import Detector, ThresholdDetector
+from gan.analysis.track import Track, Tracker
 
 
 @dataclass
@@ -52,7 +52,7 @@ class ClipAnalyzer:
                  config: Optional[AnalysisConfig] = None):
         self.detector = detector or ThresholdDetector()
         if not isinstance(self.detector, Detector):
-            raise TypeError(f"detector {self.detector!r} has no detect(frames) method (see gan.metrics.detect)")
+            raise TypeError(f"detector {self.detector!r} has no detect(frames) method (see gan.analysis.detect)")
         self.tracker = tracker or Tracker()
         self.labeler = labeler
         self.config = config or AnalysisConfig()

@@ -8,7 +8,7 @@ user-installed YOLO) plugs in by implementing `Detector.detect`; see `CallableDe
         return [(x0, y0, x1, y1, score, name) for ... in my_model(frame)]
     detector = CallableDetector(run)
 
-YOLO through ultralytics (with its own tracker) ships as `gan.metrics.yolo.UltralyticsDetector`
+YOLO through ultralytics (with its own tracker) ships as `gan.analysis.yolo.UltralyticsDetector`
 (`pip install "reelgan[yolo]"`, `reelgan-analyze --detector ultralytics --weights PATH`).
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ class Detection:
     score: float = 1.0                   # detector confidence in [0, 1]
     label: Optional[str] = None          # class name, for detectors that also classify
     confidence: Optional[float] = None   # that label's confidence
-    track_id: Optional[int] = None       # set by detectors that track too (gan/metrics/yolo.py)
+    track_id: Optional[int] = None       # set by detectors that track too (gan/analysis/yolo.py)
 
     @property
     def size(self) -> Tuple[int, int]:

@@ -1,10 +1,11 @@
-"""Small networks that reelgan trains itself (the offline video feature net, the object classifier): where their
-weights live and how they are made on first use.
+"""Small networks that reelgan trains itself (the metrics' offline video feature net, the analysis' object
+classifier): where their weights live and how they are made on first use. Below both gan/metrics and gan/analysis,
+which each define their network and its recipe; `python -m gan.trained_nets_cli` trains them ahead of time.
 
 A network is defined by a *recipe* (a plain dict: dataset, sizes, steps, seed, code version). Lookup order:
 
-1. the shipped file `gan/metrics/assets/<kind>_<dataset>.pt`, when its stored recipe equals the current one;
-2. the cache `<cache>/trained/<kind>_<dataset>_<recipe hash>.pt` (see weights.cache_root);
+1. the shipped file `gan/assets/<kind>_<dataset>.pt`, when its stored recipe equals the current one;
+2. the cache `<cache>/trained/<kind>_<dataset>_<recipe hash>.pt` (gan.weights.cache_root);
 3. otherwise train now with the fixed seed (a few minutes on 2 CPU cores, logged) and save into the cache.
 
 So a changed recipe never reuses stale weights, and results name the sha256 of the weights they used.
@@ -22,10 +23,9 @@ from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
-from gan.errors import ReelganError
-
-from gan.metrics.weights import cache_root
 from gan.checkpoint import save_atomic
+from gan.errors import ReelganError
+from gan.weights import cache_root
 
 logger = logging.getLogger(__name__)
 
@@ -107,15 +107,18 @@ def load_or_train(kind: str, dataset: str, recipe: Dict,
     target = cache_path(kind, dataset, recipe)
     if not allow_train:
         raise TrainedNetError(f"no {kind} weights for '{dataset}' matching this recipe: expected "
-                              f"{asset_path(kind, dataset)} or {target}; run `python -m gan.metrics.train_nets "
+                              f"{asset_path(kind, dataset)} or {target}; run `python -m gan.trained_nets_cli "
                               f"--dataset {dataset}` once to create them")
     logger.warning(f"training the {kind} network for '{dataset}' once (fixed seed {recipe.get('seed')}; "
                    f"a few minutes on a CPU); it is cached at {target}")
-    state, scores = train_fn(recipe)
-    blob = {"format_version": FORMAT_VERSION, "kind": kind, "dataset": dataset, "recipe": recipe,
-            "state_dict": {k: v.detach().cpu().contiguous() for k, v in state.items()}, "scores": scores}
+    blob = _blob(kind, dataset, recipe, *train_fn(recipe))
     save_atomic(blob, target)
     return blob["state_dict"], _info(blob, target)
+
+
+def _blob(kind: str, dataset: str, recipe: Dict, state: Dict[str, torch.Tensor], scores: Dict) -> Dict:
+    return {"format_version": FORMAT_VERSION, "kind": kind, "dataset": dataset, "recipe": recipe,
+            "state_dict": {k: v.detach().cpu().contiguous() for k, v in state.items()}, "scores": scores}
 
 
 def _info(blob: Dict, path: Path) -> Dict:
@@ -124,9 +127,7 @@ def _info(blob: Dict, path: Path) -> Dict:
 
 
 def export_asset(kind: str, dataset: str, recipe: Dict, state: Dict[str, torch.Tensor], scores: Dict) -> Path:
-    """Write the shipped weights file (used by `reelgan-metrics train-offline --ship`)."""
+    """Write the shipped weights file (`python -m gan.trained_nets_cli --ship`)."""
     target = asset_path(kind, dataset)
-    blob = {"format_version": FORMAT_VERSION, "kind": kind, "dataset": dataset, "recipe": recipe,
-            "state_dict": {k: v.detach().cpu().contiguous() for k, v in state.items()}, "scores": scores}
-    save_atomic(blob, target)
+    save_atomic(_blob(kind, dataset, recipe, state, scores), target)
     return target

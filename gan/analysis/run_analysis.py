@@ -11,8 +11,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, Optional
 
-from gan.metrics.analysis import AnalysisConfig, ClipAnalyzer, aggregate
-from gan.metrics.clips import ClipSource, ClipSpec
+from gan.analysis.analyzer import AnalysisConfig, ClipAnalyzer, aggregate
+from gan.clip_sources import ClipSource, ClipSpec
 
 
 def run_analysis(source: ClipSource, resolution: int, dataset: Optional[str] = None, num: int = 64,
@@ -27,7 +27,7 @@ def run_analysis(source: ClipSource, resolution: int, dataset: Optional[str] = N
     from tqdm.auto import tqdm
     t0 = time.time()
     if labeler is None and dataset is not None:
-        from gan.metrics.classifier import ObjectLabeler
+        from gan.analysis.classifier import ObjectLabeler
         labeler = ObjectLabeler(dataset)
     config = AnalysisConfig(expected_objects=expected_objects, stride=stride)
     analyzer = ClipAnalyzer(labeler, detector, tracker, config=config)
@@ -61,7 +61,7 @@ def run_analysis(source: ClipSource, resolution: int, dataset: Optional[str] = N
         out.mkdir(parents=True, exist_ok=True)
         (out / "analysis.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
         if kept:
-            from gan.metrics.annotate import write_annotated
+            from gan.analysis.annotate import write_annotated
             write_annotated(out / "annotated.mp4", kept, reports, max_clips=annotate)
     return report
 

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from gan.data.builtin import BouncingShapes, MovingDigits
-from gan.metrics import trained
-from gan.metrics.classifier_net import CROP, CropClassifier, crop_boxes, extract_crops
-from gan.metrics.detect import ThresholdDetector
+from gan import trained_nets
+from gan.analysis.classifier_net import CROP, CropClassifier, crop_boxes, extract_crops
+from gan.analysis.detect import ThresholdDetector
 
 _SOURCES = {"digits": MovingDigits, "shapes": BouncingShapes}
 
@@ -116,7 +116,7 @@ def train_classifier(recipe: Dict, progress: bool = True) -> Tuple[Dict[str, tor
     dataset = recipe["dataset"]
     x, y = labelled_crops(dataset, recipe, "train", seed=0)
     num_classes = len(_SOURCES[dataset].class_names)
-    with torch.random.fork_rng(devices=[]), trained.threads(recipe["threads"]):
+    with torch.random.fork_rng(devices=[]), trained_nets.threads(recipe["threads"]):
         torch.manual_seed(recipe["seed"])
         net = CropClassifier(num_classes)
         opt = torch.optim.AdamW(net.parameters(), lr=recipe["lr"], weight_decay=1e-4)

@@ -16,7 +16,6 @@ Nothing is downloaded unless asked (`download=True`, the CLI's `--download`, or 
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 from gan.errors import ReelganError, publish
+from gan.weights import cache_root, sha256_of  # noqa: F401  (sha256_of: results name the file they used)
 
 
 class MissingWeightsError(FileNotFoundError):
@@ -67,22 +67,8 @@ INCEPTION_WEIGHTS = PublishedWeights(
 PUBLISHED = {w.name: w for w in (I3D_WEIGHTS, INCEPTION_WEIGHTS)}
 
 
-def cache_root() -> Path:
-    """`$REELGAN_CACHE`, else `~/.cache/reelgan` (weights, real-data statistics, offline networks)."""
-    env = os.environ.get("REELGAN_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "reelgan"
-
-
 def weights_dir() -> Path:
     return cache_root() / "weights"
-
-
-def sha256_of(path: os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _is_url(text: str) -> bool:

@@ -1,4 +1,5 @@
-"""Where metric clips come from: a generator checkpoint, a folder of generated videos, or a dataset.
+"""Where the clips that the metrics (gan/metrics) and the analysis (gan/analysis) read come from: a generator
+checkpoint, a folder of generated videos, or a dataset.
 
 Every source yields batches of uint8 clips `[B, T, H, W, 3]` at the requested square resolution, clip by
 clip in a fixed order, so the same arguments always give the same clips.

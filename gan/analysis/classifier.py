@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from gan.data.builtin import PALETTE, BouncingShapes, MovingDigits
-from gan.metrics import trained
-from gan.metrics.classifier_net import CropClassifier, crop_boxes, extract_crops
-from gan.metrics.classifier_train import classifier_recipe, train_classifier
-from gan.metrics.detect import Detection
+from gan import trained_nets
+from gan.analysis.classifier_net import CropClassifier, crop_boxes, extract_crops
+from gan.analysis.classifier_train import classifier_recipe, train_classifier
+from gan.analysis.detect import Detection
 
 PAIR = "pair"                               # label of blobs of two or more overlapping objects
 JUNK = "?"                                  # label of crops that are no recognisable object
@@ -53,7 +53,7 @@ class ObjectLabeler:
             raise ValueError(f"object classifiers exist for {sorted(CLASS_NAMES)}, not '{dataset}'")
         self.dataset = dataset
         self.class_names = list(CLASS_NAMES[dataset])
-        state, self.info = trained.load_or_train("classifier", dataset, classifier_recipe(dataset),
+        state, self.info = trained_nets.load_or_train("classifier", dataset, classifier_recipe(dataset),
                                                  train_classifier, allow_train, path)
         self.net = CropClassifier(len(self.class_names))
         self.net.load_state_dict(state)

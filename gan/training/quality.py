@@ -3,7 +3,7 @@
 `metrics/<name>`), and keep `checkpoints/best.pt` for the best value of `train.best_metric` so far.
 
 Metric names: any id of gan.metrics.evaluate.METRICS (e.g. 'fvd-offline'; the published ones need their
-weights in the cache, random features are never used here) and the analysis scores 'persistence',
+weights in the cache, random features are never used here) and the analysis scores (gan/analysis) 'persistence',
 'count', 'identity', 'recognisability', 'motion', 'clean' (higher is better). Distances use
 `TRAINING_CLIPS` clips per side; the real statistics are computed once and then come from the cache.
 
@@ -67,7 +67,7 @@ class TrainingMetrics:
         return values
 
     def measure(self, G_ema) -> Dict[str, float]:
-        from gan.metrics.clips import DatasetClips, GeneratorClips
+        from gan.clip_sources import DatasetClips, GeneratorClips
         cfg = self.cfg
         fake = GeneratorClips.from_module(G_ema, cfg, self.c_dim, name="training G_ema", device=self.device)
         real = DatasetClips.from_config(cfg.data, content_seed=cfg.train.seed)
@@ -80,7 +80,7 @@ class TrainingMetrics:
             values.update({k: float(r["value"]) for k, r in report["results"].items()})
         scores = [n for n in self.names if n in ANALYSIS_SCORES]
         if scores:
-            from gan.metrics.run_analysis import run_analysis
+            from gan.analysis.run_analysis import run_analysis
             report = run_analysis(fake, cfg.data.resolution, dataset=real.builtin, num=ANALYSIS_CLIPS,
                                   expected_objects=cfg.data.num_objects if real.builtin else None, progress=False,
                                   annotate=0)

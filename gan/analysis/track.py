@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from gan.metrics.detect import Detection
+from gan.analysis.detect import Detection
 
 Box = Tuple[float, float, float, float]
 

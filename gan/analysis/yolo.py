@@ -17,8 +17,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from gan.metrics.detect import Detection
-from gan.metrics.track import Track, TrackPoint
+from gan.analysis.detect import Detection
+from gan.analysis.track import Track, TrackPoint
 
 INSTALL_HINT = 'pip install "reelgan[yolo]"'
 
