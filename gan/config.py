@@ -95,7 +95,7 @@ class GeneratorConfig:
     #                                 camera); 0: the background is synthesised from w alone; -1: auto (the cameras
     #                                 counted in the data; 0 for a moving camera, 1 where the data is not read)
     canvas: float = 1.5             # scene G, moving camera: the canvas side / the frame side
-    camera_speed: float = 0.03      # scene G, moving camera: fastest pan, in canvas spans per frame
+    camera_speed: float = 0.03      # scene G, moving camera: fastest pan, in frame widths per frame
 
 
 @dataclass

@@ -179,7 +179,7 @@ def suggest(stats: List[Dict[str, object]]) -> Dict[str, object]:
         out["G.objects"] = 0
         out["G.backgrounds"] = 0
         motion = float(np.median([s["motion"] for s in same]))
-        out["G.camera_speed"] = round(float(np.clip(2.0 * motion / SIZE, 0.01, 0.1)), 3)
+        out["G.camera_speed"] = round(float(np.clip(2.0 * motion / SIZE, 0.01, 0.1)), 3)     # frame widths / frame
     return out
 
 

@@ -185,10 +185,12 @@ class SceneGenerator(VideoGenerator):
 
     def camera_path(self, ws: torch.Tensor, v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The camera's (x, y) in [0, 1] of the canvas' free span and its zoom, [B, T, 3] float32: a start and a
-        velocity (at most G.camera_speed canvas spans per frame) from w, bouncing at the canvas' edges, plus a small
+        velocity (at most G.camera_speed frame widths per frame) from w, bouncing at the canvas' edges, plus a small
         offset from the motion embedding v [B, T, m]; zoom = exp(rate * t) with |rate| <= camera_speed / 4."""
         k = self.camera_head(ws - self.w_mean.to(ws.dtype)).float()                      # [B, 5]
-        start, vel = torch.sigmoid(1.702 * k[:, None, :2]), self.cfg.camera_speed * torch.tanh(k[:, None, 2:4])
+        span = max(self.canvas - 1.0, 1e-3)                     # the free span, in frame widths
+        start = torch.sigmoid(1.702 * k[:, None, :2])
+        vel = (self.cfg.camera_speed / span) * torch.tanh(k[:, None, 2:4])             # frame widths -> spans
         b, n, m = v.shape
         jit = CAMERA_JITTER * torch.tanh(self.camera_jitter(v.reshape(b * n, m).to(ws.dtype)).float()).reshape(b, n, 2)
         pos = reflect_unit(start + vel * t.float()[..., None] + jit)
