@@ -20,6 +20,7 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from gan.ops import compile_fn
 from losses.adversarial import d_logistic, g_nonsaturating, r1_penalty
 from losses.augment import ClipAugment
 
@@ -89,7 +90,7 @@ class VideoGANLoss:
         self.r1_gamma, self.autocast = r1_gamma, autocast
         self.grad_scale = dict(grad_scale or {})          # main phases only; R1 runs in float32
         # R1 needs a double backward: it runs on the eager modules, the main phases on the compiled ones.
-        wrap = torch.compile if compile else (lambda m: m)
+        wrap = compile_fn if compile else (lambda m: m)
         self.main = {"G": wrap(G), "image": wrap(D_image), "video": wrap(D_video)}
         self.condition = condition or batch_condition
         self.terms = list(terms)

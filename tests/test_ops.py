@@ -1,5 +1,9 @@
 """Fused ops: the references against independent formulations, and compiled == reference."""
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -78,6 +82,7 @@ def test_modconv_rejects_mismatched_shapes():
         modulated_conv2d(torch.randn(2, 4, 5, 5), torch.randn(3, 4, 3, 3), torch.randn(2, 3))
 
 
+@pytest.mark.numerics
 def test_compiled_paths_equal_reference_forward_and_backward():
     # One tiny graph per op; the CPU compiler needs seconds per graph.
     torch.manual_seed(1)
@@ -97,3 +102,34 @@ def test_compiled_paths_equal_reference_forward_and_backward():
         g_ref = torch.autograd.grad(ref.sin().sum(), [x], retain_graph=False)
         g_fast = torch.autograd.grad(fast.sin().sum(), [x])
         torch.testing.assert_close(g_fast[0], g_ref[0], rtol=1e-4, atol=1e-5)
+
+
+# One compiled bias_act forward in a fresh process; prints the largest difference from the reference (nan if any).
+_PROBE = """
+import torch
+from gan.ops import bias_act
+torch.set_num_threads(2)
+torch.manual_seed(0)
+x, b = torch.randn(2, 3, 8, 8), torch.randn(3)
+y = bias_act(x, b, act="lrelu", clamp=1.0, impl="compiled")
+print((y - bias_act(x, b, act="lrelu", clamp=1.0, impl="ref")).abs().max().item())
+"""
+
+
+@pytest.mark.slow
+def test_compiled_ops_keep_apart_the_kernels_of_each_cpu_setting_in_one_cache(tmp_path):
+    # Inductor's on-disk cache does not key on the CPU vector width: without gan.ops' cpu_compile_options an
+    # AVX2 process was served AVX-512 kernels (half of every 16-float step unwritten: NaN, garbage or a crash) and
+    # the reverse wrote past the end of its buffers (docs/inductor_vec_isa_cache.md). On an AVX-512 machine this
+    # fails without the fix; on an AVX2-only one both runs pick the same width.
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    env.pop("ATEN_CPU_CAPABILITY", None)
+    root = Path(__file__).resolve().parents[1]
+    for capability in (None, "avx2"):                       # the machine's own kernels, then AVX2's, one cache
+        run_env = dict(env, **({"ATEN_CPU_CAPABILITY": capability} if capability else {}))
+        res = subprocess.run([sys.executable, "-c", _PROBE], cwd=root, env=run_env, capture_output=True, text=True,
+                             timeout=300)
+        assert res.returncode == 0, f"{capability or 'native'}: exit {res.returncode}: {res.stderr[-2000:]}"
+        diff = float(res.stdout.split()[-1])
+        # |y| <= 1 (the clamp): float32 rounding is ~1e-7 there, unwritten memory is anything (or nan).
+        assert diff <= 1e-5, f"{capability or 'native'} kernels differ from the reference by {diff}"
