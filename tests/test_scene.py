@@ -126,6 +126,11 @@ def test_prepared_folders_suggest_the_scene_G_or_the_layered_G(tmp_path):
     assert _prepare(tmp_path, "pan", [pan(seed=s) for s in range(3)]).suggestions()["G.camera"] == "moving"
     flat = _prepare(tmp_path, "sprites", [sprites(seed=s) for s in range(3)]).suggestions()
     assert "G.camera" not in flat and flat["G.objects"] == 2
+    # camera footage with the scene G turned off gets the synthesis G, not the layered G with the scene's sprites
+    from gan.data.dataset import ClipDataset, infer_settings
+    cfg = load_config(str(ROOT / "configs" / "tiny.yaml"), {"data": {"source": str(tmp_path)}, "G": {"camera": "none"}})
+    infer_settings(cfg, ClipDataset(walkers, cfg.data))
+    assert cfg.G.camera == "none" and cfg.G.objects == 0
     bank = median_backgrounds(walkers, 2)                       # one camera: one background, the figures gone
     assert bank.shape == (1, 64, 64, 3)
     assert walkers.read(0, 0, 1).min() < 20 and bank.min() > 30      # black figures in the frames, not in the bank

@@ -233,8 +233,9 @@ def infer_settings(cfg, dataset: ClipDataset) -> List[str]:
                         setattr(cfg.G, key[2:], found[key])
                         hint[key] = found[key]
         if cfg.G.objects == -1:
-            if reads:
-                cfg.G.objects = hint["G.objects"] = int(found["G.objects"])
+            if reads:                                      # camera footage with G.camera=none: no sprites for
+                footage = "G.camera" in found and cfg.G.camera == "none"      # the layered G (the synthesis G)
+                cfg.G.objects = hint["G.objects"] = 0 if footage else int(found["G.objects"])
                 if cfg.G.objects > 0:
                     cfg.G.object_size = hint["G.object_size"] = float(found["G.object_size"])
             else:
