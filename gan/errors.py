@@ -18,6 +18,10 @@ class ReelganError(Exception):
     """A failure whose message names the problem and the fix."""
 
 
+class WeightsError(ReelganError):
+    """A network's weights are missing, unobtainable or not the published file; the message says what to do."""
+
+
 class DiskFullError(ReelganError, OSError):
     """A write that ran out of disk space (or hit a file-size or quota limit); nothing older was replaced."""
 

@@ -19,7 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gan.weights import WeightsError, describe, flatten, load_numpy_pickle, sha256_of, weights_path
+from gan.numpy_pickle import flatten, load_numpy_pickle
+from gan.weights import WeightsError, describe, sha256_of, weights_path
 
 # Layer lists with torchvision's `features` indices (so converted keys read `features.<i>`): conv =
 # (in, out, kernel, stride, padding), 'M' = max-pool (AlexNet 3/2, VGG 2/2). LPIPS taps the ReLU outputs at

