@@ -6,7 +6,7 @@ checked here to share no word with the captions). Everything fitted (read-outs, 
 sees the plain captions or their vocabulary only.
 
 \b
-  python bench/text_probe.py                    # ~1 min on one core; prints the table, writes JSON
+  python bench/text_probe.py                    # ~1.5 min on one core; prints the tables, writes JSON
 Writes bench/results/text_probe-<date>.json.
 """
 from __future__ import annotations
@@ -119,7 +119,7 @@ def candidates(enc, vocab: List[str], plain: List[str]) -> Dict[str, Callable[[L
     def word_mean(texts):                              # (c) mean of each word's own vector
         return torch.stack([F.normalize(words(CAPTION_WORD.findall(t.lower())).mean(0), dim=0) for t in texts])
 
-    def anchored(texts, tau):                          # (e) each word -> (soft) nearest training word
+    def anchored(texts, tau):                          # (c) each word -> (soft) nearest training word
         out = []
         for t in texts:
             S = words(CAPTION_WORD.findall(t.lower())) @ V.T
@@ -139,6 +139,16 @@ def candidates(enc, vocab: List[str], plain: List[str]) -> Dict[str, Callable[[L
         return torch.stack(out)
 
     groups = word_groups()
+    grouped = {w for g in groups for w in g}
+
+    def retemplate(texts):                             # (d) words nearest a non-group training word become it
+        out = []
+        for t in texts:
+            ws = CAPTION_WORD.findall(t.lower())
+            near = [vocab[i] for i in (words(ws) @ V.T).argmax(1).tolist()]
+            out.append(" ".join(n if n not in grouped else w for w, n in zip(ws, near)))
+        return mean(out)
+
     plain_words = word_mean(plain).mean(0)
     layer = lambda k: (lambda t: layer_means(enc, t)[k])
     return {
@@ -146,6 +156,7 @@ def candidates(enc, vocab: List[str], plain: List[str]) -> Dict[str, Callable[[L
         "(d) mean pool, centred": lambda t: mean(t) - mu,
         "(d) mean pool, centred + whitened": lambda t: (mean(t) - mu) @ whiten,
         "(d) mean pool onto the training words' span": lambda t: mean(t) @ Q,
+        "(d) template words -> the training word they are nearest, then mean pool": retemplate,
         "(b) contextual tokens pooled per word, mean over words": contextual,
         **{f"(b) mean pool of layer {k} (0: token embeddings)": layer(k) for k in (0, 1, 3)},
         "(c) each word alone, mean": word_mean,
