@@ -218,7 +218,7 @@ class BusyReading:
     GIL in a C call, such as loading libtorch) and when it ends; `busy` is the quieter of the two windows split at
     the middle reading, so a blip (a process exiting as we start, a tab redrawing) does not cost a thread that a
     program running throughout would. It measures others beside our one busy core: where every core is taken,
-    they read a little under their demand, which still leaves them their cores but one."""
+    they read a little under their demand and count one core short, which still leaves 1 thread."""
 
     def __init__(self, cpus: Sequence[int], min_window: float = MIN_WINDOW):
         self.cpus = sorted(cpus)
@@ -253,8 +253,7 @@ class BusyReading:
             return
         ok = bool(self.points)
         if ok:
-            # each window lasts at least MIN_WINDOW (12 clock ticks per CPU at USER_HZ 100, so its steps stay
-            # under ~10%): a short body is topped up with a sleep, before the middle reading and after it
+            # a window under MIN_WINDOW (~12 ticks per CPU at USER_HZ 100) reads in steps over 8%: sleep it full
             time.sleep(max(0.0, self.points[0][0] + self.min_window - time.monotonic()))
             ok = self._take()
         middle = middle_index(self.points, self.min_window) if ok else 0
