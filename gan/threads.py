@@ -8,13 +8,15 @@ reelgan-analyze) calls `configure(requested)` before it loads torch:
 
 - cores: the CPUs of `os.sched_getaffinity`, counted as physical cores (SMT siblings share one), capped by a
   cgroup v2 `cpu.max` / v1 `cpu.cfs_quota_us` limit;
-- busy: other programs' use of those CPUs, in cores, from /proc/stat readings over 0.25 s minus this
-  process's own use (no /proc/stat: the 1-minute load average); a core counts as busy from half a core's use;
+- busy: other programs' use of those CPUs, in cores, from /proc/stat readings taken across torch's import
+  (0.5-2 s, so the reading costs no time of its own; at least 0.25 s) minus this process's own use (no
+  /proc/stat: the 1-minute load average); a core counts as busy from half a core's use;
 - threads = cores - busy cores, at least 1; under torchrun the cores are shared by the ranks of this machine;
-- GOMP_SPINCOUNT=2000 (set before torch loads its OpenMP runtime, unless the user set it or OMP_WAIT_POLICY): a
-  thread that waits at a barrier spins briefly, then sleeps, so a core taken by another program later in a run
-  costs a share of the speed instead of most of it, and a run alone keeps its speed (PASSIVE, no spin at all, cost
-  18% alone; libgomp's default spin, 2x beside a busy core: BENCHMARKS.md, "Busy CPU");
+- GOMP_SPINCOUNT=2000 (set before torch loads its OpenMP runtime, whatever the thread count, unless the user set
+  it or OMP_WAIT_POLICY): a thread that waits at a barrier spins briefly, then sleeps, so a core taken by another
+  program later in a run costs a share of the speed instead of most of it, and a run alone keeps its speed
+  (PASSIVE, no spin at all, cost 18% alone; libgomp's default spin, 2x beside a busy core: BENCHMARKS.md, "Busy
+  CPU"); at 1 thread there is no barrier to wait at, so the start line names the wait only from 2 threads;
 - `--threads N` / train.threads picks N instead; an OMP_NUM_THREADS in the environment wins over both.
 
 Inter-op threads follow the intra-op count (torch starts that pool only for torch.jit.fork-style work, which
@@ -22,14 +24,17 @@ reelgan does not do); DataLoader workers already run one torch thread each (torc
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, FrozenSet, Mapping, Optional, Sequence, Tuple
+from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 from gan.errors import ReelganError
 
@@ -37,7 +42,9 @@ ENV_THREADS = "OMP_NUM_THREADS"
 ENV_WAIT = "OMP_WAIT_POLICY"
 ENV_SPIN = "GOMP_SPINCOUNT"     # libgomp (torch's OpenMP on Linux): spins at a barrier before it sleeps
 SPIN = "2000"
-SAMPLE_SECONDS = 0.25               # two windows of 12 clock ticks per CPU (USER_HZ 100): an 8% resolution each
+SAMPLE_SECONDS = 0.25               # the reading where torch is already loaded: two windows of MIN_WINDOW
+MIN_WINDOW = 0.125                  # 12.5 clock ticks per CPU (USER_HZ 100): a busy reading's steps are under 8%
+EVERY = 0.05                        # how often BusyReading's thread reads /proc/stat while the body runs
 BUSY_FROM = 0.5                     # other programs' use of a core (in cores) from which that core counts as busy
 
 
@@ -190,28 +197,83 @@ def least_busy(readings: Sequence[Tuple[int, int, int]], ncpus: int) -> float:
     return min(others_busy(a, b, ncpus) for a, b in zip(readings, readings[1:]))
 
 
+def middle_index(points: Sequence[Tuple[float, Tuple[int, int, int]]], min_window: float = MIN_WINDOW) -> int:
+    """Which of the (time, reading) points splits the span into two windows: the one nearest the middle in time of
+    those at least `min_window` seconds from both ends; the last where none is (the second window follows it)."""
+    start, end = points[0][0], points[-1][0]
+    inner = [i for i, (t, _) in enumerate(points[1:-1], 1) if t - start >= min_window and end - t >= min_window]
+    return min(inner, key=lambda i: abs(points[i][0] - (start + end) / 2)) if inner else len(points) - 1
+
+
 def _reading(cpus: Sequence[int]) -> Tuple[int, int, int]:
     busy, total = cpu_ticks(Path("/proc/stat").read_text(), cpus)
     return busy, total, own_ticks(Path("/proc/self/stat").read_text())
 
 
-def busy_cores(cpus: Optional[Sequence[int]] = None, seconds: float = SAMPLE_SECONDS, windows: int = 2
-               ) -> Optional[float]:
-    """Other programs' use of this process's CPUs right now, in cores: the least of `windows` back-to-back samples,
-    so a blip (a process exiting, a tab redrawing) does not cost a thread that a program running throughout would;
-    None where it cannot be read."""
-    cpus = sorted(allowed_cpus() if cpus is None else cpus)
-    try:
-        readings = [_reading(cpus)]
-        for _ in range(windows):
-            time.sleep(seconds / windows)
-            readings.append(_reading(cpus))
-        return least_busy(readings, len(cpus))
-    except (OSError, ValueError, IndexError):
+class BusyReading:
+    """Other programs' use of `cpus`, in cores, while the body of a `with` runs (configure() reads it across torch's
+    import, mostly our own CPU, which own_ticks takes out): `busy` after the block, None where it cannot be read.
+
+    Readings are taken when the block starts, every EVERY seconds from a thread (it waits while the body holds the
+    GIL in a C call, such as loading libtorch) and when it ends; `busy` is the quieter of the two windows split at
+    the middle reading, so a blip (a process exiting as we start, a tab redrawing) does not cost a thread that a
+    program running throughout would. It measures others beside our one busy core: where every core is taken,
+    they read a little under their demand and count one core short, which still leaves 1 thread."""
+
+    def __init__(self, cpus: Sequence[int], min_window: float = MIN_WINDOW):
+        self.cpus = sorted(cpus)
+        self.min_window = min_window
+        self.points: List[Tuple[float, Tuple[int, int, int]]] = []
+        self.busy: Optional[float] = None
+        self.windows: Tuple[float, ...] = ()                       # the two windows' lengths in seconds, once read
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="reelgan-busy-reading", daemon=True)
+
+    def _take(self) -> bool:
+        try:
+            self.points.append((time.monotonic(), _reading(self.cpus)))
+            return True
+        except (OSError, ValueError, IndexError):                     # no /proc: the load average instead
+            return False
+
+    def _run(self) -> None:
+        while not self._stop.wait(EVERY):
+            self._take()
+
+    def __enter__(self) -> "BusyReading":
+        if self._take():
+            self._thread.start()
+        return self
+
+    def __exit__(self, kind, value, tb) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        if kind is not None:
+            return
+        ok = bool(self.points)
+        if ok:
+            # a window under MIN_WINDOW (~12 ticks per CPU at USER_HZ 100) reads in steps over 8%: sleep it full
+            time.sleep(max(0.0, self.points[0][0] + self.min_window - time.monotonic()))
+            ok = self._take()
+        middle = middle_index(self.points, self.min_window) if ok else 0
+        if ok and middle == len(self.points) - 1:
+            time.sleep(self.min_window)
+            ok = self._take()
+        if ok:
+            bounds = [self.points[i] for i in (0, middle, -1)]
+            self.windows = tuple(b[0] - a[0] for a, b in zip(bounds, bounds[1:]))
+            self.busy = least_busy([r for _, r in bounds], len(self.cpus))
+        elif hasattr(os, "getloadavg"):                             # macOS: runnable processes, 1-minute mean
+            self.busy = min(float(len(self.cpus)), os.getloadavg()[0])
+
+
+def busy_cores(cpus: Optional[Sequence[int]] = None, seconds: float = SAMPLE_SECONDS) -> Optional[float]:
+    """Other programs' use of this process's CPUs right now, in cores, read over `seconds` of sleep (two windows,
+    the quieter counts; see BusyReading); None where it cannot be read."""
+    with BusyReading(allowed_cpus() if cpus is None else cpus, seconds / 2) as reading:
         pass
-    if hasattr(os, "getloadavg"):                                       # macOS: runnable processes, 1-minute mean
-        return min(float(len(cpus)), os.getloadavg()[0])
-    return None
+    return reading.busy
 
 
 def busy_count(busy: float) -> int:
@@ -257,60 +319,64 @@ _READING: Dict[str, Tuple[int, Optional[float]]] = {}
 
 def machine_reading() -> Tuple[int, Optional[float]]:
     """(cores, busy) of this process, read once per process (a command run twice in one process, as the tests
-    do, does not sample again)."""
+    do, does not read again): configure() reads it across torch's import; where torch was loaded first, a
+    SAMPLE_SECONDS sleep here is the window."""
     if "reading" not in _READING:
         cpus = sorted(allowed_cpus())
         _READING["reading"] = (available_cores(cpus), busy_cores(cpus))
     return _READING["reading"]
 
 
+def reads_machine(requested: int, env: Mapping[str, str]) -> bool:
+    """Whether the choice needs the busy reading (the automatic one, outside torchrun)."""
+    return not (env.get(ENV_THREADS, "").strip() or requested or local_ranks(env) > 1)
+
+
 def choose(requested: int = 0, env: Optional[Mapping[str, str]] = None) -> ThreadChoice:
     """The thread count for this process: `requested` (> 0), else OMP_NUM_THREADS, else the automatic choice."""
     env = os.environ if env is None else env
-    ranks = local_ranks(env)
-    if env.get(ENV_THREADS, "").strip() or requested or ranks > 1:
-        cores, busy = available_cores(), None                       # no 0.25 s sample when nothing uses it
-    else:
+    if reads_machine(requested, env):
         cores, busy = machine_reading()
-    return decide(requested, env, cores, busy, ranks)
+    else:
+        cores, busy = available_cores(), None                       # no reading when nothing uses it
+    return decide(requested, env, cores, busy, local_ranks(env))
 
 
-def _import_torch():
-    """torch, imported with SIGINT held: a Ctrl-C that lands inside torch's C++ start-up aborts the process
+@contextlib.contextmanager
+def _sigint_held():
+    """SIGINT held while torch loads: a Ctrl-C that lands inside torch's C++ start-up aborts the process
     (pybind11 terminates on the KeyboardInterrupt); held, it arrives after the import as an ordinary one."""
-    import signal
-    import threading
     if "torch" in sys.modules or not hasattr(signal, "pthread_sigmask") or \
             threading.current_thread() is not threading.main_thread():
-        import torch
-        return torch
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})   # threads started inside inherit it
     try:
-        import torch
+        yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
-    return torch
 
 
 def configure(requested: int = 0) -> ThreadChoice:
     """Choose the threads (see the module's text) and apply them: call it before the command loads torch, so
-    the OpenMP wait policy can still be set. Returns the choice; `describe()` gives its line later."""
+    the OpenMP wait policy can still be set and the busy reading can run across torch's import. Returns the
+    choice; `describe()` gives its line later."""
+    loaded = "torch" in sys.modules
+    if not loaded and ENV_WAIT not in os.environ and ENV_SPIN not in os.environ:
+        os.environ[ENV_SPIN] = SPIN             # read once, when libgomp loads; a no-op at 1 thread, so set it always
+    with _sigint_held():
+        if not loaded and reads_machine(requested, os.environ) and "reading" not in _READING:
+            cpus = sorted(allowed_cpus())
+            with BusyReading(cpus) as reading:                      # torch's import is the window
+                import torch
+            _READING["reading"] = (available_cores(cpus), reading.busy)
+        import torch
     choice = choose(requested)
-    note = ""
-    mine = os.environ.get(ENV_SPIN) == SPIN and ENV_WAIT not in os.environ
-    if choice.threads > 1 and ENV_WAIT not in os.environ and ENV_SPIN not in os.environ:
-        if "torch" in sys.modules:
-            note = "OpenMP wait policy unchanged: torch was loaded first"
-        else:
-            os.environ[ENV_SPIN] = SPIN                              # read once, when libgomp loads
-            mine = True
-    if choice.threads > 1 and not mine and not note:
+    if choice.threads > 1 and not (os.environ.get(ENV_SPIN) == SPIN and ENV_WAIT not in os.environ):
         given = [f"{k}={os.environ[k]!r}" for k in (ENV_WAIT, ENV_SPIN) if k in os.environ]
-        if given:
-            note = f"{' '.join(given)} from the environment"
-    if note:
+        note = f"{' '.join(given)} from the environment" if given else \
+            "OpenMP wait policy unchanged: torch was loaded first"
         choice = dataclasses.replace(choice, wait_policy=note)
-    torch = _import_torch()
     torch.set_num_threads(choice.threads)
     try:
         torch.set_num_interop_threads(choice.threads)

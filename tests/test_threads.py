@@ -88,6 +88,21 @@ def test_a_blip_in_one_window_costs_no_thread_a_program_running_throughout_does(
     assert T.busy_count(T.least_busy(steady, 2)) == 1 and T.least_busy(steady, 2) == pytest.approx(1.0)
 
 
+def test_the_windows_split_at_the_reading_nearest_the_middle_and_stay_long_enough():
+    r = (0, 0, 0)
+    points = [(0.0, r), (0.05, r), (0.4, r), (0.55, r), (0.9, r), (1.0, r)]
+    assert T.middle_index(points, 0.125) == 3                                 # 0.55: the nearest to 0.5
+    assert T.middle_index(points[:3], 0.125) == 2                             # none leaves 0.125 s each side:
+    assert T.middle_index([(0.0, r), (0.1, r), (0.15, r)], 0.125) == 2         # the last, a second window after it
+
+
+def test_a_short_body_is_topped_up_to_two_full_windows():
+    with T.BusyReading(sorted(T.allowed_cpus()), min_window=0.06) as reading:
+        pass
+    assert len(reading.windows) == 2 and min(reading.windows) >= 0.06
+    assert reading.busy is not None and 0.0 <= reading.busy <= len(T.allowed_cpus())
+
+
 def test_own_ticks_read_past_a_process_name_with_spaces():
     text = "123 (my (odd) name) S 1 2 3 4 5 6 7 8 9 10 70 30 0 0 20 0 4"
     assert T.own_ticks(text) == 100
@@ -148,8 +163,83 @@ def test_one_allowed_core_gives_one_thread():
             "print(choice.threads, torch.get_num_threads(), os.environ.get('GOMP_SPINCOUNT', '-'))\n"
             "print(choice.describe())\n")
     lines = _child(code)
-    assert lines[0] == "1 1 -"                       # one thread: no OpenMP pool to tune
-    assert lines[1].startswith("threads: 1 (1 core available, ")
+    assert lines[0] == "1 1 2000"                    # the short spin whatever the count (at 1 thread it does nothing)
+    assert lines[1].startswith("threads: 1 (1 core available, ") and "GOMP" not in lines[1]
+
+
+ALONE = """
+import hashlib, os, threading, time
+from gan import threads as T
+real = T._reading
+tick = os.sysconf("SC_CLK_TCK")
+
+def alone(cpus):
+    # /proc/stat of a machine where only this process runs: its busy ticks are our CPU time, all threads
+    busy, total, own = real(cpus)
+    return round(time.process_time() * tick), total, own
+
+T._reading = alone
+stop = threading.Event()
+
+def work():                                             # a second thread of ours, busy outside the GIL (sha256)
+    data = bytes(1 << 22)
+    while not stop.is_set():
+        hashlib.sha256(data).digest()
+
+threading.Thread(target=work, daemon=True).start()
+choice = T.configure(0)
+stop.set()
+import torch
+print(choice.threads, T.available_cores(), torch.get_num_threads(), os.environ.get("GOMP_SPINCOUNT"))
+print(choice.describe())
+print(choice.busy)
+"""
+
+
+def test_a_fresh_process_alone_takes_all_cores_its_own_import_and_threads_not_counted_as_busy():
+    # configure() in a fresh interpreter reads across torch's import, in which our own threads keep up to two
+    # cores busy; on a machine where only we run (/proc/stat's busy ticks = our CPU time), nothing is busy
+    lines = _child(ALONE)
+    threads, cores, torch_threads, spin = lines[0].split()
+    assert threads == cores == torch_threads and spin == "2000"
+    assert lines[1].startswith(f"threads: {cores} (") and lines[1].endswith(" 0 busy)")
+    assert float(lines[2]) < 0.2                    # ~0: 2 ticks of rounding over windows of >= 12 ticks per CPU
+
+
+def _pinned_child(code, cpu):
+    return _child(f"import os; os.sched_setaffinity(0, {{{cpu}}})\n" + code)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity (Linux)")
+def test_our_own_import_is_not_read_as_another_programs_use():
+    # the real /proc/stat, one CPU: what the reading calls others' use cannot exceed the CPU's time we did not
+    # use (a reading that kept our import's ~1 core in would); on a quiet machine it reads ~0
+    code = ("from gan import threads as T\n"
+            "r = T.BusyReading(sorted(os.sched_getaffinity(0)))\n"
+            "with r:\n"
+            "    import torch\n"
+            "(_, (_, t0, o0)), (_, (_, t1, o1)) = r.points[0], r.points[-1]\n"
+            "print(r.busy, (o1 - o0) / (t1 - t0))\n")
+    busy, ours = (float(x) for x in _pinned_child(code, min(os.sched_getaffinity(0)))[0].split())
+    assert ours > 0.05                                                    # the import ran on that CPU
+    assert busy + ours <= 1.1                               # 0.1: two ticks of rounding in >= 25 ticks
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity (Linux)")
+def test_a_program_busy_throughout_the_import_is_counted():
+    # two spinning processes on the CPU our fresh process is pinned to: beside our import they hold ~2/3 of it
+    cpu = min(os.sched_getaffinity(0))
+    spin = f"import os; os.sched_setaffinity(0, {{{cpu}}}); print('on', flush=True)\nwhile True:\n    pass\n"
+    spinners = [subprocess.Popen([sys.executable, "-c", spin], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        assert all(p.stdout.readline().strip() == "on" for p in spinners)
+        lines = _pinned_child("from gan import threads as T\nchoice = T.configure(0)\n"
+                              "print(choice.busy)\nprint(choice.describe())\n", cpu)
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+    assert lines[1] == "threads: 1 (1 core available, 1 busy)", lines    # ~2/3 read (or more), 1/2 counts
 
 
 def test_configure_applies_an_injected_busy_reading(monkeypatch):
