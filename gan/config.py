@@ -96,6 +96,9 @@ class GeneratorConfig:
     #                                 counted in the data; 0 for a moving camera, 1 where the data is not read)
     canvas: float = 1.5             # scene G, moving camera: the canvas side / the frame side
     camera_speed: float = 0.03      # scene G, moving camera: fastest pan, in frame widths per frame
+    scene_warp: float = -1.0        # scene G: largest per-frame smooth warp of the background, in half-frames: what
+    #                                 moves in place (a face, a standing figure, leaves); 0: none; -1: auto (0.12 for
+    #                                 'subject', none for 'static' and 'moving')
 
 
 @dataclass
@@ -133,6 +136,8 @@ class LossConfig:
     #                                 at this value (None: fixed augment_prob)
     augment_speed_kimg: float = 5.0  # adaptive: thousands of clips for the probability to go from 0 to 1
     augment_interval: int = 4       # adaptive: steps between adjustments
+    motion_weight: float = -1.0     # G pays this times the distance between generated and real clips' frame change
+    #                                 (losses/motion.py; 0: off); -1: auto (on for the scene G, off otherwise)
 
 
 @dataclass
@@ -332,6 +337,18 @@ def resolved_backgrounds(cfg: "Config") -> int:
     return cfg.G.backgrounds
 
 
+# The scene G's motion matching weight when loss.motion_weight is -1: without it every clip stood still by step 1000
+# on footage whose subject sits in the background's median (losses/motion.py; BENCHMARKS.md, "Camera footage").
+SCENE_MOTION_WEIGHT = 1.0
+
+
+def resolved_motion_weight(cfg: "Config") -> float:
+    """loss.motion_weight with -1 (auto) resolved: SCENE_MOTION_WEIGHT for the scene G, 0 for the others."""
+    if cfg.loss.motion_weight == -1:
+        return SCENE_MOTION_WEIGHT if resolved_camera(cfg) in ("static", "subject", "moving") else 0.0
+    return float(cfg.loss.motion_weight)
+
+
 def resolved_objects(cfg: "Config") -> int:
     """G.objects with -1 (auto) resolved: the layered G with one sprite per object for the built-in 'digits'
     (separate objects on black), the synthesis G for everything else. Image/continue conditioning picks the
@@ -471,6 +488,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"unknown augmentation '{bad[0]}' in loss.augment (known: {', '.join(sorted(known_aug))})")
     if not 0 <= cfg.loss.augment_prob <= 1:
         raise ConfigError(f"loss.augment_prob must be in [0, 1], got {cfg.loss.augment_prob}")
+    if cfg.loss.motion_weight < 0 and cfg.loss.motion_weight != -1:
+        raise ConfigError(f"loss.motion_weight must be >= 0 (0: off) or -1 (auto), got {cfg.loss.motion_weight}")
     if cfg.loss.augment_target is not None:
         if not 0 < cfg.loss.augment_target < 1:
             raise ConfigError(f"loss.augment_target must be in (0, 1) (ADA used 0.6) or null, got {cfg.loss.augment_target}")
@@ -515,6 +534,8 @@ def validate_camera(cfg: Config) -> None:
         raise ConfigError(f"G.camera must be 'auto', 'none', 'static', 'subject' or 'moving', got '{g.camera}'")
     if g.backgrounds < -1 or g.canvas < 1 or g.camera_speed < 0:
         raise ConfigError("G.backgrounds must be >= 0 (or -1: auto), G.canvas >= 1 and G.camera_speed >= 0")
+    if not (g.scene_warp == -1 or 0 <= g.scene_warp <= 0.5):
+        raise ConfigError(f"G.scene_warp must be in [0, 0.5] half-frames (0: none) or -1 (auto), got {g.scene_warp}")
     if g.camera not in ("auto", "none") and cfg.cond.mode in ("image", "continue"):
         raise ConfigError(f"G.camera={g.camera} has no frame-conditioned form: use G.camera=none with "
                           f"cond.mode={cfg.cond.mode}")

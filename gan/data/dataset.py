@@ -214,7 +214,8 @@ def infer_settings(cfg, dataset: ClipDataset) -> List[str]:
     """Fill the config fields left to the data (data.channels 0, G.objects -1, G.camera 'auto' with the scene G's
     sizes, G.backgrounds -1) in place; returns what was inferred as 'key=value (why)' lines, for the run's log. The
     config saved with the run then holds concrete values."""
-    from gan.config import resolved_backgrounds, resolved_objects, validate_camera, validate_objects
+    from gan.config import (resolved_backgrounds, resolved_motion_weight, resolved_objects, validate_camera,
+                            validate_objects)
     source = dataset.source
     hint: Dict[str, object] = {}
     if cfg.data.channels == 0:
@@ -243,6 +244,11 @@ def infer_settings(cfg, dataset: ClipDataset) -> List[str]:
     said = [f"{k} ({why})" for k, why in explain(hint).items()]
     if cfg.G.backgrounds == -1:
         cfg.G.backgrounds = resolved_backgrounds(cfg)
+    if cfg.loss.motion_weight == -1:
+        cfg.loss.motion_weight = resolved_motion_weight(cfg)
+        if cfg.loss.motion_weight > 0:
+            said.append(f"loss.motion_weight={cfg.loss.motion_weight:g} (the scene G pays for clips that move less "
+                        f"or more than real ones: losses/motion.py)")
     validate_objects(cfg)                                     # the inferred G meets the same checks as a set one
     validate_camera(cfg)
     return said

@@ -20,7 +20,7 @@ import torch
 
 from gan import checkpoint as ckpt_io
 from gan import threads as cpu_threads
-from gan.config import Config, is_builtin
+from gan.config import Config, is_builtin, resolved_motion_weight
 from gan.data import build_dataset, infer_settings
 from gan.errors import ReelganError
 from gan.networks import build_discriminators, build_generator
@@ -30,6 +30,7 @@ from gan.training.logger import RunLogger
 from gan.training.media import real_grid
 from gan.training.modes import TrainingMode, build_mode, step_seed
 from losses import AdaptiveAugment, ClipAugment, VideoGANLoss
+from losses.motion import MotionMatchTerm
 
 
 class TrainingError(ReelganError, RuntimeError):
@@ -378,13 +379,22 @@ def _setup(cfg: Config, outdir: str, resume: bool, device: str, progress: bool, 
     loss = VideoGANLoss(G, D_image, D_video, augment, cfg.D.image_frames, cfg.loss.image_weight,
                         cfg.loss.video_weight, cfg.loss.r1_gamma, autocast_for(cfg.train.precision, device),
                         grad_scale={"G": scaler_G.scale, "D": scaler_D.scale}, compile=cfg.train.compile,
-                        **mode.loss_hooks())                             # a conditional mode's condition + terms
+                        **_loss_hooks(cfg, mode))
     return Run(cfg=cfg, outdir=out, device=device, rank=rank, world=world, dataset=dataset, mode=mode, G=G,
                G_ema=nets["G_ema"], D_image=D_image, D_video=D_video, opt_G=nets["opt_G"], opt_D=nets["opt_D"],
                scaler_G=scaler_G, scaler_D=scaler_D, loss=loss, augment=augment, ada=ada,
                loader=_loader(cfg, dataset, device, rank, world, start_step), logger=logger, step=start_step,
                seen=seen, start_step=start_step, resumed_from=resumed_from, last_checkpoint=resumed_from,
                saved_step=start_step if resumed_from is not None else None)
+
+
+def _loss_hooks(cfg: Config, mode: TrainingMode) -> Dict[str, Any]:
+    """VideoGANLoss's `condition` and `terms`: the mode's, plus motion matching where it is on."""
+    hooks = dict(mode.loss_hooks())
+    weight = resolved_motion_weight(cfg)
+    if weight > 0:
+        hooks["terms"] = list(hooks.get("terms", [])) + [MotionMatchTerm(weight)]
+    return hooks
 
 
 def _run_folder(out: Path, resume: bool, rank: int, device):
