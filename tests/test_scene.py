@@ -204,13 +204,40 @@ def test_scene_G_trains_and_samples_from_its_checkpoint(tmp_path):
     assert info["config"].G.backgrounds == 1 and G.bank.abs().sum() > 0  # started from the footage's median
     log = (tmp_path / "run" / "log.txt").read_text()
     assert "inferred from the data: G.camera=static" in log and "background bank starts from 1" in log
+    assert info["config"].loss.motion_weight > 0 and "loss.motion_weight=" in log     # motion matching is on
+    assert "G/motion_match" in (tmp_path / "run" / "log.jsonl").read_text()
     clip = render(G, [0, 1], 5, fused=False)
     assert clip.shape == (2, 5, 3, 16, 16) and torch.isfinite(clip).all()
+
+
+def test_a_static_scene_can_warp_in_place_when_asked():
+    G = build_generator(scene_cfg("static", objects=1))
+    assert G.flow is None and G.frame_modules() == []                     # auto: a static scene stands still
+    G = build_generator(scene_cfg("static", objects=1, scene_warp=0.05)).eval()
+    assert G.flow is not None and G.warp == 0.05
+    torch.nn.init.normal_(G.flow.weight)
+    with torch.no_grad():
+        w = G.mapping_forward(torch.randn(2, G.z_dim))
+        content = G.content(w)
+        v = G.motion_embedding(torch.randn(2, 3, G.motion_dim), torch.arange(6.0)[None].repeat(2, 1), w=w)
+        bg = G.view(content[1], v)                                          # [B, T, C, H, W]
+    assert (bg[:, 1:] - bg[:, :1]).abs().amax() > 0                       # the scene moves in place
+    # On a ramp equal to the x coordinate (bilinear sampling reads it exactly), the warped picture minus the ramp is
+    # the x displacement itself: at most G.scene_warp half-frames, away from the border where sampling clamps.
+    h = bg.shape[-1]
+    ramp = ((torch.arange(h) + 0.5) * 2 / h - 1).expand(2, 3, h, h)
+    with torch.no_grad():
+        moved = G.view(ramp, v)[..., 2:-2, 2:-2]
+    shift = (moved - ramp[:, None, :, 2:-2, 2:-2]).abs()
+    assert 0.2 * 0.05 < shift.amax() <= 0.05 * (1 + 1e-5)
+    assert build_generator(scene_cfg("subject")).warp > 0                # a subject always warps
 
 
 def test_camera_config_errors_name_the_field():
     with pytest.raises(ConfigError, match="G.camera"):
         scene_cfg("pan")
+    with pytest.raises(ConfigError, match="G.scene_warp"):
+        scene_cfg("static", scene_warp=0.9)
     with pytest.raises(ConfigError, match="G.canvas"):
         scene_cfg("moving", canvas=0.5)
     with pytest.raises(ConfigError, match="frame-conditioned"):

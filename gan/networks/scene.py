@@ -35,7 +35,7 @@ from gan.networks.layered import ALPHA_OFFSET, ObjectMapping, ObjectMotion, alph
 from gan.networks.layers import FullyConnectedLayer, MappingNetwork
 
 CAMERAS = ("static", "subject", "moving")
-SUBJECT_WARP = 0.12          # largest warp displacement of a subject, in half-frames
+SUBJECT_WARP = 0.12          # largest warp displacement of a subject, in half-frames (G.scene_warp -1)
 CAMERA_JITTER = 0.02         # largest offset of the camera path from the motion embedding, in canvas spans
 # Each sprite covers at least this share of its box (its alpha scaled up when less). Without a floor the sprites of
 # a static-camera run turned transparent within 50 steps (the Ds found the empty scene easier to accept: foreground
@@ -103,7 +103,8 @@ class SceneGenerator(VideoGenerator):
         # The residual starts small over a bank (the median is already a good scene), whole without one.
         self.residual_gain = nn.Parameter(torch.tensor(0.01 if self.backgrounds > 0 else 1.0))
         self.flow = None
-        if camera == "subject":                # a smooth per-frame warp of the subject (no bias: centred motion)
+        self.warp = (SUBJECT_WARP if camera == "subject" else 0.0) if cfg.scene_warp == -1 else float(cfg.scene_warp)
+        if self.warp > 0 and camera != "moving":  # a smooth per-frame warp of the scene (no bias: centred motion)
             g = max(2, cfg.warp_grid)
             self.flow = FullyConnectedLayer(cfg.motion_dim, 2 * g * g, bias=False, weight_init=0.05, impl=cfg.impl)
         self.camera_head = None
@@ -243,7 +244,7 @@ class SceneGenerator(VideoGenerator):
             return bg
         g = max(2, self.cfg.warp_grid)
         vf = v[..., :self.motion_dim].reshape(b * n, -1)
-        flow = SUBJECT_WARP * torch.tanh(self.flow(vf.to(self.flow.weight.dtype)).float()).reshape(b * n, 2, g, g)
+        flow = self.warp * torch.tanh(self.flow(vf.to(self.flow.weight.dtype)).float()).reshape(b * n, 2, g, g)
         flow = F.interpolate(flow, size=(h, h), mode="bilinear", align_corners=False).permute(0, 2, 3, 1)
         out = F.grid_sample(bg.reshape(b * n, -1, h, h), _base_grid(h, v.device) + flow, mode="bilinear",
                             padding_mode="border", align_corners=False)
@@ -277,4 +278,4 @@ class SceneGenerator(VideoGenerator):
 
     def extra_repr(self) -> str:
         return (f"resolution={self.resolution}, c_dim={self.c_dim}, camera={self.camera}, objects={self.objects}, "
-                f"backgrounds={self.backgrounds}, canvas={self.canvas:g}")
+                f"backgrounds={self.backgrounds}, canvas={self.canvas:g}, warp={self.warp:g}")
