@@ -377,7 +377,11 @@ def configure(requested: int = 0) -> ThreadChoice:
         note = f"{' '.join(given)} from the environment" if given else \
             "OpenMP wait policy unchanged: torch was loaded first"
         choice = dataclasses.replace(choice, wait_policy=note)
-    torch.set_num_threads(choice.threads)
+    if torch.get_num_threads() != choice.threads:
+        # only on a change: torch.set_num_threads also turns MKL's dynamic thread choice off, after which MKL's
+        # sin / cos / tanh of a few hundred values open a parallel region each (BENCHMARKS.md, "Sampling before
+        # and after the front-doors refactor")
+        torch.set_num_threads(choice.threads)
     try:
         torch.set_num_interop_threads(choice.threads)
     except RuntimeError:                                             # already set, or inter-op work has started

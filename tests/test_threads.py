@@ -1,6 +1,7 @@
 """The torch thread choice (gan/threads.py): cores from affinity and cgroups, other programs' load, the option and
 OMP_NUM_THREADS; and the commands that print it."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -252,6 +253,36 @@ def test_configure_applies_an_injected_busy_reading(monkeypatch):
     choice = T.configure(0)
     assert torch.get_num_threads() == 2
     assert "torch was loaded first" in choice.describe()                   # the wait policy is no longer ours to set
+
+
+@pytest.mark.skipif(not shutil.which("gcc") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs gcc (bench/gomp_count.c counts OpenMP regions) and 2 CPUs")
+def test_a_count_torch_already_runs_keeps_mkls_own_choice_for_small_calls(tmp_path):
+    # torch.set_num_threads turns MKL's dynamic choice off: a sin over 2048 floats then opens a parallel region
+    shim = tmp_path / "gomp_count.so"
+    subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", str(shim), str(ROOT / "bench" / "gomp_count.c"), "-ldl"],
+                   check=True)
+    code = ("import ctypes, os\n"
+            "from gan.threads import configure\n"
+            "n = len(os.sched_getaffinity(0))\n"
+            "c = configure(n)\n"                                     # the count torch starts with: nothing to set
+            "import torch\n"
+            "count = ctypes.CDLL(None).gomp_regions\n"
+            "x = torch.rand(2048)\n"
+            "def regions():\n"
+            "    r0 = count(); torch.sin(x); return count() - r0\n"
+            "print(c.threads == n == torch.get_num_threads(), regions())\n"
+            "torch.set_num_threads(n)\n"
+            "print(regions())\n")
+    env = {**os.environ, "LD_PRELOAD": str(shim)}
+    env = {k: v for k, v in env.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env["PYTHONPATH"] = str(ROOT)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    first, after_set = out.stdout.split()[-3:-1], out.stdout.split()[-1]
+    if after_set == "0":
+        pytest.skip("this torch build's sin runs on one thread either way (no MKL)")
+    assert first == ["True", "0"], out.stdout
 
 
 def test_short_spin_is_set_before_torch_loads_unless_the_user_set_a_wait():
