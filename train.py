@@ -52,7 +52,11 @@ def cli(config_path, data, outdir, steps, batch, resume, force, device, threads,
         over.setdefault("train", {})["batch"] = batch
     if threads is not None:
         over.setdefault("train", {})["threads"] = threads
-    cfg = load_config(config_path, over)
+    cfg = None
+    if resume and config_path is None and outdir is not None:      # the run's own config, read-off values included
+        from gan.config import run_config
+        cfg = run_config(outdir, over)
+    cfg = cfg or load_config(config_path, over)
     outdir = outdir or f"runs/{cfg.name}"
     if dry_run:
         click.echo(cfg.to_json())

@@ -12,7 +12,7 @@ import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import yaml
 
@@ -358,6 +358,24 @@ def resolved_objects(cfg: "Config") -> int:
             return cfg.data.num_objects
         return 0
     return cfg.G.objects
+
+
+def run_config(outdir: Union[str, Path], overrides: Optional[Dict[str, Any]] = None) -> Optional[Config]:
+    """The config a run folder was trained with (its config.json: the values read off the data made concrete), under
+    `overrides`: what `train.py --outdir RUN --resume` continues without --config. None where the folder has none."""
+    path = Path(outdir) / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path} is not a readable run config ({e}); pass the run's preset with --config") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path} is not a run config (not a JSON object); pass the run's preset with --config")
+    d.pop("_run", None)                                     # what the run recorded about itself, not settings
+    cfg = Config.from_dict(_merge(d, overrides) if overrides else d)
+    validate(cfg)
+    return cfg
 
 
 def load_config(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None) -> Config:

@@ -57,3 +57,26 @@ def test_generate_with_a_missing_or_foreign_checkpoint(tmp_path):
     assert res.exit_code == 2 and "cannot read checkpoint" in res.output
     res = CliRunner().invoke(generate.cli, ["--checkpoint", str(tmp_path / "none.pt"), "--outdir", str(tmp_path)])
     assert res.exit_code == 2 and "does not exist" in res.output
+
+
+def test_resume_continues_a_folder_run_with_its_own_config(tmp_path):
+    """`train.py --outdir RUN --resume` and nothing else: the run's config.json (data folder and the settings read off
+    it) is what continues, not the built-in default; --steps still overrides it."""
+    from gan.checkpoint import load
+    from gan.video_io import write_mp4
+    from tests.test_scene import street
+    data, run = tmp_path / "cam", tmp_path / "run"
+    for s in range(3):
+        write_mp4(data / f"v{s}.mp4", street(16, 64, seed=s)[0], fps=12, crf=12)
+    first = CliRunner().invoke(train.cli, ["--config", str(ROOT / "configs" / "tiny.yaml"), "--data", str(data),
+                                           "--outdir", str(run), "--steps", "2", "--no-progress",
+                                           "--set", "data.clip_frames=3"])
+    assert first.exit_code == 0, first.output
+    again = CliRunner().invoke(train.cli, ["--outdir", str(run), "--resume", "--steps", "3", "--no-progress"])
+    assert again.exit_code == 0, again.output
+    state = load(run / "checkpoints" / "latest.pt")
+    assert state["step"] == 3 and state["config"]["G"]["camera"] == "static"
+    (run / "config.json").write_text("{ not json")
+    broken = CliRunner().invoke(train.cli, ["--outdir", str(run), "--resume", "--steps", "4", "--no-progress"])
+    assert broken.exit_code == 2 and "config.json is not a readable run config" in broken.output
+    assert "Traceback" not in broken.output
