@@ -85,7 +85,8 @@ def train_run(outdir: Path, config: str, short: bool, *extra: str) -> float:
 
 
 # Config fields left to the data ('auto' values) that a run saves resolved (gan.data.infer_settings).
-INFERRED = (("data", "channels", 0), ("G", "objects", -1), ("G", "camera", "auto"), ("G", "backgrounds", -1))
+INFERRED = (("data", "channels", 0), ("G", "objects", -1), ("G", "camera", "auto"), ("G", "backgrounds", -1),
+            ("G", "scene_warp", -1), ("loss", "motion_weight", -1))
 
 
 def _resolved_config(args) -> Dict:
