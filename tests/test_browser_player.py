@@ -125,10 +125,11 @@ def test_page_frames_match_onnx_runtime_python(onnx_model):
         # The page's clips: chunks join seamlessly (each anchor's code depends on the seed and anchor only, and
         # the window covers the chunk's times as the Python renderer picks it), and seeds differ.
         clip = page.driver.execute_async_script(
-            "const done = arguments[arguments.length - 1], p = window.webplayer, f = (s, ts) => p.renderClip(s, 1, ts)"
-            ".then(o => Array.from(o.data));"
+            "const done = arguments[arguments.length - 1], p = window.webplayer;"
+            "const f = (s, ts) => p.renderClip(s, 1, ts).then(o => Array.from(o.data));"
             "const r = (a, n) => Array.from({length: n}, (_, i) => a + 1.5 * i);"
-            "Promise.all([f(3, r(0, 12)), f(3, r(0, 5)), f(3, r(7.5, 7)), f(4, r(0, 12))]).then(done, e => done(String(e)));")
+            "Promise.all([f(3, r(0, 12)), f(3, r(0, 5)), f(3, r(7.5, 7)), f(4, r(0, 12))])"
+            ".then(done, e => done(String(e)));")
         assert isinstance(clip, list), clip
         whole, first, second, other = (np.array(c, np.float32) for c in clip)
         assert np.abs(np.concatenate([first, second]) - whole).max() < F32_BOUND
@@ -170,6 +171,8 @@ def test_command_bad_model_is_one_line(onnx_model, tmp_path):
     pt = tmp_path / "G.pt"
     pt.write_bytes(b"x")
     assert "reelgan-export CKPT G.onnx --format onnx" in run("--checkpoint", pt, "--in-browser", "--port", 0)
+    assert "records nothing: drop --outdir, --precision" in run("--checkpoint", onnx_model, "--in-browser",
+                                                                "--precision", "bf16", "--outdir", tmp_path)
 
 
 @needs_browser

@@ -77,6 +77,13 @@ def cli(checkpoint, train_, config_path, overrides, resume, paused, port, host, 
     if config_path is not None or overrides or resume or paused:
         fail("--config, --set, --resume and --paused belong to --train")
     if in_browser:
+        from click.core import ParameterSource
+        ctx = click.get_current_context()
+        unused = ("outdir", "device", "threads", "precision", "compile_", "quality", "watermark_key", "watermark_user")
+        given = [f"--{n.rstrip('_').replace('_', '-')}" for n in unused
+                 if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE]
+        if given:
+            fail(f"--in-browser renders in the page, which records nothing: drop {', '.join(given)}")
         from gan.studio.browser_player import BrowserRoom
         room = BrowserRoom(checkpoint, {"seed": seed, "chunk": chunk, "display_fps": fps})
         info = room.info
