@@ -153,6 +153,10 @@ def test_page_plays_and_counts_frames_shown(onnx_model):
         stats = page.js("return window.webplayer.stats")
         assert stats["shown"] > 5 and stats["fps"] > 0 and stats["errors"] == []
         assert "frames/s shown" in page.js("return document.getElementById('stats').textContent")
+        # everything the page loaded (runtime, its .wasm, the model) came from the studio itself: no CDN
+        urls = page.js("return performance.getEntriesByType('resource').map(e => e.name)")
+        origin = page.js("return location.origin")
+        assert any(u.endswith(".wasm") for u in urls) and all(u.startswith(origin + "/") for u in urls), urls
     finally:
         page.close()
 
