@@ -31,6 +31,17 @@ STATIC = Path(__file__).resolve().parent / "static"
 WS_MAX_MESSAGE = 64 * 1024
 
 
+class Static(StaticFiles):
+    """The shared static files, marked usable by a cross-origin isolated page (the in-browser player's WASM
+    threads start workers from these scripts, and a worker without COEP is refused shared memory)."""
+
+    def file_response(self, *args, **kwargs) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers.update({"Cross-Origin-Embedder-Policy": "require-corp",
+                                 "Cross-Origin-Resource-Policy": "same-origin"})
+        return response
+
+
 class Room(Protocol):
     name: str
     title: str
@@ -65,7 +76,7 @@ def build_app(rooms: List[Room], access: Access) -> Starlette:
         return Response(status_code=204)
 
     routes = [Route("/", home), Route("/favicon.ico", no_icon),
-              Mount("/static", app=StaticFiles(directory=STATIC), name="static")]
+              Mount("/static", app=Static(directory=STATIC), name="static")]
     for room in rooms:
         routes += room.routes()
     return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(Guard, access=access)])

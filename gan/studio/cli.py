@@ -7,6 +7,7 @@ Examples:
   reelgan-studio --checkpoint G.pt --outdir my_clips --watermark-key wm.key   # where the record button writes
   reelgan-studio --train --config configs/tiny.yaml --outdir runs/room         # the training room
   reelgan-studio --train --outdir runs/room --resume                          # continue that run
+  reelgan-studio --checkpoint G.onnx --in-browser     # the page runs G.onnx itself (reelgan-export --format onnx)
 
 The page's controls act within a frame or two: seed, truncation, speed and direction, scrub, a glide to
 another seed, class / prompt / still (models that take them), precision, compile and preview size of the
@@ -37,6 +38,8 @@ from gan.cli_utils import Command, threads_option, watermark_options
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="--train: override a config field, e.g. --set train.steps=2000 (repeatable).")
 @click.option("--resume", is_flag=True, help="--train: continue the run in --outdir from its newest checkpoint.")
+@click.option("--in-browser", "in_browser", is_flag=True,
+              help="Play an exported G.onnx in the page itself (onnxruntime-web, WebAssembly): no Python rendering.")
 @click.option("--paused", is_flag=True, help="--train: start paused (the page's button starts it).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
               help="Port to serve on (0: any free one).")
@@ -62,7 +65,7 @@ from gan.cli_utils import Command, threads_option, watermark_options
 @watermark_options("Private watermark key for recordings [default: as generate.py: $REELGAN_WATERMARK_KEY, the "
                    "config's, else the public key].", "16-bit user id carried in the recordings' watermark.")
 def cli(checkpoint, train_, config_path, overrides, resume, paused, port, host, outdir, device, threads, precision,
-        compile_, fps, seed, chunk, quality, watermark_key, watermark_user):
+        compile_, fps, seed, chunk, quality, watermark_key, watermark_user, in_browser):
     from pathlib import Path
 
     from gan.cli_utils import fail
@@ -73,6 +76,19 @@ def cli(checkpoint, train_, config_path, overrides, resume, paused, port, host, 
         return _train_room(config_path, overrides, resume, paused, outdir, device, threads, host, port)
     if config_path is not None or overrides or resume or paused:
         fail("--config, --set, --resume and --paused belong to --train")
+    if in_browser:
+        from click.core import ParameterSource
+        ctx = click.get_current_context()
+        unused = ("outdir", "device", "threads", "precision", "compile_", "quality", "watermark_key", "watermark_user")
+        given = [f"--{n.rstrip('_').replace('_', '-')}" for n in unused
+                 if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE]
+        if given:
+            fail(f"--in-browser renders in the page, which records nothing: drop {', '.join(given)}")
+        from gan.studio.browser_player import BrowserRoom
+        room = BrowserRoom(checkpoint, {"seed": seed, "chunk": chunk, "display_fps": fps})
+        info = room.info
+        return _serve([room], host, port, lambda url: f"reelgan studio: {info['name']} ({info['resolution']} px) "
+                      f"rendered in the browser at {url} (Ctrl-C stops)")
     choice = configure(threads or 0)                # before torch loads (its OpenMP settings)
     from gan.cli_utils import pick_device
     outdir = outdir or "studio_recordings"

@@ -1,0 +1,195 @@
+"""The in-browser player (reelgan-studio --checkpoint G.onnx --in-browser; gan/studio/browser_player.py): the page
+runs the exported tiny G on onnxruntime-web (WebAssembly, vendored) in Debian's headless Chromium. Its frames for
+given inputs equal ONNX Runtime Python's, it plays, and a bad model is one clear line (command or page)."""
+import hashlib
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+pytest.importorskip("onnxruntime")
+
+from gan import checkpoint as ckpt_io  # noqa: E402
+from gan.config import load_config  # noqa: E402
+from tests import browser  # noqa: E402
+from tests.conftest import ROOT  # noqa: E402
+
+ORT_DIR = ROOT / "gan" / "studio" / "static" / "browser" / "ort"
+# Same float32 bound as tests/test_onnx.py (runtime vs PyTorch): the WASM kernels (128-bit SIMD) and the native
+# ones (AVX2 / AVX-512) sum each convolution's products in different orders, ~ sqrt(n) * eps32 per layer over the
+# few layers of the tiny G; 1e-4 (~840 eps32 for outputs in [-1, 1]) is far above that and far below a wrong
+# input (a wrong time, anchor or latent moves frames by > 1e-2, checked below); measured 4.4e-6 on AMD EPYC.
+F32_BOUND = 1e-4
+needs_browser = pytest.mark.skipif(browser.missing_reason() is not None, reason=str(browser.missing_reason()))
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory):
+    """The tiny G (16 px, random weights, visible motion) exported to ONNX by the real command."""
+    from gan.export import cli
+    from gan.networks import build_generator
+    cfg = load_config(str(ROOT / "configs" / "tiny.yaml"))
+    torch.manual_seed(0)
+    G = build_generator(cfg).eval()
+    torch.nn.init.normal_(G.flow.weight)
+    d = tmp_path_factory.mktemp("webplayer")
+    ckpt_io.save_atomic({"format_version": ckpt_io.FORMAT_VERSION, "kind": "reelgan-generator",
+                         "config": cfg.to_dict(), "c_dim": 0, "class_names": [], "step": 3,
+                         "G_ema": G.state_dict()}, d / "G.pt")
+    res = CliRunner().invoke(cli, [str(d / "G.pt"), str(d / "G.onnx")])
+    assert res.exit_code == 0, res.output
+    return d / "G.onnx"
+
+
+def test_vendored_runtime_matches_its_manifest():
+    rows = [line.split() for line in (ORT_DIR / "MANIFEST").read_text().splitlines() if not line.startswith("#")]
+    assert {name for _, name in rows} == {p.name for p in ORT_DIR.iterdir()} - {"MANIFEST", "LICENSE"}
+    for digest, name in rows:
+        assert hashlib.sha256((ORT_DIR / name).read_bytes()).hexdigest() == digest, name
+
+
+def _start(model: Path, *extra):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "gan.studio.cli", "--checkpoint", str(model), "--in-browser",
+                             "--port", "0", *extra], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    m = re.search(r"(http://127\.0\.0\.1:\d+/)\?token=([\w-]{40,})", line)
+    if m is None:
+        proc.kill()
+        raise AssertionError(f"no URL printed: {line!r} {proc.stderr.read()}")
+    return proc, m.group(1), m.group(2)
+
+
+class Page:
+    """The studio serving `model` in the browser room, and a headless Chromium on its page."""
+
+    def __init__(self, model, query="", before_open=None):
+        self.proc, url, token = _start(model)
+        if before_open is not None:
+            before_open()
+        self.driver = browser.open_browser()
+        self.driver.get(f"{url}browser?token={token}{query}")
+
+    def wait(self, script, timeout=60.0):
+        return browser.wait_for(self.driver, script, timeout)
+
+    def js(self, script, *args):
+        return self.driver.execute_script(script, *args)
+
+    def close(self):
+        self.driver.quit()
+        self.proc.kill()
+        self.proc.communicate(timeout=30)
+
+
+def _wait_ready(page):
+    page.wait("return window.webplayer.ready || window.webplayer.stats.errors.length")
+    assert page.js("return window.webplayer.stats.errors") == []
+
+
+@needs_browser
+def test_page_frames_match_onnx_runtime_python(onnx_model):
+    from gan.sampling.onnx_runtime import OnnxGenerator
+    og = OnnxGenerator(onnx_model)
+    page = Page(onnx_model, "&play=0")
+    try:
+        _wait_ready(page)
+        # cross-origin isolated, so the runtime's WebAssembly threads run (one per core, up to 8)
+        assert page.js("return [crossOriginIsolated, window.webplayer.threads === "
+                       "Math.min(navigator.hardwareConcurrency, 8)]") == [True, True]
+        gen = torch.Generator().manual_seed(5)
+        b, k, t, k0, psi = 2, 3, 5, 1, 0.7
+        z, codes = torch.randn(b, og.z_dim, generator=gen), torch.randn(b, k, og.motion_dim, generator=gen)
+        times = (k0 + torch.rand(b, t, generator=gen) * (k - 1) * 0.99) * og.motion_period
+        feed = {"B": b, "T": t, "K": k, "z": z.flatten().tolist(), "psi": psi, "codes": codes.flatten().tolist(),
+                "anchorOffset": k0, "t": times.flatten().tolist()}
+        got = page.driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "window.webplayer.run(arguments[0]).then(o => done([o.dims, Array.from(o.data)]), e => done(String(e)));",
+            feed)
+        assert isinstance(got, list), got
+        ref = og.run(z.numpy(), psi, codes.numpy(), k0, times.numpy())
+        assert got[0] == list(ref.shape) == [b, t, 3, 16, 16]
+        out = np.array(got[1], np.float32).reshape(ref.shape)
+        assert np.abs(out - ref).max() < F32_BOUND
+        assert np.abs(ref[:, 1:] - ref[:, :1]).max() > 1e-2          # frames move: the bound is not vacuous
+
+        # The page's clips: chunks join seamlessly (each anchor's code depends on the seed and anchor only, and
+        # the window covers the chunk's times as the Python renderer picks it), and seeds differ.
+        clip = page.driver.execute_async_script(
+            "const done = arguments[arguments.length - 1], p = window.webplayer;"
+            "const f = (s, ts) => p.renderClip(s, 1, ts).then(o => Array.from(o.data));"
+            "const r = (a, n) => Array.from({length: n}, (_, i) => a + 1.5 * i);"
+            "Promise.all([f(3, r(0, 12)), f(3, r(0, 5)), f(3, r(7.5, 7)), f(4, r(0, 12))])"
+            ".then(done, e => done(String(e)));")
+        assert isinstance(clip, list), clip
+        whole, first, second, other = (np.array(c, np.float32) for c in clip)
+        assert np.abs(np.concatenate([first, second]) - whole).max() < F32_BOUND
+        assert np.abs(other - whole).mean() > 1e-2
+    finally:
+        page.close()
+
+
+@needs_browser
+def test_page_plays_and_counts_frames_shown(onnx_model):
+    page = Page(onnx_model)
+    try:
+        _wait_ready(page)
+        page.wait("return window.webplayer.stats.shown > 5")
+        grab = ("const c = document.getElementById('view');"
+                "return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);")
+        a = np.array(page.js(grab), np.uint8)
+        time.sleep(0.5)
+        b = np.array(page.js(grab), np.uint8)
+        assert a.size == 16 * 16 * 4 and np.abs(a.astype(int) - b.astype(int)).mean() > 0.5   # the clip moves
+        stats = page.js("return window.webplayer.stats")
+        assert stats["shown"] > 5 and stats["fps"] > 0 and stats["errors"] == []
+        assert "frames/s shown" in page.js("return document.getElementById('stats').textContent")
+        # everything the page loaded (runtime, its .wasm, the model) came from the studio itself: no CDN
+        urls = page.js("return performance.getEntriesByType('resource').map(e => e.name)")
+        origin = page.js("return location.origin")
+        assert any(u.endswith(".wasm") for u in urls) and all(u.startswith(origin + "/") for u in urls), urls
+    finally:
+        page.close()
+
+
+def test_command_bad_model_is_one_line(onnx_model, tmp_path):
+    from gan.studio.cli import cli
+
+    def run(*args):
+        res = CliRunner().invoke(cli, [str(a) for a in args])
+        lines = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+        assert res.exit_code == 2 and len(lines) == 1 and "Traceback" not in res.output, res.output
+        return lines[0]
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not an onnx file")
+    assert "bad.onnx is not a readable ONNX file" in run("--checkpoint", bad, "--in-browser", "--port", 0)
+    pt = tmp_path / "G.pt"
+    pt.write_bytes(b"x")
+    assert "reelgan-export CKPT G.onnx --format onnx" in run("--checkpoint", pt, "--in-browser", "--port", 0)
+    assert "records nothing: drop --outdir, --precision" in run("--checkpoint", onnx_model, "--in-browser",
+                                                                "--precision", "bf16", "--outdir", tmp_path)
+
+
+@needs_browser
+def test_page_bad_model_is_one_line(onnx_model, tmp_path):
+    """A model file that breaks after the command checked it (cut short on disk): the page says so in one line."""
+    model = tmp_path / "cut.onnx"
+    data = onnx_model.read_bytes()
+    model.write_bytes(data)
+    page = Page(model, before_open=lambda: model.write_bytes(data[: len(data) // 2]))
+    try:
+        page.wait("return window.webplayer.stats.errors.length")
+        status = page.js("return document.querySelector('#status.error').textContent")
+        assert status.startswith("cannot load cut.onnx in the browser: ") and "\n" not in status, status
+        assert page.js("return window.webplayer.ready") is False
+    finally:
+        page.close()
