@@ -82,7 +82,8 @@ def export_onnx(G: nn.Module, cfg: Config, out: Union[str, Path], *, c_dim: int 
     onnx = require_onnx()
     check_exportable(G, cfg, c_dim)
     G = G.float().eval().requires_grad_(False)
-    model_id = wm.model_id(G.state_dict(), {k: v for k, v in cfg.to_dict().items() if k != "watermark"})
+    model_id = wm.model_id(G.state_dict(), {k: v for k, v in cfg.to_dict().items() if k != "watermark"},
+                           type(cfg)().to_dict())
     b, k, tt = 2, 3, 5
     times = torch.linspace(0, G.motion_period * (k - 1) - 0.01, tt)[None].repeat(b, 1)    # inside anchors 0..k-1
     args = (torch.randn(b, G.z_dim), torch.tensor(1.0), torch.randn(b, k, G.motion_dim),

@@ -125,10 +125,11 @@ def parse_payload(text: str) -> int:
     return value
 
 
-def model_id(state_dict: Dict[str, torch.Tensor], config: Optional[dict] = None) -> int:
+def model_id(state_dict: Dict[str, torch.Tensor], config: Optional[dict] = None,
+             defaults: Optional[dict] = None) -> int:
     """32-bit id of a generator: sha256 over its weights (name, shape, float32 bytes) and the fields of its config
-    that differ from the defaults, so a field added in a later release (at its default) leaves old models' ids as
-    they were."""
+    that differ from `defaults` (the config class's own), so a field added in a later release, at its default,
+    leaves the ids of models made before it as they were."""
     h = hashlib.sha256()
     for name in sorted(state_dict):
         t = state_dict[name]
@@ -138,7 +139,7 @@ def model_id(state_dict: Dict[str, torch.Tensor], config: Optional[dict] = None)
         h.update(str(tuple(t.shape)).encode())
         h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     if config is not None:
-        h.update(repr(sorted(set(_flatten(config)) - _default_fields())).encode())
+        h.update(repr(sorted(set(_flatten(config)) - set(_flatten(defaults or {})))).encode())
     return int.from_bytes(h.digest()[:4], "big")
 
 
@@ -151,12 +152,8 @@ def for_generator(G, config=None, key_file: Optional[str] = None, user_id: Optio
     key, origin = resolve_key(key_file, section.get("key") or None)
     uid = int(section.get("user_id", 0) if user_id is None else user_id)
     state = G.state_dict() if hasattr(G, "state_dict") else G
-    return Watermarker(key, make_payload(model_id(state, cfg), uid), origin=origin)
-
-
-def _default_fields() -> set:
-    from gan.config import Config
-    return set(_flatten(Config().to_dict()))
+    defaults = type(config)().to_dict() if hasattr(config, "to_dict") else None     # a Config's own defaults
+    return Watermarker(key, make_payload(model_id(state, cfg, defaults), uid), origin=origin)
 
 
 def _flatten(d, prefix=""):

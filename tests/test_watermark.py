@@ -118,13 +118,13 @@ def test_keys_payloads_and_model_ids(tmp_path, monkeypatch):
     assert wm.model_id(sd, {"x": 1}) == wm.model_id(dict(sd), {"x": 1}) != wm.model_id(sd, {"x": 2})
     assert wm.model_id(sd) != wm.model_id({"a": torch.ones(2) * 2, "b": torch.zeros(3)})
     # A config field added in a later release, at its default, leaves an old model's id as it was; a set one counts.
-    from gan.config import load_config
-    full = load_config(str(ROOT / "configs" / "tiny.yaml")).to_dict()
+    from gan.config import Config, load_config
+    full, defaults = load_config(str(ROOT / "configs" / "tiny.yaml")).to_dict(), Config().to_dict()
     older = {k: dict(v) if isinstance(v, dict) else v for k, v in full.items()}
     del older["loss"]["motion_weight"], older["G"]["scene_warp"]
-    assert wm.model_id(sd, full) == wm.model_id(sd, older)
+    assert wm.model_id(sd, full, defaults) == wm.model_id(sd, older, defaults)
     full["loss"]["motion_weight"] = 0.5
-    assert wm.model_id(sd, full) != wm.model_id(sd, older)
+    assert wm.model_id(sd, full, defaults) != wm.model_id(sd, older, defaults)
     assert wm.resolve_key() == (wm.PUBLIC_KEY, "public default key")
     (tmp_path / "k").write_bytes(b"k" * 32)
     monkeypatch.setenv(wm.KEY_ENV, str(tmp_path / "k"))
