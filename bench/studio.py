@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -61,17 +60,11 @@ def make_checkpoint(config: str, res: int, path: Path) -> Path:
 
 def start_server(ckpt: Path, outdir: Path, *extra, tree: Path = ROOT, env: Optional[dict] = None) -> tuple:
     """`reelgan-studio` of `tree` (its own gan/ first on the path, in `env`) on `ckpt`: (process, URL, start line)."""
+    from tests.browser import start_studio
     env = dict(os.environ, PYTHONPATH=str(tree)) if env is None else env
-    proc = subprocess.Popen([sys.executable, "-m", "gan.studio.cli", "--checkpoint", str(ckpt), "--port", "0",
-                             "--outdir", str(outdir), *extra], cwd=tree, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
     # the URL with its token (none in a tree from before the studio's guard: bench/busy_cpu.py's baseline)
-    m = re.search(r"http://127\.0\.0\.1:\d+/(\?token=[\w-]+)?", line)
-    if m is None:
-        proc.kill()
-        raise RuntimeError(f"the studio did not start: {line!r} {proc.stderr.read()[-2000:]}")
-    return proc, m.group(0), line.strip()
+    proc, base, token, line = start_studio("--checkpoint", ckpt, "--outdir", outdir, *extra, cwd=tree, env=env)
+    return proc, base + (f"?token={token}" if token else ""), line
 
 
 def stop_server(proc) -> None:

@@ -252,13 +252,19 @@ def cli(out):
                    f"one-factor captions, mean-pool read-out {r['one factor']:.0%}")
     doc = {"date": dt.date.today().isoformat(), "command": "python bench/text_probe.py " + " ".join(sys.argv[1:]),
            "anchors": vocab, "held_out_shared": shared, "rows": rows, "readout_sweep": sweep, "ceilings": ceiling,
-           "total_s": time.time() - t0,
-           "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                       "torch": torch.__version__}}
-    path = Path(out) if out else ROOT / "bench" / "results" / f"text_probe-{doc['date']}.json"
+           "total_s": time.time() - t0}
+    save(doc, "text_probe", out)
+
+
+def save(doc: Dict, name: str, out=None) -> Path:
+    """Write a probe's results (with the machine) to OUT or bench/results/NAME-DATE.json and say where."""
+    doc["machine"] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                      "torch": torch.__version__}
+    path = Path(out) if out else ROOT / "bench" / "results" / f"{name}-{doc['date']}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=1) + "\n")
     click.echo(f"wrote {path} in {doc['total_s']:.0f} s")
+    return path
 
 
 if __name__ == "__main__":

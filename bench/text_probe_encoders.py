@@ -32,7 +32,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -47,7 +46,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.text_probe import KEYS, readout_accuracy, ridge_readouts, word_groups  # noqa: E402
+from bench.text_probe import KEYS, readout_accuracy, ridge_readouts, save, word_groups  # noqa: E402
 
 
 def sha256(path: str) -> str:
@@ -153,13 +152,8 @@ def cli(python, encoders, timeout, out):
             click.echo(f"    ceiling {c:24s} word alone {v['word']:5s}  one-factor captions {v['one factor']:.0%}")
     doc = {"date": dt.date.today().isoformat(),
            "command": "python bench/text_probe_encoders.py " + " ".join(sys.argv[1:]),
-           "held_out_shared": shared, "texts": len(unique), "rows": rows, "total_s": time.time() - t0,
-           "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                       "torch": torch.__version__}}
-    path = Path(out) if out else ROOT / "bench" / "results" / f"text_probe_encoders-{doc['date']}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1) + "\n")
-    click.echo(f"wrote {path} in {doc['total_s']:.0f} s")
+           "held_out_shared": shared, "texts": len(unique), "rows": rows, "total_s": time.time() - t0}
+    save(doc, "text_probe_encoders", out)
 
 
 if __name__ == "__main__":

@@ -69,3 +69,23 @@ def wait_for(driver, script: str, timeout: float = 30.0, poll: float = 0.1):
         time.sleep(poll)
     status = driver.execute_script("return window.studio && window.studio.status")
     raise TimeoutError(f"timed out waiting for: {script}; status: {status}")
+
+
+def start_studio(*args, cwd=None, env: Optional[dict] = None):
+    """`python -m gan.studio.cli --port 0 ARGS` in its own process (the tree at `cwd` first on the path, one torch
+    thread, unless `env` is given): (process, base URL, token or None, its start line) once it printed its URL;
+    a process that printed none is killed and its error raised."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+    cwd = Path(cwd) if cwd is not None else Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(cwd), OMP_NUM_THREADS="1") if env is None else env
+    proc = subprocess.Popen([sys.executable, "-m", "gan.studio.cli", "--port", "0", *map(str, args)], cwd=cwd,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()                      # blocks until the server listens (or the process ends)
+    m = re.search(r"(http://127\.0\.0\.1:\d+/)(?:\?token=([\w-]+))?", line)
+    if m is None:
+        proc.kill()
+        raise AssertionError(f"the studio did not start: {line!r} {proc.stderr.read()[-2000:]}")
+    return proc, m.group(1), m.group(2), line.strip()

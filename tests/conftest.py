@@ -57,3 +57,13 @@ def tiny_G(tiny_cfg):
 def _dataset_cache(tmp_path_factory, monkeypatch):
     """Disk datasets are prepared into a cache: each test gets its own, never the user's ~/.cache."""
     monkeypatch.setenv("REELGAN_CACHE", str(tmp_path_factory.mktemp("reelgan-cache")))
+
+
+def one_error_line(cli, *args) -> str:
+    """Run a click command in-process on ARGS; it must fail with exit 2, exactly one 'error:' line and no
+    traceback. Returns that line."""
+    from click.testing import CliRunner
+    res = CliRunner().invoke(cli, [str(a) for a in args])
+    lines = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert res.exit_code == 2 and len(lines) == 1 and "Traceback" not in res.output, res.output
+    return lines[0]

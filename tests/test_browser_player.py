@@ -2,10 +2,6 @@
 runs the exported tiny G on onnxruntime-web (WebAssembly, vendored) in Debian's headless Chromium. Its frames for
 given inputs equal ONNX Runtime Python's, it plays, and a bad model is one clear line (command or page)."""
 import hashlib
-import os
-import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +15,8 @@ pytest.importorskip("onnxruntime")
 from gan import checkpoint as ckpt_io  # noqa: E402
 from gan.config import load_config  # noqa: E402
 from tests import browser  # noqa: E402
-from tests.conftest import ROOT  # noqa: E402
+from tests.browser import start_studio  # noqa: E402
+from tests.conftest import ROOT, one_error_line  # noqa: E402
 
 ORT_DIR = ROOT / "gan" / "studio" / "static" / "browser" / "ort"
 # Same float32 bound as tests/test_onnx.py (runtime vs PyTorch): the WASM kernels (128-bit SIMD) and the native
@@ -56,16 +53,8 @@ def test_vendored_runtime_matches_its_manifest():
 
 
 def _start(model: Path, *extra):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "gan.studio.cli", "--checkpoint", str(model), "--in-browser",
-                             "--port", "0", *extra], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    m = re.search(r"(http://127\.0\.0\.1:\d+/)\?token=([\w-]{40,})", line)
-    if m is None:
-        proc.kill()
-        raise AssertionError(f"no URL printed: {line!r} {proc.stderr.read()}")
-    return proc, m.group(1), m.group(2)
+    proc, base, token, _ = start_studio("--checkpoint", model, "--in-browser", *extra)
+    return proc, base, token
 
 
 class Page:
@@ -165,10 +154,7 @@ def test_command_bad_model_is_one_line(onnx_model, tmp_path):
     from gan.studio.cli import cli
 
     def run(*args):
-        res = CliRunner().invoke(cli, [str(a) for a in args])
-        lines = [line for line in res.stderr.splitlines() if line.startswith("error:")]
-        assert res.exit_code == 2 and len(lines) == 1 and "Traceback" not in res.output, res.output
-        return lines[0]
+        return one_error_line(cli, *args)
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not an onnx file")
     assert "bad.onnx is not a readable ONNX file" in run("--checkpoint", bad, "--in-browser", "--port", 0)

@@ -4,12 +4,9 @@ headless Chromium. Every model here has randomly initialised weights (untrained,
 training. No timing is asserted except the page's frame rate against a floor of half its target."""
 import asyncio
 import math
-import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -25,7 +22,8 @@ from gan.studio.broadcast import HEADER, Stream, Viewer
 from gan.studio.record import Recorder, reserve
 from gan.studio.playback import LIMITS, STILL_ANCHORS, Model, Scene, StudioError, slerp
 from gan.video_io import read_video
-from tests.conftest import ROOT
+from tests.browser import start_studio
+from tests.conftest import ROOT, one_error_line
 
 
 def _checkpoint(path: Path, c_dim: int = 0) -> Path:
@@ -328,18 +326,9 @@ def test_recording_is_a_marked_mp4_and_never_replaces_a_file(model, tmp_path):
 
 
 def _start(ckpt, outdir, *extra):
-    """The real command in its own process; returns (process, its base URL, its token) once it printed its URL
-    (base?token=...)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "gan.studio.cli", "--checkpoint", str(ckpt), "--port", "0",
-                             "--outdir", str(outdir), *extra], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()                      # blocks until the server listens (or the process ends)
-    m = re.search(r"(http://127\.0\.0\.1:\d+/)\?token=([\w-]{40,})", line)
-    if m is None:
-        proc.kill()
-        raise AssertionError(f"no URL printed: {line!r} {proc.stderr.read()}")
-    return proc, m.group(1), m.group(2)
+    """The real command in its own process; returns (process, its base URL, its token) once it printed its URL."""
+    proc, base, token, _ = start_studio("--checkpoint", ckpt, "--outdir", outdir, *extra)
+    return proc, base, token
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -359,15 +348,10 @@ def test_command_serves_the_page_and_stops_cleanly(ckpt, tmp_path, sig):
 
 
 def test_command_bad_inputs_are_one_line(ckpt, tmp_path):
-    from click.testing import CliRunner
-
     from gan.studio.cli import cli
 
     def run(*args):
-        res = CliRunner().invoke(cli, [str(a) for a in args])
-        lines = [line for line in res.stderr.splitlines() if line.startswith("error:")]
-        assert res.exit_code == 2 and len(lines) == 1 and "Traceback" not in res.output, res.output
-        return lines[0]
+        return one_error_line(cli, *args)
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     assert "bad.pt" in run("--checkpoint", bad, "--port", 0)
