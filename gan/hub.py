@@ -20,7 +20,8 @@ from typing import Dict, List, Optional, Sequence, Union
 import torch
 import torch.nn as nn
 
-from gan.config import Config, resolved_objects
+from gan.config import Config
+from gan.config_auto import resolved_objects
 from gan.networks import build_generator
 from gan.checkpoint import FORMAT_VERSION, check_format, generator_file, load, no_cond, shareable_config
 from gan.conditioning.text import build_text_encoder

@@ -13,7 +13,7 @@ LAYERS = [
     ("gan.errors", "gan.numpy_pickle", "gan.limits", "gan.writes", "gan.watermark", "gan.watermark_ecc",
      "gan.video_io", "gan.cli_utils", "gan.threads"),                                                 # plain helpers
     ("gan.weights",),                                                # pretrained networks: registry, cache
-    ("gan.config_sizes", "gan.config", "gan.checkpoint", "gan.ops"),
+    ("gan.config_auto", "gan.config_sizes", "gan.config", "gan.checkpoint", "gan.ops"),
     ("gan.trained_nets",),                                           # reelgan's own small networks: shipped, cached
     ("gan.data",),
     ("gan.networks", "gan.conditioning"),                            # generators, discriminators, encoders

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from gan.config import ConfigError, load_config, resolved_motion_weight
+from gan.config import ConfigError, load_config
+from gan.config_auto import resolved_motion_weight
 from losses import Batch
 from losses.motion import MotionMatchTerm, clip_change, sorted_log_distance
 from tests.conftest import ROOT

@@ -15,7 +15,8 @@ from typing import Dict, List
 import numpy as np
 import torch
 
-from gan.config import DataConfig, resolved_channels
+from gan.config import DataConfig
+from gan.config_auto import resolved_channels
 from gan.data.builtin import BouncingShapes, MovingDigits, MovingDots
 from gan.data.prepared import PreparedDataset, cached_prepare, explain, is_prepared, open_prepared
 from gan.data.readers import DataError
@@ -214,8 +215,8 @@ def infer_settings(cfg, dataset: ClipDataset) -> List[str]:
     """Fill the config fields left to the data (data.channels 0, G.objects -1, G.camera 'auto' with the scene G's
     sizes, G.backgrounds -1) in place; returns what was inferred as 'key=value (why)' lines, for the run's log. The
     config saved with the run then holds concrete values."""
-    from gan.config import (resolved_backgrounds, resolved_motion_weight, resolved_objects, validate_camera,
-                            validate_objects)
+    from gan.config import validate_camera, validate_objects
+    from gan.config_auto import resolved_backgrounds, resolved_motion_weight, resolved_objects
     source = dataset.source
     hint: Dict[str, object] = {}
     if cfg.data.channels == 0:

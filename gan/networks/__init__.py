@@ -14,7 +14,7 @@ def build_generator(cfg, c_dim: int = 0) -> VideoGenerator:
     conditioned G (conditional.py); otherwise c_dim is the condition size (0: unconditional; the number of classes;
     'text': cfg.cond.text_dim when 0). Either way the scene G (scene.py) when G.camera names a camera kind, else the
     layered form when G.objects > 0 (or auto resolves to objects), else the synthesis one."""
-    from gan.config import resolved_backgrounds, resolved_camera, resolved_channels, resolved_objects
+    from gan.config_auto import resolved_backgrounds, resolved_camera, resolved_channels, resolved_objects
     channels, objects, camera = resolved_channels(cfg.data), resolved_objects(cfg), resolved_camera(cfg)
     if cfg.cond.mode in ("image", "continue"):
         if objects > 0:

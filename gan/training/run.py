@@ -20,7 +20,8 @@ import torch
 
 from gan import checkpoint as ckpt_io
 from gan import threads as cpu_threads
-from gan.config import Config, is_builtin, resolved_motion_weight
+from gan.config import Config
+from gan.config_auto import is_builtin, resolved_motion_weight
 from gan.data import build_dataset, infer_settings
 from gan.errors import ReelganError
 from gan.networks import build_discriminators, build_generator
