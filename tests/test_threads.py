@@ -262,9 +262,11 @@ def test_a_count_torch_already_runs_keeps_mkls_own_choice_for_small_calls(tmp_pa
     shim = tmp_path / "gomp_count.so"
     subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", str(shim), str(ROOT / "bench" / "gomp_count.c"), "-ldl"],
                    check=True)
-    code = ("import ctypes, os\n"
+    # n is torch's own starting count (physical cores: under SMT it is not the affinity's CPU count)
+    code = ("import ctypes, os, subprocess, sys\n"
+            "n = int(subprocess.run([sys.executable, '-c', 'import torch; print(torch.get_num_threads())'],\n"
+            "                       capture_output=True, text=True, check=True).stdout)\n"
             "from gan.threads import configure\n"
-            "n = len(os.sched_getaffinity(0))\n"
             "c = configure(n)\n"                                     # the count torch starts with: nothing to set
             "import torch\n"
             "count = ctypes.CDLL(None).gomp_regions\n"
