@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -35,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 from bench.report import replace_section  # noqa: E402
 
 START, END = "<!-- busy-cpu:start -->", "<!-- busy-cpu:end -->"
-STATES = {"alone": 0, "busy1": 1, "busy2": 2}
+STATES = {"alone": 0, "busy1": 1, "busy2": 2, "late1": 1}
+LATE = {"late1": 3.0}               # seconds after the command starts that the busy process of this state starts
 KINDS = ("train", "generate", "studio")
 MODES = {"today": None, "auto": [], "1 thread": ["--threads", "1"], "2 threads": ["--threads", "2"]}
 SPIN = "while True:\n    pass\n"
@@ -143,9 +145,9 @@ def studio_rate(tree: Path, extra: List[str], checkpoint: Path, out: Path, windo
             **({"page_errors": errors[:3]} if errors else {})}
 
 
-def spinners(n: int) -> List[subprocess.Popen]:
+def spinners(n: int, settle: float = 1.0) -> List[subprocess.Popen]:
     procs = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(n)]
-    time.sleep(1.0 if n else 0)                     # running before the next command reads the machine
+    time.sleep(settle if n else 0)                  # running before the next command reads the machine
     return procs
 
 
@@ -163,7 +165,7 @@ def cpu_model() -> str:
 
 
 @click.command()
-@click.option("--states", default="alone,busy1,busy2", show_default=True, help="Comma-separated: alone, busy1, busy2.")
+@click.option("--states", default="alone,busy1,busy2", show_default=True, help="Comma-separated: alone, busy1, busy2, late1 (one busy process from 3 s into each run).")
 @click.option("--modes", default=",".join(MODES), show_default=True, help="Comma-separated: " + ", ".join(MODES))
 @click.option("--repeats", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--timeout", type=float, default=90, show_default=True, help="Seconds before a run counts as too slow.")
@@ -208,7 +210,7 @@ def main(states, modes, repeats, timeout, train_minutes, train_steps, frames, st
         checkpoint = ck / "checkpoints" / "latest.pt"
         n = 0
         for state in states:
-            procs = spinners(STATES[state])
+            procs = spinners(0 if state in LATE else STATES[state])
             try:
                 for r in range(repeats):
                     order = modes[r % len(modes):] + modes[:r % len(modes)]     # rotate: no mode always first
@@ -219,6 +221,10 @@ def main(states, modes, repeats, timeout, train_minutes, train_steps, frames, st
                             out.mkdir()
                             load = os.getloadavg()[0]
                             args = MODES[mode] or []
+                            late = threading.Timer(LATE[state], lambda: procs.extend(spinners(STATES[state], 0))) \
+                                if state in LATE else None
+                            if late is not None:
+                                late.start()
                             if what == "train":
                                 res = train_rate(trees[mode], args, out, train_minutes, train_steps, timeout)
                             elif what == "generate":
@@ -226,6 +232,13 @@ def main(states, modes, repeats, timeout, train_minutes, train_steps, frames, st
                             else:
                                 res = studio_rate(trees[mode], args, checkpoint, out, studio_windows, studio_window,
                                                   timeout)
+                            if late is not None:
+                                late.cancel()
+                                late.join()
+                                for p in procs:
+                                    p.kill()
+                                    p.wait()
+                                procs.clear()
                             res.update(state=state, mode=mode, what=what, repeat=r, loadavg_1min=load)
                             doc["runs"].append(res)
                             print(json.dumps(res), flush=True)
@@ -304,7 +317,8 @@ def render(doc: Dict, path) -> str:
             auto, today = (cells.get(m, {}).get("median") for m in ("auto", "today"))   # None: not measured
             ratio = f"{auto / max(fixed):.2f}" if fixed and auto else "-"
             vs_today = f"{auto / today:.2f}" if auto and today else "-"
-            label = {"alone": "alone", "busy1": "beside 1 busy process", "busy2": "beside 2 busy processes"}[state]
+            label = {"alone": "alone", "busy1": "beside 1 busy process", "busy2": "beside 2 busy processes",
+                     "late1": f"1 busy process from {LATE['late1']:g} s in"}[state]
             row = [_cell(cells[m], digits, *too_slow) + ("*" if cells[m].get("estimates") else "") for m in modes]
             out.append(f"| {label} | " + " | ".join(row) + f" | {ratio} | {vs_today} |")
         out.append("")

@@ -12,11 +12,12 @@ reelgan-analyze) calls `configure(requested)` before it loads torch:
   (0.5-2 s, so the reading costs no time of its own; at least 0.25 s) minus this process's own use (no
   /proc/stat: the 1-minute load average); a core counts as busy from half a core's use;
 - threads = cores - busy cores, at least 1; under torchrun the cores are shared by the ranks of this machine;
-- GOMP_SPINCOUNT=2000 (set before torch loads its OpenMP runtime, whatever the thread count, unless the user set
-  it or OMP_WAIT_POLICY): a thread that waits at a barrier spins briefly, then sleeps, so a core taken by another
-  program later in a run costs a share of the speed instead of most of it, and a run alone keeps its speed
-  (PASSIVE, no spin at all, cost 18% alone; libgomp's default spin, 2x beside a busy core: BENCHMARKS.md, "Busy
-  CPU"); at 1 thread there is no barrier to wait at, so the start line names the wait only from 2 threads;
+- the OpenMP wait is libgomp's own (its spin keeps a run alone at full speed); what protects a run from a program
+  that takes a core later is the follower: for an automatic choice on 2 or more cores a daemon thread re-reads the others' use every
+  FOLLOW_EVERY seconds (this process's children, e.g. DataLoader workers, count as ours), and `follow()`, called by
+  the loops between steps and chunks, drops a thread when two windows in a row find a core taken and gives it back
+  when two in a row find it free (a short fixed spin instead cost 8% alone and still lost a share beside a busy
+  core: BENCHMARKS.md, "Busy CPU");
 - `--threads N` / train.threads picks N instead; an OMP_NUM_THREADS in the environment wins over both.
 
 Inter-op threads follow the intra-op count (torch starts that pool only for torch.jit.fork-style work, which
@@ -41,11 +42,12 @@ from gan.errors import ReelganError
 ENV_THREADS = "OMP_NUM_THREADS"
 ENV_WAIT = "OMP_WAIT_POLICY"
 ENV_SPIN = "GOMP_SPINCOUNT"     # libgomp (torch's OpenMP on Linux): spins at a barrier before it sleeps
-SPIN = "2000"
 SAMPLE_SECONDS = 0.25               # the reading where torch is already loaded: two windows of MIN_WINDOW
 MIN_WINDOW = 0.125                  # 12.5 clock ticks per CPU (USER_HZ 100): a busy reading's steps are under 8%
 EVERY = 0.05                        # how often BusyReading's thread reads /proc/stat while the body runs
 BUSY_FROM = 0.5                     # other programs' use of a core (in cores) from which that core counts as busy
+FREE_BELOW = BUSY_FROM - 0.2        # the follower gives a taken core back under this use (no flapping at the edge)
+FOLLOW_EVERY = 1.0                  # seconds per window of the follower's reading
 
 
 class ThreadsError(ReelganError, ValueError):
@@ -281,6 +283,100 @@ def busy_count(busy: float) -> int:
     return int(math.floor(busy + 1 - BUSY_FROM))
 
 
+# ---- following the load mid-run -----------------------------------------------------------------------------
+
+def family_ticks(proc: Path = Path("/proc")) -> int:
+    """CPU ticks of this process, its reaped children and its live children (DataLoader workers are ours, not
+    another program's)."""
+    def ticks(text: str) -> Tuple[int, int]:                         # (utime+stime+cutime+cstime, ppid)
+        after = text.rsplit(")", 1)[1].split()
+        return sum(int(after[i]) for i in (11, 12, 13, 14)), int(after[1])
+    pid = os.getpid()
+    total = ticks((proc / str(pid) / "stat").read_text())[0]
+    for entry in os.scandir(proc):
+        if entry.name.isdigit() and entry.name != str(pid):
+            try:
+                used, parent = ticks((proc / entry.name / "stat").read_text())
+            except (OSError, ValueError, IndexError):                 # gone while we read: its ticks are in ours
+                continue
+            if parent == pid:
+                total += used
+    return total
+
+
+def next_threads(current: int, full: int, recent: Sequence[float]) -> int:
+    """The follower's thread count after the others' use (in cores) of the last two windows: fewer threads when
+    both find cores taken (as many fewer as both agree on), more when both find them free below FREE_BELOW."""
+    if len(recent) < 2:
+        return current
+    fewer = max(1, full - min(busy_count(b) for b in recent[-2:]))
+    if fewer < current:
+        return fewer
+    more = max(1, full - max(busy_count(b + BUSY_FROM - FREE_BELOW) for b in recent[-2:]))
+    return max(more, current)
+
+
+class Follower:
+    """Re-reads other programs' use of `cpus` every `every` seconds from a daemon thread and keeps `target`, the
+    thread count next_threads() gives; follow() applies it in the thread that renders or trains."""
+
+    def __init__(self, cpus: Sequence[int], full: int, threads: int, every: float = FOLLOW_EVERY):
+        self.cpus, self.full, self.every = list(cpus), full, every
+        self.target = threads
+        self.recent: List[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="reelgan-threads-follower", daemon=True)
+
+    def start(self) -> "Follower":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _read(self) -> Tuple[int, int, int]:
+        busy, total = cpu_ticks(Path("/proc/stat").read_text(), self.cpus)
+        return busy, total, family_ticks()
+
+    def _run(self) -> None:
+        try:
+            last = self._read()
+        except (OSError, ValueError, IndexError):                    # no /proc: nothing to follow
+            return
+        while not self._stop.wait(self.every):
+            try:
+                now = self._read()
+            except (OSError, ValueError, IndexError):
+                return
+            self.recent = (self.recent + [others_busy(last, now, len(self.cpus))])[-2:]
+            last = now
+            self.target = next_threads(self.target, self.full, self.recent)
+
+
+_FOLLOWER: Dict[str, Follower] = {}
+
+
+def stop_following() -> None:
+    follower = _FOLLOWER.pop("follower", None)
+    if follower is not None:
+        follower.stop()
+
+
+def follow() -> Optional[str]:
+    """Apply the follower's count in the calling thread (between training steps, rendered chunks): a line saying
+    the change where there was one, else None. Nothing where the count was given (--threads, OMP_NUM_THREADS)."""
+    follower = _FOLLOWER.get("follower")
+    if follower is None:
+        return None
+    import torch
+    have, want = torch.get_num_threads(), follower.target
+    if want == have:
+        return None
+    torch.set_num_threads(want)
+    use = f"{follower.recent[-1]:.1f}" if follower.recent else "?"
+    return f"threads: {have} -> {want} (other programs now use {use} of {follower.full} cores)"
+
+
 # ---- the choice ---------------------------------------------------------------------------------------------
 
 def decide(requested: int, env: Mapping[str, str], cores: int, busy: Optional[float], ranks: int = 1
@@ -362,8 +458,6 @@ def configure(requested: int = 0) -> ThreadChoice:
     the OpenMP wait policy can still be set and the busy reading can run across torch's import. Returns the
     choice; `describe()` gives its line later."""
     loaded = "torch" in sys.modules
-    if not loaded and ENV_WAIT not in os.environ and ENV_SPIN not in os.environ:
-        os.environ[ENV_SPIN] = SPIN             # read once, when libgomp loads; a no-op at 1 thread, so set it always
     with _sigint_held():
         if not loaded and reads_machine(requested, os.environ) and "reading" not in _READING:
             cpus = sorted(allowed_cpus())
@@ -372,11 +466,9 @@ def configure(requested: int = 0) -> ThreadChoice:
             _READING["reading"] = (available_cores(cpus), reading.busy)
         import torch
     choice = choose(requested)
-    if choice.threads > 1 and not (os.environ.get(ENV_SPIN) == SPIN and ENV_WAIT not in os.environ):
-        given = [f"{k}={os.environ[k]!r}" for k in (ENV_WAIT, ENV_SPIN) if k in os.environ]
-        note = f"{' '.join(given)} from the environment" if given else \
-            "OpenMP wait policy unchanged: torch was loaded first"
-        choice = dataclasses.replace(choice, wait_policy=note)
+    given = [f"{k}={os.environ[k]!r}" for k in (ENV_WAIT, ENV_SPIN) if k in os.environ]
+    if choice.threads > 1 and given:
+        choice = dataclasses.replace(choice, wait_policy=f"{' '.join(given)} from the environment")
     if torch.get_num_threads() != choice.threads:
         # only on a change: torch.set_num_threads also turns MKL's dynamic thread choice off, after which MKL's
         # sin / cos / tanh of a few hundred values open a parallel region each (BENCHMARKS.md, "Sampling before
@@ -387,6 +479,9 @@ def configure(requested: int = 0) -> ThreadChoice:
     except RuntimeError:                                             # already set, or inter-op work has started
         pass
     _CURRENT["choice"] = choice
+    stop_following()
+    if choice.source == "auto" and choice.ranks == 1 and choice.cores > 1 and choice.busy is not None:
+        _FOLLOWER["follower"] = Follower(sorted(allowed_cpus()), choice.cores, choice.threads).start()
     return choice
 
 

@@ -37,6 +37,8 @@ def _torch_threads():
     """A command run in-process (CliRunner) sets torch's threads (gan/threads.py): each test starts from the suite's."""
     n = torch.get_num_threads()
     yield
+    from gan import threads
+    threads.stop_following()                    # a command's follower must not change the next test's threads
     torch.set_num_threads(n)
 
 

@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Sequence
 
+from gan import threads
 from gan.errors import ReelganError
 from gan.metrics import cache
 from gan.clip_sources import PROTOCOL, ClipSource, ClipSpec
@@ -136,6 +137,7 @@ def _extract(source: ClipSource, spec: ClipSpec, ex: FeatureExtractor, num: int,
     stats = FeatureStats(keep_features=True)
     with tqdm(total=num, desc=desc, unit="clip", disable=not options.progress, leave=False) as bar:
         for clips in source.clips(num, spec, seed=seed, batch=options.batch):   # [B, T, H, W, 3] uint8
+            threads.follow()                    # a core another program took (or gave back) since the last batch
             stats.add(ex(clips))
             bar.update(len(clips))
     return stats

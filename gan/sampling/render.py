@@ -12,6 +12,8 @@ from typing import Callable, Iterable, Iterator, NamedTuple, Optional, Sequence
 
 import torch
 
+from gan import threads
+
 from gan.conditioning.inputs import ConditionError
 from gan.networks import VideoGenerator, motion_codes_for_seed
 from gan.ops import compile_fn
@@ -119,6 +121,7 @@ class ClipRenderer:
         return "+".join(parts)
 
     def _render(self, w, x, img, v) -> torch.Tensor:
+        threads.follow()                             # a core another program took (or gave back) since the last chunk
         if self._graphs is not None:
             return self._graphs(w, x, img, v)
         if self.compile and self.device.type == "cuda":

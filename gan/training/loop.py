@@ -9,6 +9,7 @@ from typing import Dict, Optional, Sequence
 import torch
 
 from gan import checkpoint as ckpt_io
+from gan import threads as cpu_threads
 from gan.config import Config
 from gan.training import distributed as dist_utils
 from gan.training.hooks import Hook, call_hooks, default_hooks
@@ -105,6 +106,9 @@ def _train(run: Run, progress: bool, hooks: Optional[Sequence[Hook]]) -> Dict:
     all_hooks = default_hooks(run, bar, extra=hooks)
     try:
         while run.step < cfg.train.steps and run.stop_reason is None:
+            moved = cpu_threads.follow()            # a core another program took (or gave back) since the last step
+            if moved and run.rank == 0:
+                run.logger.text(f"step {run.step}: {moved}")
             stats = step(run)
             bar.update(1)
             call_hooks(run, stats, all_hooks)
