@@ -62,7 +62,7 @@ class ThreadChoice:
     busy: Optional[float] = None    # other programs' use of those cores, in cores (None: not read)
     ranks: int = 1                  # processes of this run on this machine (torchrun's LOCAL_WORLD_SIZE)
     overridden: Optional[int] = None  # the --threads value that OMP_NUM_THREADS overrode
-    wait_policy: str = ""           # what configure() did about the OpenMP wait (OMP_WAIT_POLICY, GOMP_SPINCOUNT)
+    wait_policy: str = ""           # a wait the user set (OMP_WAIT_POLICY, GOMP_SPINCOUNT), named in the line
 
     def describe(self) -> str:
         """The start line's part, e.g. 'threads: 1 (2 cores available, 1 busy)'."""
