@@ -166,8 +166,9 @@ def cli(k, seed, python, encoders, out):
         results[name] = {"source": source, "kind": kind, "path": path, **info,
                          "rows": probe(vec, plain, facts, varied, vfacts, check, held), "word oracle": word_oracle(vec)}
         report(name, results[name]["rows"], results[name]["word oracle"])
-    doc = {"date": dt.date.today().isoformat(), "command": "python bench/text_probe_varied.py " + " ".join(sys.argv[1:]),
-           "k": k, "seed": seed, "varied_examples": varied[:20], "held_out_examples": {n: ts[:3] for n, ts in held.items()},
+    doc = {"date": dt.date.today().isoformat(),
+           "command": "python bench/text_probe_varied.py " + " ".join(sys.argv[1:]), "k": k, "seed": seed,
+           "varied_examples": varied[:20], "held_out_examples": {n: ts[:3] for n, ts in held.items()},
            "results": results, "total_s": time.time() - t0}
     save(doc, "text_probe_varied", out)
 
