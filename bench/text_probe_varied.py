@@ -1,9 +1,9 @@
 """Text probe, varied training wording: does a read-out fitted on captions that draw each factor from many synonyms
-(gan/data/wording.py's SYNONYMS: "one ruby sphere sliding to its left hastily") read held-out paraphrases better than
+(bench/wording.py's SYNONYMS: "one ruby sphere sliding to its left hastily") read held-out paraphrases better than
 one fitted on the plain captions? The probe of bench/text_probe.py row (a): each encoder's own sentence embedding,
 one ridge read-out per factor (colour, shape, direction; lambda 1, one-hot targets), fitted either on the 432 plain
 captions (today) or on those plus K varied wordings of each; applied to the plain captions and to two held-out sets
-of two variants each: set 1, gan/conditioning/paraphrase.py (unchanged); set 2, gan/data/wording.py's HELD_OUT_2
+of two variants each: set 1, gan/conditioning/paraphrase.py (unchanged); set 2, bench/wording.py's HELD_OUT_2
 (written with the synonym lists, before any measurement). Checked here: no held-out word (or hyphen part) in any
 training caption, and no training word sharing a stem with a held-out one.
 
@@ -36,7 +36,7 @@ SPEED_WORDS = ("", "slowly", "quickly")              # bench.text_encoder.all_ca
 
 def varied_captions(facts: List[tuple], k: int, seed: int) -> tuple:
     """K varied wordings of each plain caption's factors: (texts, facts), plain-caption order repeated K times."""
-    from gan.data.wording import reword
+    from bench.wording import reword
     rng = np.random.default_rng(seed)
     texts, out = [], []
     for _ in range(k):
@@ -48,7 +48,7 @@ def varied_captions(facts: List[tuple], k: int, seed: int) -> tuple:
 
 def held_out_sets(plain: List[str]) -> Dict[str, List[str]]:
     from gan.conditioning.paraphrase import VARIANTS, paraphrase
-    from gan.data.wording import held_out_2
+    from bench.wording import held_out_2
     out = {f"set 1, variant {v}": [paraphrase(c, v) for c in plain] for v in range(VARIANTS)}
     out.update({f"set 2, variant {v}": [held_out_2(c, v) for c in plain] for v in range(2)})
     return out
@@ -57,7 +57,7 @@ def held_out_sets(plain: List[str]) -> Dict[str, List[str]]:
 def check_held_out(train: List[str], held: Dict[str, List[str]], plain: List[str]) -> None:
     """Raise when a held-out word occurs in a training caption or a new training word shares a held-out stem."""
     from gan.conditioning.paraphrase import held_out_violations
-    from gan.data.wording import stem_clashes, word_parts
+    from bench.wording import stem_clashes, word_parts
     texts = [t for ts in held.values() for t in ts]
     exact = held_out_violations(texts, train)
     clashes = stem_clashes(train, texts, allowed=word_parts(plain))
@@ -92,7 +92,7 @@ def word_oracle(vec: Callable[[List[str]], torch.Tensor]) -> Dict:
     read-out of pooled captions does better than the words' own neighbourhoods allow, short of context."""
     from gan.conditioning.paraphrase import PARAPHRASES
     from gan.data.builtin import _DIRECTIONS
-    from gan.data.wording import COLOURS, HELD_OUT_2, SHAPES, direction_phrases
+    from bench.wording import COLOURS, HELD_OUT_2, SHAPES, direction_phrases
     groups = {"colour": COLOURS, "class": SHAPES,
               "direction": {d: [p.replace("{verb}", "moving") for p in direction_phrases(d)] for d in _DIRECTIONS}}
     out = {}
@@ -136,7 +136,7 @@ def report(name: str, rows: Dict, oracle: Dict) -> None:
 def cli(k, seed, python, encoders, out):
     from bench.text_encoder import all_captions, caption_factors
     from gan.conditioning.minilm import MiniLMTextEncoder
-    from gan.data.wording import training_vocabulary
+    from bench.wording import training_vocabulary
     from gan.weights import weights_path
     if encoders and not python:
         raise click.UsageError("--encoder needs --python (a venv with the encoder's library)")

@@ -1,4 +1,4 @@
-"""gan/data/wording.py: varied shapes captions keep their factors, and no training wording shares a stem with either
+"""bench/wording.py: varied shapes captions keep their factors, and no training wording shares a stem with either
 held-out paraphrase set (the property that makes bench/text_probe_varied.py's held-out numbers honest)."""
 import itertools
 
@@ -6,7 +6,7 @@ import numpy as np
 
 from gan.conditioning.paraphrase import PARAPHRASES, held_out_violations, paraphrase
 from gan.data.builtin import _DIRECTIONS, PALETTE, BouncingShapes
-from gan.data.wording import (COLOURS, HELD_OUT_2, SHAPES, SPEEDS, direction_phrases, held_out_2, reword, stem,
+from bench.wording import (COLOURS, HELD_OUT_2, SHAPES, SPEEDS, direction_phrases, held_out_2, reword, stem,
                               stem_clashes, training_vocabulary, word_parts)
 
 PLAIN = [f"a {c} {s} moving {d}" + (f" {sp}" if sp else "")
