@@ -491,4 +491,6 @@ def describe() -> str:
     import torch
     if choice is not None and choice.threads == torch.get_num_threads():
         return choice.describe()
+    if choice is not None and "follower" in _FOLLOWER:
+        return f"threads: {torch.get_num_threads()} (following the load; {choice.describe()} at the start)"
     return f"threads: {torch.get_num_threads()} (set by the caller)"

@@ -404,6 +404,9 @@ def test_the_follower_thread_drops_and_gives_back_a_thread(monkeypatch):
         time.sleep(0.001)
     f.stop()
     assert [n for _, n in seen] == [1, 2], seen
+    torch.set_num_threads(1)
+    monkeypatch.setitem(T._CURRENT, "choice", T.ThreadChoice(2, "auto", 2, busy=0.0))
+    assert T.describe() == "threads: 1 (following the load; threads: 2 (2 cores available, 0 busy) at the start)"
     assert seen[0][0] == "threads: 2 -> 1 (other programs now use 1.0 of 2 cores)"
 
 
