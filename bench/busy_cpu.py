@@ -165,7 +165,8 @@ def cpu_model() -> str:
 
 
 @click.command()
-@click.option("--states", default="alone,busy1,busy2", show_default=True, help="Comma-separated: alone, busy1, busy2, late1 (one busy process from 3 s into each run).")
+@click.option("--states", default="alone,busy1,busy2", show_default=True,
+              help="Comma-separated: alone, busy1, busy2, late1 (one busy process from 3 s into each run).")
 @click.option("--modes", default=",".join(MODES), show_default=True, help="Comma-separated: " + ", ".join(MODES))
 @click.option("--repeats", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--timeout", type=float, default=90, show_default=True, help="Seconds before a run counts as too slow.")

@@ -13,7 +13,6 @@ from typing import Callable, Iterable, Iterator, NamedTuple, Optional, Sequence
 import torch
 
 from gan import threads
-
 from gan.conditioning.inputs import ConditionError
 from gan.networks import VideoGenerator, motion_codes_for_seed
 from gan.ops import compile_fn
