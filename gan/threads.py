@@ -16,8 +16,8 @@ reelgan-analyze) calls `configure(requested)` before it loads torch:
   that takes a core later is the follower: for an automatic choice on 2 or more cores a daemon thread re-reads
   the others' use every FOLLOW_EVERY seconds (this process's children, e.g. DataLoader workers, count as
   ours), and `follow()`, called by the loops between steps and chunks, drops a thread when two windows in a
-  row find a core taken and gives it back when two in a row find it free (a short fixed spin instead cost 8% alone and still lost a share beside a busy
-  core: BENCHMARKS.md, "Busy CPU");
+  row find a core taken and gives it back when two in a row find it free (a short fixed spin instead cost 8%
+  alone and still lost a share beside a busy core: BENCHMARKS.md, "Busy CPU");
 - `--threads N` / train.threads picks N instead; an OMP_NUM_THREADS in the environment wins over both.
 
 Inter-op threads follow the intra-op count (torch starts that pool only for torch.jit.fork-style work, which
