@@ -95,6 +95,9 @@ class GeneratorConfig:
     backgrounds: int = -1           # scene G: learned backgrounds, started from the data's per-video medians (one per
     #                                 camera); 0: the background is synthesised from w alone; -1: auto (the cameras
     #                                 counted in the data; 0 for a moving camera, 1 where the data is not read)
+    background_lr: float = 0.01     # scene G: the background bank's learning-rate multiplier (StyleGAN's lr
+    #                                 multiplier): Adam moves every pixel of a free bank by about the full rate each
+    #                                 step, which painted a blocky texture over the median scene; 0: a fixed bank
     canvas: float = 1.5             # scene G, moving camera: the canvas side / the frame side
     camera_speed: float = 0.03      # scene G, moving camera: fastest pan, in frame widths per frame
     scene_warp: float = -1.0        # scene G: largest per-frame smooth warp of the background, in half-frames: what
@@ -507,6 +510,9 @@ def validate_camera(cfg: Config) -> None:
         raise ConfigError(f"G.camera must be 'auto', 'none', 'static', 'subject' or 'moving', got '{g.camera}'")
     if g.backgrounds < -1 or g.canvas < 1 or g.camera_speed < 0:
         raise ConfigError("G.backgrounds must be >= 0 (or -1: auto), G.canvas >= 1 and G.camera_speed >= 0")
+    if not 0 <= g.background_lr <= 1:
+        raise ConfigError(f"G.background_lr must be in [0, 1] (a multiplier of the learning rate; 0: a fixed "
+                          f"background bank), got {g.background_lr}")
     if not (g.scene_warp == -1 or 0 <= g.scene_warp <= 0.5):
         raise ConfigError(f"G.scene_warp must be in [0, 0.5] half-frames (0: none) or -1 (auto), got {g.scene_warp}")
     if g.camera not in ("auto", "none") and cfg.cond.mode in ("image", "continue"):

@@ -161,6 +161,34 @@ def test_a_fitted_bank_is_the_scene_from_the_first_step():
         build_generator(scene_cfg("static", backgrounds=0)).fit_backgrounds(bank)
 
 
+def test_the_bank_learns_at_its_multiplier_of_the_rate_and_old_checkpoints_load():
+    torch.manual_seed(0)
+    bank = torch.rand(1, 3, 16, 16) * 2 - 1
+    moved = {}
+    for lr in (1.0, 0.01, 0.0):
+        G = build_generator(scene_cfg("static", backgrounds=1, background_lr=lr))
+        G.fit_backgrounds(bank)
+        assert torch.allclose(G.bank, bank, atol=1e-6)                     # image units whatever the multiplier
+        G.requires_grad_(True)                                            # as the training loop does
+        opt = torch.optim.Adam(G.parameters(), lr=0.002, betas=(0.0, 0.99))
+        for _ in range(3):                                # Adam moves each stored pixel by about lr a step
+            opt.zero_grad()
+            G(torch.randn(2, G.z_dim), None, torch.arange(3.0)[None].repeat(2, 1)).square().mean().backward()
+            opt.step()
+        moved[lr] = float((G.bank.detach() - bank).abs().amax())
+    # at most lr * sqrt((1 - b2^t) / (1 - b2)) at step t (beta1 = 0), so the bank by that times its gain
+    bound = 0.002 * sum(((1 - 0.99 ** t) / 0.01) ** 0.5 for t in (1, 2, 3))
+    assert moved[0.0] == 0 and 0 < moved[0.01] <= 0.01 * bound * (1 + 1e-3) and moved[1.0] > 0.01 * bound
+    # a checkpoint from before the multiplier stored the bank in image units under 'bank'
+    old = {k: v for k, v in G.state_dict().items() if k != "bank_weight"}
+    old["bank"] = -bank
+    G2 = build_generator(scene_cfg("static", backgrounds=1))
+    G2.load_state_dict(old)
+    assert torch.allclose(G2.bank, -bank, atol=1e-6)
+    with pytest.raises(ConfigError, match="G.background_lr"):
+        scene_cfg("static", background_lr=2)
+
+
 def test_a_moving_camera_slides_across_one_canvas():
     G = build_generator(scene_cfg("moving", camera_speed=0.05)).eval()
     assert G.canvas == 1.5 and G.backgrounds == 0 and G.objects == 0

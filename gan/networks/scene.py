@@ -96,10 +96,20 @@ class SceneGenerator(VideoGenerator):
         self.background_style = FullyConnectedLayer(cfg.w_dim, cfg.w_dim, weight_init=0.5, bias_init=1,
                                                     impl=cfg.impl)
         self.background_blocks = synthesis(bg_res, img_channels, cfg)
-        self.bank = self.bank_logits = None
+        self.bank_logits = None
+        # The bank learns at cfg.background_lr of the rate (stored / that gain, as StyleGAN's lr multiplier): a free
+        # per-pixel bank moves each pixel by about the whole rate every Adam step, a texture over the median scene.
+        # At 0 it is a buffer (the loop turns every parameter's gradient on).
+        self.bank_gain = cfg.background_lr if cfg.background_lr > 0 else 1.0
         if self.backgrounds > 0:                # filled from the data by fit_backgrounds before training
-            self.bank = nn.Parameter(torch.zeros(self.backgrounds, img_channels, resolution, resolution))
+            bank = torch.zeros(self.backgrounds, img_channels, resolution, resolution)
+            if cfg.background_lr > 0:
+                self.bank_weight = nn.Parameter(bank)
+            else:
+                self.register_buffer("bank_weight", bank)
             self.bank_logits = FullyConnectedLayer(cfg.w_dim, self.backgrounds, weight_init=1.0, impl=cfg.impl)
+        else:
+            self.bank_weight = None
         # The residual starts small over a bank (the median is already a good scene), whole without one.
         self.residual_gain = nn.Parameter(torch.tensor(0.01 if self.backgrounds > 0 else 1.0))
         self.flow = None
@@ -131,13 +141,24 @@ class SceneGenerator(VideoGenerator):
     def fit_backgrounds(self, images: torch.Tensor) -> None:
         """Start the bank from backgrounds read off the data, images [N, C, H, W] in [-1, 1] (N <= backgrounds;
         the rest repeat them)."""
-        if self.bank is None:
+        if self.bank_weight is None:
             raise ValueError("this scene generator has no background bank (backgrounds=0)")
         assert images.ndim == 4 and images.shape[1] == self.img_channels, f"got {tuple(images.shape)}"
         if images.shape[-1] != self.resolution:
             images = F.interpolate(images.float(), size=(self.resolution,) * 2, mode="area")
         idx = torch.arange(self.backgrounds) % images.shape[0]
-        self.bank.copy_(images[idx].to(self.bank))
+        self.bank_weight.copy_(images[idx].to(self.bank_weight) / self.bank_gain)
+
+    @property
+    def bank(self) -> Optional[torch.Tensor]:
+        """The background bank [N, C, H, W] in image units (None without one)."""
+        return None if self.bank_weight is None else self.bank_weight * self.bank_gain
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        old = state_dict.pop(prefix + "bank", None)            # checkpoints before the lr multiplier: image units
+        if old is not None:
+            state_dict[prefix + "bank_weight"] = old / self.bank_gain
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ---- latents ---------------------------------------------------------------------------------
     @property
@@ -204,11 +225,11 @@ class SceneGenerator(VideoGenerator):
         b, c = w.shape[0], self.img_channels
         ws, wo = self.split(w)
         res = run_blocks(self.background_blocks, self.background_style(ws), fused)
-        canvas_res = self.resolution if self.bank is not None else res.shape[-1]
+        canvas_res = self.resolution if self.bank_weight is not None else res.shape[-1]
         if res.shape[-1] != canvas_res:
             res = F.interpolate(res, size=(canvas_res,) * 2, mode="bilinear", align_corners=False)
         bg = self.residual_gain * res
-        if self.bank is not None:
+        if self.bank_weight is not None:
             mix = torch.softmax(self.bank_logits(ws).float(), dim=1)                      # [B, N]
             bg = bg + torch.einsum("bn,nchw->bchw", mix, self.bank.float())
         if not self.objects:
