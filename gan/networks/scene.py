@@ -97,9 +97,8 @@ class SceneGenerator(VideoGenerator):
                                                     impl=cfg.impl)
         self.background_blocks = synthesis(bg_res, img_channels, cfg)
         self.bank_logits = None
-        # The bank learns at cfg.background_lr of the rate (stored / that gain, as StyleGAN's lr multiplier): a free
-        # per-pixel bank moves each pixel by about the whole rate every Adam step, a texture over the median scene.
-        # At 0 it is a buffer (the loop turns every parameter's gradient on).
+        # The bank learns at G.background_lr of the rate (StyleGAN's lr multiplier: stored / the gain, why: config.py);
+        # at 0 it is a buffer, since the training loop turns every parameter's gradient on.
         self.bank_gain = cfg.background_lr if cfg.background_lr > 0 else 1.0
         if self.backgrounds > 0:                # filled from the data by fit_backgrounds before training
             bank = torch.zeros(self.backgrounds, img_channels, resolution, resolution)
