@@ -156,7 +156,9 @@ class TrainConfig:
     ema_kimg: float = 2.0           # EMA half-life in thousands of clips
     ema_rampup: Optional[float] = 0.05  # EMA half-life ramp (fraction of seen clips); None: off
     seed: int = 0
-    precision: str = "bf16"         # 'fp32', 'bf16' (autocast for the main phases; R1 stays fp32) or 'fp16' (CUDA)
+    precision: str = "auto"         # 'fp32', 'bf16' (autocast for the main phases; R1 stays fp32), 'fp16' (CUDA) or
+    #                                 'auto': bf16 where the device runs it natively (CPUs with AVX512-BF16 or AMX,
+    #                                 CUDA with bf16), else fp32; emulated bf16 is several times slower than fp32
     compile: bool = False           # torch.compile the G and D main phases
     threads: int = 0                # torch CPU threads (train.py --threads); 0: automatic, the cores this process
     #                                 may use less those other programs keep busy (gan/threads.py); an
@@ -456,8 +458,8 @@ def validate(cfg: Config) -> None:
     for impl in (cfg.G.impl, cfg.D.impl):
         if impl not in ("ref", "compiled"):
             raise ConfigError(f"impl must be 'ref' or 'compiled', got '{impl}'")
-    if cfg.train.precision not in ("fp32", "bf16", "fp16"):
-        raise ConfigError(f"train.precision must be 'fp32', 'bf16' or 'fp16', got '{cfg.train.precision}'")
+    if cfg.train.precision not in ("fp32", "bf16", "fp16", "auto"):
+        raise ConfigError(f"train.precision must be 'fp32', 'bf16', 'fp16' or 'auto', got '{cfg.train.precision}'")
     known_aug = {"translation", "color", "cutout", "flip"}
     bad = [a for a in cfg.loss.augment if a not in known_aug]
     if bad:

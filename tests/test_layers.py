@@ -7,11 +7,11 @@ import pathlib
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LOW = ("gan.data", "gan.networks", "gan.ops", "losses", "gan.config", "gan.checkpoint")
 LOW_OK = LOW + ("gan.errors", "gan.video_io", "gan.cli_utils", "gan.watermark", "gan.watermark_ecc", "gan.weights",
-                "gan.limits", "gan.writes", "gan.numpy_pickle")
+                "gan.limits", "gan.writes", "gan.numpy_pickle", "gan.precision")
 # The layers, lowest first. A module imports only from its own row or a row above it in this list.
 LAYERS = [
     ("gan.errors", "gan.numpy_pickle", "gan.limits", "gan.writes", "gan.watermark", "gan.watermark_ecc",
-     "gan.video_io", "gan.cli_utils", "gan.threads"),                                                 # plain helpers
+     "gan.video_io", "gan.cli_utils", "gan.threads", "gan.precision"),                                # plain helpers
     ("gan.weights",),                                                # pretrained networks: registry, cache
     ("gan.config_auto", "gan.config_sizes", "gan.config", "gan.checkpoint", "gan.ops"),
     ("gan.trained_nets",),                                           # reelgan's own small networks: shipped, cached

@@ -25,18 +25,11 @@ import torch.nn as nn
 
 from gan.networks import VideoGenerator
 from gan.networks.generator import _base_grid
+from gan.precision import auto_precision, cpu_has_bf16  # noqa: F401 (re-exported)
 from gan.sampling.load import SamplingError
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def cpu_has_bf16() -> bool:
-    """True where oneDNN runs bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -44,9 +37,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision not in PRECISIONS:
         raise SamplingError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "auto":
-        if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "bf16" if device.type == "cpu" and cpu_has_bf16() else "fp32"
+        return auto_precision(device, fp16=True)
     if precision == "fp16" and device.type != "cuda":
         raise SamplingError("precision 'fp16' needs a CUDA device; use 'bf16' on the CPU")
     return precision

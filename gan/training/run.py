@@ -25,6 +25,7 @@ from gan.config_auto import is_builtin, resolved_motion_weight
 from gan.data import build_dataset, infer_settings
 from gan.errors import ReelganError
 from gan.networks import build_discriminators, build_generator
+from gan.precision import auto_precision, native_bf16
 from gan.writes import FolderLock, WriteError, refuse_existing
 from gan.training import distributed as dist_utils
 from gan.training.logger import RunLogger
@@ -251,6 +252,8 @@ def augment_state(augment: ClipAugment, ada: Optional[AdaptiveAugment]) -> Dict:
 
 
 def autocast_for(precision: str, device: torch.device):
+    if precision == "auto":
+        precision = auto_precision(device)
     if precision == "fp32":
         return contextlib.nullcontext
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
@@ -368,6 +371,7 @@ def _setup(cfg: Config, outdir: str, resume: bool, device: str, progress: bool, 
     resumed_from, state, skipped = _run_folder(out, resume, rank, device)
     torch.manual_seed(cfg.train.seed)
     notes: List[str] = []
+    _resolve_precision(cfg, device, notes)
     dataset = build_dataset(cfg.data, seed=cfg.train.seed, progress=progress and rank == 0, say=notes.append)
     notes += [f"inferred from the data: {x}" for x in infer_settings(cfg, dataset)]   # channels / objects
     mode = build_mode(cfg, dataset, device, dataset.num_classes if cfg.data.labels else 0, text_encoder)
@@ -387,6 +391,19 @@ def _setup(cfg: Config, outdir: str, resume: bool, device: str, progress: bool, 
                loader=_loader(cfg, dataset, device, rank, world, start_step), logger=logger, step=start_step,
                seen=seen, start_step=start_step, resumed_from=resumed_from, last_checkpoint=resumed_from,
                saved_step=start_step if resumed_from is not None else None)
+
+
+def _resolve_precision(cfg: Config, device: torch.device, notes: List[str]) -> None:
+    """train.precision 'auto' -> bf16 where the device runs it natively, else fp32 (saved resolved, so a resumed
+    run keeps its numerics); an explicit bf16 that the CPU only emulates is kept, with a note on its cost."""
+    native = native_bf16(device)
+    if cfg.train.precision == "auto":
+        cfg.train.precision = auto_precision(device)
+        notes.append(f"train.precision auto: {cfg.train.precision} "
+                     f"({'native bf16' if native else 'no native bf16 on this ' + device.type})")
+    elif cfg.train.precision == "bf16" and not native:
+        notes.append(f"train.precision=bf16 runs emulated on this {device.type} (no AVX512-BF16 or AMX), several "
+                     f"times slower than fp32: --set train.precision=auto picks fp32 here")
 
 
 def _loss_hooks(cfg: Config, mode: TrainingMode) -> Dict[str, Any]:
