@@ -71,6 +71,9 @@ class GeneratorConfig:
     #                                 'latent' (const + a map projected from w: the latent places objects
     #                                 directly, which unaligned scenes with objects anywhere need early on)
     #                                 or 'projected' (the map from w alone, DCGAN's input: no shared layout)
+    up_conv: str = "dense"          # 2x up-convs: 'dense' (FIR upsampling, then the conv at the output size) or
+    #                                 'transposed' (StyleGAN2's stride-2 transposed conv, then the FIR: the same
+    #                                 function but at the border, a quarter of the multiply-adds)
     conv_clamp: Optional[float] = 256.0  # clamp activations (None: off); guards fp16/bf16 overflow
     impl: str = "ref"               # op implementation: 'ref' (plain PyTorch) or 'compiled'
     # Layered generator (gan/networks/layered.py): objects drawn once per video as sprites (colour + alpha), moved
@@ -448,6 +451,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"G.warp_max must be in (0, 2] (half-frames), got {cfg.G.warp_max}")
     if cfg.G.input not in ("const", "latent", "projected"):
         raise ConfigError(f"G.input must be 'const', 'latent' or 'projected', got '{cfg.G.input}'")
+    if cfg.G.up_conv not in ("dense", "transposed"):
+        raise ConfigError(f"G.up_conv must be 'dense' or 'transposed', got '{cfg.G.up_conv}'")
     if cfg.G.motion_drift < 0:
         raise ConfigError(f"G.motion_drift must be >= 0 (0: off), got {cfg.G.motion_drift}")
     if cfg.G.motion_drift > 0 and cfg.G.objects > 0:

@@ -216,4 +216,17 @@ def test_stylegan_v_shaped_configs():
         if res == 128:  # StyleGAN-V's channel layout (16384 / res, max 512); see the config's comment
             G = build_generator(cfg)
             assert [b.conv1.weight.shape[0] for b in G.blocks] == [512, 512, 512, 512, 256, 128]
-            assert math.isclose(param_count(G), 26.4e6, rel_tol=0.02)
+            assert math.isclose(param_count(G), 26.6e6, rel_tol=0.02)
+            # StyleGAN2's transposed up-convs, as StyleGAN-V's: its 22.7 GFLOPs per frame (FlopCounterMode on its
+            # code, bench/stylegan_v_peer.py); the dense form's 41.9 (the up-convs at 4x the positions) would fail
+            assert cfg.G.up_conv == "transposed"
+            sgv = flops_per_frame(G, frames=1)["frame"]
+            assert math.isclose(sgv, 22.7e9, rel_tol=0.05)
+            # The fast preset: the same channels, the blocks up to 32 px once per video, a warp per frame
+            fast_cfg = load_config(str(ROOT / "configs" / "stylegan_v128_fast.yaml"))
+            assert (fast_cfg.G.content_resolution, fast_cfg.G.warp_grid, fast_cfg.G.up_conv) == (32, 8, "transposed")
+            fast = build_generator(fast_cfg)
+            assert [b.conv1.weight.shape[0] for b in fast.blocks] == [512, 512, 512, 512, 256, 128]
+            cost = flops_per_frame(fast, frames=1)
+            # per frame: the 64 and 128 px blocks (2 x 7.2 GFLOPs) and the warp; the 4-32 px blocks once per video
+            assert cost["frame"] < 0.7 * sgv and cost["content"] > 0.3 * sgv

@@ -77,6 +77,35 @@ def test_modconv_fused_equals_unfused_and_per_sample_weights(demodulate):
         torch.testing.assert_close(a[i:i + 1], F.conv2d(x[i:i + 1], wi, padding=1))
 
 
+@pytest.mark.numerics
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("k", [3, 1])
+def test_transposed_up_conv_is_fir_upsampling_then_the_conv(fused, k):
+    # The two forms of a 2x up-conv are one linear shift-invariant map; they differ only where the dense conv's
+    # zero padding meets the FIR's spill (the outermost ring for k = 3; nowhere for k = 1). float64: the bound is
+    # rounding of ~100-term sums (~1e-14), while a one-pixel misalignment moves the interior by O(1).
+    torch.manual_seed(2)
+    f = setup_filter().double()
+    x = torch.randn(3, 4, 6, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(7, 4, k, k, dtype=torch.float64)
+    s = torch.randn(3, 4, dtype=torch.float64)
+    dense = modulated_conv2d(upsample2d(x, f), w, s, fused=fused)
+    tr = modulated_conv2d(x, w, s, fused=fused, up_filter=f)
+    assert tr.shape == dense.shape == (3, 7, 12, 10)
+    ring = k // 2
+    inner = (slice(None), slice(None), slice(ring, 12 - ring), slice(ring, 10 - ring))
+    torch.testing.assert_close(tr[inner], dense[inner], rtol=0, atol=1e-12)
+    ga = torch.autograd.grad(tr[inner].sum(), x)[0]
+    gb = torch.autograd.grad(dense[inner].sum(), x)[0]
+    torch.testing.assert_close(ga, gb, rtol=0, atol=1e-12)
+
+
+def test_transposed_up_conv_rejects_a_1d_filter():
+    with pytest.raises(ValueError, match="up_filter"):
+        modulated_conv2d(torch.randn(1, 2, 4, 4), torch.randn(3, 2, 3, 3), torch.randn(1, 2),
+                         up_filter=setup_filter(separable=True))
+
+
 def test_modconv_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="do not match"):
         modulated_conv2d(torch.randn(2, 4, 5, 5), torch.randn(3, 4, 3, 3), torch.randn(2, 3))

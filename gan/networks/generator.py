@@ -163,10 +163,11 @@ class SynthesisLayer(nn.Module):
                  kernel_size: int = 3,
                  activation: str = "lrelu",
                  conv_clamp: Optional[float] = None,
-                 impl: str = "ref"):
+                 impl: str = "ref",
+                 up_conv: str = "dense"):            # up=2: 'dense' (conv at 2x) or 'transposed' (StyleGAN2)
         super().__init__()
         self.in_channels, self.out_channels, self.up, self.activation = in_channels, out_channels, up, activation
-        self.conv_clamp, self.impl = conv_clamp, impl
+        self.conv_clamp, self.impl, self.up_conv = conv_clamp, impl, up_conv
         self.affine = FullyConnectedLayer(style_dim, in_channels, bias_init=1, impl=impl)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels))
@@ -174,13 +175,18 @@ class SynthesisLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, fused: bool = False) -> torch.Tensor:
         styles = self.affine(style)
-        if self.up > 1:
+        up_filter = None
+        if self.up > 1 and self.up_conv == "transposed":
+            up_filter = self.resample_filter
+        elif self.up > 1:
             x = upsample2d(x, self.resample_filter, up=self.up, impl=self.impl)
-        x = modulated_conv2d(x, self.weight.to(x.dtype), styles, demodulate=True, fused=fused, impl=self.impl)
+        x = modulated_conv2d(x, self.weight.to(x.dtype), styles, demodulate=True, fused=fused, impl=self.impl,
+                             up_filter=up_filter)
         return bias_act(x, self.bias.to(x.dtype), act=self.activation, clamp=self.conv_clamp, impl=self.impl)
 
     def extra_repr(self) -> str:
-        return f"in={self.in_channels}, out={self.out_channels}, up={self.up}"
+        return f"in={self.in_channels}, out={self.out_channels}, up={self.up}" + \
+            (f" ({self.up_conv})" if self.up > 1 else "")
 
 
 class ToRGBLayer(nn.Module):
@@ -210,8 +216,9 @@ class SynthesisBlock(nn.Module):
                  img_channels: int,
                  conv_clamp: Optional[float] = None,
                  impl: str = "ref",
-                 input_kind: str = "const"):  # first block: 'const', 'latent' (const + map from w), 'projected'
+                 input_kind: str = "const",   # first block: 'const', 'latent' (const + map from w), 'projected'
         #                                             (the map from w alone, as DCGAN's input layer)
+                 up_conv: str = "dense"):     # the up-conv's form (SynthesisLayer)
         super().__init__()
         self.in_channels, self.resolution, self.impl = in_channels, resolution, impl
         self.input_fc = None
@@ -222,7 +229,8 @@ class SynthesisBlock(nn.Module):
                 self.input_fc = FullyConnectedLayer(style_dim, out_channels * resolution * resolution, impl=impl)
             self.conv0 = None
         else:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, style_dim, up=2, conv_clamp=conv_clamp, impl=impl)
+            self.conv0 = SynthesisLayer(in_channels, out_channels, style_dim, up=2, conv_clamp=conv_clamp, impl=impl,
+                                        up_conv=up_conv)
         self.conv1 = SynthesisLayer(out_channels, out_channels, style_dim, conv_clamp=conv_clamp, impl=impl)
         self.torgb = ToRGBLayer(out_channels, img_channels, style_dim, conv_clamp=conv_clamp, impl=impl)
         self.register_buffer("resample_filter", setup_filter(), persistent=False)
@@ -274,7 +282,7 @@ class Generator(VideoGenerator):
             out_ch = channels_at(res, cfg.channel_base, cfg.channel_max)
             style_dim = cfg.w_dim if res <= self.content_res else cfg.w_dim + cfg.motion_dim
             blocks.append(SynthesisBlock(in_ch, out_ch, res, style_dim, img_channels,
-                                         cfg.conv_clamp, cfg.impl, input_kind=cfg.input))
+                                         cfg.conv_clamp, cfg.impl, input_kind=cfg.input, up_conv=cfg.up_conv))
             in_ch = out_ch
         self.blocks = nn.ModuleList(blocks)
         self.flow, self.center_flow = None, bool(center_flow and cfg.warp_grid > 0)

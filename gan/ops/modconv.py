@@ -4,6 +4,11 @@ Two algebraically equal forms:
 - `fused=False` (training): scale the input activations by the styles, convolve with the shared
   weight, scale the outputs by the demodulation coefficients. One ordinary conv, cheap backward.
 - `fused=True` (inference): build per-sample weights and run one grouped convolution.
+
+With `up=2` the conv also doubles the resolution, as StyleGAN2's `conv2d_resample` does: a stride-2
+transposed conv, then the FIR filter. The same function as FIR upsampling followed by the conv (both are
+linear and shift-invariant, so they commute) except in the outermost ring of pixels, at a quarter of the
+multiply-adds, because the transposed conv skips the zeros that upsampling inserts.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from gan.ops._compile import check_impl, lazy_compile
+from gan.ops.upfirdn2d import upfirdn2d
 
 
 def _demod_coefs(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
@@ -22,14 +28,29 @@ def _demod_coefs(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
     return (styles.to(dt).square() @ w2.t() + 1e-8).rsqrt()
 
 
+def _conv_up(x: torch.Tensor, weight: torch.Tensor, groups: int, f: torch.Tensor) -> torch.Tensor:
+    # 2x up-conv: x [N, G*I, H, W], weight [G*O, I, k, k] -> [N, G*O, 2H, 2W]. The transposed conv takes the
+    # weight as [I, O, k, k] per group and flipped (it correlates with the flipped kernel); the FIR then blurs
+    # the (2H + k - 2)-sized result back to 2H on upsample2d's grid, with its gain (4 for 2x2 zero insertion).
+    o, i, kh, kw = weight.shape
+    wt = weight.reshape(groups, o // groups, i, kh, kw).transpose(1, 2).reshape(groups * i, o // groups, kh, kw)
+    x = F.conv_transpose2d(x, wt.flip([2, 3]), stride=2, groups=groups)
+    p = (f.shape[-1] + 1) // 2 - (kh - 1) // 2
+    q = f.shape[-1] + 1 - kh - p
+    return upfirdn2d(x, f, padding=[p, q, p, q], gain=4)
+
+
 def _modconv_ref(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool,
-                 padding: int, fused: bool) -> torch.Tensor:
+                 padding: int, fused: bool, up_filter: Optional[torch.Tensor] = None) -> torch.Tensor:
     n, i, h, w = x.shape
     o, _, kh, kw = weight.shape
     dcoefs = _demod_coefs(weight, styles) if demodulate else None
     if not fused:
         x = x * styles.to(x.dtype).reshape(n, i, 1, 1)
-        x = F.conv2d(x, weight.to(x.dtype), padding=padding)
+        if up_filter is None:
+            x = F.conv2d(x, weight.to(x.dtype), padding=padding)
+        else:
+            x = _conv_up(x, weight.to(x.dtype), 1, up_filter)
         if dcoefs is not None:
             x = x * dcoefs.to(x.dtype).reshape(n, o, 1, 1)
         return x
@@ -38,7 +59,10 @@ def _modconv_ref(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, de
     if dcoefs is not None:
         wgt = wgt * dcoefs.reshape(n, o, 1, 1, 1)
     wgt = wgt.to(x.dtype).reshape(n * o, i, kh, kw)
-    x = F.conv2d(x.reshape(1, n * i, h, w), wgt, padding=padding, groups=n)
+    if up_filter is None:
+        x = F.conv2d(x.reshape(1, n * i, h, w), wgt, padding=padding, groups=n)
+    else:
+        x = _conv_up(x.reshape(1, n * i, h, w), wgt, n, up_filter)
     return x.reshape(n, o, x.shape[2], x.shape[3])
 
 
@@ -46,8 +70,10 @@ _modconv_compiled = lazy_compile(_modconv_ref)
 
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True,
-                     padding: Optional[int] = None, fused: bool = False, impl: str = "ref") -> torch.Tensor:
-    """x [N, I, H, W], weight [O, I, k, k], styles [N, I] -> [N, O, H', W'] ('same' padding by default)."""
+                     padding: Optional[int] = None, fused: bool = False, impl: str = "ref",
+                     up_filter: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """x [N, I, H, W], weight [O, I, k, k], styles [N, I] -> [N, O, H', W'] ('same' padding by default).
+    up_filter (FIR taps [k, k]): a 2x up-conv, [N, O, 2H, 2W], through a transposed conv (padding unused)."""
     check_impl(impl)
     if x.ndim != 4 or weight.ndim != 4 or styles.ndim != 2:
         raise ValueError(f"modulated_conv2d shapes: x {tuple(x.shape)}, weight {tuple(weight.shape)}, "
@@ -57,5 +83,7 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
                          f"do not match input {tuple(x.shape)}")
     if padding is None:
         padding = weight.shape[-1] // 2
+    if up_filter is not None and up_filter.ndim != 2:
+        raise ValueError(f"modulated_conv2d: up_filter must be 2D FIR taps [k, k], got {tuple(up_filter.shape)}")
     fn = _modconv_compiled if impl == "compiled" else _modconv_ref
-    return fn(x, weight, styles, bool(demodulate), int(padding), bool(fused))
+    return fn(x, weight, styles, bool(demodulate), int(padding), bool(fused), up_filter)
