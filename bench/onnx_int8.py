@@ -1,9 +1,10 @@
 """Frames/s of one generator, side by side in one process: PyTorch eager fp32 and bf16 (ClipRenderer's fast path)
 vs ONNX Runtime fp32 and int8 (static quantization, gan/sampling/onnx_runtime.py), one intra-op thread each;
-and the frame PSNR of each against PyTorch fp32 on the same seeds. Randomly initialised weights (speed does not
-depend on them; the PSNR of a trained model can differ: say so beside the number).
+and the frame PSNR of each against PyTorch fp32 on the same seeds. Randomly initialised weights by default (speed
+does not depend on them; the PSNR of a trained model differs: --checkpoint measures one).
 
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/onnx_int8.py --config default --frames 16 --rounds 7
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/onnx_int8.py --checkpoint runs/mine/checkpoints/latest.pt
 
 Each round renders one clip of `frames` frames (one chunk: mapping, content, motion and frames, the work of one
 ONNX run) per runtime, interleaved, after a warm-up. Prints JSON: {runtime: [median, min, max] frames/s, psnr}."""
@@ -30,6 +31,7 @@ def main():
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--calibration-seeds", type=int, default=8)
+    ap.add_argument("--checkpoint", default=None, help="a trained generator instead of --config's random weights")
     args = ap.parse_args()
     from gan.config import load_config
     from gan.networks import build_generator
@@ -38,10 +40,15 @@ def main():
     from gan.sampling.onnx_runtime import OnnxGenerator
     from gan.sampling.render import ClipRenderer
     torch.set_num_threads(1)
-    over = {"data": {"resolution": args.resolution}} if args.resolution else None
-    cfg = load_config(f"configs/{args.config}.yaml", over)
-    torch.manual_seed(0)
-    G = build_generator(cfg, 0).eval()
+    if args.checkpoint:
+        from gan.sampling.load import load_generator
+        G, info = load_generator(args.checkpoint)
+        cfg, args.config = info["config"], args.checkpoint
+    else:
+        over = {"data": {"resolution": args.resolution}} if args.resolution else None
+        cfg = load_config(f"configs/{args.config}.yaml", over)
+        torch.manual_seed(0)
+        G = build_generator(cfg, 0).eval()
     tmp = Path(tempfile.mkdtemp(prefix="reelgan-onnx-bench-"))
     t = time.perf_counter()
     export_onnx(G, cfg, tmp / "G.onnx")

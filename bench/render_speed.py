@@ -4,6 +4,7 @@ comparisons of two checkouts: run it alternately from each, e.g.
     for r in 1 2 3; do for t in ../old .; do (cd $t && OMP_NUM_THREADS=1 PYTHONPATH=$PWD \
         python $OLDPWD/bench/render_speed.py --cell default:64:fp32:16); done; done
 
+A fifth field overrides G fields, e.g. lite:128:fp32:16:up_conv=transposed (several: joined by '+').
 Prints one JSON line: {cell: [median, min, max]} frames/s over 5 clips after a warm-up clip."""
 import json
 import statistics
@@ -13,12 +14,13 @@ import time
 import torch
 
 
-def measure(name: str, res: int, precision: str, chunk: int, frames: int, threads: int):
+def measure(name: str, res: int, precision: str, chunk: int, frames: int, threads: int, G_set: str = ""):
     from gan.config import load_config
     from gan.networks import build_generator
     from gan.sampling.render import ClipRenderer
     torch.set_num_threads(threads)
-    cfg = load_config(f"configs/{name}.yaml", {"data": {"resolution": res}})
+    G_over = dict(kv.split("=", 1) for kv in G_set.split("+") if kv)
+    cfg = load_config(f"configs/{name}.yaml", {"data": {"resolution": res}, "G": G_over})
     torch.manual_seed(0)
     r = ClipRenderer(build_generator(cfg, 0).eval(), chunk=chunk, precision=None if precision == "eager" else precision)
     for _ in r.render_chunks([0], frames):                        # warm-up
@@ -41,7 +43,7 @@ if __name__ == "__main__":
     a = ap.parse_args()
     out = {}
     for cell in a.cell:
-        name, res, prec, chunk = cell.split(":")
-        out[cell] = measure(name, int(res), prec, int(chunk), a.frames, a.threads)
+        name, res, prec, chunk, *G_set = cell.split(":")
+        out[cell] = measure(name, int(res), prec, int(chunk), a.frames, a.threads, *G_set)
     json.dump(out, sys.stdout)
     print()

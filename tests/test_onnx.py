@@ -126,3 +126,29 @@ def test_bad_inputs_fail_with_one_line(exported, tmp_path):
         from gan.onnx_export import export_onnx
         cfg = load_config(str(ROOT / "configs" / "tiny.yaml"))
         export_onnx(build_generator(cfg, 3), cfg, tmp_path / "c.onnx", c_dim=3)
+
+
+def test_transposed_up_convs_export_match_and_quantize(tmp_path):
+    # G.up_conv=transposed (lite, the StyleGAN-V presets) exports as ConvTranspose; the runtime renders what
+    # PyTorch renders, and int8 quantizes those convolutions too.
+    import onnx
+    from gan.onnx_export import export_onnx
+    from gan.sampling.onnx_runtime import calibration_feeds, quantize
+    cfg = load_config(str(ROOT / "configs" / "tiny.yaml"), {"G": {"up_conv": "transposed"}})
+    torch.manual_seed(1)
+    G = build_generator(cfg).eval()
+    torch.nn.init.normal_(G.flow.weight)
+    export_onnx(G, cfg, tmp_path / "G.onnx")
+    og = OnnxGenerator(tmp_path / "G.onnx")
+    gen = torch.Generator().manual_seed(5)
+    z, codes = torch.randn(2, G.z_dim, generator=gen), torch.randn(2, 3, G.motion_dim, generator=gen)
+    times = torch.rand(2, 4, generator=gen) * 1.9 * G.motion_period
+    with torch.no_grad():
+        ref = ChunkGraph(G)(z, torch.tensor(1.0), codes, torch.tensor(0), times).numpy()
+    out = og.run(z.numpy(), 1.0, codes.numpy(), 0, times.numpy())
+    assert np.abs(out - ref).max() < F32_BOUND and np.abs(out[:, 1:] - out[:, :1]).max() > 1e-2
+    quantize(tmp_path / "G.onnx", tmp_path / "q.onnx", calibration_feeds(og, [7]))
+    graph = onnx.load(str(tmp_path / "q.onnx")).graph
+    producer = {o: n.op_type for n in graph.node for o in n.output}
+    convt = [n for n in graph.node if n.op_type == "ConvTranspose"]
+    assert convt and all(producer.get(n.input[1]) == "DequantizeLinear" for n in convt)   # int8 weights

@@ -120,7 +120,7 @@ def quantize(src, dst, feeds: List[Dict[str, np.ndarray]]) -> None:
         def get_next(self):
             return next(self.it, None)
 
-    # Only the convolutions and matmuls, where the FLOPs are: the style affines and the mapping (Gemm, small;
+    # Only the convolutions (transposed too) and matmuls, where the FLOPs are: the style affines and the mapping (Gemm, small;
     # per-channel Gemm trips onnxruntime 1.2x's bias scaling) and the elementwise ops (grid_sample, modulation,
     # demodulation, lerp) stay float32.
     root = logging.getLogger()
@@ -129,7 +129,7 @@ def quantize(src, dst, feeds: List[Dict[str, np.ndarray]]) -> None:
     try:
         quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        op_types_to_quantize=["Conv", "MatMul"])
+                        op_types_to_quantize=["Conv", "ConvTranspose", "MatMul"])
     finally:
         root.setLevel(level)
 
