@@ -21,7 +21,7 @@ Every clip carries an invisible watermark (model id + user id; check with `reelg
 
 \b
 Real-time mode (one endless clip of the first seed, chunk by chunk, constant memory; Ctrl-C stops):
-  python generate.py --checkpoint G.pt --outdir out --stream --frames 600 --precision bf16 --compile
+  python generate.py --checkpoint G.pt --outdir out --stream --frames 600 --precision auto --compile
   python generate.py --checkpoint G.pt --stream --stream-to - --precision auto | \\
       ffplay -f rawvideo -pixel_format rgb24 -video_size 128x128 -framerate 16 -
 """

@@ -5,11 +5,13 @@ side by side in one process on this CPU, interleaved per round, as ratios to the
   git clone https://github.com/universome/stylegan-v && git -C stylegan-v checkout 3fecd69
   pip install omegaconf                                  # the peer's config library (not a reelgan dependency)
   python bench/stylegan_v_peer.py --peer stylegan-v      # ~10 minutes on 2 cores; --compile adds ~3 per graph
+  python bench/stylegan_v_peer.py --peer stylegan-v --onnx stylegan_v128 --precisions fp32   # + ONNX Runtime
 
 Both sides render one video in chunks of `batch` frames after their per-video work: the peer maps z once and
 runs its synthesis network per chunk (motion codes fixed, the motion mapping per chunk, as its synthesis does,
 noise 'const'), in fp32 eager with its CPU reference ops, as its code runs on a CPU; reelgan renders through
-FastSampler (its fast path: content once per video). Every contestant gets the same torch threads. Writes
+FastSampler (its fast path: content once per video); --onnx adds the exported graph on ONNX Runtime fp32, which
+recomputes the per-video work in every call (gan/onnx_export.py). Every contestant gets the same threads. Writes
 bench/results/stylegan_v_peer-<date>.json.
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ import datetime as dt
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Dict, List
@@ -94,7 +97,16 @@ def reelgan_generator(name: str, resolution: int):
     for k, v in overrides.items():
         setattr(cfg.G, k, v)
     torch.manual_seed(0)
-    return build_generator(cfg).eval().requires_grad_(False)
+    return build_generator(cfg).eval().requires_grad_(False), cfg
+
+
+def onnx_generator(name: str, resolution: int, threads: int, folder: str):
+    from gan.onnx_export import export_onnx
+    from gan.sampling.onnx_runtime import OnnxGenerator
+    G, cfg = reelgan_generator(name, resolution)
+    path = Path(folder) / (name.replace(" ", "_") + ".onnx")
+    export_onnx(G, cfg, path)
+    return OnnxGenerator(path, threads=threads)
 
 
 def summary(xs: List[float]) -> Dict[str, float]:
@@ -110,24 +122,28 @@ def summary(xs: List[float]) -> Dict[str, float]:
 @click.option("--precisions", default="auto", show_default=True,
               help="reelgan precisions, comma-separated; auto: fp32, plus bf16 where the CPU runs it natively.")
 @click.option("--compile", "compile_names", default="", help="reelgan configs to add compiled (fp32 / bf16 as above).")
+@click.option("--onnx", "onnx_names", default="", help="reelgan configs to add on ONNX Runtime fp32 (exported here).")
 @click.option("--rounds", default=5, show_default=True)
 @click.option("--seconds", default=2.0, show_default=True, help="Rendering time per contestant per round.")
 @click.option("--threads", default=2, show_default=True)
-def main(peer, resolution, batches, names, precisions, compile_names, rounds, seconds, threads):
+def main(peer, resolution, batches, names, precisions, compile_names, onnx_names, rounds, seconds, threads):
     from bench.run import machine_info
     from gan.sampling import FastSampler, flops_per_frame
     from gan.sampling.fast import cpu_has_bf16
     torch.set_num_threads(threads)
     precs = ["fp32"] + (["bf16"] if cpu_has_bf16() else []) if precisions == "auto" else precisions.split(",")
     names = [n for n in names.split(",") if n]
-    unknown = [n for n in names + [n for n in compile_names.split(",") if n] if n not in REELGAN]
+    onnx_names = [n for n in onnx_names.split(",") if n]
+    unknown = [n for n in names + onnx_names + [n for n in compile_names.split(",") if n] if n not in REELGAN]
     if unknown:
         raise click.ClickException(f"unknown config {unknown[0]!r}; choose from {', '.join(REELGAN)}")
+    tmp = tempfile.mkdtemp(prefix="reelgan-peer-")
     Gp = peer_generator(peer, resolution)
     gflops = {"StyleGAN-V": peer_gflops(Gp)}
-    Gs = {n: reelgan_generator(n, resolution) for n in names}
-    for n, G in Gs.items():
-        gflops[n] = flops_per_frame(G, frames=1)["frame"] / 1e9
+    Gs = {n: reelgan_generator(n, resolution)[0] for n in names}
+    for n in dict.fromkeys(names + onnx_names):
+        gflops[n] = flops_per_frame(Gs.get(n) or reelgan_generator(n, resolution)[0], frames=1)["frame"] / 1e9
+    onnx = {n: onnx_generator(n, resolution, threads, tmp) for n in onnx_names}
     results = {}
     for batch in (int(b) for b in batches.split(",")):
         contestants = {"StyleGAN-V fp32 eager": peer_chunks(Gp, batch)}
@@ -136,6 +152,9 @@ def main(peer, resolution, batches, names, precisions, compile_names, rounds, se
                 for comp in ((False, True) if n in compile_names.split(",") else (False,)):
                     chunks = FastSampler(Gs[n], precision=p, compile=comp, chunk=batch).render_chunks([0], None)
                     contestants[f"{n} {p} {'compiled' if comp else 'eager'}"] = lambda c=chunks: next(c)
+        for n, og in onnx.items():
+            chunks = og.render_chunks([0], None, chunk=batch)
+            contestants[f"{n} ONNX Runtime fp32"] = lambda c=chunks: next(c)
         with torch.inference_mode():
             for name, fn in contestants.items():                    # warm-up (and compile)
                 t0 = time.perf_counter()
@@ -161,7 +180,7 @@ def main(peer, resolution, batches, names, precisions, compile_names, rounds, se
     out = {"date": dt.datetime.now().isoformat(timespec="seconds"), "machine": machine_info(), "threads": threads,
            "resolution": resolution, "rounds": rounds, "seconds": seconds, "gflops_per_frame": gflops,
            "results": results}
-    path = ROOT / "bench" / "results" / f"stylegan_v_peer-{dt.date.today().isoformat()}.json"
+    path = ROOT / "bench" / "results" / f"stylegan_v_peer-{dt.datetime.now().strftime('%Y-%m-%d-%H%M')}.json"
     path.write_text(json.dumps(out, indent=1))
     print("GFLOP per frame:", {k: round(v, 1) for k, v in gflops.items()}, "\nwrote", path)
 

@@ -3,7 +3,7 @@
 \b
 Examples:
   reelgan-studio --checkpoint runs/default/checkpoints/latest.pt              # then open the printed URL
-  reelgan-studio --checkpoint G.pt --port 8765 --precision bf16 --fps 30
+  reelgan-studio --checkpoint G.pt --port 8765 --precision auto --fps 30
   reelgan-studio --checkpoint G.pt --outdir my_clips --watermark-key wm.key   # where the record button writes
   reelgan-studio --train --config configs/tiny.yaml --outdir runs/room         # the training room
   reelgan-studio --train --outdir runs/room --resume                          # continue that run
