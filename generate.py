@@ -65,8 +65,8 @@ except KeyboardInterrupt:
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16", "auto", "int8"]), default="fp32",
               show_default=True,
               help="--stream: synthesis precision (bf16: CPUs with AMX/AVX512-BF16 and GPUs; fp16: CUDA; "
-                   "auto picks the fastest supported). An .onnx --checkpoint: fp32 or int8 (ONNX Runtime static "
-                   "quantization, calibrated at load).")
+                   "auto picks the fastest supported). An .onnx --checkpoint: fp32 (also for auto) or int8 (ONNX "
+                   "Runtime static quantization, calibrated at load).")
 @click.option("--compile", "compile_", is_flag=True,
               help="--stream: torch.compile the frame rendering (the first chunk waits for the compiler: "
                    "tens of seconds on a CPU).")

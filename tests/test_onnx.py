@@ -152,3 +152,17 @@ def test_transposed_up_convs_export_match_and_quantize(tmp_path):
     producer = {o: n.op_type for n in graph.node for o in n.output}
     convt = [n for n in graph.node if n.op_type == "ConvTranspose"]
     assert convt and all(producer.get(n.input[1]) == "DequantizeLinear" for n in convt)   # int8 weights
+
+
+def test_precision_auto_is_lossless_fp32_and_int8_says_when_it_will_not_pay(exported, tmp_path):
+    from gan.precision import int8_note
+    from generate import cli
+    _, _, path = exported
+    res = CliRunner().invoke(cli, ["--checkpoint", str(path), "--outdir", str(tmp_path), "--seeds", "1",
+                                   "--frames", "2", "--format", "png", "--precision", "auto", "--no-watermark"])
+    assert res.exit_code == 0, res.output
+    assert "ONNX Runtime fp32" in res.output and "int8" not in res.output
+    # No VNNI / AMX: int8 dot products are emulated and ONNX Runtime's int8 ran slower than fp32 (BENCHMARKS.md)
+    assert "no VNNI or AMX" in int8_note(frozenset({"sse4_2", "avx2", "fma"}))
+    for flags in ({"avx2", "avx512_vnni"}, {"avx2", "avx_vnni"}, {"amx_int8", "avx512f"}, set()):
+        assert int8_note(frozenset(flags)) == ""            # pays, or the flags are unknown: nothing to say

@@ -5,7 +5,7 @@ Two algebraically equal forms:
   weight, scale the outputs by the demodulation coefficients. One ordinary conv, cheap backward.
 - `fused=True` (inference): build per-sample weights and run one grouped convolution.
 
-With `up=2` the conv also doubles the resolution, as StyleGAN2's `conv2d_resample` does: a stride-2
+Given `up_filter` (FIR taps) the conv also doubles the resolution, as StyleGAN2's `conv2d_resample` does: a stride-2
 transposed conv, then the FIR filter. The same function as FIR upsampling followed by the conv (both are
 linear and shift-invariant, so they commute) except in the outermost ring of pixels, at a quarter of the
 multiply-adds, because the transposed conv skips the zeros that upsampling inserts.

@@ -19,6 +19,7 @@ import torch
 from gan import watermark as wm
 from gan.config import Config
 from gan.onnx_export import read_metadata
+from gan.precision import cpu_flags, int8_note
 from gan.sampling.load import SamplingError
 from gan.sampling.render import frame_times, seed_motion, seed_z
 from gan.sampling.write import FORMATS, write_clips
@@ -120,9 +121,9 @@ def quantize(src, dst, feeds: List[Dict[str, np.ndarray]]) -> None:
         def get_next(self):
             return next(self.it, None)
 
-    # Only the convolutions (transposed too) and matmuls, where the FLOPs are: the style affines and the mapping (Gemm, small;
-    # per-channel Gemm trips onnxruntime 1.2x's bias scaling) and the elementwise ops (grid_sample, modulation,
-    # demodulation, lerp) stay float32.
+    # Only the convolutions (transposed too) and matmuls, where the FLOPs are: the style affines and the mapping
+    # (Gemm, small; per-channel Gemm trips onnxruntime 1.2x's bias scaling) and the elementwise ops (grid_sample,
+    # modulation, demodulation, lerp) stay float32.
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)         # its "consider pre-processing" advice goes to the root logger
@@ -188,5 +189,9 @@ def onnx_cli(path, outdir, seeds, frames, fps, fmt, truncation, chunk, batch, pr
     else:
         mark = watermarker(read_metadata(path), key_file, user_id)
         log(mark.describe())
+    if precision == "auto":           # lossless: int8 costs quality, so it is only ever asked for
+        precision = "fp32"
+    elif precision == "int8" and int8_note(cpu_flags()):
+        log(int8_note(cpu_flags()))
     return generate_onnx(path, outdir, seeds, frames, fps, fmt, truncation, chunk=chunk, batch=batch,
                          precision=precision, watermark=mark, log=log)
