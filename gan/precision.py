@@ -5,8 +5,8 @@ import torch
 
 
 def cpu_has_bf16() -> bool:
-    """True where oneDNN runs bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow (a
-    training step of the CPU default ~10x slower than fp32 on an AVX2-only AMD EPYC, BENCHMARKS.md)."""
+    """True where oneDNN runs bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated, several times
+    slower than fp32 (BENCHMARKS.md, "Training precision on a CPU without native bf16")."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):

@@ -191,7 +191,8 @@ def onnx_cli(path, outdir, seeds, frames, fps, fmt, truncation, chunk, batch, pr
         log(mark.describe())
     if precision == "auto":           # lossless: int8 costs quality, so it is only ever asked for
         precision = "fp32"
-    elif precision == "int8" and int8_note(cpu_flags()):
-        log(int8_note(cpu_flags()))
+    note = int8_note(cpu_flags()) if precision == "int8" else ""
+    if note:
+        log(note)
     return generate_onnx(path, outdir, seeds, frames, fps, fmt, truncation, chunk=chunk, batch=batch,
                          precision=precision, watermark=mark, log=log)
