@@ -30,6 +30,9 @@ from __future__ import annotations
 import sys
 
 try:                                # Ctrl-C while Python imports: a quiet exit, not an import traceback
+    from gan.writes import redeliver_swallowed_ctrl_c
+
+    redeliver_swallowed_ctrl_c()       # one inside an import callback, too
     import click
 
     from gan.cli_utils import Command, FiniteFloat, threads_option, watermark_options

@@ -17,7 +17,7 @@ import click
 import yaml
 
 from gan.errors import EXIT_USER_ERROR, ReelganError, one_line
-from gan.writes import Terminated, clean_exit_on_sigterm, stop_signal_in
+from gan.writes import Terminated, clean_exit_on_sigterm, redeliver_swallowed_ctrl_c, stop_signal_in
 
 
 class UsageFailure(ReelganError):
@@ -59,6 +59,7 @@ def _run(command: click.Command, base_main, args, prog_name, complete_var, stand
         return base_main(command, args, prog_name, complete_var, standalone_mode, **extra)
     debug = _debug_requested(args)
     clean_exit_on_sigterm()
+    redeliver_swallowed_ctrl_c()
     if not debug:
         threading.excepthook = _thread_error
     try:

@@ -3,10 +3,13 @@ has one process at a time, and a terminated command leaves no temp file behind (
 """
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import signal
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Union
 
@@ -144,6 +147,26 @@ def stop_signal_in(e: BaseException) -> Optional[BaseException]:
         seen.add(id(e))
         e = e.__context__
     return None
+
+
+def _interrupt_main_soon() -> None:
+    time.sleep(0.01)                          # after the hook has returned: raised inside it, it is dropped again
+    _thread.interrupt_main()
+
+
+def _unraisable(unraisable) -> None:
+    if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+        _thread.start_new_thread(_interrupt_main_soon, ())     # raised again in the main thread's own code
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+def redeliver_swallowed_ctrl_c() -> None:
+    """A Ctrl-C that lands inside a weakref callback or __del__ (importlib runs its module-lock callbacks at any point
+    of an import) is printed by Python as "Exception ignored ... Traceback" and dropped: the command went on. With
+    this hook it is raised again in the main thread moments later, as an ordinary KeyboardInterrupt (one that lands
+    in a callback again comes back again); other unraisable errors still go to Python's own hook."""
+    sys.unraisablehook = _unraisable
 
 
 def clean_exit_on_sigterm() -> None:

@@ -233,3 +233,25 @@ def test_a_stop_signal_hidden_under_a_cleanup_error_still_exits_as_the_signal():
     except RuntimeError as e:
         assert stop_signal_in(e).code == 143
     assert stop_signal_in(RuntimeError("plain")) is None
+
+
+def test_a_ctrl_c_inside_a_callback_is_raised_again_not_dropped():
+    # Python drops an exception raised in a weakref callback (printing "Exception ignored ... Traceback"); importlib's
+    # module-lock callbacks run at any point of an import, so a Ctrl-C there did nothing but print a traceback.
+    code = """if True:
+        import time, weakref
+        from gan.writes import redeliver_swallowed_ctrl_c
+        redeliver_swallowed_ctrl_c()
+        class A: pass
+        def cb(ref): raise KeyboardInterrupt
+        a = A(); r = weakref.ref(a, cb)
+        try:
+            del a                               # the callback runs here and its KeyboardInterrupt is swallowed
+            t = time.monotonic()                # ... and raised again here, in the main thread
+            while time.monotonic() - t < 10: pass
+            print("went on")
+        except KeyboardInterrupt:
+            print("interrupted")
+    """
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert res.stdout.strip() == "interrupted" and "Traceback" not in res.stderr, (res.stdout, res.stderr)
