@@ -13,10 +13,13 @@ Examples:
   reelgan-export runs/default/checkpoints/latest.pt G.pt
   reelgan-export runs/default/checkpoints/latest.pt G.safetensors --format safetensors
   reelgan-export runs/default/checkpoints/latest.pt G.onnx --format onnx
+  reelgan-export runs/default/checkpoints/latest.pt G.onnx --format onnx --split   # + per-video / per-frame graphs
 
 \b
 onnx (unconditional models): one ONNX graph (opset 18) for ONNX Runtime, dynamic batch and frame count:
-z, truncation psi, motion anchor codes, anchor offset, times -> frames; the config in its metadata.
+z, truncation psi, motion anchor codes, anchor offset, times -> frames; the config in its metadata. --split adds
+G.video.onnx (z, psi -> w and the content, once per clip) and G.frames.onnx (w, content, codes, anchor offset,
+times -> frames, per chunk) beside it, which generate.py uses for fp32 when they are there.
 `python generate.py --checkpoint G.onnx` renders the same clips as the checkpoint (gan/onnx_export.py).
 
 \b
@@ -45,7 +48,7 @@ FORMATS = ("pt", "safetensors", "onnx")
 
 
 def export_generator(checkpoint: Union[str, Path], out: Union[str, Path], dtype: str = "fp32",
-                     overwrite: bool = False, fmt: str = "pt") -> Dict:
+                     overwrite: bool = False, fmt: str = "pt", split: bool = False) -> Dict:
     """Write the generator-only file `out` from `checkpoint` (a training checkpoint or an exported file),
     as torch .pt or safetensors (fmt). dtype 'bf16'/'fp16' stores floating-point weights at half the size
     (they load back into float32). Returns a summary: path, bytes, params, step."""
@@ -56,6 +59,14 @@ def export_generator(checkpoint: Union[str, Path], out: Union[str, Path], dtype:
         raise ValueError(f"dtype must be one of {sorted(STORE_DTYPES)}, got {dtype!r}")
     if out.exists() and out.resolve() == checkpoint.resolve():
         raise ckpt_io.CheckpointError(f"refusing to export {checkpoint} onto itself")
+    if split and fmt != "onnx":
+        raise ckpt_io.CheckpointError("--split makes the per-video and per-frame ONNX graphs: use it with "
+                                      "--format onnx")
+    if split:
+        from gan.onnx_export import split_paths
+        taken = [p for p in split_paths(out) if p.exists()]
+        if taken and not overwrite:
+            raise ckpt_io.CheckpointError(f"{taken[0]} exists; pass --force to overwrite it")
     if out.exists() and not overwrite:
         raise ckpt_io.CheckpointError(f"{out} exists; pass --force to overwrite it")
     if fmt == "onnx":                   # one ONNX Runtime graph, float32 (gan/onnx_export.py)
@@ -63,7 +74,7 @@ def export_generator(checkpoint: Union[str, Path], out: Union[str, Path], dtype:
             raise ckpt_io.CheckpointError("--format onnx stores float32 weights: leave out --dtype "
                                           "(int8: generate.py --precision int8)")
         from gan.onnx_export import export_checkpoint_onnx
-        info = export_checkpoint_onnx(checkpoint, out)
+        info = export_checkpoint_onnx(checkpoint, out, split=split)
         return {**info, "params": None, "source_bytes": checkpoint.stat().st_size}
     ckpt = ckpt_io.load(checkpoint, map_location="cpu")
     Config.from_checkpoint(ckpt["config"], checkpoint)             # a stored config out of range: one line
@@ -99,13 +110,16 @@ def export_generator(checkpoint: Union[str, Path], out: Union[str, Path], dtype:
               help="Storage precision of the weights (bf16/fp16 halve the file; they load as float32).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
               help="File format [default: safetensors when OUT ends in .safetensors, else pt].")
+@click.option("--split", is_flag=True, help="onnx: also write OUT's per-video and per-frame halves (G.video.onnx, "
+              "G.frames.onnx) beside it; ONNX Runtime sampling then computes a clip's per-video work once.")
 @click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
-def cli(checkpoint, out, dtype, fmt, force):
+def cli(checkpoint, out, dtype, fmt, split, force):
     fmt = fmt or {".safetensors": "safetensors", ".onnx": "onnx"}.get(Path(out).suffix.lower(), "pt")
-    info = export_generator(checkpoint, out, dtype=dtype, overwrite=force, fmt=fmt)
+    info = export_generator(checkpoint, out, dtype=dtype, overwrite=force, fmt=fmt, split=split)
     if fmt == "onnx":
+        also = f"; with {', '.join(Path(p).name for p in info['files'][1:])}" if split else ""
         click.echo(f"{info['path']}: ONNX opset {info['opset']}, {info['bytes'] / 2**20:.2f} MiB "
-                   f"(from {info['source_bytes'] / 2**20:.2f} MiB), step {info['step']}")
+                   f"(from {info['source_bytes'] / 2**20:.2f} MiB), step {info['step']}{also}")
         return
     click.echo(f"{info['path']}: {info['params'] / 1e6:.2f}M values, {info['bytes'] / 2**20:.2f} MiB "
                f"(from {info['source_bytes'] / 2**20:.2f} MiB), step {info['step']}")

@@ -9,8 +9,12 @@ Graph (opset OPSET), every axis named below dynamic:
   output   frames [B, T, C, H, W] float32 in [-1, 1]
 It is the renderer's whole chunk call: mapping -> content -> motion embedding -> frames, all in float32
 with the modulated convolutions unfused (one static conv on scaled activations, then demodulation: the
-form ONNX Runtime's static int8 quantizer can handle). Per-video work (mapping, content) is recomputed
-each chunk; it is a few percent of a chunk of 16 frames.
+form ONNX Runtime's static int8 quantizer can handle). This graph recomputes the per-video work (mapping,
+content) in every chunk; `split=True` (reelgan-export --split) also writes its two halves beside it, which
+ONNX Runtime sampling (fp32) then uses so that work runs once per clip:
+  G.video.onnx   z [B, z_dim], psi []  ->  w, content_x, content_img (the video's latent and content)
+  G.frames.onnx  w, content_x, content_img, codes, anchor_offset, t  ->  frames [B, T, C, H, W]
+Each carries the same metadata plus 'part' ('video' / 'frames'); a pair from another export is ignored.
 
 metadata_props: 'reelgan' = JSON {kind, format_version, config (the checkpoint's, as plain types), c_dim,
 class_names, step, model_id (the watermark's model id, from the weights), opset}. The loader rebuilds the
@@ -38,6 +42,8 @@ OPSET = 18
 KIND = "reelgan-generator-onnx"
 META_KEY = "reelgan"
 INPUTS = ("z", "psi", "codes", "anchor_offset", "t")
+VIDEO_INPUTS, VIDEO_OUTPUTS = ("z", "psi"), ("w", "content_x", "content_img")
+FRAME_INPUTS = ("w", "content_x", "content_img", "codes", "anchor_offset", "t")
 
 
 class OnnxExportError(ReelganError, RuntimeError):
@@ -76,33 +82,51 @@ def check_exportable(G: nn.Module, cfg: Config, c_dim: int) -> None:
                               "export this one with --format pt or safetensors")
 
 
-def export_onnx(G: nn.Module, cfg: Config, out: Union[str, Path], *, c_dim: int = 0, class_names=(), step=None,
-                opset: int = OPSET) -> Dict:
-    """Write G (float32, eval) as the ONNX graph above to `out` (atomically); returns a summary."""
-    onnx = require_onnx()
-    check_exportable(G, cfg, c_dim)
-    G = G.float().eval().requires_grad_(False)
-    model_id = wm.model_id(G.state_dict(), {k: v for k, v in cfg.to_dict().items() if k != "watermark"},
-                           type(cfg)().to_dict())
-    b, k, tt = 2, 3, 5
-    times = torch.linspace(0, G.motion_period * (k - 1) - 0.01, tt)[None].repeat(b, 1)    # inside anchors 0..k-1
-    args = (torch.randn(b, G.z_dim), torch.tensor(1.0), torch.randn(b, k, G.motion_dim),
-            torch.tensor(0, dtype=torch.int64), times)
-    B, K, T = torch.export.Dim("B"), torch.export.Dim("K", min=2), torch.export.Dim("T")
-    shapes = {"z": {0: B}, "psi": None, "codes": {0: B, 1: K}, "anchor_offset": None, "t": {0: B, 1: T}}
-    for r in G.frame_grid_sizes():      # a cache miss inside the trace would store a fake tensor in the cache
-        _base_grid(r, torch.device("cpu"))
+class VideoGraph(nn.Module):
+    """The per-video half of ChunkGraph: (z, psi) -> (w, content_x, content_img), computed once per clip."""
+
+    def __init__(self, G: nn.Module):
+        super().__init__()
+        self.G = G
+
+    def forward(self, z, psi):
+        G = self.G
+        w = G.mapping(z, None, 1.0)
+        w = G.w_avg.to(w.dtype).lerp(w, psi)
+        x, img = G.content(w, fused=False)
+        return w, x, img
+
+
+class FrameGraph(nn.Module):
+    """The per-chunk half: (w, content_x, content_img, codes, anchor_offset, t) -> frames [B, T, C, H, W]."""
+
+    def __init__(self, G: nn.Module):
+        super().__init__()
+        self.G = G
+
+    def forward(self, w, content_x, content_img, codes, anchor_offset, t):
+        G = self.G
+        v = G.motion_embedding(codes, t, anchor_offset=anchor_offset, w=w)
+        return G.frames(w, (content_x, content_img), v, fused=False).clamp(-1, 1)
+
+
+def split_paths(out: Union[str, Path]):
+    """The per-video and per-frame graphs written beside G.onnx by --split: G.video.onnx, G.frames.onnx."""
     out = Path(out)
+    stem = out.name[:-len(".onnx")] if out.name.lower().endswith(".onnx") else out.name
+    return out.with_name(stem + ".video.onnx"), out.with_name(stem + ".frames.onnx")
+
+
+def _write_graph(onnx, module: nn.Module, args, names, outputs, shapes, out: Path, meta: Dict, opset: int) -> None:
+    """torch.onnx.export (dynamo) of `module` into a temp file beside `out`, the metadata added, checked, renamed."""
     fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=str(out.parent or "."))
     os.close(fd)
     try:
         with torch.no_grad():
-            torch.onnx.export(ChunkGraph(G).eval(), args, tmp, input_names=list(INPUTS), output_names=["frames"],
+            torch.onnx.export(module.eval(), args, tmp, input_names=list(names), output_names=list(outputs),
                               dynamic_shapes=shapes, opset_version=opset, dynamo=True, external_data=False,
                               verbose=False)
         model = onnx.load(tmp)
-        meta = {"kind": KIND, "format_version": ckpt_io.FORMAT_VERSION, "config": cfg.to_dict(), "c_dim": c_dim,
-                "class_names": [str(n) for n in class_names], "step": step, "model_id": int(model_id), "opset": opset}
         entry = model.metadata_props.add()
         entry.key, entry.value = META_KEY, json.dumps(meta)
         onnx.checker.check_model(model)
@@ -111,10 +135,50 @@ def export_onnx(G: nn.Module, cfg: Config, out: Union[str, Path], *, c_dim: int 
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return {"path": str(out), "bytes": out.stat().st_size, "opset": opset, "step": step}
 
 
-def export_checkpoint_onnx(checkpoint: Union[str, Path], out: Union[str, Path]) -> Dict:
+def export_onnx(G: nn.Module, cfg: Config, out: Union[str, Path], *, c_dim: int = 0, class_names=(), step=None,
+                opset: int = OPSET, split: bool = False) -> Dict:
+    """Write G (float32, eval) as the ONNX graph above to `out` (atomically); with `split`, also its per-video and
+    per-frame halves (split_paths), which ONNX Runtime sampling then uses so a clip's per-video work runs once.
+    Returns a summary."""
+    onnx = require_onnx()
+    check_exportable(G, cfg, c_dim)
+    G = G.float().eval().requires_grad_(False)
+    model_id = wm.model_id(G.state_dict(), {k: v for k, v in cfg.to_dict().items() if k != "watermark"},
+                           type(cfg)().to_dict())
+    b, k, tt = 2, 3, 5
+    times = torch.linspace(0, G.motion_period * (k - 1) - 0.01, tt)[None].repeat(b, 1)    # inside anchors 0..k-1
+    z, psi = torch.randn(b, G.z_dim), torch.tensor(1.0)
+    codes, k0 = torch.randn(b, k, G.motion_dim), torch.tensor(0, dtype=torch.int64)
+    B, K, T = torch.export.Dim("B"), torch.export.Dim("K", min=2), torch.export.Dim("T")
+    for r in G.frame_grid_sizes():      # a cache miss inside the trace would store a fake tensor in the cache
+        _base_grid(r, torch.device("cpu"))
+    out = Path(out)
+    meta = {"kind": KIND, "format_version": ckpt_io.FORMAT_VERSION, "config": cfg.to_dict(), "c_dim": c_dim,
+            "class_names": [str(n) for n in class_names], "step": step, "model_id": int(model_id), "opset": opset}
+    shapes = {"z": {0: B}, "psi": None, "codes": {0: B, 1: K}, "anchor_offset": None, "t": {0: B, 1: T}}
+    _write_graph(onnx, ChunkGraph(G), (z, psi, codes, k0, times), INPUTS, ["frames"], shapes, out, meta, opset)
+    written = [out]
+    if split:
+        video, frames = split_paths(out)
+        with torch.no_grad():
+            w, cx, cimg = VideoGraph(G)(z, psi)
+        if cx is None or cimg is None:
+            raise OnnxExportError("this generator's per-video state is not a pair of tensors: export it without "
+                                  "--split")
+        _write_graph(onnx, VideoGraph(G), (z, psi), VIDEO_INPUTS, VIDEO_OUTPUTS, {"z": {0: B}, "psi": None},
+                     video, {**meta, "part": "video"}, opset)
+        shapes = {"w": {0: B}, "content_x": {0: B}, "content_img": {0: B}, "codes": {0: B, 1: K},
+                  "anchor_offset": None, "t": {0: B, 1: T}}
+        _write_graph(onnx, FrameGraph(G), (w, cx, cimg, codes, k0, times), FRAME_INPUTS, ["frames"], shapes, frames,
+                     {**meta, "part": "frames"}, opset)
+        written += [video, frames]
+    return {"path": str(out), "bytes": out.stat().st_size, "opset": opset, "step": step,
+            "files": [str(p) for p in written]}
+
+
+def export_checkpoint_onnx(checkpoint: Union[str, Path], out: Union[str, Path], split: bool = False) -> Dict:
     """reelgan-export --format onnx: the EMA generator of `checkpoint` (training or exported file)."""
     ckpt = ckpt_io.load(checkpoint, map_location="cpu")
     key = ckpt_io.generator_key(ckpt, checkpoint)
@@ -122,7 +186,8 @@ def export_checkpoint_onnx(checkpoint: Union[str, Path], out: Union[str, Path]) 
     c_dim = int(ckpt.get("c_dim", 0))
     G = build_generator(cfg, c_dim)
     ckpt_io.load_modules(ckpt, {key: G}, checkpoint)
-    return export_onnx(G, cfg, out, c_dim=c_dim, class_names=ckpt.get("class_names", []), step=ckpt.get("step"))
+    return export_onnx(G, cfg, out, c_dim=c_dim, class_names=ckpt.get("class_names", []), step=ckpt.get("step"),
+                       split=split)
 
 
 def read_metadata(path: Union[str, Path]) -> Dict:

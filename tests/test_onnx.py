@@ -68,6 +68,61 @@ def test_the_same_seeds_give_the_same_clips_as_the_checkpoint(exported):
     assert (out - ref).abs().max() < F32_BOUND
 
 
+@pytest.fixture(scope="module")
+def split_export(exported, tmp_path_factory):
+    """The same checkpoint exported with --split: G.onnx plus G.video.onnx and G.frames.onnx."""
+    from gan.export import cli
+    _, ckpt, _ = exported
+    d = tmp_path_factory.mktemp("split")
+    res = CliRunner().invoke(cli, [str(ckpt), str(d / "G.onnx"), "--split"])
+    assert res.exit_code == 0, res.output
+    assert "G.video.onnx" in res.output and "G.frames.onnx" in res.output
+    return d / "G.onnx"
+
+
+def test_split_graphs_render_the_same_clips_with_the_per_video_work_once(exported, split_export):
+    G, _, _ = exported
+    og = OnnxGenerator(split_export)
+    assert og.split is not None
+    calls = {"video": 0}
+    video, frames = og.split
+
+    class Counting:                                   # the per-video graph runs once per clip, not once per chunk
+        def run(self, *a):
+            calls["video"] += 1
+            return video.run(*a)
+    og.split = (Counting(), frames)
+    ref = ClipRenderer(G, chunk=5).render([4, 9], 12, time_step=1.5, start=30.0, truncation=0.8)
+    out = og.render([4, 9], 12, time_step=1.5, start=30.0, truncation=0.8, chunk=5)
+    assert calls["video"] == 1 and out.shape == ref.shape
+    assert (out - ref).abs().max() < F32_BOUND
+    assert (out[:, 1:] - out[:, :1]).abs().max() > 1e-2       # frames move: the bound is not vacuous
+
+
+def test_split_halves_of_another_export_are_not_used(exported, split_export, tmp_path, caplog):
+    import shutil
+    from gan.onnx_export import export_onnx, split_paths
+    G, _, _ = exported
+    for p in split_paths(split_export):
+        shutil.copy(p, tmp_path / p.name)
+    other = build_generator(load_config(str(ROOT / "configs" / "tiny.yaml"))).eval()    # other weights
+    export_onnx(other, load_config(str(ROOT / "configs" / "tiny.yaml")), tmp_path / "G.onnx")
+    with caplog.at_level("WARNING"):
+        og = OnnxGenerator(tmp_path / "G.onnx")
+    assert og.split is None and "another export" in caplog.text
+    assert OnnxGenerator(split_export, "int8").split is None      # int8 quantizes the whole graph
+
+
+def test_split_needs_onnx_and_never_overwrites(exported, split_export, tmp_path):
+    from gan.export import cli
+    _, ckpt, _ = exported
+    res = CliRunner().invoke(cli, [str(ckpt), str(tmp_path / "G.pt"), "--split"])
+    assert res.exit_code != 0 and "--format onnx" in res.output
+    (tmp_path / "G.frames.onnx").write_bytes(b"mine")
+    res = CliRunner().invoke(cli, [str(ckpt), str(tmp_path / "G.onnx"), "--split"])
+    assert res.exit_code != 0 and "exists" in res.output and (tmp_path / "G.frames.onnx").read_bytes() == b"mine"
+
+
 def test_metadata_rebuilds_config_and_watermark(exported):
     G, ckpt, path = exported
     meta = read_metadata(path)

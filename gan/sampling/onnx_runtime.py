@@ -18,7 +18,7 @@ import torch
 
 from gan import watermark as wm
 from gan.config import Config
-from gan.onnx_export import read_metadata
+from gan.onnx_export import VIDEO_OUTPUTS, read_metadata, split_paths
 from gan.precision import cpu_flags, int8_note
 from gan.sampling.load import SamplingError
 from gan.sampling.render import frame_times, seed_motion, seed_z
@@ -65,6 +65,7 @@ class OnnxGenerator:
             self.session = quantized_session(self, threads, calibration_seeds)
         else:
             self.session = session(path, threads)
+        self.split = split_sessions(self, threads) if precision == "fp32" else None
 
     def run(self, z: np.ndarray, psi: float, codes: np.ndarray, k0: int, t: np.ndarray) -> np.ndarray:
         feed = {"z": z.astype(np.float32), "psi": np.asarray(psi, np.float32), "codes": codes.astype(np.float32),
@@ -81,9 +82,18 @@ class OnnxGenerator:
 
     def render_chunks(self, seeds: Sequence[int], num_frames: Optional[int], *, time_step: float = 1.0,
                       start: float = 0.0, truncation: float = 1.0, chunk: int = 16) -> Iterator[torch.Tensor]:
-        """ClipRenderer.render_chunks on ONNX Runtime: [B, t, C, H, W] float chunks in [-1, 1]."""
+        """ClipRenderer.render_chunks on ONNX Runtime: [B, t, C, H, W] float chunks in [-1, 1]. With the split
+        graphs (reelgan-export --split) the per-video state is computed once and each chunk runs the frame graph."""
+        state = None
         for t, n in frame_times(num_frames, chunk, time_step, start):
-            out = self.session.run(["frames"], self.inputs(seeds, t, truncation))[0]
+            feed = self.inputs(seeds, t, truncation)
+            if self.split is None:
+                out = self.session.run(["frames"], feed)[0]
+            else:
+                video, frames = self.split
+                if state is None:
+                    state = dict(zip(VIDEO_OUTPUTS, video.run(list(VIDEO_OUTPUTS), {k: feed[k] for k in ("z", "psi")})))
+                out = frames.run(["frames"], {**state, **{k: feed[k] for k in ("codes", "anchor_offset", "t")}})[0]
             yield torch.from_numpy(out[:, :n])
 
     def render(self, seeds: Sequence[int], num_frames: int, **kwargs) -> torch.Tensor:
@@ -91,6 +101,21 @@ class OnnxGenerator:
 
     def watermarker(self, key_file: Optional[str] = None, user_id: Optional[int] = None) -> wm.Watermarker:
         return watermarker(self.meta, key_file, user_id)
+
+
+def split_sessions(G: OnnxGenerator, threads: Optional[int]):
+    """Sessions of G.video.onnx and G.frames.onnx when both lie beside G.onnx and come from the same export (the
+    same model id and config), else None: a stale pair from another model is never mixed in."""
+    video, frames = split_paths(G.path)
+    if not (video.is_file() and frames.is_file()):
+        return None
+    metas = [read_metadata(p) for p in (video, frames)]
+    same = all(m.get("model_id") == G.meta["model_id"] and m.get("config") == G.meta["config"] for m in metas)
+    if not same or [m.get("part") for m in metas] != ["video", "frames"]:
+        logging.getLogger(__name__).warning("%s and %s are not %s's halves (another export): using %s alone",
+                                            video.name, frames.name, G.path.name, G.path.name)
+        return None
+    return session(video, threads), session(frames, threads)
 
 
 def watermarker(meta: Dict, key_file: Optional[str] = None, user_id: Optional[int] = None) -> wm.Watermarker:
