@@ -113,6 +113,14 @@ def test_split_halves_of_another_export_are_not_used(exported, split_export, tmp
     assert OnnxGenerator(split_export, "int8").split is None      # int8 quantizes the whole graph
 
 
+def test_a_half_passed_alone_is_one_clear_line(split_export, tmp_path):
+    from generate import cli
+    from tests.conftest import one_error_line
+    for half, word in (("G.video.onnx", "per-video"), ("G.frames.onnx", "per-frame")):
+        line = one_error_line(cli, "--checkpoint", split_export.parent / half, "--outdir", tmp_path / half)
+        assert word in line and "pass G.onnx" in line, line
+
+
 def test_split_needs_onnx_and_never_overwrites(exported, split_export, tmp_path):
     from gan.export import cli
     _, ckpt, _ = exported

@@ -57,6 +57,10 @@ class OnnxGenerator:
             raise SamplingError(f"an .onnx generator runs at precision {' or '.join(ONNX_PRECISIONS)}, "
                                 f"not {precision!r}")
         self.path, self.meta = Path(path), read_metadata(path)
+        if self.meta.get("part"):
+            whole = self.path.name[:-len(f".{self.meta['part']}.onnx")] + ".onnx"
+            raise SamplingError(f"{self.path.name} is the per-{self.meta['part'].rstrip('s')} half of a --split "
+                                f"export: pass {whole}, which uses both halves")
         self.config = Config.from_dict(self.meta["config"])
         g = self.config.G
         self.z_dim, self.motion_dim, self.motion_period = int(g.z_dim), int(g.motion_dim), float(g.motion_period)
