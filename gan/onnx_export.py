@@ -60,30 +60,8 @@ def require_onnx():
     return onnx
 
 
-class ChunkGraph(nn.Module):
-    """ClipRenderer's chunk call as one module: (z, psi, codes, anchor_offset, t) -> frames [B, T, C, H, W]."""
-
-    def __init__(self, G: nn.Module):
-        super().__init__()
-        self.G = G
-
-    def forward(self, z, psi, codes, anchor_offset, t):
-        G = self.G
-        w = G.mapping(z, None, 1.0)
-        w = G.w_avg.to(w.dtype).lerp(w, psi)                         # truncation (psi = 1 leaves w as is)
-        x, img = G.content(w, fused=False)
-        v = G.motion_embedding(codes, t, anchor_offset=anchor_offset, w=w)
-        return G.frames(w, (x, img), v, fused=False).clamp(-1, 1)
-
-
-def check_exportable(G: nn.Module, cfg: Config, c_dim: int) -> None:
-    if c_dim > 0 or cfg.cond.mode != "none" or getattr(G, "context_frames", 0) > 0:
-        raise OnnxExportError("ONNX export covers unconditional generators (cond.mode none, no classes) for now: "
-                              "export this one with --format pt or safetensors")
-
-
 class VideoGraph(nn.Module):
-    """The per-video half of ChunkGraph: (z, psi) -> (w, content_x, content_img), computed once per clip."""
+    """The per-video work: (z, psi) -> (w, content_x, content_img), computed once per clip."""
 
     def __init__(self, G: nn.Module):
         super().__init__()
@@ -92,13 +70,13 @@ class VideoGraph(nn.Module):
     def forward(self, z, psi):
         G = self.G
         w = G.mapping(z, None, 1.0)
-        w = G.w_avg.to(w.dtype).lerp(w, psi)
+        w = G.w_avg.to(w.dtype).lerp(w, psi)                         # truncation (psi = 1 leaves w as is)
         x, img = G.content(w, fused=False)
         return w, x, img
 
 
 class FrameGraph(nn.Module):
-    """The per-chunk half: (w, content_x, content_img, codes, anchor_offset, t) -> frames [B, T, C, H, W]."""
+    """The per-chunk work: (w, content_x, content_img, codes, anchor_offset, t) -> frames [B, T, C, H, W]."""
 
     def __init__(self, G: nn.Module):
         super().__init__()
@@ -108,6 +86,24 @@ class FrameGraph(nn.Module):
         G = self.G
         v = G.motion_embedding(codes, t, anchor_offset=anchor_offset, w=w)
         return G.frames(w, (content_x, content_img), v, fused=False).clamp(-1, 1)
+
+
+class ChunkGraph(nn.Module):
+    """ClipRenderer's chunk call as one module: (z, psi, codes, anchor_offset, t) -> frames [B, T, C, H, W]: the
+    per-video work and the per-chunk work in one graph."""
+
+    def __init__(self, G: nn.Module):
+        super().__init__()
+        self.video, self.frame = VideoGraph(G), FrameGraph(G)
+
+    def forward(self, z, psi, codes, anchor_offset, t):
+        return self.frame(*self.video(z, psi), codes, anchor_offset, t)
+
+
+def check_exportable(G: nn.Module, cfg: Config, c_dim: int) -> None:
+    if c_dim > 0 or cfg.cond.mode != "none" or getattr(G, "context_frames", 0) > 0:
+        raise OnnxExportError("ONNX export covers unconditional generators (cond.mode none, no classes) for now: "
+                              "export this one with --format pt or safetensors")
 
 
 def split_paths(out: Union[str, Path]):
