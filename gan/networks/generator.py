@@ -132,12 +132,13 @@ class MotionNetwork(nn.Module):
         pos = t.float() / self.period
         a = pos - pos.floor()
         idx = pos.floor().long() - anchor_offset
+        nxt = (pos.floor() + 1).long() - anchor_offset     # = idx + 1, without an int64 Add (wrong in ORT-web WebGPU 1.22)
         if not _compiling() and (int(idx.min()) < 0 or int(idx.max()) + 1 >= k):
             raise ValueError(f"times {float(t.min()):.1f}..{float(t.max()):.1f} need motion anchors "
                              f"{int(pos.min())}..{int(pos.max()) + 1}, got {anchor_offset}..{anchor_offset + k - 1}")
         s = (a * a * (3 - 2 * a)).unsqueeze(-1).unsqueeze(-1)      # smoothstep: C1 at anchors
         gather = lambda i: torch.gather(params, 1, i[..., None, None].expand(-1, -1, 3, self.num_freqs))
-        p = gather(idx).lerp(gather(idx + 1), s.to(params.dtype))    # [B, T, 3, F]
+        p = gather(idx).lerp(gather(nxt), s.to(params.dtype))        # [B, T, 3, F]
         amp, phase, slow = p.unbind(2)
         arg = t.float().unsqueeze(-1) * self.log_omega.exp() + phase
         parts = [(1 + amp) * torch.sin(arg), (1 + amp) * torch.cos(arg), slow]
