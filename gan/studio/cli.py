@@ -40,6 +40,10 @@ from gan.cli_utils import Command, threads_option, watermark_options
 @click.option("--resume", is_flag=True, help="--train: continue the run in --outdir from its newest checkpoint.")
 @click.option("--in-browser", "in_browser", is_flag=True,
               help="Play an exported G.onnx in the page itself (onnxruntime-web, WebAssembly): no Python rendering.")
+@click.option("--backend", type=click.Choice(["auto", "wasm", "webgpu"]), default="auto", show_default=True,
+              help="--in-browser: the page's runtime. webgpu fetches onnxruntime-web's WebGPU build once (22 MB, "
+                   "npm registry) and falls back to WebAssembly in a browser without WebGPU; auto uses WebGPU "
+                   "where that build is cached and the browser has it.")
 @click.option("--paused", is_flag=True, help="--train: start paused (the page's button starts it).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
               help="Port to serve on (0: any free one).")
@@ -65,7 +69,7 @@ from gan.cli_utils import Command, threads_option, watermark_options
 @watermark_options("Private watermark key for recordings [default: as generate.py: $REELGAN_WATERMARK_KEY, the "
                    "config's, else the public key].", "16-bit user id carried in the recordings' watermark.")
 def cli(checkpoint, train_, config_path, overrides, resume, paused, port, host, outdir, device, threads, precision,
-        compile_, fps, seed, chunk, quality, watermark_key, watermark_user, in_browser):
+        compile_, fps, seed, chunk, quality, watermark_key, watermark_user, in_browser, backend):
     from pathlib import Path
 
     from gan.cli_utils import fail
@@ -76,16 +80,19 @@ def cli(checkpoint, train_, config_path, overrides, resume, paused, port, host, 
         return _train_room(config_path, overrides, resume, paused, outdir, device, threads, host, port)
     if config_path is not None or overrides or resume or paused:
         fail("--config, --set, --resume and --paused belong to --train")
+    from click.core import ParameterSource
+    ctx = click.get_current_context()
+    if not in_browser and ctx.get_parameter_source("backend") == ParameterSource.COMMANDLINE:
+        fail("--backend belongs to --in-browser (the page's runtime)")
     if in_browser:
-        from click.core import ParameterSource
-        ctx = click.get_current_context()
         unused = ("outdir", "device", "threads", "precision", "compile_", "quality", "watermark_key", "watermark_user")
         given = [f"--{n.rstrip('_').replace('_', '-')}" for n in unused
                  if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE]
         if given:
             fail(f"--in-browser renders in the page, which records nothing: drop {', '.join(given)}")
         from gan.studio.browser_player import BrowserRoom
-        room = BrowserRoom(checkpoint, {"seed": seed, "chunk": chunk, "display_fps": fps})
+        room = BrowserRoom(checkpoint, {"seed": seed, "chunk": chunk, "display_fps": fps}, backend,
+                           say=lambda text: click.echo(text, err=True))
         info = room.info
         return _serve([room], host, port, lambda url: f"reelgan studio: {info['name']} ({info['resolution']} px) "
                       f"rendered in the browser at {url} (Ctrl-C stops)")

@@ -1,13 +1,16 @@
 // The in-browser player: G.onnx on onnxruntime-web (WebAssembly) in this page. The inputs follow
 // gan/onnx_export.py (z, psi, codes, anchor_offset, t); latents come from this page's own PRNG (seeded per seed
 // and per motion anchor, so a seed always plays the same clip here; not the same numbers as torch's generator).
-import * as ort from '/static/browser/ort/ort.wasm.min.mjs';
+// Runtime: the vendored WebAssembly build, or onnxruntime-web's WebGPU build where the studio serves it (--backend
+// webgpu / auto) and the browser has a WebGPU adapter; ?backend=wasm|webgpu|auto overrides the studio's choice.
+const WASM_BUILD = '/static/browser/ort/ort.wasm.min.mjs';
+let ort = null;
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const stats = { shown: 0, rendered: 0, fps: 0, renderMsPerFrame: null, errors: [] };
 const player = { ready: false, status: '', info: null, stats, settings: { seed: 0, truncation: 1, speed: 1 },
-                 backend: 'wasm', threads: 1, run, renderClip };
+                 backend: null, backendNote: '', threads: 1, run, renderClip };
 window.webplayer = player;
 
 function setStatus(text, error = false) {
@@ -39,7 +42,15 @@ function normals(out, offset, n, next) {
 let session = null;
 
 // One graph call. feed: {B, T, K, z, psi, codes, anchorOffset, t} (flat float arrays) -> {dims, data}.
-async function run(feed) {
+// Calls are queued: a session runs one call at a time (the WebGPU backend stalls on overlapping ones).
+let queued = Promise.resolve();
+function run(feed) {
+  const call = queued.then(() => runNow(feed));
+  queued = call.catch(() => {});
+  return call;
+}
+
+async function runNow(feed) {
   const { B, T, K } = feed, info = player.info;
   const out = await session.run({
     z: new ort.Tensor('float32', Float32Array.from(feed.z), [B, info.z_dim]),
@@ -143,6 +154,17 @@ function controls() {
   $('seed-next').addEventListener('click', () => { $('seed').value = player.settings.seed + 1; $('seed').dispatchEvent(new Event('change')); });
 }
 
+// ['webgpu' | 'wasm', why]: WebGPU only when asked for (or auto), served, and the browser has an adapter.
+async function pickBackend(info) {
+  const want = ['auto', 'wasm', 'webgpu'].includes(params.get('backend')) ? params.get('backend') : info.backend;
+  if (want === 'wasm') return ['wasm', 'WebAssembly'];
+  if (!info.webgpu_build) return ['wasm', 'WebAssembly (WebGPU: start the studio with --backend webgpu)'];
+  let adapter = null;
+  try { adapter = navigator.gpu ? await navigator.gpu.requestAdapter() : null; } catch (e) { adapter = null; }
+  if (!adapter) return ['wasm', 'WebAssembly (this browser offers no WebGPU adapter)'];
+  return ['webgpu', 'WebGPU'];
+}
+
 async function main() {
   try {
     const res = await fetch('/browser/info');
@@ -157,20 +179,29 @@ async function main() {
   player.settings.seed = info.seed || 0;
   $('seed').value = player.settings.seed;
   $('view').width = $('view').height = info.resolution;
-  ort.env.wasm.wasmPaths = '/static/browser/ort/';
+  [player.backend, player.backendNote] = await pickBackend(info);
+  const build = player.backend === 'webgpu' ? info.webgpu_build : WASM_BUILD;
+  try {
+    ort = await import(build);
+  } catch (e) {
+    setStatus(`cannot load the runtime ${build}: ${String(e.message || e).split('\n')[0]}`, true);
+    return;
+  }
+  ort.env.wasm.wasmPaths = build.slice(0, build.lastIndexOf('/') + 1);
   // WebAssembly threads need SharedArrayBuffer, which only a cross-origin isolated page has (COOP + COEP).
   player.threads = self.crossOriginIsolated ? Math.max(1, Math.min(navigator.hardwareConcurrency || 1, 8)) : 1;
   if (params.get('threads')) player.threads = Math.max(1, Number(params.get('threads')) | 0);
   ort.env.wasm.numThreads = player.threads;
   $('model').textContent = `${info.name} (${info.resolution} px) — loading the model into the page…`;
   try {
-    session = await ort.InferenceSession.create('/browser/model.onnx', { executionProviders: ['wasm'] });
+    session = await ort.InferenceSession.create('/browser/model.onnx', { executionProviders: [player.backend] });
   } catch (e) {
     setStatus(`cannot load ${info.name} in the browser: ${String(e.message || e).split('\n')[0]}`, true);
     $('model').textContent = `${info.name}: not loaded`;
     return;
   }
-  $('model').textContent = `${info.name} (${info.resolution} px, step ${info.step}), rendered in this page`;
+  $('model').textContent = `${info.name} (${info.resolution} px, step ${info.step}), rendered in this page ` +
+    `by ${player.backendNote}`;
   controls();
   player.ready = true;
   if (params.get('play') === '0') return;      // tests call run() / renderClip() without playback
