@@ -11,6 +11,7 @@ from the page's `window.webplayer.stats`: frames shown per `--window` s over `--
 
     python bench/browser_player.py                 # targets 30 and 60 frames/s, WASM threads 2 and 1
     python bench/browser_player.py --cases wasm:30:2,webgpu:30:2      # backend:target frames/s:threads
+    python bench/browser_player.py --cases wasm:60:1:one,wasm:60:1:split    # ...:graph (one, or the split halves)
 Prints a markdown table and writes bench/results/browser_player-<date>.json.
 """
 from __future__ import annotations
@@ -38,7 +39,7 @@ def export_default(path: Path) -> None:
     from gan.onnx_export import export_onnx
     cfg = load_config(str(ROOT / "configs" / "default.yaml"))
     torch.manual_seed(0)
-    export_onnx(build_generator(cfg).eval(), cfg, path, step=0)
+    export_onnx(build_generator(cfg).eval(), cfg, path, step=0, split=True)
 
 
 def native_fps(path: Path, chunk: int, threads: int, seconds: float = 3.0) -> float:
@@ -55,7 +56,7 @@ def native_fps(path: Path, chunk: int, threads: int, seconds: float = 3.0) -> fl
     return n / (time.perf_counter() - t0)
 
 
-def page_case(model: Path, backend: str, fps: int, threads: int, chunk: int, window: float, repeats: int,
+def page_case(model: Path, backend: str, fps: int, threads: int, graph: str, chunk: int, window: float, repeats: int,
               warmup: float) -> dict:
     from tests import browser
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
@@ -65,7 +66,8 @@ def page_case(model: Path, backend: str, fps: int, threads: int, chunk: int, win
     m = re.search(r"(http://127\.0\.0\.1:\d+/)\?token=(\S+)", proc.stdout.readline())
     driver = browser.open_browser(extra_args=("--enable-unsafe-webgpu",) if backend == "webgpu" else ())
     try:
-        driver.get(f"{m.group(1)}browser?token={m.group(2)}&fps={fps}&threads={threads}")
+        query = f"token={m.group(2)}&fps={fps}&threads={threads}&split={int(graph == 'split')}"
+        driver.get(f"{m.group(1)}browser?{query}")
         browser.wait_for(driver, "return window.webplayer.stats.shown > 0 || window.webplayer.stats.errors.length", 120)
         time.sleep(warmup)
         rates, render = [], []
@@ -78,7 +80,8 @@ def page_case(model: Path, backend: str, fps: int, threads: int, chunk: int, win
         assert not s["errors"], s["errors"]
         shown = driver.execute_script("return window.webplayer.backend")
         assert shown == backend, f"asked for {backend}, the page runs {shown}"
-        return {"backend": backend, "target_fps": fps, "threads": threads, "chunk": chunk, "fps_shown": rates,
+        assert driver.execute_script("return window.webplayer.split") == (graph == "split")
+        return {"backend": backend, "graph": graph, "target_fps": fps, "threads": threads, "chunk": chunk, "fps_shown": rates,
                 "render_ms_per_frame": render}
     finally:
         driver.quit()
@@ -106,29 +109,29 @@ def main():
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--chunk", type=int, default=4)
     ap.add_argument("--cases", default="wasm:30:2,wasm:60:2,wasm:60:1",
-                    help="comma-separated backend:target frames/s:threads")
+                    help="comma-separated backend:target frames/s:threads[:one|split] (graph; default one)")
     args = ap.parse_args()
-    cases = [(b, int(f), int(t)) for b, f, t in (c.split(":") for c in args.cases.split(","))]
+    cases = [(b, int(f), int(t), (g or ["one"])[0]) for b, f, t, *g in (c.split(":") for c in args.cases.split(","))]
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "G_default64.onnx"
         export_default(model)
         load = os.getloadavg()
-        cases = [page_case(model, backend, fps, threads, args.chunk, args.window, args.repeats, args.warmup)
-                 for backend, fps, threads in cases]
+        cases = [page_case(model, backend, fps, threads, graph, args.chunk, args.window, args.repeats, args.warmup)
+                 for backend, fps, threads, graph in cases]
         native = {t: native_fps(model, args.chunk, t) for t in sorted({c["threads"] for c in cases})}
     result = {"date": dt.datetime.utcnow().isoformat(timespec="seconds"), "load_before": load,
               "load_after": os.getloadavg(), "cases": cases, "native_fps_by_threads": native,
               "machine": machine()}
-    out = ROOT / "bench" / "results" / f"browser_player-{dt.date.today()}.json"
+    out = ROOT / "bench" / "results" / f"browser_player-{dt.datetime.utcnow():%Y-%m-%d-%H%M}.json"
     out.write_text(json.dumps(result, indent=1))
     print(f"{result['machine']}; load average before {load[0]:.2f}, after {result['load_after'][0]:.2f}; "
           f"chunk {args.chunk}")
-    print("| backend | target frames/s | WASM threads | frames/s shown min / median / max | page render ms/frame "
+    print("| backend | graph | target frames/s | WASM threads | frames/s shown min / median / max | page render ms/frame "
           "(median) | ONNX Runtime Python frames/s, same threads |")
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for c in cases:
         r = c["fps_shown"]
-        print(f"| {c['backend']} | {c['target_fps']} | {c['threads']} | {min(r):.1f} / {statistics.median(r):.1f} / {max(r):.1f} | "
+        print(f"| {c['backend']} | {c['graph']} | {c['target_fps']} | {c['threads']} | {min(r):.1f} / {statistics.median(r):.1f} / {max(r):.1f} | "
               f"{statistics.median(c['render_ms_per_frame']):.1f} | {native[c['threads']]:.0f} |")
     print(f"wrote {out}")
 

@@ -50,6 +50,17 @@ def onnx_model(tmp_path_factory):
     return d / "G.onnx"
 
 
+@pytest.fixture(scope="module")
+def split_model(onnx_model, tmp_path_factory):
+    """The same tiny G exported with --split: G.onnx plus G.video.onnx and G.frames.onnx beside it."""
+    from gan.export import cli
+    d = tmp_path_factory.mktemp("webplayer_split")
+    res = CliRunner().invoke(cli, [str(onnx_model.parent / "G.pt"), str(d / "G.onnx"), "--split"])
+    assert res.exit_code == 0, res.output
+    assert (d / "G.video.onnx").is_file() and (d / "G.frames.onnx").is_file()
+    return d / "G.onnx"
+
+
 def test_vendored_runtime_matches_its_manifest():
     rows = [line.split() for line in (ORT_DIR / "MANIFEST").read_text().splitlines() if not line.startswith("#")]
     assert {name for _, name in rows} == {p.name for p in ORT_DIR.iterdir()} - {"MANIFEST", "LICENSE"}
@@ -172,6 +183,72 @@ def test_page_plays_and_counts_frames_shown(onnx_model):
         assert any(u.endswith(".wasm") for u in urls) and all(u.startswith(origin + "/") for u in urls), urls
     finally:
         page.close()
+
+
+@needs_browser
+def test_page_runs_the_split_halves_once_per_video(split_model, onnx_model, tmp_path):
+    """With G.video.onnx and G.frames.onnx beside G.onnx the page runs the per-video half once per seed, and its
+    frames equal the one graph's (ONNX Runtime Python) within float32 rounding; a pair from another export is not
+    used."""
+    from gan.sampling.onnx_runtime import OnnxGenerator
+    og = OnnxGenerator(onnx_model)
+    page = Page(split_model, "&play=0")
+    try:
+        _wait_ready(page)
+        assert page.js("return window.webplayer.split") is True
+        period = og.motion_period
+        clip = page.driver.execute_async_script(
+            "const done = arguments[arguments.length - 1], p = window.webplayer, P = arguments[0];"
+            "const r = (a, n) => Array.from({length: n}, (_, i) => a + 1.5 * i);"
+            "(async () => {"
+            "  const calls0 = p.stats.videoCalls, out = [];"
+            "  for (const ts of [r(0, 4), r(6, 4), r(12, 4)]) out.push(Array.from((await p.renderClip(7, 0.8, ts)).data));"
+            "  return [p.stats.videoCalls - calls0, out];"
+            "})().then(done, e => done(String(e)));", period)
+        assert isinstance(clip, list), clip
+        calls, chunks = clip
+        assert calls == 1                                     # three chunks, one per-video call
+        times = np.array([0 + 1.5 * i for i in range(12)], np.float32)
+        # the same clip from the one graph in Python, fed the page's latents (read back from the page's PRNG)
+        feed = page.driver.execute_async_script(
+            "const done = arguments[arguments.length - 1], p = window.webplayer;"
+            "p.renderClipInputs(7, 0.8, arguments[0]).then(done, e => done(String(e)));", times.tolist())
+        assert isinstance(feed, dict), feed
+        ref = og.run(np.array(feed["z"], np.float32).reshape(1, -1), 0.8,
+                     np.array(feed["codes"], np.float32).reshape(1, feed["K"], -1), feed["anchorOffset"],
+                     times[None])
+        got = np.concatenate([np.array(c, np.float32).reshape(1, 4, *ref.shape[2:]) for c in chunks], axis=1)
+        assert np.abs(got - ref).max() < F32_BOUND
+        assert np.abs(ref[:, 1:] - ref[:, :1]).max() > 1e-2
+    finally:
+        page.close()
+    # halves from another export (another model) beside this G.onnx: the page runs G.onnx alone
+    import shutil
+    other = tmp_path / "G.onnx"
+    shutil.copy(onnx_model, other)
+    for part in ("video", "frames"):
+        data = (split_model.parent / f"G.{part}.onnx").read_bytes()
+        (tmp_path / f"G.{part}.onnx").write_bytes(data)
+    _restamp_model_id(tmp_path / "G.video.onnx")
+    page = Page(other, "&play=0")
+    try:
+        _wait_ready(page)
+        assert page.js("return window.webplayer.split") is False
+    finally:
+        page.close()
+
+
+def _restamp_model_id(path):
+    """Give an exported half another model id (as a half from another model's export would have)."""
+    import json
+    import onnx
+    m = onnx.load(str(path))
+    for prop in m.metadata_props:
+        if prop.key == "reelgan":
+            meta = json.loads(prop.value)
+            meta["model_id"] = int(meta["model_id"]) ^ 1
+            prop.value = json.dumps(meta)
+    onnx.save(m, str(path))
 
 
 def test_command_bad_model_is_one_line(onnx_model, tmp_path):

@@ -2,7 +2,9 @@
 laptop's browser renders and steers the model and no Python process renders frames.
 
 The room serves the page (static/browser/), the .onnx file and the sizes its JS needs to build the graph's
-inputs (gan/onnx_export.py: z, psi, codes, anchor_offset, t). The runtime is vendored under
+inputs (gan/onnx_export.py: z, psi, codes, anchor_offset, t). Where `reelgan-export --split` wrote the per-video and
+per-frame halves beside G.onnx, it serves those too and the page runs the per-video half once per seed and
+truncation, then only the per-frame half for each chunk. The runtime is vendored under
 static/browser/ort/ (onnxruntime-web, WASM build only; MANIFEST has its version and SHA-256), so it works
 offline. The page is served cross-origin isolated (COOP + COEP), which lets the runtime use WebAssembly
 threads (SharedArrayBuffer). Frames shown in the page carry no watermark: nothing is written to a file here.
@@ -13,6 +15,7 @@ has no WebGPU adapter), 'auto' (WebGPU where the build is cached and the browser
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from starlette.requests import Request
@@ -20,13 +23,28 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Route
 
 from gan.config import Config
-from gan.onnx_export import read_metadata
+from gan.onnx_export import read_metadata, split_paths
 from gan.studio import ort_web
 from gan.studio.playback import StudioError
 
 STATIC = Path(__file__).resolve().parent / "static"
 ISOLATED = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp"}
 BACKENDS = ("auto", "wasm", "webgpu")
+
+
+def split_pair(path: Path, meta: dict):
+    """(G.video.onnx, G.frames.onnx) when both lie beside G.onnx and come from its export (`reelgan-export --split`:
+    same model id and config), else None; a stale pair from another export is never served."""
+    video, frames = split_paths(path)
+    if not (video.is_file() and frames.is_file()):
+        return None
+    metas = [read_metadata(p) for p in (video, frames)]
+    if [m.get("part") for m in metas] != ["video", "frames"] or not all(
+            m.get("model_id") == meta.get("model_id") and m.get("config") == meta.get("config") for m in metas):
+        logging.getLogger(__name__).warning("%s and %s are not %s's halves (another export): the page runs %s alone",
+                                            video.name, frames.name, path.name, path.name)
+        return None
+    return video, frames
 
 
 def model_info(path) -> dict:
@@ -37,7 +55,8 @@ def model_info(path) -> dict:
                           f"reelgan-export CKPT G.onnx --format onnx")
     meta = read_metadata(path)                          # one line for a file that is not a reelgan export
     cfg = Config.from_dict(meta["config"])
-    return {"name": path.name, "z_dim": int(cfg.G.z_dim), "motion_dim": int(cfg.G.motion_dim),
+    return {"name": path.name, "split": split_pair(path, meta) is not None,
+            "z_dim": int(cfg.G.z_dim), "motion_dim": int(cfg.G.motion_dim),
             "motion_period": float(cfg.G.motion_period), "fps": float(cfg.data.fps),
             "resolution": int(cfg.data.resolution), "step": meta.get("step"), "bytes": path.stat().st_size}
 
@@ -63,6 +82,7 @@ class BrowserRoom:
 
     def routes(self) -> list:
         return [Route("/browser", self.page), Route("/browser/model.onnx", self.model),
+                Route("/browser/model.{part}.onnx", self.half),
                 Route("/browser/info", self.describe), Route("/browser/ort-webgpu/{name}", self.runtime)]
 
     async def page(self, request: Request) -> Response:
@@ -70,6 +90,14 @@ class BrowserRoom:
 
     async def model(self, request: Request) -> Response:
         return FileResponse(self.path, media_type="application/octet-stream", headers=ISOLATED)
+
+    async def half(self, request: Request) -> Response:
+        """G.video.onnx / G.frames.onnx (checked again: the files may have changed since the start)."""
+        pair = split_pair(self.path, read_metadata(self.path))
+        part = request.path_params["part"]
+        if pair is None or part not in ("video", "frames"):
+            return Response("not found", status_code=404)
+        return FileResponse(pair[part == "frames"], media_type="application/octet-stream", headers=ISOLATED)
 
     async def runtime(self, request: Request) -> Response:
         """The cached WebGPU build's files (only those: the name is checked against the pinned list)."""

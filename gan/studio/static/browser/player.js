@@ -8,9 +8,10 @@ let ort = null;
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const stats = { shown: 0, rendered: 0, fps: 0, renderMsPerFrame: null, errors: [] };
+const stats = { shown: 0, rendered: 0, fps: 0, renderMsPerFrame: null, videoCalls: 0, errors: [] };
 const player = { ready: false, status: '', info: null, stats, settings: { seed: 0, truncation: 1, speed: 1 },
-                 backend: null, backendNote: '', threads: 1, run, renderClip };
+                 backend: null, backendNote: '', split: false, threads: 1, run, renderClip,
+                 renderClipInputs };
 window.webplayer = player;
 
 function setStatus(text, error = false) {
@@ -39,40 +40,84 @@ function normals(out, offset, n, next) {
   }
 }
 
-let session = null;
+// one: G.onnx; or video + frames: its per-video and per-frame halves (reelgan-export --split).
+const sessions = { one: null, video: null, frames: null };
+let cachedVideo = { key: null, state: null };
 
 // One graph call. feed: {B, T, K, z, psi, codes, anchorOffset, t} (flat float arrays) -> {dims, data}.
 // Calls are queued: a session runs one call at a time (the WebGPU backend stalls on overlapping ones).
 let queued = Promise.resolve();
-function run(feed) {
-  const call = queued.then(() => runNow(feed));
+function run(feed, state = null) {
+  const call = queued.then(() => runNow(feed, state));
   queued = call.catch(() => {});
   return call;
 }
 
-async function runNow(feed) {
+// The graph's inputs for a feed, as tensors.
+function tensors(feed) {
   const { B, T, K } = feed, info = player.info;
-  const out = await session.run({
+  return {
     z: new ort.Tensor('float32', Float32Array.from(feed.z), [B, info.z_dim]),
     psi: new ort.Tensor('float32', Float32Array.of(feed.psi), []),
     codes: new ort.Tensor('float32', Float32Array.from(feed.codes), [B, K, info.motion_dim]),
     anchor_offset: new ort.Tensor('int64', BigInt64Array.of(BigInt(feed.anchorOffset)), []),
     t: new ort.Tensor('float32', Float32Array.from(feed.t), [B, T]),
-  });
+  };
+}
+
+// The per-video half's outputs (the video's latent and content), for the per-frame half to take.
+async function videoState(inputs) {
+  stats.videoCalls++;
+  return sessions.video.run({ z: inputs.z, psi: inputs.psi });
+}
+
+async function runNow(feed, state = null) {
+  const inputs = tensors(feed);
+  let out;
+  if (sessions.frames) {
+    const video = state || await videoState(inputs), feeds = {};
+    for (const name of sessions.frames.inputNames) feeds[name] = name in video ? video[name] : inputs[name];
+    out = await sessions.frames.run(feeds);
+  } else {
+    out = await sessions.one.run(inputs);
+  }
   const frames = out.frames;
   return { dims: frames.dims.map(Number), data: frames.data };
 }
 
 // Frames at times `times` (training-data frames) of one seed: the anchor window k0..k1 as the Python renderer
 // picks it (gan/sampling/onnx_runtime.py: floor of the first and last time over the period, plus 2).
-async function renderClip(seed, psi, times) {
+function clipInputs(seed, psi, times) {
   const info = player.info, period = info.motion_period;
   const k0 = Math.floor(Math.fround(times[0] / period));
   const k1 = Math.floor(Math.fround(times[times.length - 1] / period)) + 2, K = k1 - k0;
   const z = new Float32Array(info.z_dim), codes = new Float32Array(K * info.motion_dim);
   normals(z, 0, info.z_dim, rng(seed, 0xffffffff));
   for (let k = k0; k < k1; k++) normals(codes, (k - k0) * info.motion_dim, info.motion_dim, rng(seed, k));
-  return run({ B: 1, T: times.length, K, z, psi, codes, anchorOffset: k0, t: times });
+  return { B: 1, T: times.length, K, z, psi, codes, anchorOffset: k0, t: times };
+}
+
+// The inputs renderClip feeds, as plain arrays (tests compare the page's clips with other runtimes').
+async function renderClipInputs(seed, psi, times) {
+  const f = clipInputs(seed, psi, times);
+  return { ...f, z: Array.from(f.z), codes: Array.from(f.codes), t: Array.from(f.t) };
+}
+
+async function renderClip(seed, psi, times) {
+  const feed = clipInputs(seed, psi, times);
+  if (!player.split) return run(feed);
+  const key = `${seed}:${psi}`;                  // the per-video half runs once per seed and truncation
+  if (cachedVideo.key !== key) {
+    const state = await queuedVideo(feed);
+    cachedVideo = { key, state };
+  }
+  return run(feed, cachedVideo.state);
+}
+
+function queuedVideo(feed) {
+  const call = queued.then(() => videoState(tensors(feed)));
+  queued = call.catch(() => {});
+  return call;
 }
 
 // [1, T, 3, H, W] in [-1, 1] -> T ImageData.
@@ -193,15 +238,23 @@ async function main() {
   if (params.get('threads')) player.threads = Math.max(1, Number(params.get('threads')) | 0);
   ort.env.wasm.numThreads = player.threads;
   $('model').textContent = `${info.name} (${info.resolution} px) — loading the model into the page…`;
+  // The split halves where the studio serves them (?split=0: the one graph, for comparisons).
+  player.split = Boolean(info.split) && params.get('split') !== '0';
+  const options = { executionProviders: [player.backend] };
   try {
-    session = await ort.InferenceSession.create('/browser/model.onnx', { executionProviders: [player.backend] });
+    if (player.split) {
+      sessions.video = await ort.InferenceSession.create('/browser/model.video.onnx', options);
+      sessions.frames = await ort.InferenceSession.create('/browser/model.frames.onnx', options);
+    } else {
+      sessions.one = await ort.InferenceSession.create('/browser/model.onnx', options);
+    }
   } catch (e) {
     setStatus(`cannot load ${info.name} in the browser: ${String(e.message || e).split('\n')[0]}`, true);
     $('model').textContent = `${info.name}: not loaded`;
     return;
   }
   $('model').textContent = `${info.name} (${info.resolution} px, step ${info.step}), rendered in this page ` +
-    `by ${player.backendNote}`;
+    `by ${player.backendNote}${player.split ? ', the per-video half once per seed' : ''}`;
   controls();
   player.ready = true;
   if (params.get('play') === '0') return;      // tests call run() / renderClip() without playback
