@@ -84,7 +84,7 @@ def page_case(model: Path, backend: str, fps: int, threads: int, graph: str, chu
         return {"backend": backend, "graph": graph, "target_fps": fps, "threads": threads, "chunk": chunk, "fps_shown": rates,
                 "render_ms_per_frame": render}
     finally:
-        driver.quit()
+        browser.close_browser(driver)
         proc.kill()
         proc.communicate()
 

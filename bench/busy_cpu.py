@@ -111,7 +111,7 @@ def studio_rate(tree: Path, extra: List[str], checkpoint: Path, out: Path, windo
                 timeout: float) -> Dict:
     """Frames/s the studio's page shows: the page's count over `windows` windows of `window` s after a warm-up."""
     from bench.studio import start_server, stop_server, wait
-    from tests.browser import open_browser
+    from tests.browser import close_browser, open_browser
     t0 = time.time()
     try:
         proc, url, line = start_server(checkpoint, out / "rec", "--fps", f"{STUDIO_FPS:g}", *extra, tree=tree,
@@ -135,7 +135,7 @@ def studio_rate(tree: Path, extra: List[str], checkpoint: Path, out: Path, windo
         errors = driver.execute_script("return window.studio.stats.errors")
     finally:
         if driver is not None:
-            driver.quit()
+            close_browser(driver)
         stop_server(proc)
     rate = lambda a, b, k=0: (b[0][k] - a[0][k]) / (b[1] - a[1])                                     # noqa: E731
     threads = re.search(r"threads: \d+ \([^)]*\)", line)

@@ -101,7 +101,7 @@ def server_side(ckpt: Path, precision: str, compile_: bool, chunk: int, frames: 
 
 def run_case(config: str, res: int, fps: float, precision: str, compile_: bool, tmp: Path, window: float,
              repeats: int, changes: int, gap: float, chunk: int) -> dict:
-    from tests.browser import open_browser
+    from tests.browser import close_browser, open_browser
     ckpt = make_checkpoint(config, res, tmp / f"{config}{res}.pt")
     result = {"config": config, "res": res, "target_fps": fps, "precision": precision, "compile": compile_,
               "chunk": chunk, **server_side(ckpt, precision, compile_, chunk)}
@@ -134,14 +134,14 @@ def run_case(config: str, res: int, fps: float, precision: str, compile_: bool, 
         result.update(fps=_stats(rates), cpu_server_pct=_stats(cpu_s), cpu_browser_pct=_stats(cpu_b),
                       latency_ms=_stats(lat), errors=driver.execute_script("return window.studio.stats.errors"))
     finally:
-        driver.quit()
+        close_browser(driver)
         stop_server(proc)
     return result
 
 
 def screenshot(ckpt: str, out: Path) -> None:
     """The player room on `ckpt` after a few seconds of play: docs/studio_player.png."""
-    from tests.browser import open_browser
+    from tests.browser import close_browser, open_browser
     with tempfile.TemporaryDirectory() as tmp:
         proc, url, _ = start_server(Path(ckpt), Path(tmp), "--seed", "3")
         driver = open_browser(1000, 720)
@@ -150,7 +150,7 @@ def screenshot(ckpt: str, out: Path) -> None:
             wait(driver, "return window.studio.ready && window.studio.stats.shown > 60")
             driver.save_screenshot(str(out))
         finally:
-            driver.quit()
+            close_browser(driver)
             stop_server(proc)
     print(f"wrote {out}")
 

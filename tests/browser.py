@@ -41,7 +41,7 @@ def missing_reason() -> Optional[str]:
 
 def open_browser(width: int = 900, height: int = 800, extra_args: Sequence[str] = ()):
     """A headless Chromium (selenium WebDriver) with a window of width x height CSS px and any extra command-line
-    switches (e.g. --host-resolver-rules to point a name at 127.0.0.1); quit() it when done."""
+    switches (e.g. --host-resolver-rules to point a name at 127.0.0.1); close_browser() it when done."""
     reason = missing_reason()
     if reason is not None:
         raise BrowserMissing(reason)
@@ -56,6 +56,37 @@ def open_browser(width: int = 900, height: int = 800, extra_args: Sequence[str] 
                 f"--window-size={width},{height}", *extra_args):
         opts.add_argument(arg)
     return webdriver.Chrome(service=Service(executable_path=_which(DRIVER_NAMES)), options=opts)
+
+
+def close_browser(driver, grace: float = 10.0) -> None:
+    """quit() the browser, and kill what is left of it: a page spinning in a long call makes quit() wait for the
+    renderer (selenium's read timeout is 120 s) and can leave it busy on a core for every test after it. quit()
+    gets `grace` seconds; then chromedriver and everything it started are killed."""
+    import threading
+    procs = []
+    try:
+        import psutil
+        proc = getattr(getattr(driver, "service", None), "process", None)
+        if proc is not None:
+            root = psutil.Process(proc.pid)
+            procs = [root, *root.children(recursive=True)]
+    except Exception:                                   # psutil missing or the driver already gone: quit() alone
+        pass
+
+    def quit_quietly():
+        try:
+            driver.quit()
+        except Exception:                               # killed below, or already gone: cleanup goes on
+            pass
+    closer = threading.Thread(target=quit_quietly, daemon=True)
+    closer.start()
+    closer.join(grace)
+    for p in reversed(procs):
+        try:
+            p.kill()
+        except Exception:                               # exited with quit(): nothing to do
+            pass
+    closer.join(5.0)
 
 
 def wait_for(driver, script: str, timeout: float = 30.0, poll: float = 0.1):

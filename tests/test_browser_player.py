@@ -95,7 +95,7 @@ class Page:
         return self.driver.execute_script(script, *args)
 
     def close(self):
-        self.driver.quit()
+        browser.close_browser(self.driver)
         self.proc.kill()
         self.proc.communicate(timeout=30)
 
@@ -313,3 +313,4 @@ def test_page_bad_model_is_one_line(onnx_model, tmp_path):
         assert page.js("return window.webplayer.ready") is False
     finally:
         page.close()
+

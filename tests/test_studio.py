@@ -431,7 +431,7 @@ def test_page_plays_steers_and_records(ckpt, tmp_path):
         assert proc.returncode == 0 and "Traceback" not in err, err
         _wait(driver, "return window.studio.status.startsWith('disconnected')")
     finally:
-        driver.quit()
+        browser.close_browser(driver)
         proc.kill()
     kept = [p for p in tmp_path.glob("studio_*.mp4") if p.name != rec["name"]]
     assert len(kept) == 1 and len(read_video(kept[0])) >= 10

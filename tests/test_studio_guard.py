@@ -366,7 +366,7 @@ def test_a_second_origin_cannot_steer_record_watch_or_train(ckpt, tmp_path):  # 
         driver.get(purl)                                                     # the user's page: the cookie works
         _wait(driver, "return window.studio.ready && window.studio.stats.shown > 3", 60)
     finally:
-        driver.quit()
+        browser.close_browser(driver)
         server.shutdown()
         for proc in (pproc, rproc):
             proc.send_signal(signal.SIGTERM)

@@ -198,5 +198,5 @@ def test_page_shows_clips_and_the_loss_curve_moves(tmp_path):
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
     finally:
-        driver.quit()
+        browser.close_browser(driver)
         proc.kill()
