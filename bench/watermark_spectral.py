@@ -8,6 +8,7 @@ barely changes under shifts and crops, so the reader needs no search, and a filt
 last convolutions can learn (Stable Signature, Fernandez et al. 2023, with an analytic reader in place of HiDDeN).
 
     python bench/watermark_spectral.py posthoc --per-source 6          # the filter applied after rendering
+    python bench/watermark_spectral.py null --per-source 100           # the fixed key on unmarked clips
     python bench/watermark_spectral.py finetune CKPT --steps 3000 --params 'blocks\\.[23]\\.'   # in the weights
 
 Results: BENCHMARKS.md, "The mark in the generator's weights" (route 3).
@@ -140,6 +141,23 @@ def posthoc(args) -> None:
         print(_summary(a, *rows[a]))
 
 
+def null(args) -> None:
+    """The fixed key's false-positive rate on unmarked clips (other seeds than posthoc's), plain and after CRF 28."""
+    d = offsets(args.rmin, args.rmax)
+    h = keys(len(d))
+    rows = {"none": [], "crf28": []}
+    for src in SOURCES:
+        for i in range(args.per_source):
+            v = source_clip(src, 1000 + i, 64, 16)
+            for a in rows:
+                rows[a].append(read(ATTACKS[a](v), h, d))
+    print("| unmarked clips | p <= 1e-3 | p <= 1e-2 | p <= 0.1 | z mean / sd / max |\n|---|---|---|---|---|")
+    for a, r in rows.items():
+        p, z = np.array([x[0] for x in r]), np.array([x[1] for x in r])
+        print(f"| {len(p)}, {a} | {np.mean(p <= 1e-3):.4f} | {np.mean(p <= 1e-2):.4f} | {np.mean(p <= 0.1):.3f} | "
+              f"{z.mean():.2f} / {z.std():.2f} / {z.max():.2f} |")
+
+
 class Reader(torch.nn.Module):
     """The statistic in torch (differentiable) for frames [T, C, H, W] in [-1, 1] at one size."""
 
@@ -237,6 +255,9 @@ def main(argv=None) -> None:
     p = sub.add_parser("posthoc", help="the filter applied after rendering, on the watermark benchmark's clips")
     p.add_argument("--per-source", type=int, default=6)
     p.set_defaults(run=posthoc)
+    n = sub.add_parser("null", help="the fixed key's false positives on unmarked clips")
+    n.add_argument("--per-source", type=int, default=100)
+    n.set_defaults(run=null)
     f = sub.add_parser("finetune", help="fine-tune a generator's layers so its clips carry the mark")
     f.add_argument("checkpoint")
     f.add_argument("--steps", type=int, default=3000)
