@@ -89,31 +89,44 @@ def embed(v: np.ndarray, h: np.ndarray, d: np.ndarray, psnr: float = 40.3) -> np
 
 
 @functools.lru_cache(maxsize=16)
-def _ripples(h_bytes: bytes, d_bytes: bytes, height: int, width: int) -> np.ndarray:
-    h = np.frombuffer(h_bytes).reshape(DECOYS + 1, -1)
+def _basis(d_bytes: bytes, height: int, width: int):
     d = np.frombuffer(d_bytes, dtype=np.int64).reshape(-1, 2)
     fy = np.fft.fftfreq(height)[:, None] * np.ones((1, width))
     fx = np.ones((height, 1)) * np.fft.fftfreq(width)[None]
     half = (fy > 0) | ((fy == 0) & (fx > 0))
-    return ripple(h, d, fy[half], fx[half]), half
+    return np.cos(2 * np.pi * (np.outer(fy[half], d[:, 0]) + np.outer(fx[half], d[:, 1]))), half
 
 
-def statistic(v: np.ndarray, h: np.ndarray, d: np.ndarray, smooth: float = 6.0) -> np.ndarray:
-    """The cepstral statistic of a uint8 clip [T, H, W, 3] for the key and every decoy: [1 + DECOYS]."""
+def cepstrum(v: np.ndarray, d: np.ndarray, smooth: float = 6.0) -> np.ndarray:
+    """Per echo offset, the correlation of a uint8 clip's detrended log power spectrum with that offset's ripple."""
     y = luma(v)
     _, height, width = y.shape
     y = (y - y.mean((1, 2), keepdims=True)) * np.outer(np.hanning(height + 2)[1:-1], np.hanning(width + 2)[1:-1])
     p = np.abs(np.fft.fft2(y)) ** 2
     log_p = np.log(p + 1e-3 * p.mean((1, 2), keepdims=True) + 1e-6).mean(0)
     env = _gauss(torch.from_numpy(log_p)[None, None].float(), smooth, "circular")[0, 0].numpy()
-    rip, half = _ripples(np.ascontiguousarray(h).tobytes(), np.ascontiguousarray(d, np.int64).tobytes(),
-                         height, width)
-    return rip @ (log_p - env)[half]
+    basis, half = _basis(np.ascontiguousarray(d, np.int64).tobytes(), height, width)
+    return basis.T @ (log_p - env)[half]
 
 
-def read(v: np.ndarray, h: np.ndarray, d: np.ndarray):
+def calibrate(d: np.ndarray, n_per_source: int):
+    """Mean and spread of each offset's cepstrum on unmarked clips (indices 2000.., apart from every other set)."""
+    c = np.array([cepstrum(source_clip(src, 2000 + i, 64, 16), d) for src in SOURCES for i in range(n_per_source)])
+    return c.mean(0), c.std(0)
+
+
+def statistic(v: np.ndarray, h: np.ndarray, d: np.ndarray, white=None) -> np.ndarray:
+    """The cepstral statistic of a uint8 clip [T, H, W, 3] for the key and every decoy: [1 + DECOYS]; `white`
+    (mean, spread) whitens each offset's cepstrum first."""
+    c = cepstrum(v, d)
+    if white is not None:
+        c = (c - white[0]) / white[1]
+    return h @ c
+
+
+def read(v: np.ndarray, h: np.ndarray, d: np.ndarray, white=None):
     """(p, z): the key's rank among the decoys as a false-positive probability, and its z against them."""
-    s = statistic(v, h, d)
+    s = statistic(v, h, d, white)
     return (1 + (s[1:] >= s[0]).sum()) / (DECOYS + 1), (s[0] - s[1:].mean()) / s[1:].std()
 
 
@@ -126,6 +139,7 @@ def _summary(name: str, marked, unmarked) -> str:
 def posthoc(args) -> None:
     d = offsets(args.rmin, args.rmax)
     h = keys(len(d))
+    white = calibrate(d, args.whiten) if args.whiten else None
     attacks = args.attacks.split(",")
     rows = {a: ([], []) for a in attacks}
     for src in SOURCES:
@@ -133,9 +147,10 @@ def posthoc(args) -> None:
             v = source_clip(src, i, 64, 16)
             mv = embed(v, h[0], d)
             for a in attacks:
-                rows[a][0].append(read(ATTACKS[a](mv), h, d))
-                rows[a][1].append(read(ATTACKS[a](v), h, d))
-    print(f"post-hoc, {len(d)} taps at {args.rmin}-{args.rmax} px, PSNR 40.3 dB, {args.per_source} clips per source")
+                rows[a][0].append(read(ATTACKS[a](mv), h, d, white))
+                rows[a][1].append(read(ATTACKS[a](v), h, d, white))
+    print(f"post-hoc, {len(d)} taps at {args.rmin}-{args.rmax} px, PSNR 40.3 dB, {args.per_source} clips per source"
+          f"{f', whitened on {args.whiten} clips per source' if args.whiten else ''}")
     print("| attack | marked: detected | z median | unmarked: detected | z median / max |\n|---|---|---|---|---|")
     for a in attacks:
         print(_summary(a, *rows[a]))
@@ -145,12 +160,13 @@ def null(args) -> None:
     """The fixed key's false-positive rate on unmarked clips (other seeds than posthoc's), plain and after CRF 28."""
     d = offsets(args.rmin, args.rmax)
     h = keys(len(d))
+    white = calibrate(d, args.whiten) if args.whiten else None
     rows = {"none": [], "crf28": []}
     for src in SOURCES:
         for i in range(args.per_source):
             v = source_clip(src, 1000 + i, 64, 16)
             for a in rows:
-                rows[a].append(read(ATTACKS[a](v), h, d))
+                rows[a].append(read(ATTACKS[a](v), h, d, white))
     print("| unmarked clips | p <= 1e-3 | p <= 1e-2 | p <= 0.1 | z mean / sd / max |\n|---|---|---|---|---|")
     for a, r in rows.items():
         p, z = np.array([x[0] for x in r]), np.array([x[1] for x in r])
@@ -251,6 +267,9 @@ def main(argv=None) -> None:
     ap.add_argument("--rmin", type=float, default=4.0)
     ap.add_argument("--rmax", type=float, default=12.0)
     ap.add_argument("--attacks", default="none,crop10%,crf23,crf28,crf28+crop")
+    ap.add_argument("--whiten", type=int, default=0, metavar="N",
+                    help="posthoc / null: whiten each offset's cepstrum by its mean and spread on N unmarked clips "
+                         "per source (other clips than those measured)")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("posthoc", help="the filter applied after rendering, on the watermark benchmark's clips")
     p.add_argument("--per-source", type=int, default=6)
