@@ -81,7 +81,8 @@ def page_case(model: Path, backend: str, fps: int, threads: int, graph: str, chu
         shown = driver.execute_script("return window.webplayer.backend")
         assert shown == backend, f"asked for {backend}, the page runs {shown}"
         assert driver.execute_script("return window.webplayer.split") == (graph == "split")
-        return {"backend": backend, "graph": graph, "target_fps": fps, "threads": threads, "chunk": chunk, "fps_shown": rates,
+        return {"backend": backend, "graph": graph, "target_fps": fps, "threads": threads, "chunk": chunk,
+                "fps_shown": rates,
                 "render_ms_per_frame": render}
     finally:
         browser.close_browser(driver)
@@ -126,12 +127,13 @@ def main():
     out.write_text(json.dumps(result, indent=1))
     print(f"{result['machine']}; load average before {load[0]:.2f}, after {result['load_after'][0]:.2f}; "
           f"chunk {args.chunk}")
-    print("| backend | graph | target frames/s | WASM threads | frames/s shown min / median / max | page render ms/frame "
-          "(median) | ONNX Runtime Python frames/s, same threads |")
+    print("| backend | graph | target frames/s | WASM threads | frames/s shown min / median / max "
+          "| page render ms/frame (median) | ONNX Runtime Python frames/s, same threads |")
     print("|---|---|---|---|---|---|---|")
     for c in cases:
         r = c["fps_shown"]
-        print(f"| {c['backend']} | {c['graph']} | {c['target_fps']} | {c['threads']} | {min(r):.1f} / {statistics.median(r):.1f} / {max(r):.1f} | "
+        print(f"| {c['backend']} | {c['graph']} | {c['target_fps']} | {c['threads']} | "
+              f"{min(r):.1f} / {statistics.median(r):.1f} / {max(r):.1f} | "
               f"{statistics.median(c['render_ms_per_frame']):.1f} | {native[c['threads']]:.0f} |")
     print(f"wrote {out}")
 

@@ -23,6 +23,7 @@ latents, times and the watermark from it (gan/sampling/onnx_runtime.py).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -111,6 +112,22 @@ def split_paths(out: Union[str, Path]):
     out = Path(out)
     stem = out.name[:-len(".onnx")] if out.name.lower().endswith(".onnx") else out.name
     return out.with_name(stem + ".video.onnx"), out.with_name(stem + ".frames.onnx")
+
+
+def split_pair(path: Union[str, Path], meta: Dict):
+    """(G.video.onnx, G.frames.onnx) when both lie beside G.onnx (`meta`: its metadata) and come from its export
+    (same model id and config), else None: a stale pair from another export is never mixed in (a warning says so)."""
+    path = Path(path)
+    video, frames = split_paths(path)
+    if not (video.is_file() and frames.is_file()):
+        return None
+    metas = [read_metadata(p) for p in (video, frames)]
+    if [m.get("part") for m in metas] != ["video", "frames"] or not all(
+            m.get("model_id") == meta.get("model_id") and m.get("config") == meta.get("config") for m in metas):
+        logging.getLogger(__name__).warning("%s and %s are not %s's halves (another export): using %s alone",
+                                            video.name, frames.name, path.name, path.name)
+        return None
+    return video, frames
 
 
 def _write_graph(onnx, module: nn.Module, args, names, outputs, shapes, out: Path, meta: Dict, opset: int) -> None:

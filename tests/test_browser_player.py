@@ -196,15 +196,15 @@ def test_page_runs_the_split_halves_once_per_video(split_model, onnx_model, tmp_
     try:
         _wait_ready(page)
         assert page.js("return window.webplayer.split") is True
-        period = og.motion_period
         clip = page.driver.execute_async_script(
-            "const done = arguments[arguments.length - 1], p = window.webplayer, P = arguments[0];"
+            "const done = arguments[arguments.length - 1], p = window.webplayer;"
             "const r = (a, n) => Array.from({length: n}, (_, i) => a + 1.5 * i);"
             "(async () => {"
             "  const calls0 = p.stats.videoCalls, out = [];"
-            "  for (const ts of [r(0, 4), r(6, 4), r(12, 4)]) out.push(Array.from((await p.renderClip(7, 0.8, ts)).data));"
+            "  for (const ts of [r(0, 4), r(6, 4), r(12, 4)])"
+            "    out.push(Array.from((await p.renderClip(7, 0.8, ts)).data));"
             "  return [p.stats.videoCalls - calls0, out];"
-            "})().then(done, e => done(String(e)));", period)
+            "})().then(done, e => done(String(e)));")
         assert isinstance(clip, list), clip
         calls, chunks = clip
         assert calls == 1                                     # three chunks, one per-video call

@@ -132,7 +132,7 @@ class MotionNetwork(nn.Module):
         pos = t.float() / self.period
         a = pos - pos.floor()
         idx = pos.floor().long() - anchor_offset
-        nxt = (pos.floor() + 1).long() - anchor_offset     # = idx + 1, without an int64 Add (wrong in ORT-web WebGPU 1.22)
+        nxt = (pos.floor() + 1).long() - anchor_offset     # = idx + 1 with no int64 Add (ORT-web WebGPU gets it wrong)
         if not _compiling() and (int(idx.min()) < 0 or int(idx.max()) + 1 >= k):
             raise ValueError(f"times {float(t.min()):.1f}..{float(t.max()):.1f} need motion anchors "
                              f"{int(pos.min())}..{int(pos.max()) + 1}, got {anchor_offset}..{anchor_offset + k - 1}")

@@ -18,7 +18,7 @@ import torch
 
 from gan import watermark as wm
 from gan.config import Config
-from gan.onnx_export import VIDEO_OUTPUTS, read_metadata, split_paths
+from gan.onnx_export import VIDEO_OUTPUTS, read_metadata, split_pair
 from gan.precision import cpu_flags, int8_note
 from gan.sampling.load import SamplingError
 from gan.sampling.render import frame_times, seed_motion, seed_z
@@ -108,18 +108,10 @@ class OnnxGenerator:
 
 
 def split_sessions(G: OnnxGenerator, threads: Optional[int]):
-    """Sessions of G.video.onnx and G.frames.onnx when both lie beside G.onnx and come from the same export (the
-    same model id and config), else None: a stale pair from another model is never mixed in."""
-    video, frames = split_paths(G.path)
-    if not (video.is_file() and frames.is_file()):
-        return None
-    metas = [read_metadata(p) for p in (video, frames)]
-    same = all(m.get("model_id") == G.meta["model_id"] and m.get("config") == G.meta["config"] for m in metas)
-    if not same or [m.get("part") for m in metas] != ["video", "frames"]:
-        logging.getLogger(__name__).warning("%s and %s are not %s's halves (another export): using %s alone",
-                                            video.name, frames.name, G.path.name, G.path.name)
-        return None
-    return session(video, threads), session(frames, threads)
+    """Sessions of G.video.onnx and G.frames.onnx when both come from G.onnx's export (onnx_export.split_pair),
+    else None."""
+    pair = split_pair(G.path, G.meta)
+    return None if pair is None else (session(pair[0], threads), session(pair[1], threads))
 
 
 def watermarker(meta: Dict, key_file: Optional[str] = None, user_id: Optional[int] = None) -> wm.Watermarker:

@@ -15,7 +15,6 @@ has no WebGPU adapter), 'auto' (WebGPU where the build is cached and the browser
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from starlette.requests import Request
@@ -23,28 +22,13 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Route
 
 from gan.config import Config
-from gan.onnx_export import read_metadata, split_paths
+from gan.onnx_export import read_metadata, split_pair
 from gan.studio import ort_web
 from gan.studio.playback import StudioError
 
 STATIC = Path(__file__).resolve().parent / "static"
 ISOLATED = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp"}
 BACKENDS = ("auto", "wasm", "webgpu")
-
-
-def split_pair(path: Path, meta: dict):
-    """(G.video.onnx, G.frames.onnx) when both lie beside G.onnx and come from its export (`reelgan-export --split`:
-    same model id and config), else None; a stale pair from another export is never served."""
-    video, frames = split_paths(path)
-    if not (video.is_file() and frames.is_file()):
-        return None
-    metas = [read_metadata(p) for p in (video, frames)]
-    if [m.get("part") for m in metas] != ["video", "frames"] or not all(
-            m.get("model_id") == meta.get("model_id") and m.get("config") == meta.get("config") for m in metas):
-        logging.getLogger(__name__).warning("%s and %s are not %s's halves (another export): the page runs %s alone",
-                                            video.name, frames.name, path.name, path.name)
-        return None
-    return video, frames
 
 
 def model_info(path) -> dict:

@@ -47,11 +47,12 @@ let cachedVideo = { key: null, state: null };
 // One graph call. feed: {B, T, K, z, psi, codes, anchorOffset, t} (flat float arrays) -> {dims, data}.
 // Calls are queued: a session runs one call at a time (the WebGPU backend stalls on overlapping ones).
 let queued = Promise.resolve();
-function run(feed, state = null) {
-  const call = queued.then(() => runNow(feed, state));
+function enqueue(work) {
+  const call = queued.then(work);
   queued = call.catch(() => {});
   return call;
 }
+function run(feed, state = null) { return enqueue(() => runNow(feed, state)); }
 
 // The graph's inputs for a feed, as tensors.
 function tensors(feed) {
@@ -108,16 +109,10 @@ async function renderClip(seed, psi, times) {
   if (!player.split) return run(feed);
   const key = `${seed}:${psi}`;                  // the per-video half runs once per seed and truncation
   if (cachedVideo.key !== key) {
-    const state = await queuedVideo(feed);
+    const state = await enqueue(() => videoState(tensors(feed)));
     cachedVideo = { key, state };
   }
   return run(feed, cachedVideo.state);
-}
-
-function queuedVideo(feed) {
-  const call = queued.then(() => videoState(tensors(feed)));
-  queued = call.catch(() => {});
-  return call;
 }
 
 // [1, T, 3, H, W] in [-1, 1] -> T ImageData.
