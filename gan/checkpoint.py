@@ -135,7 +135,8 @@ def _write_then_publish(path: Path, write: Callable[[int, str], None], hint: str
 # ---- generator files: export, best.pt and the Hub folder hold the same fields ---------------------------
 
 GENERATOR_KIND = "reelgan-generator"
-SAFETENSORS_META = ("format_version", "kind", "config", "c_dim", "class_names", "step", "weights_dtype", "cond")
+SAFETENSORS_META = ("format_version", "kind", "config", "c_dim", "class_names", "step", "weights_dtype", "cond",
+                    "weightmark")
 TEXT_PREFIX = "cond.text_encoder."          # a text model's built-in encoder weights beside G's in a tensor file
 
 
@@ -147,8 +148,9 @@ def no_cond(mode: str = "none") -> Dict[str, Any]:
 def generator_file(ckpt: Dict[str, Any], path: Union[str, Path] = "the checkpoint", dtype=None,
                    **extra: Any) -> Dict[str, Any]:
     """The generator-only contents of any checkpoint (a run state or a generator file): G_ema (or G), the config,
-    c_dim, class names, step and the 'cond' entry (a text model's encoder and vocabulary), so every file made
-    from it samples as the run does. `dtype` stores floating-point weights in it; `extra`: more fields."""
+    c_dim, class names, step, the 'cond' entry (a text model's encoder and vocabulary) and the in-weights mark's
+    record (gan/watermark_weights.py), so every file made from it samples as the run does. `dtype` stores
+    floating-point weights in it; `extra`: more fields."""
     key = generator_key(ckpt, path)
     cast = (lambda v: v.to(dtype) if v.is_floating_point() else v) if dtype is not None else (lambda v: v)
     cond = dict(ckpt.get("cond") or no_cond(ckpt["config"].get("cond", {}).get("mode", "none")))
@@ -157,7 +159,7 @@ def generator_file(ckpt: Dict[str, Any], path: Union[str, Path] = "the checkpoin
     return {"format_version": FORMAT_VERSION, "kind": GENERATOR_KIND, "config": ckpt["config"],
             "c_dim": int(ckpt.get("c_dim", 0)), "class_names": [str(n) for n in ckpt.get("class_names", [])],
             "step": ckpt.get("step"), "cond": cond, "G_ema": {k: cast(v).clone() for k, v in ckpt[key].items()},
-            **extra}
+            **({"weightmark": dict(ckpt["weightmark"])} if ckpt.get("weightmark") else {}), **extra}
 
 
 def shareable_config(config: Dict[str, Any]) -> Dict[str, Any]:

@@ -222,8 +222,8 @@ def test_watermark_cli_embed_and_detect(clip, tmp_path):
                                       str(tmp_path / "tiny")])
     assert res.exit_code == 0
     lines = res.output.strip().splitlines()
-    assert "out.mp4: detected" in lines[0] and "1234abcd0007" in lines[0]
-    assert "in.gif: not detected" in lines[1] and "tiny: undetermined" in lines[2]
+    assert "out.mp4: post-hoc mark detected" in lines[0] and "1234abcd0007" in lines[0]
+    assert "in.gif: post-hoc mark not detected" in lines[1] and "tiny: undetermined" in lines[2]
     res = CliRunner().invoke(wm_cli, ["detect", str(tmp_path / "out.mp4"), "--json"])
     out = json.loads(res.output)
     assert res.exit_code == 0 and out["detected"] is True and out["payload"] == "1234abcd0007"

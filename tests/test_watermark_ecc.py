@@ -98,7 +98,8 @@ def test_detect_names_the_key_and_what_it_proves(clip, tmp_path):
     pub, priv = res.output.strip().splitlines()
     fp_pub, fp_priv = wm.key_fingerprint(wm.PUBLIC_KEY), wm.key_fingerprint(key.read_bytes())
     assert f"detected, public key {fp_pub}" in pub and "proves nothing about origin" in pub
-    assert "priv.mp4: not detected with public key" in priv
+    assert "priv.mp4: post-hoc mark not detected with public key" in priv
+    assert "in-weights mark not found" in priv
     res = run(wm_cli, ["detect", str(tmp_path / "priv.mp4"), str(tmp_path / "pub.mp4"), str(tmp_path / "none.mp4"),
                        "--key", str(key)])
     priv, pub, none = res.output.strip().splitlines()

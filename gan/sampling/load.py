@@ -60,7 +60,8 @@ def load_generator(path: Union[str, Path], device="cpu", state: Optional[Dict] =
     G = G.to(device).eval().requires_grad_(False)
     info = {"config": cfg, "mode": mode, "c_dim": ckpt.get("c_dim", 0), "step": ckpt.get("step"),
             "class_names": list(ckpt.get("class_names", [])), "text_encoder": None,
-            "external_text_encoder": (ckpt.get("cond") or {}).get("external_text_encoder")}
+            "external_text_encoder": (ckpt.get("cond") or {}).get("external_text_encoder"),
+            "weightmark": ckpt.get("weightmark")}
     if mode == "text":
         info["text_encoder"] = _text_encoder(ckpt, cfg, device, text_encoder)
     return G, info
@@ -109,7 +110,13 @@ def resolve_watermark(watermark, G, info: Dict, key_file: Optional[str] = None, 
                       log=None) -> Optional[wm.Watermarker]:
     """`watermark` as the samplers take it: wm.AUTO (the default: the model's mark, key from `key_file`,
     $REELGAN_WATERMARK_KEY or the config, else the public key; `user_id` in the payload), a Watermarker, or None
-    (no mark). `log` gets a line saying which mark (or that there is none)."""
+    (no mark). `log` gets a line saying which mark (or that there is none), and one naming the model's in-weights
+    mark when it has one (reelgan-watermark mark-weights: there with --no-watermark too)."""
+    inweights = info.get("weightmark")
+    if inweights and log is not None:
+        log(f"in-weights mark {inweights.get('scheme')}: {'public' if inweights.get('key_public') else 'private'} key "
+            f"{inweights.get('key_fingerprint')} (in the model's weights, with or without the post-hoc mark; "
+            f"{float(inweights.get('fresh_detected', 0)):.0%} of mark-weights' check clips carried it)")
     if watermark is None:
         if key_file is not None or user_id is not None:
             raise SamplingError("--no-watermark does not combine with --watermark-key / --watermark-user")
