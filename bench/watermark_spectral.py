@@ -1,4 +1,6 @@
-"""A mark a convolutional generator can carry in its weights (issue 31, route 3; a prototype, not the product).
+"""A mark a convolutional generator can carry in its weights (issue 31, route 3): the prototype behind the route-3
+measurements in BENCHMARKS.md. The product is gan/watermark_weights.py (`reelgan-watermark mark-weights`, read by
+`detect`), with the reader taken to the cepstrum directly (the same statistic, any frame size) and 16383 decoys.
 
 The mark: a keyed linear filter (echo taps at offsets RMIN..RMAX px, key-derived signs, zero DC gain) on the
 high-passed luma, which ripples each frame's power spectrum in a keyed way. The reader: Hann-windowed log power
@@ -9,19 +11,16 @@ last convolutions can learn (Stable Signature, Fernandez et al. 2023, with an an
 
     python bench/watermark_spectral.py posthoc --per-source 6          # the filter applied after rendering
     python bench/watermark_spectral.py null --per-source 100           # the fixed key on unmarked clips
-    python bench/watermark_spectral.py finetune CKPT --steps 3000 --params 'blocks\\.[23]\\.'   # in the weights
+    (the in-weights fine-tune it had, `finetune`, is now `reelgan-watermark mark-weights`; it was run at 4d60951)
 
 Results: BENCHMARKS.md, "The mark in the generator's weights" (route 3).
 """
 from __future__ import annotations
 
 import argparse
-import copy
 import functools
 import math
-import re
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -174,94 +173,6 @@ def null(args) -> None:
               f"{z.mean():.2f} / {z.std():.2f} / {z.max():.2f} |")
 
 
-class Reader(torch.nn.Module):
-    """The statistic in torch (differentiable) for frames [T, C, H, W] in [-1, 1] at one size."""
-
-    def __init__(self, h: np.ndarray, d: np.ndarray, size: int, smooth: float = 6.0):
-        super().__init__()
-        fy = np.fft.fftfreq(size)[:, None] * np.ones((1, size))
-        fx = np.ones((size, 1)) * np.fft.fftfreq(size)[None]
-        half = (fy > 0) | ((fy == 0) & (fx > 0))
-        self.register_buffer("rip", torch.from_numpy(ripple(h, d, fy[half], fx[half])).float())
-        self.register_buffer("mask", torch.from_numpy(half))
-        self.register_buffer("win", torch.from_numpy(np.outer(np.hanning(size + 2)[1:-1],
-                                                              np.hanning(size + 2)[1:-1])).float())
-        self.smooth = smooth
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.clamp(-1, 1) * 127.5 + 127.5
-        y = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2] if x.shape[1] == 3 else x[:, 0]
-        y = (y - y.mean((1, 2), keepdim=True)) * self.win
-        p = torch.fft.fft2(y).abs() ** 2
-        log_p = torch.log(p + 1e-3 * p.mean((1, 2), keepdim=True) + 1e-6).mean(0)
-        env = _gauss(log_p[None, None], self.smooth, "circular")[0, 0]
-        s = self.rip @ (log_p - env)[self.mask]
-        return (s[0] - s[1:].mean().detach()) / s[1:].std().detach()
-
-
-def _codes(G, batch: int, frames: int, gen: torch.Generator, start: float = 64.0):
-    z = torch.randn(batch, G.z_dim, generator=gen)
-    t = torch.rand(batch, 1, generator=gen) * start + torch.arange(frames, dtype=torch.float32)[None]
-    return z, t, G.sample_motion(batch, float(t.max()), generator=gen)
-
-
-def _uint8(x: torch.Tensor) -> np.ndarray:
-    v = (x.clamp(-1, 1) * 127.5 + 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    return v.repeat(3, -1) if v.shape[-1] == 1 else v
-
-
-def finetune(args) -> None:
-    from gan.sampling.load import load_generator
-    torch.set_num_threads(args.threads)
-    G, info = load_generator(args.checkpoint)
-    size = int(info["config"].data.resolution)
-    d = offsets(args.rmin, args.rmax)
-    h = keys(len(d))
-    reader = Reader(h, d, size)
-    ref = copy.deepcopy(G)
-    params = [p for n, p in G.named_parameters() if re.search(args.params, n)]
-    for p in params:
-        p.requires_grad_(True)
-    print(f"fine-tuning {sum(p.numel() for p in params)} of {sum(p.numel() for p in G.parameters())} parameters "
-          f"({args.params!r}) of {args.checkpoint}")
-    opt = torch.optim.Adam(params, lr=args.lr, betas=(0.9, 0.99))
-    budget, lam, gen, t0 = 4.0 / 10 ** (args.psnr / 10), 1.0, torch.Generator().manual_seed(0), time.time()
-    for step in range(args.steps):
-        z, t, motion = _codes(G, 4, 8, gen)
-        with torch.no_grad():
-            want = ref(z, None, t, motion=motion).clamp(-1, 1)
-        got = G(z, None, t, motion=motion)
-        shown = got + (got.clamp(-1, 1) - got).detach()          # what a written clip holds
-        zs = torch.stack([reader(c) for c in shown])
-        mse = (got.clamp(-1, 1) - want).pow(2).mean()
-        loss = F.softplus(args.margin - zs).mean() + lam * mse / budget
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        lam = float(min(1e4, max(1e-3, lam * math.exp(0.05 * (mse.item() / budget - 1)))))   # Lagrange weight
-        if step % 250 == 0 or step == args.steps - 1:
-            print(f"step {step}: z {zs.mean().item():.2f}, PSNR {10 * math.log10(4 / max(mse.item(), 1e-12)):.1f} dB "
-                  f"({time.time() - t0:.0f} s)", flush=True)
-    G.requires_grad_(False)
-    if args.out:
-        torch.save(G.state_dict(), args.out)
-    attacks = args.attacks.split(",")
-    rows, psnrs = {a: ([], []) for a in attacks}, []
-    with torch.no_grad():
-        for i in range(args.clips):                                # seeds the fine-tune never drew; bare forward
-            z, t, motion = _codes(G, 1, 16, torch.Generator().manual_seed(20000 + i), 0.0)
-            xm, xr = G(z, None, t, motion=motion)[0].clamp(-1, 1), ref(z, None, t, motion=motion)[0].clamp(-1, 1)
-            psnrs.append(10 * math.log10(4 / max((xm - xr).pow(2).mean().item(), 1e-12)))
-            for a in attacks:
-                rows[a][0].append(read(ATTACKS[a](_uint8(xm)), h, d))
-                rows[a][1].append(read(ATTACKS[a](_uint8(xr)), h, d))
-    print(f"{args.clips} fresh clips of 16 frames: PSNR to the unmarked G median {np.median(psnrs):.1f} dB, "
-          f"min {np.min(psnrs):.1f} dB")
-    print("| attack | marked: detected | z median | unmarked: detected | z median / max |\n|---|---|---|---|---|")
-    for a in attacks:
-        print(_summary(a, *rows[a]))
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rmin", type=float, default=4.0)
@@ -277,17 +188,6 @@ def main(argv=None) -> None:
     n = sub.add_parser("null", help="the fixed key's false positives on unmarked clips")
     n.add_argument("--per-source", type=int, default=100)
     n.set_defaults(run=null)
-    f = sub.add_parser("finetune", help="fine-tune a generator's layers so its clips carry the mark")
-    f.add_argument("checkpoint")
-    f.add_argument("--steps", type=int, default=3000)
-    f.add_argument("--params", default=r"blocks\.[23]\.", help="regex of the parameter names to fine-tune")
-    f.add_argument("--lr", type=float, default=3e-4)
-    f.add_argument("--psnr", type=float, default=41.0, help="PSNR to the unmarked G the fidelity term holds")
-    f.add_argument("--margin", type=float, default=6.0, help="z the mark term pushes each clip towards")
-    f.add_argument("--clips", type=int, default=24)
-    f.add_argument("--threads", type=int, default=2)
-    f.add_argument("--out", default=None, help="where to save the marked G's state dict")
-    f.set_defaults(run=finetune)
     args = ap.parse_args(argv)
     args.run(args)
 
