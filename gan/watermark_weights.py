@@ -12,8 +12,8 @@ A generator draws the echo at the lag scale of its frame size (x1 at 64 px, x2 a
 at 128 px paints its texture at about the scale a 64 px one does); the reader tries every scale the frames can
 hold, the threshold split between them.
 A power spectrum barely changes under shifts and crops, so the reader needs no search. A key's score against the
-decoys is exactly calibrated only over random keys; BENCHMARKS.md ("The mark in the generator's weights") measures
-the fixed keys' false-positive rate on unmarked clips and real footage.
+decoys is exactly calibrated only over random keys; BENCHMARKS.md ("The in-weights mark in the product") measures
+the public key's false-positive rate on unmarked clips and real footage.
 """
 from __future__ import annotations
 
@@ -56,22 +56,25 @@ def offsets() -> np.ndarray:
                      if not (dy == 0 and dx <= 0) and RMIN <= math.hypot(dy, dx) <= RMAX], dtype=np.int64)
 
 
-def _signs(rng: np.random.Generator, rows: int) -> np.ndarray:
-    h = rng.choice([-1.0, 1.0], size=(rows, len(offsets())))
-    h -= h.mean(1, keepdims=True)                                   # zero DC gain: no brightness change
+def _signs(seed: bytes, rows: int) -> np.ndarray:
+    """`rows` tap vectors of +-1 from SHAKE-256 of `seed` (a fixed function of the bytes: no library's random stream
+    decides a mark), zero mean (no DC gain, so no brightness change), unit norm."""
+    n = len(offsets())
+    bits = np.unpackbits(np.frombuffer(hashlib.shake_256(seed).digest((rows * n + 7) // 8), np.uint8))
+    h = bits[:rows * n].reshape(rows, n).astype(np.float64) * 2 - 1
+    h -= h.mean(1, keepdims=True)
     return h / np.linalg.norm(h, axis=1, keepdims=True)
 
 
 def key_taps(key: bytes) -> np.ndarray:
     """The key's echo tap weights [n] (unit norm, zero sum), derived from the key bytes (never stored)."""
-    seed = int.from_bytes(hashlib.sha256(b"weightmark|" + SCHEME.encode() + b"|" + bytes(key)).digest()[:8], "big")
-    return _signs(np.random.default_rng(seed), 1)[0]
+    return _signs(b"weightmark|" + SCHEME.encode() + b"|key|" + bytes(key), 1)[0]
 
 
 @functools.lru_cache(maxsize=1)
 def decoys() -> np.ndarray:
     """DECOYS fixed random tap vectors, the same for every key [DECOYS, n]."""
-    return _signs(np.random.default_rng(20261207), DECOYS)
+    return _signs(b"weightmark|" + SCHEME.encode() + b"|decoys", DECOYS)
 
 
 def lag_scale(height: int, width: int) -> int:
