@@ -244,9 +244,19 @@ def check_fresh(G, ref, key: bytes, clips: int = 8, frames: int = 16, seed: int 
     return readings, psnr
 
 
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of frames [T, C, H, W] (reflect padding)."""
+    r = max(1, int(math.ceil(3 * sigma)))
+    g = torch.exp(-torch.arange(-r, r + 1, dtype=x.dtype) ** 2 / (2 * sigma * sigma))
+    g = (g / g.sum()).to(x.device)
+    c = x.shape[1]
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
 def mark_weights(G: torch.nn.Module, key: bytes, steps: int = 3000, layers: Optional[str] = None,
                  lr: float = 1e-3, psnr: float = 41.0, margin: float = 6.0, batch: int = 4, frames: int = 8,
-                 check_clips: int = 8, seed: int = 0,
+                 check_clips: int = 8, seed: int = 0, blur: bool = True,
                  progress: Optional[Callable[[int, float, float], None]] = None) -> Tuple[torch.nn.Module, MarkReport]:
     """A copy of G whose clips carry the in-weights mark of `key`: Adam on the `layers` parameters (default: the
     last two synthesis blocks) pushes the reader's z on G's clips towards `margin` while a Lagrange weight holds
@@ -277,6 +287,9 @@ def mark_weights(G: torch.nn.Module, key: bytes, steps: int = 3000, layers: Opti
             want = _render(ref, z, t, motion).clamp(-1, 1)
         got = _render(G, z, t, motion)
         shown = got + (got.clamp(-1, 1) - got).detach()            # what a written clip holds
+        if blur and step % 2:                                       # a codec's low-pass, every other step
+            sigma = float(torch.empty(()).uniform_(0.4, 1.0, generator=gen))
+            shown = _blur(shown.flatten(0, 1), sigma).view_as(shown)
         zs = torch.stack([reader(c) for c in shown])
         mse = (got.clamp(-1, 1) - want).pow(2).mean()
         loss = F.softplus(margin - zs).mean() + lam * mse / budget
