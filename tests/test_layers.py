@@ -11,7 +11,7 @@ LOW_OK = LOW + ("gan.errors", "gan.video_io", "gan.cli_utils", "gan.watermark", 
 # The layers, lowest first. A module imports only from its own row or a row above it in this list.
 LAYERS = [
     ("gan.errors", "gan.numpy_pickle", "gan.limits", "gan.writes", "gan.watermark", "gan.watermark_ecc",
-     "gan.video_io", "gan.cli_utils", "gan.threads", "gan.precision"),                                # plain helpers
+     "gan.watermark_weights", "gan.video_io", "gan.cli_utils", "gan.threads", "gan.precision"),      # plain helpers
     ("gan.weights",),                                                # pretrained networks: registry, cache
     ("gan.config_auto", "gan.config_sizes", "gan.config", "gan.checkpoint", "gan.ops"),
     ("gan.trained_nets",),                                           # reelgan's own small networks: shipped, cached

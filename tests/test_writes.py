@@ -239,7 +239,8 @@ def test_a_ctrl_c_inside_a_callback_is_raised_again_not_dropped():
     # Python drops an exception raised in a weakref callback (printing "Exception ignored ... Traceback"); importlib's
     # module-lock callbacks run at any point of an import, so a Ctrl-C there did nothing but print a traceback.
     code = """if True:
-        import time, weakref
+        import signal, time, weakref
+        signal.signal(signal.SIGINT, signal.default_int_handler)   # as in a terminal, also when run in background
         from gan.writes import redeliver_swallowed_ctrl_c
         redeliver_swallowed_ctrl_c()
         class A: pass
