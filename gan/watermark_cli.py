@@ -134,7 +134,7 @@ def detect_file_both(path: str, keys, threshold: float, max_frames: int, weights
         det.p_false = min(1.0, det.p_false * marks)
     if not weights:
         return det, None
-    reading = ww.read_any(spec / frames, frames, keys, threshold / marks)
+    reading = _best_of(lambda key, thr: ww.read_spectrum(spec / frames, frames, key, thr), keys, threshold / marks)
     if reading.p_false is not None:
         reading.p_false = min(1.0, reading.p_false * marks)
     return det, reading

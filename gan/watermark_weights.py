@@ -24,7 +24,7 @@ import math
 import re
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -244,16 +244,6 @@ def check_fresh(G, ref, key: bytes, clips: int = 8, frames: int = 16, seed: int 
     return readings, psnr
 
 
-def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of frames [T, C, H, W] (reflect padding)."""
-    r = max(1, int(math.ceil(3 * sigma)))
-    g = torch.exp(-torch.arange(-r, r + 1, dtype=x.dtype) ** 2 / (2 * sigma * sigma))
-    g = (g / g.sum()).to(x.device)
-    c = x.shape[1]
-    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-
-
 def mark_weights(G: torch.nn.Module, key: bytes, steps: int = 3000, layers: Optional[str] = None,
                  lr: float = 1e-3, psnr: float = 41.0, margin: float = 6.0, batch: int = 4, frames: int = 8,
                  check_clips: int = 8, seed: int = 0, blur: bool = True,
@@ -289,7 +279,7 @@ def mark_weights(G: torch.nn.Module, key: bytes, steps: int = 3000, layers: Opti
         shown = got + (got.clamp(-1, 1) - got).detach()            # what a written clip holds
         if blur and step % 2:                                       # a codec's low-pass, every other step
             sigma = float(torch.empty(()).uniform_(0.4, 1.0, generator=gen))
-            shown = _blur(shown.flatten(0, 1), sigma).view_as(shown)
+            shown = wm._blur(shown.flatten(0, 2)[:, None], sigma).view_as(shown)
         zs = torch.stack([reader(c) for c in shown])
         mse = (got.clamp(-1, 1) - want).pow(2).mean()
         loss = F.softplus(margin - zs).mean() + lam * mse / budget
@@ -313,16 +303,3 @@ def record(key: bytes, report: MarkReport, psnr_target: float) -> dict:
     return {"scheme": SCHEME, "key_fingerprint": wm.key_fingerprint(key), "key_public": wm.is_public(key),
             "lag_scale": report.scale, "layers": report.layers, "steps": report.steps, "psnr_target": psnr_target,
             "fresh_detected": report.detected, "fresh_psnr_median": float(np.median(report.psnr))}
-
-
-def read_any(frames_log_spectrum: np.ndarray, frames: int, keys: Sequence[bytes],
-             threshold: float = P_THRESHOLD) -> WeightMarkReading:
-    """The best reading over several keys, the threshold split between them and p_false scaled to cover them."""
-    best = None
-    for key in keys:
-        r = read_spectrum(frames_log_spectrum, frames, key, threshold / len(keys))
-        if r.p_false is not None:
-            r.p_false = min(1.0, r.p_false * len(keys))
-        if best is None or (r.p_false is not None and (best.p_false is None or r.p_false < best.p_false)):
-            best = r
-    return best
