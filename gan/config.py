@@ -74,6 +74,9 @@ class GeneratorConfig:
     up_conv: str = "dense"          # 2x up-convs: 'dense' (FIR upsampling, then the conv at the output size) or
     #                                 'transposed' (StyleGAN2's stride-2 transposed conv, then the FIR: the same
     #                                 function but at the border, a quarter of the multiply-adds)
+    separable_from: int = 0         # synthesis blocks at and above this resolution factor each 3x3 kernel into a
+    #                                 1x1 conv and a depthwise 3x3 (MobileStyleGAN, Belousov 2021; ~8x fewer
+    #                                 multiply-adds at 128+ channels); 0: dense kernels everywhere
     conv_clamp: Optional[float] = 256.0  # clamp activations (None: off); guards fp16/bf16 overflow
     impl: str = "ref"               # op implementation: 'ref' (plain PyTorch) or 'compiled'
     # Layered generator (gan/networks/layered.py): objects drawn once per video as sprites (colour + alpha), moved
@@ -451,6 +454,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"G.warp_max must be in (0, 2] (half-frames), got {cfg.G.warp_max}")
     if cfg.G.input not in ("const", "latent", "projected"):
         raise ConfigError(f"G.input must be 'const', 'latent' or 'projected', got '{cfg.G.input}'")
+    if cfg.G.separable_from and (cfg.G.separable_from < 8 or cfg.G.separable_from & (cfg.G.separable_from - 1)):
+        raise ConfigError(f"G.separable_from must be 0 (off) or a power of two >= 8, got {cfg.G.separable_from}")
     if cfg.G.up_conv not in ("dense", "transposed"):
         raise ConfigError(f"G.up_conv must be 'dense' or 'transposed', got '{cfg.G.up_conv}'")
     if cfg.G.motion_drift < 0:

@@ -47,7 +47,10 @@ def size_problem(cfg) -> Optional[str]:
     res = [4 * 2 ** k for k in range(int(math.log2(r)) - 1)]                  # 4, 8, ..., r
     params = 0
     for net in (cfg.G, cfg.D):                                                  # two 3x3 convs per resolution
-        params += sum(2 * 9 * _channels(net.channel_base, net.channel_max, q) ** 2 for q in res)
+        for q in res:
+            c = _channels(net.channel_base, net.channel_max, q)
+            sep = net is cfg.G and 0 < cfg.G.separable_from <= q                # a 1x1 and a depthwise 3x3
+            params += 2 * (c * c + 9 * c if sep else 9 * c * c)
     params += cfg.G.mapping_layers * cfg.G.w_dim * max(cfg.G.w_dim, cfg.G.z_dim)
     pixels = sum(_channels(cfg.G.channel_base, cfg.G.channel_max, q) * q * q for q in res)
     need = 4 * (4 * params + t.batch * d.clip_frames * (3 * r * r + pixels))     # G, G_ema, Adam's 2 moments

@@ -37,6 +37,9 @@ def test_wrong_types_and_values_are_rejected():
         load_config(overrides={"data": {"resolution": 48}})
     with pytest.raises(ConfigError, match="augmentation 'zoom'"):
         load_config(overrides={"loss": {"augment": ["zoom"]}})
+    for bad in (4, 24):
+        with pytest.raises(ConfigError, match="G.separable_from"):
+            load_config(overrides={"G": {"separable_from": bad}})
 
 
 def test_base_chain_and_override_order(tmp_path):

@@ -191,13 +191,15 @@ def test_bad_inputs_fail_with_one_line(exported, tmp_path):
         export_onnx(build_generator(cfg, 3), cfg, tmp_path / "c.onnx", c_dim=3)
 
 
-def test_transposed_up_convs_export_match_and_quantize(tmp_path):
-    # G.up_conv=transposed (lite, the StyleGAN-V presets) exports as ConvTranspose; the runtime renders what
-    # PyTorch renders, and int8 quantizes those convolutions too.
+@pytest.mark.parametrize("field", ["up_conv", "separable_from"])
+def test_transposed_and_separable_convs_export_match_and_quantize(tmp_path, field):
+    # G.up_conv=transposed (lite, the StyleGAN-V presets) exports as ConvTranspose, G.separable_from as 1x1 and
+    # depthwise Convs; the runtime renders what PyTorch renders, and int8 quantizes those convolutions too.
     import onnx
     from gan.onnx_export import export_onnx
     from gan.sampling.onnx_runtime import calibration_feeds, quantize
-    cfg = load_config(str(ROOT / "configs" / "tiny.yaml"), {"G": {"up_conv": "transposed"}})
+    cfg = load_config(str(ROOT / "configs" / "tiny.yaml"),
+                      {"G": {"up_conv": "transposed"} if field == "up_conv" else {"separable_from": 8}})
     torch.manual_seed(1)
     G = build_generator(cfg).eval()
     torch.nn.init.normal_(G.flow.weight)
@@ -213,8 +215,12 @@ def test_transposed_up_convs_export_match_and_quantize(tmp_path):
     quantize(tmp_path / "G.onnx", tmp_path / "q.onnx", calibration_feeds(og, [7]))
     graph = onnx.load(str(tmp_path / "q.onnx")).graph
     producer = {o: n.op_type for n in graph.node for o in n.output}
-    convt = [n for n in graph.node if n.op_type == "ConvTranspose"]
-    assert convt and all(producer.get(n.input[1]) == "DequantizeLinear" for n in convt)   # int8 weights
+    if field == "up_conv":
+        convs = [n for n in graph.node if n.op_type == "ConvTranspose"]
+    else:                                                   # the depthwise convs: group = channels
+        convs = [n for n in graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1
+                                                                      for a in n.attribute)]
+    assert convs and all(producer.get(n.input[1]) == "DequantizeLinear" for n in convs)   # int8 weights
 
 
 def test_precision_auto_is_lossless_fp32_and_int8_says_when_it_will_not_pay(exported, tmp_path):

@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gan.ops import bias_act, downsample2d, filter2d, modulated_conv2d, setup_filter, upfirdn2d, upsample2d
+from gan.ops import (bias_act, downsample2d, filter2d, modulated_conv2d, modulated_separable_conv2d, setup_filter,
+                     upfirdn2d, upsample2d)
 
 
 @pytest.mark.numerics
@@ -100,6 +101,36 @@ def test_transposed_up_conv_is_fir_upsampling_then_the_conv(fused, k):
     torch.testing.assert_close(ga, gb, rtol=0, atol=1e-12)
 
 
+@pytest.mark.numerics
+@pytest.mark.parametrize("up", [False, True])
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_separable_modconv_is_the_modconv_of_the_composed_kernel(up, fused, demodulate):
+    # pw [O, I] then the depthwise dw [O, k, k] is the dense kernel W[o, i] = pw[o, i] * dw[o]: modulation and exact
+    # demodulation included, and with up the dense up-conv (FIR upsampling, then the conv) everywhere, borders too
+    # (the 1x1 conv commutes with upsampling). float64: the bound is rounding (~1e-14); a wrong demodulation or
+    # order moves outputs by O(1).
+    torch.manual_seed(3)
+    f = setup_filter().double()
+    x = torch.randn(3, 4, 6, 5, dtype=torch.float64, requires_grad=True)
+    pw = torch.randn(7, 4, 1, 1, dtype=torch.float64, requires_grad=True)
+    dw = torch.randn(7, 1, 3, 3, dtype=torch.float64, requires_grad=True)
+    s = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    sep = modulated_separable_conv2d(x, pw, dw, s, demodulate=demodulate, fused=fused, up_filter=f if up else None)
+    dense = modulated_conv2d(upsample2d(x, f) if up else x, pw * dw, s, demodulate=demodulate)
+    assert sep.shape == dense.shape == ((3, 7, 12, 10) if up else (3, 7, 6, 5))
+    torch.testing.assert_close(sep, dense, rtol=0, atol=1e-12)
+    for ga, gb in zip(torch.autograd.grad(sep.sin().sum(), [x, pw, dw, s]),
+                      torch.autograd.grad(dense.sin().sum(), [x, pw, dw, s])):
+        torch.testing.assert_close(ga, gb, rtol=0, atol=1e-11)
+
+
+def test_separable_modconv_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="expected"):
+        modulated_separable_conv2d(torch.randn(2, 4, 5, 5), torch.randn(3, 4, 3, 3), torch.randn(3, 1, 3, 3),
+                                   torch.randn(2, 4))
+
+
 def test_transposed_up_conv_rejects_a_1d_filter():
     with pytest.raises(ValueError, match="up_filter"):
         modulated_conv2d(torch.randn(1, 2, 4, 4), torch.randn(3, 2, 3, 3), torch.randn(1, 2),
@@ -124,6 +155,7 @@ def test_compiled_paths_equal_reference_forward_and_backward():
         lambda impl: bias_act(x, b, act="lrelu", clamp=1.0, impl=impl),
         lambda impl: upsample2d(x, f, impl=impl),
         lambda impl: modulated_conv2d(x, w, s, impl=impl),
+        lambda impl: modulated_separable_conv2d(x, w[:, :, :1, :1], w[:, :1], s, impl=impl, up_filter=f),
     ]
     for fn in cases:
         ref, fast = fn("ref"), fn("compiled")

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from gan.config import GeneratorConfig
 from gan.networks.interface import VideoGenerator
 from gan.networks.layers import FullyConnectedLayer, MappingNetwork
-from gan.ops import bias_act, modulated_conv2d, setup_filter, upsample2d
+from gan.ops import bias_act, modulated_conv2d, modulated_separable_conv2d, setup_filter, upsample2d
 
 
 def _compiling() -> bool:
@@ -165,29 +165,38 @@ class SynthesisLayer(nn.Module):
                  activation: str = "lrelu",
                  conv_clamp: Optional[float] = None,
                  impl: str = "ref",
-                 up_conv: str = "dense"):            # up=2: 'dense' (conv at 2x) or 'transposed' (StyleGAN2)
+                 up_conv: str = "dense",             # up=2: 'dense' (conv at 2x) or 'transposed' (StyleGAN2)
+                 separable: bool = False):           # the kernel as a 1x1 conv then a depthwise conv (MobileStyleGAN)
         super().__init__()
         self.in_channels, self.out_channels, self.up, self.activation = in_channels, out_channels, up, activation
-        self.conv_clamp, self.impl, self.up_conv = conv_clamp, impl, up_conv
+        self.conv_clamp, self.impl, self.up_conv, self.separable = conv_clamp, impl, up_conv, separable
         self.affine = FullyConnectedLayer(style_dim, in_channels, bias_init=1, impl=impl)
-        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        if separable:
+            self.pw = nn.Parameter(torch.randn(out_channels, in_channels, 1, 1))
+            self.dw = nn.Parameter(torch.randn(out_channels, 1, kernel_size, kernel_size))
+        else:
+            self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.register_buffer("resample_filter", setup_filter(), persistent=False)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, fused: bool = False) -> torch.Tensor:
         styles = self.affine(style)
         up_filter = None
-        if self.up > 1 and self.up_conv == "transposed":
+        if self.up > 1 and (self.up_conv == "transposed" or self.separable):
             up_filter = self.resample_filter
         elif self.up > 1:
             x = upsample2d(x, self.resample_filter, up=self.up, impl=self.impl)
-        x = modulated_conv2d(x, self.weight.to(x.dtype), styles, demodulate=True, fused=fused, impl=self.impl,
-                             up_filter=up_filter)
+        if self.separable:
+            x = modulated_separable_conv2d(x, self.pw.to(x.dtype), self.dw.to(x.dtype), styles, demodulate=True,
+                                           fused=fused, impl=self.impl, up_filter=up_filter)
+        else:
+            x = modulated_conv2d(x, self.weight.to(x.dtype), styles, demodulate=True, fused=fused, impl=self.impl,
+                                 up_filter=up_filter)
         return bias_act(x, self.bias.to(x.dtype), act=self.activation, clamp=self.conv_clamp, impl=self.impl)
 
     def extra_repr(self) -> str:
         return f"in={self.in_channels}, out={self.out_channels}, up={self.up}" + \
-            (f" ({self.up_conv})" if self.up > 1 else "")
+            (", separable" if self.separable else f" ({self.up_conv})" if self.up > 1 else "")
 
 
 class ToRGBLayer(nn.Module):
@@ -219,7 +228,8 @@ class SynthesisBlock(nn.Module):
                  impl: str = "ref",
                  input_kind: str = "const",   # first block: 'const', 'latent' (const + map from w), 'projected'
         #                                             (the map from w alone, as DCGAN's input layer)
-                 up_conv: str = "dense"):     # the up-conv's form (SynthesisLayer)
+                 up_conv: str = "dense",      # the up-conv's form (SynthesisLayer)
+                 separable: bool = False):    # separable kernels in both convs (SynthesisLayer)
         super().__init__()
         self.in_channels, self.resolution, self.impl = in_channels, resolution, impl
         self.input_fc = None
@@ -231,8 +241,9 @@ class SynthesisBlock(nn.Module):
             self.conv0 = None
         else:
             self.conv0 = SynthesisLayer(in_channels, out_channels, style_dim, up=2, conv_clamp=conv_clamp, impl=impl,
-                                        up_conv=up_conv)
-        self.conv1 = SynthesisLayer(out_channels, out_channels, style_dim, conv_clamp=conv_clamp, impl=impl)
+                                        up_conv=up_conv, separable=separable)
+        self.conv1 = SynthesisLayer(out_channels, out_channels, style_dim, conv_clamp=conv_clamp, impl=impl,
+                                    separable=separable)
         self.torgb = ToRGBLayer(out_channels, img_channels, style_dim, conv_clamp=conv_clamp, impl=impl)
         self.register_buffer("resample_filter", setup_filter(), persistent=False)
 
@@ -283,7 +294,8 @@ class Generator(VideoGenerator):
             out_ch = channels_at(res, cfg.channel_base, cfg.channel_max)
             style_dim = cfg.w_dim if res <= self.content_res else cfg.w_dim + cfg.motion_dim
             blocks.append(SynthesisBlock(in_ch, out_ch, res, style_dim, img_channels,
-                                         cfg.conv_clamp, cfg.impl, input_kind=cfg.input, up_conv=cfg.up_conv))
+                                         cfg.conv_clamp, cfg.impl, input_kind=cfg.input, up_conv=cfg.up_conv,
+                                         separable=0 < cfg.separable_from <= res))
             in_ch = out_ch
         self.blocks = nn.ModuleList(blocks)
         self.flow, self.center_flow = None, bool(center_flow and cfg.warp_grid > 0)

@@ -56,7 +56,8 @@ def synthesis(res: int, out_channels: int, cfg: GeneratorConfig) -> nn.ModuleLis
     for r in [2 ** i for i in range(2, int(math.log2(res)) + 1)]:
         ch = channels_at(r, cfg.channel_base, cfg.channel_max)
         blocks.append(SynthesisBlock(in_ch, ch, r, cfg.w_dim, out_channels, cfg.conv_clamp, cfg.impl,
-                                     input_kind=cfg.input, up_conv=cfg.up_conv))
+                                     input_kind=cfg.input, up_conv=cfg.up_conv,
+                                     separable=0 < cfg.separable_from <= r))
         in_ch = ch
     return nn.ModuleList(blocks)
 
