@@ -10,7 +10,6 @@ OpenVINO compiles the exported fp32 graph with its f32 or bf16 inference precisi
 graph (gan/sampling/onnx_runtime.py `quantize`, 4 calibration seeds) as int8, with f32 or bf16 between the int8 ops.
 """
 import json
-import math
 import statistics
 import sys
 import tempfile
@@ -20,16 +19,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.onnx_int8 import psnr  # noqa: E402
 from gan.config import load_config  # noqa: E402
 from gan.networks import build_generator  # noqa: E402
 from gan.onnx_export import export_onnx  # noqa: E402
 from gan.sampling.onnx_runtime import OnnxGenerator, calibration_feeds, quantize  # noqa: E402
 from gan.sampling.render import ClipRenderer  # noqa: E402
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = float(((a.float() - b.float()) ** 2).mean())
-    return float("inf") if mse == 0 else 10 * math.log10(4.0 / mse)          # peak-to-peak 2 ([-1, 1])
 
 
 def main(name: str, resolution: int, frames: int = 16, rounds: int = 5) -> None:
