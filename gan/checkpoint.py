@@ -9,7 +9,6 @@ import os
 import pickle
 import random
 import warnings
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Tuple, Union
 
@@ -18,7 +17,7 @@ import torch
 
 from gan import __version__
 from gan.errors import ReelganError, disk_full, publish
-from gan.writes import held_signals
+from gan.writes import held_signals, temp_file_beside
 
 # The checkpoint format. 2 (reelgan 0.2.0): the config holds every field of gan/config.py as it is, and nothing
 # fills in keys a file lacks with older behaviours. Files of an older format are refused (check_format).
@@ -118,14 +117,11 @@ def save_atomic(obj: Dict[str, Any], path: Union[str, Path]) -> None:
 def _write_then_publish(path: Path, write: Callable[[int, str], None], hint: str) -> None:
     """write(fd, tmp) into a temp file beside `path`, then rename it over `path`; on any failure the temp file goes
     and a full disk is one line (ending in `hint`)."""
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
-        with held_signals():                       # a stop signal waits for the file: it is published whole
-            write(fd, tmp)
+        with temp_file_beside(path, path.name + ".", ".tmp") as (fd, tmp), held_signals():
+            write(fd, tmp)                         # a stop signal waits for the file: it is published whole
             publish(tmp, path)
     except BaseException as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         full = disk_full(e, path, hint)
         if full is not None:
             raise full from None

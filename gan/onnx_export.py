@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Dict, Union
 
@@ -36,6 +35,7 @@ from gan import checkpoint as ckpt_io
 from gan import watermark as wm
 from gan.config import Config
 from gan.errors import ReelganError
+from gan.writes import temp_file_beside
 from gan.networks import build_generator
 from gan.networks.generator import _base_grid
 
@@ -132,9 +132,8 @@ def split_pair(path: Union[str, Path], meta: Dict):
 
 def _write_graph(onnx, module: nn.Module, args, names, outputs, shapes, out: Path, meta: Dict, opset: int) -> None:
     """torch.onnx.export (dynamo) of `module` into a temp file beside `out`, the metadata added, checked, renamed."""
-    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=str(out.parent or "."))
-    os.close(fd)
-    try:
+    with temp_file_beside(out, out.name + ".", ".tmp") as (fd, tmp):
+        os.close(fd)
         with torch.no_grad():
             torch.onnx.export(module.eval(), args, tmp, input_names=list(names), output_names=list(outputs),
                               dynamic_shapes=shapes, opset_version=opset, dynamo=True, external_data=False,
@@ -145,9 +144,6 @@ def _write_graph(onnx, module: nn.Module, args, names, outputs, shapes, out: Pat
         onnx.checker.check_model(model)
         onnx.save(model, tmp)
         os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def export_onnx(G: nn.Module, cfg: Config, out: Union[str, Path], *, c_dim: int = 0, class_names=(), step=None,

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from gan.errors import WeightsError, one_line, publish
+from gan.writes import temp_file_beside
 
 Progress = Optional[Callable[[str], None]]
 
@@ -276,8 +277,7 @@ def _archive_members(archive: Path, spec: Spec):
 def write_verified(src: io.BufferedIOBase, target: Path, expected: str, what: str) -> None:
     """Stream `src` into `target` atomically, publishing it only when its SHA-256 is `expected`."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
+    with temp_file_beside(target, f".{target.name}.", ".part") as (fd, tmp):
         h = hashlib.sha256()
         with os.fdopen(fd, "wb") as out:
             for block in iter(lambda: src.read(1 << 20), b""):
@@ -287,9 +287,6 @@ def write_verified(src: io.BufferedIOBase, target: Path, expected: str, what: st
             raise ChecksumError(f"{what} has SHA-256 {h.hexdigest()[:16]}..., expected {expected[:16]}...: not the "
                                 f"published file (corrupt download or tampered package); nothing was cached")
         publish(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _extract(archive: Path, spec: Spec, dest: Path) -> None:

@@ -8,10 +8,11 @@ import contextlib
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Iterable, Iterator, List, Optional, Union
+from typing import Iterable, Iterator, List, Optional, Tuple, Union
 
 from gan.errors import ReelganError
 
@@ -135,6 +136,21 @@ def held_signals() -> Iterator[None]:
 
 
 _held = threading.local()
+
+
+@contextlib.contextmanager
+def temp_file_beside(path: Union[str, Path], prefix: str, suffix: str) -> Iterator[Tuple[int, str]]:
+    """(fd, name) of a new temp file in `path`'s folder, removed on the way out unless it was renamed away. Stop
+    signals are held while it is made: one that lands inside mkstemp, after the file exists but before its name is
+    returned, would leave it behind."""
+    tmp = None
+    try:
+        with held_signals():
+            fd, tmp = tempfile.mkstemp(dir=str(Path(path).parent), prefix=prefix, suffix=suffix)
+        yield fd, tmp
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def stop_signal_in(e: BaseException) -> Optional[BaseException]:

@@ -256,3 +256,25 @@ def test_a_ctrl_c_inside_a_callback_is_raised_again_not_dropped():
     """
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert res.stdout.strip() == "interrupted" and "Traceback" not in res.stderr, (res.stdout, res.stderr)
+
+
+def test_a_stop_signal_inside_mkstemp_leaves_no_temp_file(tmp_path, monkeypatch):
+    # A SIGTERM that lands after mkstemp made the file but before it returned its name (the CI once found a
+    # checkpoint's .tmp left so): temp_file_beside holds it until the name is known, then the file goes.
+    import tempfile
+    from gan import writes
+    real = tempfile.mkstemp
+
+    def mkstemp_then_sigterm(**kwargs):
+        made = real(**kwargs)
+        signal.raise_signal(signal.SIGTERM)
+        return made
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp_then_sigterm)
+    old = signal.signal(signal.SIGTERM, writes._on_sigterm)
+    try:
+        with pytest.raises(writes.Terminated):
+            with writes.temp_file_beside(tmp_path / "latest.pt", "latest.pt.", ".tmp"):
+                pytest.fail("the held stop signal acts before the body")
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert list(tmp_path.iterdir()) == []
