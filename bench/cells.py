@@ -37,7 +37,8 @@ def peak_rss_mb() -> float:
 def build_G(config: str, res: int):
     from gan.config import load_config
     from gan.networks import build_generator
-    cfg = load_config(str(ROOT / "configs" / f"{config}.yaml"), {"data": {"resolution": res}})
+    data = {"resolution": res, **({"channels": 3} if config.startswith("stylegan_v") else {})}  # RGB, as the peer
+    cfg = load_config(str(ROOT / "configs" / f"{config}.yaml"), {"data": data})
     torch.manual_seed(0)
     return build_generator(cfg).eval().requires_grad_(False)
 

@@ -95,6 +95,7 @@ def reelgan_generator(name: str, resolution: int):
     file, overrides = REELGAN[name]
     cfg = load_config(str(ROOT / "configs" / file))
     cfg.data.resolution = resolution
+    cfg.data.channels = 3                   # RGB, as the peer renders (the presets' built-in data is grey digits)
     for k, v in overrides.items():
         setattr(cfg.G, k, v)
     torch.manual_seed(0)
