@@ -52,7 +52,7 @@ def measure_int8(G, batch: int = 1, repeats: int = 3, min_time: float = 0.5, cal
         calib = []
         for i in range(calib_videos):
             w, x, img = sampler.prepare([1000 + i])
-            calib.append((w, x, img, sampler.motion([1000 + i], t + 5.0 * i, w)))
+            calib.append((sampler.renderer.video_state(w), x, img, sampler.motion([1000 + i], t + 5.0 * i, w)))
         test_args = calib[0]
         renderer = sampler.renderer
         ref = renderer(*test_args)                     # also fills the warp-grid cache with a real tensor

@@ -95,6 +95,24 @@ def test_fast_sampler_fp32_matches_reference_and_bf16_is_close(tiny_G):
     torch.testing.assert_close(FastSampler(tiny_G, chunk=3).render([5], 10)[0], fast[1], atol=1e-4, rtol=1e-4)
 
 
+def test_style_affines_split_their_per_video_half(tiny_G):
+    # Each per-frame style affine over cat(w, v) keeps only its v half per frame; the w half and the biases of all
+    # of them are one product per video, made once for a whole clip.
+    from gan.sampling.fast import FrameAffine
+    sampler = FastSampler(tiny_G, chunk=4)
+    G = sampler.renderer.G
+    layers = [m for b in G.blocks if b.resolution > G.content_res for m in b.modules() if hasattr(m, "affine")]
+    assert layers and all(isinstance(m.affine, FrameAffine) for m in layers)
+    assert sum(m.affine.weight_v.shape[0] for m in layers) == sampler.renderer.per_video.weight.shape[0]
+    calls = []
+    sampler.renderer.per_video.register_forward_hook(lambda *a: calls.append(1))
+    fast = sampler.render([3, 5], 10)                                # three chunks
+    assert len(calls) == 1
+    torch.testing.assert_close(fast, render(tiny_G, [3, 5], 10, chunk=4), atol=1e-4, rtol=1e-4)
+    assert all(not isinstance(m.affine, FrameAffine) for b in tiny_G.blocks for m in b.modules()
+               if hasattr(m, "affine"))                               # the caller's G is untouched
+
+
 def test_separable_G_renders_the_same_fused_and_unfused(tiny_cfg):
     # G.separable_from: fused, the styles and demodulation go into per-sample 1x1 weights (G's own renderer); unfused,
     # they scale the activations (training and the fast sampler, whose compiler pre-packs the shared weights).

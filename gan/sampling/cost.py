@@ -30,8 +30,9 @@ def flops_per_frame(G: VideoGenerator, frames: int = 4) -> Dict[str, float]:
         with FlopCounterMode(display=False) as per_video:
             w = G_meta.mapping_forward(z, c)
             x, img = G_meta.content(w)
+            ws = renderer.video_state(w)
         with FlopCounterMode(display=False) as synthesis:
-            renderer(w, x, img, v.to(meta))
+            renderer(ws, x, img, v.to(meta))
     G.train(mode)
     for p, g in zip(G.parameters(), grads):
         p.requires_grad_(g)

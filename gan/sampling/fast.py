@@ -11,6 +11,9 @@ computed, never which frames. Opt-in speed-ups for inference:
   become constants: demodulation norms and casts are folded, conv weights pre-packed). Chunks are
   padded to a fixed length so one graph serves the whole clip. The motion MLP stays eager: it is
   <1% of the FLOPs and its anchor window moves every chunk.
+- The synthesis G's per-frame style affines take cat(w, v): their w half and bias are a per-video product,
+  computed once per video (`video_state`), so each frame multiplies only v (one third of those weights: at one
+  frame per call the affines are weight-bandwidth bound).
 - int8 is not offered: see bench/int8_pt2e.py and BENCHMARKS.md.
 - CUDA only: CUDA graphs replay the fixed-shape chunk rendering (eager), or compile uses
   mode='reduce-overhead' (which captures its own graphs). Nothing CUDA is touched on CPU.
@@ -24,7 +27,7 @@ import torch
 import torch.nn as nn
 
 from gan.networks import VideoGenerator
-from gan.networks.generator import _base_grid
+from gan.networks.generator import Generator, _base_grid
 from gan.precision import auto_precision, cpu_has_bf16  # noqa: F401 (re-exported)
 from gan.sampling.load import SamplingError
 
@@ -61,23 +64,77 @@ class FrameRenderer(nn.Module):
         G = copy.deepcopy(G, {id(m): None for m in G.children() if id(m) not in keep}).eval().requires_grad_(False)
         if res != G.resolution:
             G.keep_up_to(res)
+        self.per_video = split_style_affines(G) if isinstance(G, Generator) else None
         for m in G.frame_modules():
             m.to(dtype)
             if channels_last:
                 m.to(memory_format=torch.channels_last)
         self.G, self.dtype, self.channels_last, self.resolution = G, dtype, channels_last, res
 
-    def forward(self, w: torch.Tensor, x: torch.Tensor, img: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        # w [B, w_dim], x [B, C, r, r], img [B, 3, r, r] (content), v [B, T, motion_dim]
+    def video_state(self, w: torch.Tensor) -> torch.Tensor:
+        """Once per video: what forward() takes in w's place (the per-video halves of the style affines, or w)."""
+        return w if self.per_video is None else self.per_video(w)
+
+    def forward(self, ws: torch.Tensor, x: torch.Tensor, img: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        # ws = video_state(w) [B, *], x [B, C, r, r], img [B, 3, r, r] (content), v [B, T, motion_dim]
         # -> [B, T, 3, H, W] float32 in [-1, 1]
         dt = self.dtype
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        out = self.G.frames(w.to(dt), (x.to(dt), img.float()), v.to(dt), fused=False)
+        out = self.G.frames(ws.to(dt), (x.to(dt), img.float()), v.to(dt), fused=False)
         return out.float().clamp(-1, 1)
 
     def extra_repr(self) -> str:
         return f"dtype={self.dtype}, channels_last={self.channels_last}, resolution={self.resolution}"
+
+
+class PerVideoStyles(nn.Module):
+    """w [B, w_dim] -> the w halves (+ biases) of all per-frame style affines, side by side [B, total]: one matmul
+    per video, kept in float32."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
+        super().__init__()
+        self.register_buffer("weight", weight)        # [total, w_dim], the equalized-lr gain folded in
+        self.register_buffer("bias", bias)            # [total]
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(self.bias, w.float(), self.weight.t())
+
+
+class FrameAffine(nn.Module):
+    """A per-frame style affine over cat(w, v), split: its input is cat(PerVideoStyles(w), v), of which it takes its
+    own slice of the per-video part and adds its v half times v."""
+
+    def __init__(self, weight_v: torch.Tensor, offset: int, total: int):
+        super().__init__()
+        self.weight_v = nn.Parameter(weight_v, requires_grad=False)   # [C, motion_dim], gain folded in
+        self.offset, self.total = offset, total
+
+    def forward(self, style: torch.Tensor) -> torch.Tensor:
+        base = style[:, self.offset:self.offset + self.weight_v.shape[0]]
+        return torch.addmm(base, style[:, self.total:], self.weight_v.to(style.dtype).t())
+
+    def extra_repr(self) -> str:
+        return f"out={self.weight_v.shape[0]}, offset={self.offset}"
+
+
+def split_style_affines(G: Generator) -> Optional[PerVideoStyles]:
+    """Replace, in G (a FrameRenderer's copy), the style affines of the per-frame blocks by FrameAffines, and return
+    the per-video part; None (G unchanged) when no block runs per frame."""
+    w_dim = G.cfg.w_dim
+    affines = [(m, m.affine) for b in G.blocks if b.resolution > G.content_res for m in b.modules()
+               if hasattr(m, "affine") and m.affine.in_features > w_dim]
+    if not affines:
+        return None
+    total = sum(a.out_features for _, a in affines)
+    weights, biases, offset = [], [], 0
+    for m, a in affines:
+        wt = a.weight.detach().float() * a.weight_gain                                  # [C, w_dim + m]
+        weights.append(wt[:, :w_dim])
+        biases.append(a.bias.detach().float() * a.bias_gain)
+        m.affine = FrameAffine(wt[:, w_dim:].clone(), offset, total)
+        offset += a.out_features
+    return PerVideoStyles(torch.cat(weights), torch.cat(biases))
 
 
 def preview_resolutions(G: VideoGenerator) -> Tuple[int, ...]:

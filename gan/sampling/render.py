@@ -8,6 +8,7 @@ a chunk's frames are computed, never which frames.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Callable, Iterable, Iterator, NamedTuple, Optional, Sequence
 
 import torch
@@ -95,6 +96,7 @@ class ClipRenderer:
             and self.precision is not None
         self.grad_off: Callable = torch.no_grad                      # rendered clips may feed autograd later
         self.renderer: Optional[FrameRenderer] = None
+        self._states: "OrderedDict[int, tuple]" = OrderedDict()         # id(w) -> (w, renderer.video_state(w))
         if self.precision is None:
             self.G, self.fused = G, bool(fused)
             self._frames: Callable = lambda w, x, img, v: G.frames(w, (x, img), v, fused=self.fused)
@@ -119,8 +121,20 @@ class ClipRenderer:
             parts.append("cuda-graphs")
         return "+".join(parts)
 
+    def _video_state(self, w: torch.Tensor) -> torch.Tensor:
+        # FrameRenderer.video_state once per video: a clip's chunks (and the studio's frames) pass the same w tensor,
+        # made by prepare() and never changed in place, so its identity names the video (the entry holds w: the id
+        # stays unique while cached).
+        hit = self._states.get(id(w))
+        if hit is None or hit[0] is not w:
+            hit = self._states[id(w)] = (w, self.renderer.video_state(w))
+            while len(self._states) > 32:
+                self._states.popitem(last=False)
+        return hit[1]
+
     def _render(self, w, x, img, v) -> torch.Tensor:
         threads.follow()                             # a core another program took (or gave back) since the last chunk
+        w = self._video_state(w)
         if self._graphs is not None:
             return self._graphs(w, x, img, v)
         if self.compile and self.device.type == "cuda":
