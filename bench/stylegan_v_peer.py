@@ -33,11 +33,12 @@ sys.path.insert(0, str(ROOT))
 
 # reelgan contestants: name -> (config file, G overrides). 'dense': the up-convs at the output size after FIR
 # upsampling (41.9 GFLOPs per frame); the preset: StyleGAN2's transposed up-convs (22.6); 'fast': the blocks up to
-# 32 px once per video (14.6); 'separable': 1x1 + depthwise kernels from 16 px up (3.1).
+# 32 px once per video (14.6); 'separable': 1x1 + depthwise kernels from 8 px up (2.8; from 16 px: 3.1).
 REELGAN = {"stylegan_v128 dense": ("stylegan_v128.yaml", {"up_conv": "dense"}),    # the preset before issue 30
            "stylegan_v128": ("stylegan_v128.yaml", {}),
            "stylegan_v128_fast": ("stylegan_v128_fast.yaml", {}),
-           "stylegan_v128_separable": ("stylegan_v128_separable.yaml", {})}
+           "stylegan_v128_separable": ("stylegan_v128_separable.yaml", {}),
+           "stylegan_v128_separable16": ("stylegan_v128_separable.yaml", {"separable_from": 16})}  # the preset before
 
 
 def peer_generator(peer: Path, resolution: int):
