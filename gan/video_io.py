@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from gan.errors import ReelganError, publish
+from gan.writes import held_signals, temp_file_beside
 if TYPE_CHECKING:
     from gan.watermark import Watermarker
 
@@ -246,11 +247,21 @@ def _last_line(e: BaseException) -> str:
 
 
 def _temp_path(path: Path, suffix: str) -> Path:
-    """A fresh temp file next to `path` (same filesystem, so os.replace is atomic)."""
+    """A fresh temp file next to `path` (same filesystem, so os.replace is atomic). Call it with stop signals held
+    until its name is stored where the cleanup finds it (a signal inside mkstemp would leave the file behind)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{suffix}")
     os.close(fd)
     return Path(tmp)
+
+
+def _write_beside(path: Path, suffix: str, write) -> None:
+    """write(tmp) into a temp file beside `path`, then publish it as `path`; the temp file never outlives the call."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with temp_file_beside(path, f".{path.name}.", f".tmp{suffix}") as (fd, tmp):
+        os.close(fd)
+        write(Path(tmp))
+        publish(Path(tmp), path)
 
 
 class Mp4Writer:
@@ -278,7 +289,8 @@ class Mp4Writer:
         self._closed = False
 
     def _open(self, height: int, width: int) -> None:
-        self._tmp = _temp_path(self.path, ".mp4")
+        with held_signals():                                  # the name stored before a stop signal acts
+            self._tmp = _temp_path(self.path, ".mp4")
         padded = (width + width % 2, height + height % 2)     # (W, H) as ffmpeg wants it
         self._gen = imageio_ffmpeg.write_frames(
             str(self._tmp), padded, fps=Fraction(self.fps).limit_denominator(1001),
@@ -389,13 +401,7 @@ def encode_gif(frames, fps: float, watermark: "Optional[Watermarker]" = None) ->
 def write_gif(path: PathLike, frames, fps: float, watermark: "Optional[Watermarker]" = None) -> None:
     """Write uint8 `[T, H, W, 3]` as a looping GIF (`encode_gif`), atomically."""
     data = encode_gif(frames, fps, watermark)
-    path = Path(path)
-    tmp = _temp_path(path, ".gif")
-    try:
-        tmp.write_bytes(data)
-        publish(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    _write_beside(Path(path), ".gif", lambda tmp: tmp.write_bytes(data))
 
 
 def write_png_frames(directory: PathLike, frames, watermark: "Optional[Watermarker]" = None) -> List[Path]:
@@ -406,12 +412,7 @@ def write_png_frames(directory: PathLike, frames, watermark: "Optional[Watermark
     paths = []
     for k, frame in enumerate(frames):
         p = directory / f"frame_{k:06d}.png"
-        tmp = _temp_path(p, ".png")
-        try:
-            Image.fromarray(frame).save(tmp, format="PNG")
-            publish(tmp, p)
-        finally:
-            tmp.unlink(missing_ok=True)
+        _write_beside(p, ".png", lambda tmp: Image.fromarray(frame).save(tmp, format="PNG"))
         paths.append(p)
     return paths
 

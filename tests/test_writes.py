@@ -278,3 +278,31 @@ def test_a_stop_signal_inside_mkstemp_leaves_no_temp_file(tmp_path, monkeypatch)
     finally:
         signal.signal(signal.SIGTERM, old)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["mp4", "gif", "png"])
+def test_a_stop_signal_inside_mkstemp_leaves_no_clip_temp_file(tmp_path, monkeypatch, kind):
+    # The same for the clip writers: the mp4 writer's temp file, the gif's and each png frame's.
+    import tempfile
+    from gan import video_io, writes
+    real = tempfile.mkstemp
+
+    def mkstemp_then_sigterm(**kwargs):
+        made = real(**kwargs)
+        signal.raise_signal(signal.SIGTERM)
+        return made
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp_then_sigterm)
+    frames = np.zeros((2, 8, 8, 3), dtype=np.uint8)
+    old = signal.signal(signal.SIGTERM, writes._on_sigterm)
+    try:
+        with pytest.raises(writes.Terminated):
+            if kind == "mp4":
+                with video_io.Mp4Writer(tmp_path / "clip.mp4", 8) as w:
+                    w.write(frames)
+            elif kind == "gif":
+                video_io.write_gif(tmp_path / "clip.gif", frames, 8)
+            else:
+                video_io.write_png_frames(tmp_path / "frames", frames)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
