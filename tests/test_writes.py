@@ -258,9 +258,9 @@ def test_a_ctrl_c_inside_a_callback_is_raised_again_not_dropped():
     assert res.stdout.strip() == "interrupted" and "Traceback" not in res.stderr, (res.stdout, res.stderr)
 
 
-def test_a_stop_signal_inside_mkstemp_leaves_no_temp_file(tmp_path, monkeypatch):
-    # A SIGTERM that lands after mkstemp made the file but before it returned its name (the CI once found a
-    # checkpoint's .tmp left so): temp_file_beside holds it until the name is known, then the file goes.
+@pytest.fixture
+def sigterm_inside_mkstemp(monkeypatch):
+    """Every mkstemp raises SIGTERM after it made the file, before it returns its name; SIGTERM raises Terminated."""
     import tempfile
     from gan import writes
     real = tempfile.mkstemp
@@ -271,38 +271,31 @@ def test_a_stop_signal_inside_mkstemp_leaves_no_temp_file(tmp_path, monkeypatch)
         return made
     monkeypatch.setattr(tempfile, "mkstemp", mkstemp_then_sigterm)
     old = signal.signal(signal.SIGTERM, writes._on_sigterm)
-    try:
-        with pytest.raises(writes.Terminated):
-            with writes.temp_file_beside(tmp_path / "latest.pt", "latest.pt.", ".tmp"):
-                pytest.fail("the held stop signal acts before the body")
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    yield writes.Terminated
+    signal.signal(signal.SIGTERM, old)
+
+
+def test_a_stop_signal_inside_mkstemp_leaves_no_temp_file(tmp_path, sigterm_inside_mkstemp):
+    # A SIGTERM that lands after mkstemp made the file but before it returned its name (the CI once found a
+    # checkpoint's .tmp left so): temp_file_beside holds it until the name is known, then the file goes.
+    from gan import writes
+    with pytest.raises(sigterm_inside_mkstemp):
+        with writes.temp_file_beside(tmp_path / "latest.pt", "latest.pt.", ".tmp"):
+            pytest.fail("the held stop signal acts before the body")
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("kind", ["mp4", "gif", "png"])
-def test_a_stop_signal_inside_mkstemp_leaves_no_clip_temp_file(tmp_path, monkeypatch, kind):
+def test_a_stop_signal_inside_mkstemp_leaves_no_clip_temp_file(tmp_path, sigterm_inside_mkstemp, kind):
     # The same for the clip writers: the mp4 writer's temp file, the gif's and each png frame's.
-    import tempfile
-    from gan import video_io, writes
-    real = tempfile.mkstemp
-
-    def mkstemp_then_sigterm(**kwargs):
-        made = real(**kwargs)
-        signal.raise_signal(signal.SIGTERM)
-        return made
-    monkeypatch.setattr(tempfile, "mkstemp", mkstemp_then_sigterm)
+    from gan import video_io
     frames = np.zeros((2, 8, 8, 3), dtype=np.uint8)
-    old = signal.signal(signal.SIGTERM, writes._on_sigterm)
-    try:
-        with pytest.raises(writes.Terminated):
-            if kind == "mp4":
-                with video_io.Mp4Writer(tmp_path / "clip.mp4", 8) as w:
-                    w.write(frames)
-            elif kind == "gif":
-                video_io.write_gif(tmp_path / "clip.gif", frames, 8)
-            else:
-                video_io.write_png_frames(tmp_path / "frames", frames)
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    with pytest.raises(sigterm_inside_mkstemp):
+        if kind == "mp4":
+            with video_io.Mp4Writer(tmp_path / "clip.mp4", 8) as w:
+                w.write(frames)
+        elif kind == "gif":
+            video_io.write_gif(tmp_path / "clip.gif", frames, 8)
+        else:
+            video_io.write_png_frames(tmp_path / "frames", frames)
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
