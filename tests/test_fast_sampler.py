@@ -95,6 +95,7 @@ def test_fast_sampler_fp32_matches_reference_and_bf16_is_close(tiny_G):
     torch.testing.assert_close(FastSampler(tiny_G, chunk=3).render([5], 10)[0], fast[1], atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.numerics
 def test_style_affines_split_their_per_video_half(tiny_G):
     # Each per-frame style affine over cat(w, v) keeps only its v half per frame; the w half and the biases of all
     # of them are one product per video, made once for a whole clip.
@@ -108,6 +109,8 @@ def test_style_affines_split_their_per_video_half(tiny_G):
     sampler.renderer.per_video.register_forward_hook(lambda *a: calls.append(1))
     fast = sampler.render([3, 5], 10)                                # three chunks
     assert len(calls) == 1
+    # float32 sums reordered (fused vs unfused modconv, the affine in two parts): 3e-6 measured on frames in [-1, 1];
+    # the v half dropped is 1.9 off
     torch.testing.assert_close(fast, render(tiny_G, [3, 5], 10, chunk=4), atol=1e-4, rtol=1e-4)
     assert all(not isinstance(m.affine, FrameAffine) for b in tiny_G.blocks for m in b.modules()
                if hasattr(m, "affine"))                               # the caller's G is untouched
