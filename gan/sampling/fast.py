@@ -12,8 +12,8 @@ computed, never which frames. Opt-in speed-ups for inference:
   padded to a fixed length so one graph serves the whole clip. The motion MLP stays eager: it is
   <1% of the FLOPs and its anchor window moves every chunk.
 - The synthesis G's per-frame style affines take cat(w, v): their w half and bias are a per-video product,
-  computed once per video (`video_state`), so each frame multiplies only v (one third of those weights: at one
-  frame per call the affines are weight-bandwidth bound).
+  computed once per video (`video_state`), so each frame multiplies only v by its part of the weights (a third in
+  the StyleGAN-V presets: at one frame per call the affines are weight-bandwidth bound).
 - int8 is not offered: see bench/int8_pt2e.py and BENCHMARKS.md.
 - CUDA only: CUDA graphs replay the fixed-shape chunk rendering (eager), or compile uses
   mode='reduce-overhead' (which captures its own graphs). Nothing CUDA is touched on CPU.
