@@ -8,11 +8,11 @@ None for no mark) and marks each frame on its way out; the samplers pass one by 
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import math
 import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, List, Optional, Union
@@ -246,15 +246,6 @@ def _last_line(e: BaseException) -> str:
 # Writing
 
 
-def _temp_path(path: Path, suffix: str) -> Path:
-    """A fresh temp file next to `path` (same filesystem, so os.replace is atomic). Call it with stop signals held
-    until its name is stored where the cleanup finds it (a signal inside mkstemp would leave the file behind)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{suffix}")
-    os.close(fd)
-    return Path(tmp)
-
-
 def _write_beside(path: Path, suffix: str, write) -> None:
     """write(tmp) into a temp file beside `path`, then publish it as `path`; the temp file never outlives the call."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -286,11 +277,15 @@ class Mp4Writer:
         self._size = None             # (H, W) of the first chunk, before padding
         self._gen = None              # imageio-ffmpeg writer generator, opened on the first chunk
         self._tmp: Optional[Path] = None
+        self._temp = contextlib.ExitStack()   # owns the temp file: closing it removes the file unless published
         self._closed = False
 
     def _open(self, height: int, width: int) -> None:
-        with held_signals():                                  # the name stored before a stop signal acts
-            self._tmp = _temp_path(self.path, ".mp4")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with held_signals():                                  # owned by self._temp before a stop signal acts
+            fd, tmp = self._temp.enter_context(temp_file_beside(self.path, f".{self.path.name}.", ".tmp.mp4"))
+        os.close(fd)
+        self._tmp = Path(tmp)
         padded = (width + width % 2, height + height % 2)     # (W, H) as ffmpeg wants it
         self._gen = imageio_ffmpeg.write_frames(
             str(self._tmp), padded, fps=Fraction(self.fps).limit_denominator(1001),
@@ -321,11 +316,11 @@ class Mp4Writer:
         if self._gen is None:
             raise ValueError(f"no frames were written to {self.path}; an mp4 needs at least one frame")
         gen, self._gen = self._gen, None
-        gen.close()                                           # waits for ffmpeg to finish
-        if not self._tmp.is_file() or self._tmp.stat().st_size == 0:
-            self._tmp.unlink(missing_ok=True)
-            raise RuntimeError(f"ffmpeg failed to write {self.path} (see its messages above)")
-        publish(self._tmp, self.path)
+        with self._temp:                                      # the temp file goes unless published
+            gen.close()                                       # waits for ffmpeg to finish
+            if not self._tmp.is_file() or self._tmp.stat().st_size == 0:
+                raise RuntimeError(f"ffmpeg failed to write {self.path} (see its messages above)")
+            publish(self._tmp, self.path)
 
     def abort(self) -> None:
         """Stop ffmpeg and delete the partial file."""
@@ -333,8 +328,7 @@ class Mp4Writer:
         if self._gen is not None:
             gen, self._gen = self._gen, None
             gen.close()
-        if self._tmp is not None:
-            self._tmp.unlink(missing_ok=True)
+        self._temp.close()
 
     def __enter__(self) -> "Mp4Writer":
         return self

@@ -126,7 +126,7 @@ class ClipRenderer:
         # made by prepare() and never changed in place, so its identity names the video (the entry holds w: the id
         # stays unique while cached).
         hit = self._states.get(id(w))
-        if hit is None or hit[0] is not w:
+        if hit is None:
             hit = self._states[id(w)] = (w, self.renderer.video_state(w))
             while len(self._states) > 32:
                 self._states.popitem(last=False)
