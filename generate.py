@@ -68,8 +68,9 @@ except KeyboardInterrupt:
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16", "auto", "int8"]), default="fp32",
               show_default=True,
               help="--stream: synthesis precision (bf16: CPUs with AMX/AVX512-BF16 and GPUs; fp16: CUDA; "
-                   "auto picks the fastest supported). An .onnx --checkpoint: fp32 (also for auto) or int8 (ONNX "
-                   "Runtime static quantization, calibrated at load).")
+                   "int8: CPU, the convolutions quantized and compiled at the first chunk, needs torchao; "
+                   "auto: bf16 where the hardware runs it natively, else fp32). An .onnx --checkpoint: fp32 (also "
+                   "for auto) or int8 (ONNX Runtime static quantization, calibrated at load).")
 @click.option("--compile", "compile_", is_flag=True,
               help="--stream: torch.compile the frame rendering (the first chunk waits for the compiler: "
                    "tens of seconds on a CPU).")
@@ -121,8 +122,10 @@ def cli(ctx, checkpoint, outdir, seeds, frames, fps, fmt, truncation, class_valu
             click.echo(str(p))
         return
     if precision == "int8":
-        raise click.UsageError("--precision int8 runs on ONNX Runtime: export the generator first "
-                               "(reelgan-export CKPT G.onnx --format onnx), then --checkpoint G.onnx --precision int8")
+        from gan.precision import cpu_flags, int8_note
+        note = int8_note(cpu_flags())
+        if note:
+            log(note)
     from gan import watermark as wm
     from gan.cli_utils import pick_device
     from gan.sampling import generate, parse_seeds

@@ -40,6 +40,9 @@ class Output:
         if (self.frames is not None and self.frames < 1) or (self.fps is not None and self.fps <= 0) \
                 or self.batch < 1 or (self.frames is None and not self.stream):
             raise SamplingError("--fps must be > 0 and --frames, --batch >= 1")
+        if not self.stream and self.precision == "int8":
+            raise SamplingError("--precision int8 on a PyTorch checkpoint applies to --stream; for int8 clip files "
+                                "export it (reelgan-export CKPT G.onnx --format onnx) and pass --checkpoint G.onnx")
         if not self.stream and (self.stream_to is not None or self.compile or self.precision != "fp32"):
             raise SamplingError("--stream-to, --precision and --compile apply to --stream only")
         if not self.stream and self.outdir is None:

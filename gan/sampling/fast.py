@@ -14,7 +14,7 @@ computed, never which frames. Opt-in speed-ups for inference:
 - The synthesis G's per-frame style affines take cat(w, v): their w half and bias are a per-video product,
   computed once per video (`video_state`), so each frame multiplies only v by its part of the weights (a third in
   the StyleGAN-V presets: at one frame per call the affines are weight-bandwidth bound).
-- int8 is not offered: see bench/int8_pt2e.py and BENCHMARKS.md.
+- `precision='int8'` (CPU): the dense convs in int8 through PT2E quantization, compiled (gan/sampling/int8.py).
 - CUDA only: CUDA graphs replay the fixed-shape chunk rendering (eager), or compile uses
   mode='reduce-overhead' (which captures its own graphs). Nothing CUDA is touched on CPU.
 """
@@ -31,7 +31,7 @@ from gan.networks.generator import Generator, _base_grid
 from gan.precision import auto_precision, cpu_has_bf16  # noqa: F401 (re-exported)
 from gan.sampling.load import SamplingError
 
-PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8", "auto")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -43,6 +43,11 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         return auto_precision(device, fp16=True)
     if precision == "fp16" and device.type != "cuda":
         raise SamplingError("precision 'fp16' needs a CUDA device; use 'bf16' on the CPU")
+    if precision == "int8":
+        if device.type != "cpu":
+            raise SamplingError("precision 'int8' runs on the CPU; use 'bf16' or 'fp16' on a GPU")
+        from gan.sampling.int8 import require_torchao
+        require_torchao()
     return precision
 
 

@@ -18,6 +18,7 @@ from gan.conditioning.inputs import ConditionError
 from gan.networks import VideoGenerator, motion_codes_for_seed
 from gan.ops import compile_fn
 from gan.sampling.fast import DTYPES, ChunkGraphs, FrameRenderer, fill_grid_cache, resolve_precision
+from gan.sampling.int8 import CALIBRATION_VIDEOS, Int8Frames
 from gan.sampling.load import SamplingError
 
 
@@ -103,9 +104,14 @@ class ClipRenderer:
         else:                                                        # the accelerated per-chunk call
             self.G, self.fused, self.grad_off = G.to(self.device).eval().requires_grad_(False), False, \
                 torch.inference_mode
-            self.renderer = FrameRenderer(self.G, DTYPES[self.precision], channels_last, resolution).to(self.device)
+            int8 = self.precision == "int8"
+            self.renderer = FrameRenderer(self.G, torch.float32 if int8 else DTYPES[self.precision],
+                                          channels_last and not int8, resolution).to(self.device)
             self._fn: Callable = self.renderer
-            if self.compile:
+            if int8:                                                 # quantized per chunk shape, always compiled
+                fill_grid_cache(self.G, self.device)
+                self.compile, self._fn = True, Int8Frames(self.renderer, self._calibration)
+            elif self.compile:
                 fill_grid_cache(self.G, self.device)
                 self._fn = compile_fn(self.renderer, **({"mode": "reduce-overhead"} if self.device.type == "cuda"
                                                         else {"options": {"freezing": True}}))
@@ -120,6 +126,20 @@ class ClipRenderer:
         if self.cuda_graphs:
             parts.append("cuda-graphs")
         return "+".join(parts)
+
+    def _calibration(self, shapes: tuple) -> list:
+        """int8 calibration inputs of the frame renderer at `shapes` (its four inputs'): CALIBRATION_VIDEOS videos
+        (seeds no user picks), each at the start and at a later window of its motion."""
+        batch, frames = shapes[0][0], shapes[3][1]
+        t = torch.arange(frames, dtype=torch.float64)
+        feeds = []
+        with torch.inference_mode():
+            for first in range(10 ** 6, 10 ** 6 + max(CALIBRATION_VIDEOS, batch), batch):
+                seeds = list(range(first, first + batch))
+                w, x, img = self.prepare(seeds)
+                for start in (0.0, 5.5 * float(self.G.motion_period)):
+                    feeds.append((self.renderer.video_state(w), x, img, self.motion(seeds, t + start, w)))
+        return feeds
 
     def _video_state(self, w: torch.Tensor) -> torch.Tensor:
         # FrameRenderer.video_state once per video: a clip's chunks (and the studio's frames) pass the same w tensor,

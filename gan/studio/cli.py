@@ -54,9 +54,10 @@ from gan.cli_utils import Command, threads_option, watermark_options
                    "--train: the run folder [default: runs/<config name>].")
 @click.option("--device", type=str, default="cpu", show_default=True, help="cpu, cuda or auto.")
 @threads_option(default=None, extra=" [default: 0; --train: train.threads]")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16", "int8"]), default="auto",
+              show_default=True,
               help="A new tab's renderer precision (the page can change it): auto picks bf16 where the CPU/GPU "
-                   "runs it natively.")
+                   "runs it natively; int8 (CPU, needs torchao) quantizes the convolutions at the first frames.")
 @click.option("--compile", "compile_", is_flag=True,
               help="Start with a torch.compiled renderer (the first frames wait tens of seconds on a CPU).")
 @click.option("--fps", type=click.FloatRange(1, 120), default=30.0, show_default=True,

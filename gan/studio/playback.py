@@ -26,6 +26,7 @@ from gan import watermark as wm
 from gan.conditioning.inputs import load_image
 from gan.errors import ReelganError
 from gan.sampling.fast import PRECISIONS, preview_resolutions
+from gan.sampling.int8 import int8_available
 from gan.sampling.load import MAX_SEED, load_generator, resolve_watermark, text_encoder_of
 from gan.sampling.render import ClipRenderer, prompt_condition, seed_motion, seed_z
 from gan.video_io import to_uint8
@@ -55,7 +56,7 @@ class Settings:
     class_id: Optional[int] = None     # class-conditional models
     prompt: Optional[str] = None       # text-to-video models
     image: Optional[str] = None        # image-to-video models: id of an uploaded still
-    precision: str = "auto"            # the fast path: auto / fp32 / bf16 (fp16 on CUDA)
+    precision: str = "auto"            # the fast path: auto / fp32 / bf16 (fp16 on CUDA) / int8 (CPU, torchao)
     compile: bool = False              # torch.compile the frame rendering (the first chunk waits for it)
     resolution: int = 0                # preview size of the synthesis G (0: the model's own)
 
@@ -147,7 +148,8 @@ class Model:
         return t
 
     def capabilities(self) -> dict:
-        precisions = [p for p in PRECISIONS if p != "fp16" or self.device.type == "cuda"]
+        precisions = [p for p in PRECISIONS if (p != "fp16" or self.device.type == "cuda")
+                      and (p != "int8" or (self.device.type == "cpu" and int8_available()))]
         names = self.info["class_names"] or [str(i) for i in range(self.info["c_dim"])]
         return {"name": self.cfg.name, "checkpoint": Path(self.checkpoint).name, "step": self.info["step"],
                 "mode": self.mode, "resolution": self.G.resolution, "channels": self.G.img_channels,
@@ -271,7 +273,7 @@ class Model:
 
     def will_compile(self, s: Settings) -> bool:
         """True when the next frames of `s` wait for torch.compile (its first chunk)."""
-        return s.compile and (s.precision, s.compile, s.resolution) not in self._warm
+        return (s.compile or s.precision == "int8") and (s.precision, s.compile, s.resolution) not in self._warm
 
     def condition(self, s: Settings, n: int) -> Optional[torch.Tensor]:
         """c for n videos: class ids, the prompt's embedding, or None."""
