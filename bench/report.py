@@ -125,20 +125,16 @@ def render_section(doc: Dict, json_path: str) -> str:
                        f"{r['compile_s']:.0f} | {r['peak_rss_mb']:.0f} |")
     int8 = [r for r in res if r["spec"]["kind"] == "int8" and r.get("ok")]
     if int8:
-        out += ["", "#### int8 (PT2E static quantization, X86InductorQuantizer via torchao)", ""]
+        out += ["", "#### int8 (PT2E static quantization, X86InductorQuantizer via torchao, bench/int8_pt2e.py)", ""]
         for r in int8:
             s = r["spec"]
             line = f"- {s['config']} {s['res']} px, batch {s['batch']}: reached stage `{r.get('stage')}`"
-            if "fp32_eager_fps" in r:
-                line += f"; fp32 eager {_rate(r['fp32_eager_fps'])} frames/s"
-            if "int8_reference_fps" in r:
-                e = r["error_ref_kernels"]
-                line += (f"; int8 (converted, reference kernels) {_rate(r['int8_reference_fps'])} frames/s, "
-                         f"error vs fp32 max {e['max_abs']:.3f} / mean {e['mean_abs']:.4f} / PSNR {e['psnr_db']:.1f} dB"
-                         f" ({r.get('quantized_convs', '?')} convs quantized)")
-            if "int8_compiled_fps" in r:
-                line += (f"; int8 compiled {_rate(r['int8_compiled_fps'])} vs fp32 compiled "
-                         f"{_rate(r['fp32_compiled_fps'])} frames/s")
+            if "fps" in r:
+                line += "; " + ", ".join(f"{k} {_rate(v)} frames/s ({r['psnr_db'][k]:.1f} dB)"
+                                         for k, v in r["fps"].items())
+                line += "; against " + r["best_float"] + ": " + ", ".join(
+                    f"{k} {_rate(v)}x" for k, v in r["ratio_to_best_float"].items())
+                line += f" ({r.get('quantized_convs', '?')} convs quantized; PSNR against fp32 eager)"
             if "compile_error" in r:
                 line += f"; inductor lowering failed: `{r['compile_error'][:160]}`"
             if "error" in r:

@@ -166,6 +166,9 @@ def main(quick: bool, threads: Optional[int], budget_min: float, outdir: str, ma
 def _brief(res: Dict) -> str:
     if not res.get("ok"):
         return "FAILED: " + res.get("error", "?")
+    if "stage" in res:                      # the int8 cell
+        ratios = ", ".join(f"{k} {v['median']:.2f}x" for k, v in res.get("ratio_to_best_float", {}).items())
+        return f"int8 stage {res['stage']} {ratios or res.get('compile_error', res.get('error', ''))[:80]}"
     if "fps" in res:
         f = res["fps"]
         return f"{f['median']:.2f} frames/s ({f['min']:.2f}-{f['max']:.2f}), load {res.get('loadavg_end', 0):.1f}"
@@ -173,8 +176,6 @@ def _brief(res: Dict) -> str:
         return f"{res['steps_per_s']['median']:.2f} steps/s, first step {res['first_step_s']:.1f} s"
     if "gflops" in res:
         return ", ".join(f"{k} {v['median']:.0f} GFLOP/s" for k, v in res["gflops"].items())
-    if "stage" in res:
-        return f"int8 stage {res['stage']} {res.get('compile_error', '')[:80]}"
     return "ok"
 
 
