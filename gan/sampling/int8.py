@@ -11,7 +11,7 @@ Speed and error: BENCHMARKS.md, "PT2E int8 through inductor".
 from __future__ import annotations
 
 import logging
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -44,8 +44,9 @@ def int8_available() -> bool:
     return importlib.util.find_spec("torchao") is not None
 
 
-def quantize_renderer(renderer: nn.Module, calibration: List[Args]) -> Tuple[nn.Module, int]:
-    """The PT2E-converted copy of an fp32 FrameRenderer for calibration[0]'s shapes: (module, convs quantized)."""
+def quantize_renderer(renderer: nn.Module, calibration: List[Args]) -> Tuple[Optional[nn.Module], int]:
+    """The PT2E-converted copy of an fp32 FrameRenderer for calibration[0]'s shapes: (module, convs quantized);
+    (None, 0) when its graph has no dense convolution (int8 would then only quantize a few elementwise ops)."""
     prepare_pt2e, convert_pt2e, xiq = require_torchao()
     aten = torch.ops.aten
     renderer(*calibration[0])                         # fills the warp-grid cache with real tensors before export
@@ -61,6 +62,8 @@ def quantize_renderer(renderer: nn.Module, calibration: List[Args]) -> Tuple[nn.
                 and getattr(n.args[1], "target", None) != aten.expand.default):
             n.meta["source_fn_stack"] = [(n.name, torch.nn.functional.conv2d)]
             tagged += 1
+    if tagged == 0:
+        return None, 0
     gm.recompile()
     quantizer = xiq.X86InductorQuantizer().set_global(xiq.get_default_x86_inductor_quantization_config())
     prepared = prepare_pt2e(gm, quantizer)
@@ -79,22 +82,23 @@ class Int8Frames:
         self.renderer, self.calibrate = renderer, calibrate
         self.between = torch.bfloat16 if cpu_has_bf16() else torch.float32   # the float ops around the int8 ones
         self.quantized_convs = 0
-        self._graphs: Dict[Tuple, Callable] = {}
+        self._graphs: Dict[Tuple, Tuple[Callable, bool]] = {}
 
     def __call__(self, ws, x, img, v) -> torch.Tensor:
         import torch._inductor.config as inductor_config
         key = tuple(tuple(a.shape) for a in (ws, x, img, v))
-        fn = self._graphs.get(key)
-        if fn is None:
+        if key not in self._graphs:
             module, self.quantized_convs = quantize_renderer(self.renderer, self.calibrate(key))
-            logging.getLogger(__name__).info("int8: %d convolutions quantized for inputs %s", self.quantized_convs,
-                                             key)
-            fn = self._graphs[key] = torch.compile(module)
+            if module is None:
+                logging.getLogger(__name__).warning(
+                    "int8: this generator's per-frame work has no dense convolution to quantize (the layered and "
+                    "scene generators composite per frame): it renders as --precision fp32 --compile does")
+            self._graphs[key] = (torch.compile(self.renderer if module is None else module), module is not None)
+        fn, quantized = self._graphs[key]
         # Inductor prepacks the int8 weights only with freezing set globally while it compiles (as a
         # torch.compile option the prepack op stays in the graph and lowering fails).
-        with inductor_config.patch(freezing=True), torch.autocast("cpu", self.between,
-                                                                  enabled=self.between != torch.float32):
+        with inductor_config.patch(freezing=True), torch.autocast(
+                "cpu", self.between, enabled=quantized and self.between != torch.float32):
             return fn(ws, x, img, v).float()
-
 
 __all__ = ["CALIBRATION_VIDEOS", "Int8Frames", "int8_available", "quantize_renderer", "require_torchao"]

@@ -98,6 +98,7 @@ class ClipRenderer:
         self.grad_off: Callable = torch.no_grad                      # rendered clips may feed autograd later
         self.renderer: Optional[FrameRenderer] = None
         self._states: "OrderedDict[int, tuple]" = OrderedDict()         # id(w) -> (w, renderer.video_state(w))
+        self._condition: Optional[torch.Tensor] = None                   # the latest condition prepared (int8)
         if self.precision is None:
             self.G, self.fused = G, bool(fused)
             self._frames: Callable = lambda w, x, img, v: G.frames(w, (x, img), v, fused=self.fused)
@@ -129,14 +130,16 @@ class ClipRenderer:
 
     def _calibration(self, shapes: tuple) -> list:
         """int8 calibration inputs of the frame renderer at `shapes` (its four inputs'): CALIBRATION_VIDEOS videos
-        (seeds no user picks), each at the start and at a later window of its motion."""
+        (seeds no user picks; a conditional model's under the latest condition prepared), each at the start and at
+        a later window of its motion."""
         batch, frames = shapes[0][0], shapes[3][1]
         t = torch.arange(frames, dtype=torch.float64)
+        c = None if self._condition is None else self._condition.expand(batch, *self._condition.shape[1:])
         feeds = []
         with torch.inference_mode():
             for first in range(10 ** 6, 10 ** 6 + max(CALIBRATION_VIDEOS, batch), batch):
                 seeds = list(range(first, first + batch))
-                w, x, img = self.prepare(seeds)
+                w, x, img = self.prepare(seeds, c)
                 for start in (0.0, 5.5 * float(self.G.motion_period)):
                     feeds.append((self.renderer.video_state(w), x, img, self.motion(seeds, t + start, w)))
         return feeds
@@ -172,6 +175,8 @@ class ClipRenderer:
         """prepare() from content codes z [B, z_dim] given directly (e.g. a point between two seeds' codes)."""
         if self.G.c_dim > 0 and c is None:
             raise SamplingError("this generator is class-conditional: pass a class (e.g. --class 3)")
+        if c is not None:
+            self._condition = c[:1].to(self.device)
         with self.grad_off():
             w = self.G.mapping_forward(z.to(self.device), None if c is None else c.to(self.device),
                                        truncation_psi=truncation)
