@@ -135,6 +135,8 @@ def render_section(doc: Dict, json_path: str) -> str:
                 line += "; against " + r["best_float"] + ": " + ", ".join(
                     f"{k} {_rate(v)}x" for k, v in r["ratio_to_best_float"].items())
                 line += f" ({r.get('quantized_convs', '?')} convs quantized; PSNR against fp32 eager)"
+            if "note" in r:
+                line += f"; {r['note']}"
             if "compile_error" in r:
                 line += f"; inductor lowering failed: `{r['compile_error'][:160]}`"
             if "error" in r:
