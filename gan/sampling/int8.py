@@ -33,6 +33,10 @@ def require_torchao():
     except ImportError:
         raise SamplingError("--precision int8 on a PyTorch checkpoint needs torchao: pip install torchao "
                             "(or export to ONNX and run --checkpoint G.onnx --precision int8)") from None
+    except Exception as e:                            # a torchao built for another torch
+        raise SamplingError(f"torchao does not load with torch {torch.__version__} ({type(e).__name__}: "
+                            f"{str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}): install the torchao "
+                            "release made for this torch, or use --precision bf16") from None
     finally:
         pytree_log.setLevel(level)
     return prepare_pt2e, convert_pt2e, x86_inductor_quantizer
@@ -52,7 +56,7 @@ def quantize_renderer(renderer: nn.Module, calibration: List[Args]) -> Tuple[Opt
     renderer(*calibration[0])                         # fills the warp-grid cache with real tensors before export
     gm = torch.export.export(renderer, calibration[0]).module()
     for n in list(gm.graph.nodes):                    # dtype assertions would fail under autocast (bf16 between)
-        if n.target == aten._assert_tensor_metadata.default:
+        if str(n.target).startswith("aten._assert_tensor_metadata"):
             gm.graph.erase_node(n)
     tagged = 0
     for n in gm.graph.nodes:
@@ -100,5 +104,6 @@ class Int8Frames:
         with inductor_config.patch(freezing=True), torch.autocast(
                 "cpu", self.between, enabled=quantized and self.between != torch.float32):
             return fn(ws, x, img, v).float()
+
 
 __all__ = ["CALIBRATION_VIDEOS", "Int8Frames", "int8_available", "quantize_renderer", "require_torchao"]

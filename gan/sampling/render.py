@@ -69,7 +69,8 @@ class Chunk(NamedTuple):
 class ClipRenderer:
     """Chunked clip rendering from a generator. precision None renders with G itself (`fused` selects the
     modulated-conv kernel); 'fp32' / 'bf16' / 'fp16' / 'auto' render through a FrameRenderer copy of the
-    synthesis in that precision, optionally compiled (see gan/sampling/fast.py)."""
+    synthesis in that precision, optionally compiled (see gan/sampling/fast.py); 'int8' quantizes its dense convs
+    and always compiles (gan/sampling/int8.py)."""
 
     def __init__(self,
                  G: VideoGenerator,              # trained generator (G_ema), float32
