@@ -35,6 +35,20 @@ def compile_fn(fn, **compile_kwargs):
     return torch.compile(fn, options=options, **compile_kwargs)
 
 
+def frozen(compiled):
+    """`compiled` (a torch.compile'd inference function) called with inductor's freezing on: the parameters become
+    constants, so casts and weight-only math fold and conv / linear weights are pre-packed for oneDNN. Passed as a
+    torch.compile option, freezing does not happen (torch 2.14: the graph still reads and converts its weights every
+    call, BENCHMARKS.md "PT2E int8 through inductor"); set in the config while the graph compiles, it does. Frozen
+    graphs are not kept in inductor's on-disk cache: each process compiles its own."""
+    @functools.wraps(compiled)
+    def call(*args, **kwargs):
+        from torch._inductor import config
+        with config.patch(freezing=True):
+            return compiled(*args, **kwargs)
+    return call
+
+
 def lazy_compile(fn, **compile_kwargs):
     """Return `fn` compiled on first call (automatic dynamic shapes: a second size recompiles once as dynamic)."""
     compiled = None

@@ -7,7 +7,7 @@ computed, never which frames. Opt-in speed-ups for inference:
   get their own low-precision copy of the weights once, instead of autocast casting every weight for
   every chunk. Mapping, content and motion stay float32: motion phases at large t (endless clips)
   need float32.
-- `compile=True`: torch.compile of the per-chunk frame rendering, with inductor freezing (weights
+- `compile=True`: torch.compile of the per-chunk frame rendering, with inductor freezing (gan.ops.frozen: weights
   become constants: demodulation norms and casts are folded, conv weights pre-packed). Chunks are
   padded to a fixed length so one graph serves the whole clip. The motion MLP stays eager: it is
   <1% of the FLOPs and its anchor window moves every chunk.

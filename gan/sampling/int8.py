@@ -16,6 +16,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from gan.ops import compile_fn, frozen
 from gan.precision import cpu_has_bf16
 from gan.sampling.load import SamplingError
 
@@ -89,7 +90,6 @@ class Int8Frames:
         self._graphs: Dict[Tuple, Tuple[Callable, bool]] = {}
 
     def __call__(self, ws, x, img, v) -> torch.Tensor:
-        import torch._inductor.config as inductor_config
         key = tuple(tuple(a.shape) for a in (ws, x, img, v))
         if key not in self._graphs:
             module, self.quantized_convs = quantize_renderer(self.renderer, self.calibrate(key))
@@ -97,12 +97,10 @@ class Int8Frames:
                 logging.getLogger(__name__).warning(
                     "int8: this generator's per-frame work has no dense convolution to quantize (the layered and "
                     "scene generators composite per frame): it renders as --precision fp32 --compile does")
-            self._graphs[key] = (torch.compile(self.renderer if module is None else module), module is not None)
+            # Frozen (gan.ops.frozen): inductor lowers the int8 convs only with their weights pre-packed as constants.
+            self._graphs[key] = (frozen(compile_fn(self.renderer if module is None else module)), module is not None)
         fn, quantized = self._graphs[key]
-        # Inductor prepacks the int8 weights only with freezing set globally while it compiles (as a
-        # torch.compile option the prepack op stays in the graph and lowering fails).
-        with inductor_config.patch(freezing=True), torch.autocast(
-                "cpu", self.between, enabled=quantized and self.between != torch.float32):
+        with torch.autocast("cpu", self.between, enabled=quantized and self.between != torch.float32):
             return fn(ws, x, img, v).float()
 
 

@@ -16,7 +16,7 @@ import torch
 from gan import threads
 from gan.conditioning.inputs import ConditionError
 from gan.networks import VideoGenerator, motion_codes_for_seed
-from gan.ops import compile_fn
+from gan.ops import compile_fn, frozen
 from gan.sampling.fast import DTYPES, ChunkGraphs, FrameRenderer, fill_grid_cache, resolve_precision
 from gan.sampling.int8 import CALIBRATION_VIDEOS, Int8Frames
 from gan.sampling.load import SamplingError
@@ -115,8 +115,8 @@ class ClipRenderer:
                 self.compile, self._fn = True, Int8Frames(self.renderer, self._calibration)
             elif self.compile:
                 fill_grid_cache(self.G, self.device)
-                self._fn = compile_fn(self.renderer, **({"mode": "reduce-overhead"} if self.device.type == "cuda"
-                                                        else {"options": {"freezing": True}}))
+                self._fn = (compile_fn(self.renderer, mode="reduce-overhead") if self.device.type == "cuda"
+                            else frozen(compile_fn(self.renderer)))
             self._graphs = ChunkGraphs(self.renderer) if self.cuda_graphs else None
             self._frames = self._render
         self._fixed = (self.compile or self.cuda_graphs) if static_shapes is None else bool(static_shapes)
