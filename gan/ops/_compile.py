@@ -38,12 +38,13 @@ def compile_fn(fn, **compile_kwargs):
 def frozen(compiled):
     """`compiled` (a torch.compile'd inference function) called with inductor's freezing on: the parameters become
     constants, so casts and weight-only math fold and conv / linear weights are pre-packed for oneDNN. Passed as a
-    torch.compile option, freezing does not happen (torch 2.14: the graph still reads and converts its weights every
-    call, BENCHMARKS.md "PT2E int8 through inductor"); set in the config while the graph compiles, it does. Frozen
-    graphs are not kept in inductor's on-disk cache: each process compiles its own."""
+    torch.compile option, freezing does not happen (torch 2.14; BENCHMARKS.md "The compiled sampler was not
+    frozen"); set in the config while the graph compiles, it does. Frozen graphs are not kept in inductor's on-disk
+    cache: each process compiles its own."""
+    from torch._inductor import config
+
     @functools.wraps(compiled)
     def call(*args, **kwargs):
-        from torch._inductor import config
         with config.patch(freezing=True):
             return compiled(*args, **kwargs)
     return call
