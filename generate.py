@@ -73,7 +73,8 @@ except KeyboardInterrupt:
                    "for auto) or int8 (ONNX Runtime static quantization, calibrated at load).")
 @click.option("--compile", "compile_", is_flag=True,
               help="--stream: torch.compile the frame rendering (the first chunk waits for the compiler: "
-                   "tens of seconds on a CPU).")
+                   "tens of seconds on a CPU, once: the compiled frames are kept in ~/.cache/reelgan/compiled "
+                   "for later runs).")
 @click.option("--image", type=str, default=None,
               help="Image-to-video models: the still to animate (frame 0 of every clip).")
 @click.option("--video", type=str, default=None,

@@ -40,7 +40,7 @@ def frozen(compiled):
     constants, so casts and weight-only math fold and conv / linear weights are pre-packed for oneDNN. Passed as a
     torch.compile option, freezing does not happen (torch 2.14; BENCHMARKS.md "The compiled sampler was not
     frozen"); set in the config while the graph compiles, it does. Frozen graphs are not kept in inductor's on-disk
-    cache: each process compiles its own."""
+    cache (oneDNN-packed weights do not pickle): gan/sampling/aot.py keeps the sampler's as packages."""
     from torch._inductor import config
 
     @functools.wraps(compiled)

@@ -16,7 +16,8 @@ import torch
 from gan import threads
 from gan.conditioning.inputs import ConditionError
 from gan.networks import VideoGenerator, motion_codes_for_seed
-from gan.ops import compile_fn, frozen
+from gan.ops import compile_fn
+from gan.sampling.aot import CompiledFrames, compile_cache_dir
 from gan.sampling.fast import DTYPES, ChunkGraphs, FrameRenderer, fill_grid_cache, resolve_precision
 from gan.sampling.int8 import CALIBRATION_VIDEOS, Int8Frames
 from gan.sampling.load import SamplingError
@@ -116,7 +117,7 @@ class ClipRenderer:
             elif self.compile:
                 fill_grid_cache(self.G, self.device)
                 self._fn = (compile_fn(self.renderer, mode="reduce-overhead") if self.device.type == "cuda"
-                            else frozen(compile_fn(self.renderer)))
+                            else CompiledFrames(self.renderer, compile_cache_dir()))
             self._graphs = ChunkGraphs(self.renderer) if self.cuda_graphs else None
             self._frames = self._render
         self._fixed = (self.compile or self.cuda_graphs) if static_shapes is None else bool(static_shapes)

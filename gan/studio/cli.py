@@ -59,7 +59,8 @@ from gan.cli_utils import Command, threads_option, watermark_options
               help="A new tab's renderer precision (the page can change it): auto picks bf16 where the CPU/GPU "
                    "runs it natively; int8 (CPU, needs torchao) quantizes the convolutions at the first frames.")
 @click.option("--compile", "compile_", is_flag=True,
-              help="Start with a torch.compiled renderer (the first frames wait tens of seconds on a CPU).")
+              help="Start with a torch.compiled renderer (on a CPU the first frames wait tens of seconds the "
+                   "first time; the compiled frames are kept for later runs).")
 @click.option("--fps", type=click.FloatRange(1, 120), default=30.0, show_default=True,
               help="A new tab's frame rate (the page can change it).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="A new tab's seed.")
