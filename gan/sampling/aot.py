@@ -8,11 +8,11 @@ kept under $REELGAN_CACHE/compiled (~/.cache/reelgan/compiled); REELGAN_COMPILE_
 
 A package is used only where everything that shaped it is unchanged: the renderer's weights and settings, the
 generator's config, reelgan's source, torch's version, the CPU, its kernel settings (ATEN_CPU_CAPABILITY,
-ONEDNN_MAX_CPU_ISA: kernels built for one abort under another), torch's thread count (baked into the kernels)
-and the input shapes. Where the ahead-of-time path fails (an older torch, a full disk), the renderer compiles in
-the process as before and says so in one line. int8 (gan/sampling/int8.py) still compiles in the process: exported,
-its graph lost the bf16 autocast between the int8 ops and ran at 0.42x. Speed and start time: BENCHMARKS.md,
-"Compiled frames kept on disk".
+ONEDNN_MAX_CPU_ISA: kernels built for one abort under another), torch's thread count (inductor plans its parallel
+loops for it) and the input shapes. Where the ahead-of-time path fails (an older torch, a full disk), the renderer
+compiles in the process as before and says so in one line. int8 (gan/sampling/int8.py) still compiles in the
+process: ahead of time, inductor (torch 2.14) left its quantized convs as float convolutions, at 0.42x.
+Speed and start time: BENCHMARKS.md, "Compiled frames kept on disk".
 """
 from __future__ import annotations
 
