@@ -3,11 +3,11 @@ the process (REELGAN_COMPILE_CACHE=0, what every run did before).
 
     PYTHONPATH=$PWD python bench/compile_cache.py --cells lite:128:bf16:1,lite:128:bf16:4,default:64:bf16:16
 
-Per cell, `--starts` fresh processes of each kind time the first chunk from the sampler's creation: compiled in the
-process, compiled ahead of time into an empty cache (the first run on a machine), and loaded from that cache (every
-later run). Then one process renders with the loaded package and the in-process compile side by side, in
-interleaved rounds, for the steady frames/s. Random weights (the frames are not judged: the two paths render the
-same graph). Prints JSON and writes bench/results/compile_cache-<date>.json.
+Per cell, `--starts` fresh processes of each kind, interleaved, time the first chunk from the sampler's creation and
+then the steady frames/s: compiled in the process, compiled ahead of time into an empty cache (the first run on a
+machine), and loaded from that cache (every later run). Each kind renders in its own processes: a compile in a
+process was seen to slow what else that process renders. Random weights (the frames are not judged: the paths
+render the same graph). Prints JSON and writes bench/results/compile_cache-<date>.json.
 """
 from __future__ import annotations
 
@@ -42,45 +42,26 @@ def _sampler(config, res, precision, batch, cached):
     return s, t0
 
 
-def start(config, res, precision, batch, cached) -> dict:
-    """One fresh process: seconds from the sampler's creation to its first chunk."""
+def start(config, res, precision, batch, cached, rounds, min_time=1.0) -> dict:
+    """One fresh process: seconds from the sampler's creation to its first chunk, then its steady frames/s (the
+    median of `rounds` rounds)."""
     import torch
     s, t0 = _sampler(config, res, precision, batch, cached)
     t = torch.arange(batch, dtype=torch.float64)
     w, x, img = s.prepare([0])
-    s.frames((w, x, img), s.motion([0], t, w))
+    v = s.motion([0], t, w)
+    s.frames((w, x, img), v)
+    first = time.perf_counter() - t0
+    rates = []
+    for _ in range(rounds):
+        t1, n = time.perf_counter(), 0
+        while time.perf_counter() - t1 < min_time:
+            s.frames((w, x, img), v)
+            n += 1
+        rates.append(n * batch / (time.perf_counter() - t1))
     fn = s._fn
-    return {"first_chunk_s": time.perf_counter() - t0, "loaded": getattr(fn, "loaded", 0),
+    return {"first_chunk_s": first, "fps": statistics.median(rates), "loaded": getattr(fn, "loaded", 0),
             "written": getattr(fn, "written", 0)}
-
-
-def steady(config, res, precision, batch, rounds, min_time=1.0) -> dict:
-    import torch
-    t = torch.arange(batch, dtype=torch.float64)
-    paths = {}
-    for name, cached in (("loaded package", True), ("compiled in the process", False)):
-        s, _ = _sampler(config, res, precision, batch, cached)
-        w, x, img = s.prepare([0])
-        v = s.motion([0], t, w)
-        s.frames((w, x, img), v)
-        paths[name] = (lambda s=s, a=((w, x, img), v): s.frames(*a))
-        if cached and s._fn.loaded != 1:
-            return {"error": "the package was not loaded from the cache"}
-    rates = {k: [] for k in paths}
-    with torch.inference_mode():
-        for fn in paths.values():
-            for _ in range(3):
-                fn()
-        for _ in range(rounds):
-            for k, fn in paths.items():
-                t0, n = time.perf_counter(), 0
-                while time.perf_counter() - t0 < min_time:
-                    fn()
-                    n += 1
-                rates[k].append(n * batch / (time.perf_counter() - t0))
-    names = list(paths)
-    return {"fps": {k: _summary(v) for k, v in rates.items()},
-            "ratio": _summary([a / b for a, b in zip(rates[names[0]], rates[names[1]])])}
 
 
 def child(args) -> None:
@@ -88,8 +69,7 @@ def child(args) -> None:
     torch.set_num_threads(args.threads)
     config, res, precision, batch = args.cell.split(":")
     res, batch = int(res), int(batch)
-    out = (start(config, res, precision, batch, args.child == "aot") if args.child in ("aot", "jit")
-           else steady(config, res, precision, batch, args.rounds))
+    out = start(config, res, precision, batch, args.child == "aot", args.rounds)
     print("RESULT " + json.dumps(out), flush=True)
 
 
@@ -110,9 +90,9 @@ def main():
     ap.add_argument("--cells", default="lite:128:bf16:1,lite:128:bf16:4,default:64:bf16:16",
                     help="config:resolution:precision:frames per call, comma separated")
     ap.add_argument("--starts", type=int, default=3, help="fresh processes per kind of start")
-    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--rounds", type=int, default=5, help="1 s rounds of steady rendering per process")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--child", choices=("aot", "jit", "steady"), help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=("aot", "jit"), help=argparse.SUPPRESS)
     ap.add_argument("--cell", help=argparse.SUPPRESS)
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -141,21 +121,18 @@ def main():
                 results[cell] = {"error": "a start meant to load the package compiled instead"}
                 print(cell, results[cell]["error"], flush=True)
                 continue
+            jit, hit = runs["compiled in the process"], runs["loaded from the cache"]
             r = {"first_chunk_s": {k: _summary([x["first_chunk_s"] for x in v]) for k, v in runs.items()},
                  "process_s": {k: _summary([x["process_s"] for x in v]) for k, v in runs.items()},
-                 "steady": run_child("steady", cell, args, env)}
+                 "steady_fps": {k: _summary([x["fps"] for x in v]) for k, v in runs.items()},
+                 "steady_loaded_over_in_process": _summary([b["fps"] / a["fps"] for a, b in zip(jit, hit)])}
         results[cell] = r
-        fc = r["first_chunk_s"]
+        fc, st, ra = r["first_chunk_s"], r["steady_fps"], r["steady_loaded_over_in_process"]
         print(f"{cell}: first chunk " + ", ".join(f"{k} {v['median']:.2f} s ({v['min']:.2f}-{v['max']:.2f})"
                                                   for k, v in fc.items()), flush=True)
-        st = r["steady"]
-        if "fps" in st:
-            print(f"{cell}: steady " + ", ".join(f"{k} {v['median']:.1f} ({v['min']:.1f}-{v['max']:.1f}) frames/s"
-                                                  for k, v in st["fps"].items())
-                  + f"; ratio {st['ratio']['median']:.2f}x ({st['ratio']['min']:.2f}-{st['ratio']['max']:.2f})",
-                  flush=True)
-        else:
-            print(cell, "steady:", st, flush=True)
+        print(f"{cell}: steady " + ", ".join(f"{k} {v['median']:.1f} ({v['min']:.1f}-{v['max']:.1f}) frames/s"
+                                             for k, v in st.items())
+              + f"; loaded / in-process {ra['median']:.2f}x ({ra['min']:.2f}-{ra['max']:.2f})", flush=True)
     out = {"date": dt.datetime.now().isoformat(timespec="seconds"), "machine": machine_info(),
            "threads": args.threads, "starts": args.starts, "rounds": args.rounds, "results": results}
     path = ROOT / "bench" / "results" / f"compile_cache-{dt.datetime.now().strftime('%Y-%m-%d-%H%M')}.json"

@@ -11,7 +11,7 @@ generator's config, reelgan's source, torch's version, the CPU, its kernel setti
 ONEDNN_MAX_CPU_ISA: kernels built for one abort under another), torch's thread count (inductor plans its parallel
 loops for it) and the input shapes. Where the ahead-of-time path fails (an older torch, a full disk), the renderer
 compiles in the process as before and says so in one line. int8 (gan/sampling/int8.py) still compiles in the
-process: ahead of time, inductor (torch 2.14) left its quantized convs as float convolutions, at 0.42x.
+process: its packages started in 2.3-2.6 s instead of 12-13 s but rendered at 0.82-0.89x, which int8 cannot spare.
 Speed and start time: BENCHMARKS.md, "Compiled frames kept on disk".
 """
 from __future__ import annotations
@@ -157,11 +157,11 @@ class CompiledFrames:
                 log.warning("compiled frames %s do not load (%s): compiling them again", path, _first_line(e))
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.pt2")
         try:
-            with torch.inference_mode(False), torch.no_grad():
-                exported = torch.export.export(self.renderer, args)
             from torch._inductor import config
-            with config.patch(freezing=True, **cpu_compile_options()):
-                torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp))
+            with torch.inference_mode(False), torch.no_grad():       # inductor freezes only with grad off
+                exported = torch.export.export(self.renderer, args)
+                with config.patch(freezing=True, **cpu_compile_options()):
+                    torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp))
             fn = torch._inductor.aoti_load_package(str(tmp))
             os.replace(tmp, path)                                # whole or not at all; a parallel run may race us
             self.written += 1
