@@ -11,8 +11,8 @@ generator's config, reelgan's source, torch's version, the CPU, its kernel setti
 ONEDNN_MAX_CPU_ISA: kernels built for one abort under another), torch's thread count (inductor plans its parallel
 loops for it) and the input shapes. Where the ahead-of-time path fails (an older torch, a full disk), the renderer
 compiles in the process as before and says so in one line. int8 (gan/sampling/int8.py) still compiles in the
-process: its packages started in 2.3-2.6 s instead of 12-13 s but rendered at 0.82-0.89x, which int8 cannot spare.
-Speed and start time: BENCHMARKS.md, "Compiled frames kept on disk".
+process: as packages its graphs started sooner but rendered slower, and int8 exists for speed. Speed and start
+time: BENCHMARKS.md, "Compiled frames kept on disk".
 """
 from __future__ import annotations
 
