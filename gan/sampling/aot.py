@@ -28,6 +28,7 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from gan.errors import one_line
 from gan.ops import compile_fn, cpu_compile_options, frozen
 
 log = logging.getLogger(__name__)
@@ -114,9 +115,8 @@ def _prune(folder: Path) -> None:
             p.unlink(missing_ok=True)
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0][:200]}" if text else type(e).__name__
+def _said(e: BaseException) -> str:
+    return f"{type(e).__name__}: {one_line(e)[:200]}"       # a compiler's message can run to pages
 
 
 class CompiledFrames:
@@ -154,7 +154,7 @@ class CompiledFrames:
                 self.loaded += 1
                 return fn
             except Exception as e:                               # a torn or foreign file: build it again
-                log.warning("compiled frames %s do not load (%s): compiling them again", path, _first_line(e))
+                log.warning("compiled frames %s do not load (%s): compiling them again", path, _said(e))
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.pt2")
         try:
             from torch._inductor import config
@@ -170,7 +170,7 @@ class CompiledFrames:
         except Exception as e:
             tmp.unlink(missing_ok=True)
             log.warning("compiling the frames ahead of time failed (%s): compiling them in this process, not kept "
-                        "between runs", _first_line(e))
+                        "between runs", _said(e))
             return self._in_process()
 
 
